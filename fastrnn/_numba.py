@@ -1,0 +1,122 @@
+"""Numba kernels: a line-for-line translation of ``csrc/_kernels.pyx``, used when it is not built.
+
+Same names, argument order, array contract (see fastrnn/reference.py) and loop structure as the
+Cython file, so that the two read side by side. Importing this module imports numba; the backend
+registry treats an ImportError as "numba backend unavailable".
+"""
+import math
+
+import numba
+import numpy as np
+
+# Activation codes: the contract with fastrnn/activations.py CODES.
+LINEAR = 0
+TANH = 1
+SIGMOID = 2
+RELU = 3
+HARD_SIGMOID = 4
+HARD_SIGMOID_KERAS2 = 5
+ELU = 6
+SELU = 7
+SOFTSIGN = 8
+SOFTPLUS = 9
+SILU = 10
+GELU = 11
+EXPONENTIAL = 12
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+SQRT1_2 = 0.70710678118654752440084436210485
+
+jit = numba.njit(nogil=True, cache=True)
+
+
+@jit
+def _sigmoid(x):
+    # exp(-|x|) never overflows; the branch keeps full precision on both tails.
+    z = math.exp(-x if x >= 0 else x)
+    return 1 / (1 + z) if x >= 0 else z / (1 + z)
+
+
+@jit
+def _clip(x, lo, hi):
+    # Comparisons are false for NaN, so NaN passes through as in np.clip.
+    if x < lo:
+        return lo
+    if x > hi:
+        return hi
+    return x
+
+
+@jit
+def activate(v, activation):
+    """Apply the activation with code `activation` to the row `v` in place."""
+    n = v.shape[0]
+    if activation == TANH:
+        for j in range(n):
+            v[j] = math.tanh(v[j])
+    elif activation == SIGMOID:
+        for j in range(n):
+            v[j] = _sigmoid(v[j])
+    elif activation == RELU:
+        for j in range(n):
+            v[j] = 0 if v[j] < 0 else v[j]
+    elif activation == HARD_SIGMOID:
+        for j in range(n):
+            v[j] = _clip(v[j] + 3, 0.0, 6.0) / 6
+    elif activation == HARD_SIGMOID_KERAS2:
+        for j in range(n):
+            v[j] = _clip(0.2 * v[j] + 0.5, 0.0, 1.0)
+    elif activation == ELU:
+        for j in range(n):
+            v[j] = v[j] if v[j] > 0 else math.expm1(v[j])
+    elif activation == SELU:
+        for j in range(n):
+            x = v[j]
+            v[j] = SELU_SCALE * (x if x > 0 else SELU_ALPHA * math.expm1(x))
+    elif activation == SOFTSIGN:
+        for j in range(n):
+            v[j] = v[j] / (1 + (v[j] if v[j] >= 0 else -v[j]))
+    elif activation == SOFTPLUS:
+        for j in range(n):
+            x = v[j]
+            # log(1 + e^x) = log1p(e^-|x|) + max(x, 0), stable for large |x|.
+            v[j] = math.log1p(math.exp(-x if x >= 0 else x)) + (x if x > 0 else 0)
+    elif activation == SILU:
+        for j in range(n):
+            v[j] = v[j] * _sigmoid(v[j])
+    elif activation == GELU:
+        for j in range(n):
+            x = v[j]
+            v[j] = 0.5 * x * (1 + math.erf(x * SQRT1_2))
+    elif activation == EXPONENTIAL:
+        for j in range(n):
+            v[j] = math.exp(v[j])
+    # LINEAR: nothing to do.
+
+
+@jit
+def simple_rnn(inputs, recurrent_kernel, mask, activation, h, sequence):
+    """SimpleRNN recurrence ``h_t = act(inputs[:, t] + h_{t-1} @ recurrent_kernel)``, in place.
+
+    See fastrnn/reference.py for the contract; this mirrors csrc/_kernels.pyx.
+    """
+    batch, timesteps, units = inputs.shape
+    use_mask = mask.shape[0] > 0
+    write_sequence = sequence.shape[0] > 0
+    row = np.empty(units, inputs.dtype)
+    for b in range(batch):
+        h_b = h[b]
+        for t in range(timesteps):
+            if not use_mask or mask[b, t]:
+                # row = inputs[b, t] + h_b @ recurrent_kernel, one kernel row at a time.
+                row[:] = inputs[b, t]
+                for k in range(units):
+                    h_k = h_b[k]
+                    w_k = recurrent_kernel[k]
+                    for j in range(units):
+                        row[j] += h_k * w_k[j]
+                activate(row, activation)
+                h_b[:] = row
+            if write_sequence:
+                sequence[b, t] = h_b

@@ -1,0 +1,180 @@
+"""The backend registry: which implementation of the kernels runs the layers.
+
+Three backends offer the same kernel functions (the contract is documented in
+fastrnn/reference.py): ``cython`` (the compiled extension built from csrc/), ``numba`` (the
+JIT-compiled fallback, needs numba) and ``numpy`` (the reference itself). ``auto`` takes the first
+of them that imports, in that order. The environment variable ``FASTRNN_BACKEND`` names the
+default; `set_backend` overrides it at run time. This module is the only importer of the compiled
+extension and of numba.
+"""
+import os
+import platform
+
+__all__ = ["available", "backend", "kernels", "set_backend", "show_config"]
+
+
+def _import_cython():
+    from . import _kernels
+
+    return _kernels
+
+
+def _import_numba():
+    from . import _numba
+
+    return _numba
+
+
+def _import_numpy():
+    from . import reference
+
+    return reference
+
+
+# Order matters: "auto" takes the first that imports.
+_IMPORTERS = {"cython": _import_cython, "numba": _import_numba, "numpy": _import_numpy}
+
+_active = None  # (name, kernels module, how it was chosen); resolved on first use
+
+
+def _load(name):
+    """Import backend `name`; raise ImportError saying why it is unavailable."""
+    try:
+        importer = _IMPORTERS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown fastrnn backend {name!r}; choose one of 'auto', {', '.join(map(repr, _IMPORTERS))}"
+        ) from None
+    try:
+        return importer()
+    except ImportError as exc:
+        hint = {
+            "cython": "the compiled extension fastrnn._kernels is missing: reinstall fastrnn "
+            "from source with a C compiler (pip install .)",
+            "numba": "numba is not installed: pip install 'fastrnn[numba]'",
+        }.get(name, "")
+        raise ImportError(f"fastrnn backend {name!r} is unavailable: {hint} ({exc})") from exc
+
+
+def _select(name, how):
+    global _active
+    if name == "auto":
+        for candidate in _IMPORTERS:
+            try:
+                _active = (candidate, _load(candidate), how)
+                return
+            except ImportError:
+                continue
+    _active = (name, _load(name), how)
+
+
+def set_backend(name="auto"):
+    """Choose the implementation that runs every layer from now on.
+
+    Parameters
+    ----------
+    name : {"auto", "cython", "numba", "numpy"}
+        ``"auto"`` takes the first available of cython, numba, numpy (ignoring ``FASTRNN_BACKEND``).
+
+    Raises
+    ------
+    ValueError
+        If `name` is not a backend.
+    ImportError
+        If the named backend cannot be loaded here (the message says why and how to fix it).
+
+    Examples
+    --------
+    >>> import fastrnn
+    >>> fastrnn.set_backend("numpy")
+    >>> fastrnn.backend()
+    'numpy'
+    >>> fastrnn.set_backend("auto")
+    """
+    _select(name, "set_backend" if name != "auto" else "auto")
+
+
+def kernels():
+    """Return the module whose kernel functions run the layers (resolving the default once)."""
+    if _active is None:
+        env = os.environ.get("FASTRNN_BACKEND", "").strip().lower()
+        _select(env or "auto", "FASTRNN_BACKEND" if env and env != "auto" else "auto")
+    return _active[1]
+
+
+def backend():
+    """Return the name of the backend in use: ``"cython"``, ``"numba"`` or ``"numpy"``.
+
+    Examples
+    --------
+    >>> import fastrnn
+    >>> fastrnn.backend() in ("cython", "numba", "numpy")
+    True
+    """
+    kernels()
+    return _active[0]
+
+
+def available():
+    """Report which backends can be loaded here.
+
+    Returns
+    -------
+    dict
+        ``{name: None}`` for a loadable backend, ``{name: "reason"}`` for one that is not, in the
+        order ``auto`` tries them.
+    """
+    report = {}
+    for name in _IMPORTERS:
+        try:
+            _load(name)
+            report[name] = None
+        except ImportError as exc:
+            report[name] = str(exc)
+    return report
+
+
+def _numpy_blas():
+    import numpy as np
+
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # numpy < 1.25 has no dict mode; the BLAS line is a nicety
+        return "unknown"
+
+
+def show_config():
+    """Print the fastrnn version, the backend in use and why, every backend's status, and how the
+    compiled extension, NumPy and its BLAS were built.
+
+    Examples
+    --------
+    >>> import fastrnn
+    >>> fastrnn.show_config()  # doctest: +SKIP
+    fastrnn 0.1.0
+    backend: cython (chosen by auto)
+    ...
+    """
+    import numpy as np
+
+    from . import __version__
+
+    name = backend()
+    lines = [f"fastrnn {__version__}", f"backend: {name} (chosen by {_active[2]})", "backends:"]
+    for candidate, reason in available().items():
+        if reason is not None:
+            detail = reason
+        elif candidate == "cython":
+            info = _load("cython").BUILD_INFO
+            detail = f"built with {info['compiler']}, flags {info['cflags']}, Cython {info['cython']}"
+        elif candidate == "numba":
+            import numba
+
+            detail = f"numba {numba.__version__}"
+        else:
+            detail = "NumPy reference"
+        lines.append(f"  {candidate:6s} {'ok' if reason is None else '--'}  {detail}")
+    lines.append(f"numpy {np.__version__}, BLAS: {_numpy_blas()}")
+    lines.append(f"python {platform.python_version()} on {platform.machine()} {platform.system()}")
+    print("\n".join(lines))
