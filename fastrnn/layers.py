@@ -326,7 +326,7 @@ class _RNN:
         projected = x @ self.kernel
         if self.use_bias:
             projected += self.bias
-        projected = projected.reshape(batch, timesteps, -1)
+        projected = projected.reshape(batch, timesteps, self.kernel.shape[1])
 
         sequence = np.empty((batch, timesteps, self.units) if self.return_sequences else (0, 0, 0),
                             self.dtype)

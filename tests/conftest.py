@@ -1,0 +1,38 @@
+"""Shared test fixtures: every test that takes `backend_name` runs once per backend.
+
+Each backend is forced in turn, so a backend that silently failed to load cannot pass as green.
+``FASTRNN_BACKEND=name pytest`` runs the whole suite on that one backend only.
+"""
+import os
+
+import numpy as np
+import pytest
+
+import fastrnn
+
+ALL_BACKENDS = ("cython", "numba", "numpy")
+BACKENDS = (os.environ["FASTRNN_BACKEND"],) if os.environ.get("FASTRNN_BACKEND") else ALL_BACKENDS
+
+# float32 within 1e-5 absolute of the framework; float64 within 1e-12 of the reference.
+TOLERANCE = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request):
+    """Run the test with `request.param` as the active backend, then restore the previous one."""
+    previous = fastrnn.backend()
+    fastrnn.set_backend(request.param)
+    yield request.param
+    fastrnn.set_backend(previous)
+
+
+def assert_close(actual, expected, dtype):
+    """Compare outputs (or lists of outputs) within the tolerance of `dtype`; NaN equals NaN."""
+    if isinstance(expected, (list, tuple)):
+        assert isinstance(actual, (list, tuple)) and len(actual) == len(expected)
+        for a, e in zip(actual, expected):
+            assert_close(a, e, dtype)
+        return
+    assert actual.dtype == np.dtype(dtype), (actual.dtype, dtype)
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=TOLERANCE[np.dtype(dtype)], equal_nan=True)

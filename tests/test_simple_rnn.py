@@ -1,0 +1,352 @@
+"""SimpleRNN: every backend against the NumPy reference, invariants, inputs, initialisation."""
+import itertools
+import threading
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import activations
+from conftest import assert_close
+
+DTYPES = ("float32", "float64")
+BATCH, TIMESTEPS, INPUT_DIM, UNITS = 5, 7, 4, 6
+
+
+def make_layer(dtype="float32", seed=0, scale=0.5, **kwargs):
+    """A built layer with random weights, bias included, that keep activations in range."""
+    rng = np.random.default_rng(seed)
+    use_bias = kwargs.get("use_bias", True)
+    weights = [rng.uniform(-scale, scale, (INPUT_DIM, UNITS)),
+               rng.uniform(-scale, scale, (UNITS, UNITS))]
+    if use_bias:
+        weights.append(rng.uniform(-scale, scale, UNITS))
+    return fastrnn.SimpleRNN(UNITS, weights=weights, dtype=dtype, **kwargs)
+
+
+def make_inputs(dtype="float32", seed=1, batch=BATCH, timesteps=TIMESTEPS):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, timesteps, INPUT_DIM)).astype(dtype)
+    # Every kind of row: unmasked, leading, middle and trailing gaps, fully masked.
+    mask = np.ones((batch, timesteps), bool)
+    mask[1, :2] = mask[2, 3:5] = mask[3, -2:] = mask[4, :] = False
+    h0 = rng.standard_normal((batch, UNITS)).astype(dtype)
+    return x, mask, h0
+
+
+def on_reference(fn):
+    """Run `fn` with the NumPy reference as the backend."""
+    previous = fastrnn.backend()
+    fastrnn.set_backend("numpy")
+    try:
+        return fn()
+    finally:
+        fastrnn.set_backend(previous)
+
+
+OPTIONS = list(itertools.product([False, True], repeat=6))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "return_sequences, return_state, go_backwards, use_bias, with_mask, with_state", OPTIONS,
+    ids=["seq%d-state%d-back%d-bias%d-mask%d-h0%d" % o for o in OPTIONS],
+)
+def test_backend_matches_reference(backend_name, dtype, return_sequences, return_state,
+                                   go_backwards, use_bias, with_mask, with_state):
+    layer = make_layer(dtype, return_sequences=return_sequences, return_state=return_state,
+                       go_backwards=go_backwards, use_bias=use_bias)
+    x, mask, h0 = make_inputs(dtype)
+    kwargs = {"mask": mask if with_mask else None, "initial_state": h0 if with_state else None}
+    expected = on_reference(lambda: layer(x, **kwargs))
+    assert_close(layer(x, **kwargs), expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", sorted(activations.CODES))
+def test_each_activation_matches_reference(backend_name, activation, dtype):
+    # Weights large enough to saturate the bounded activations; the unbounded ones get smaller
+    # weights so that values stay moderate (absolute tolerances) over the sequence.
+    bounded = ("tanh", "sigmoid", "hard_sigmoid", "hard_sigmoid_keras2", "softsign")
+    scale = 1.5 if activation in bounded else 0.3 if activation in ("exponential", "linear", "relu") else 0.5
+    layer = make_layer(dtype, activation=activation, scale=scale, return_sequences=True)
+    x, mask, _ = make_inputs(dtype)
+    expected = on_reference(lambda: layer(x, mask=mask))
+    assert np.all(np.isfinite(expected))
+    assert_close(layer(x, mask=mask), expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_activation_functions_are_keras_formulas(dtype):
+    x = np.linspace(-8, 8, 161).astype(dtype)
+    f = activations.get
+    np.testing.assert_allclose(f("hard_sigmoid")(x), np.clip(x / 6 + 0.5, 0, 1), atol=1e-7)
+    np.testing.assert_allclose(f("hard_sigmoid_keras2")(x), np.clip(0.2 * x + 0.5, 0, 1), atol=1e-7)
+    np.testing.assert_allclose(f("sigmoid")(x), 1 / (1 + np.exp(-x.astype(float))), rtol=1e-6)
+    np.testing.assert_allclose(f("softplus")(x), np.log1p(np.exp(x.astype(float))), rtol=1e-6)
+    assert f("swish") is f("silu")
+    assert f(None) is f("linear")
+    for name in activations.CODES:
+        assert f(name)(x).dtype == x.dtype, name
+
+
+def test_activations_saturate_without_warnings():
+    x = np.array([-1e30, -1000.0, 1000.0, 1e30, np.inf, -np.inf])
+    with np.errstate(over="raise", divide="raise", invalid="raise"):
+        assert list(activations.get("sigmoid")(x)) == [0, 0, 1, 1, 1, 0]
+        assert list(activations.get("softplus")(x[:4])) == [0, 0, 1000, 1e30]
+        assert list(activations.get("elu")(x[:2])) == [-1, -1]
+
+
+def test_last_step_of_sequence_is_output_and_state(backend_name):
+    x, mask, h0 = make_inputs()
+    sequence = make_layer(return_sequences=True)(x, initial_state=h0, mask=mask)
+    output, state = make_layer(return_state=True)(x, initial_state=h0, mask=mask)
+    np.testing.assert_array_equal(output, sequence[:, -1])
+    # Without a mask, the output is the state; with one, a fully masked row keeps its
+    # initial state while its output is zeros (Keras).
+    np.testing.assert_array_equal(state[:4], output[:4])
+    np.testing.assert_array_equal(state[4], h0[4])
+    assert not output[4].any()
+
+
+def test_batch_equals_sequences_run_alone(backend_name):
+    layer = make_layer(return_sequences=True, return_state=True)
+    x, mask, h0 = make_inputs()
+    batched = layer(x, initial_state=h0, mask=mask)
+    for b in range(BATCH):
+        alone = layer(x[b:b + 1], initial_state=h0[b:b + 1], mask=mask[b:b + 1])
+        for together, single in zip(batched, alone):
+            np.testing.assert_allclose(together[b:b + 1], single, rtol=0, atol=1e-6)
+
+
+def test_go_backwards_equals_reversed_input(backend_name):
+    x, mask, h0 = make_inputs()
+    backwards = make_layer(return_sequences=True, go_backwards=True)
+    forwards = make_layer(return_sequences=True)
+    np.testing.assert_array_equal(
+        backwards(x, initial_state=h0, mask=mask),
+        forwards(x[:, ::-1], initial_state=h0, mask=mask[:, ::-1]),
+    )
+
+
+def test_masked_steps_repeat_previous_output():
+    x, mask, _ = make_inputs()
+    sequence = make_layer(return_sequences=True)(x, mask=mask)
+    assert not sequence[1, :2].any()                                  # before the first step
+    np.testing.assert_array_equal(sequence[2, 3], sequence[2, 2])     # a gap repeats
+    np.testing.assert_array_equal(sequence[3, -1], sequence[3, -3])   # trailing gap
+    assert not sequence[4].any()                                      # fully masked
+
+
+def test_integer_mask_equals_boolean_mask(backend_name):
+    layer = make_layer(return_sequences=True)
+    x, mask, _ = make_inputs()
+    np.testing.assert_array_equal(layer(x, mask=mask.astype(np.int8)), layer(x, mask=mask))
+
+
+def test_results_do_not_depend_on_thread_count(backend_name):
+    layer = make_layer(return_sequences=True)
+    inputs = [make_inputs(seed=s)[0] for s in range(8)]
+    expected = [layer(x) for x in inputs]
+    results = [None] * len(inputs)
+
+    def work(i):
+        for _ in range(20):
+            results[i] = layer(inputs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r, e in zip(results, expected):
+        np.testing.assert_array_equal(r, e)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["fortran", "strided", "negative_strides", "read_only", "int64", "float16", "float64_into_float32", "memmap"],
+)
+def test_any_input_layout_and_dtype(backend_name, layout, tmp_path):
+    layer = make_layer(return_sequences=True)
+    x, _, _ = make_inputs()
+    if layout == "fortran":
+        given, expected_input = np.asfortranarray(x), x
+    elif layout == "strided":
+        wide = np.repeat(x, 2, axis=2)
+        given, expected_input = wide[:, :, ::2], x
+    elif layout == "negative_strides":
+        given, expected_input = x[::-1], x[::-1].copy()
+    elif layout == "read_only":
+        given = x.copy()
+        given.flags.writeable = False
+        expected_input = x
+    elif layout == "int64":
+        given = np.round(x * 3).astype(np.int64)
+        expected_input = given.astype(np.float32)
+    elif layout == "float16":
+        given = x.astype(np.float16)
+        expected_input = given.astype(np.float32)
+    elif layout == "float64_into_float32":
+        given, expected_input = x.astype(np.float64), x
+    else:
+        np.save(tmp_path / "x.npy", x)
+        given, expected_input = np.load(tmp_path / "x.npy", mmap_mode="r"), x
+    output = layer(given)
+    assert output.dtype == np.float32
+    np.testing.assert_allclose(output, layer(expected_input), rtol=0, atol=1e-6)
+
+
+def test_inputs_and_initial_state_are_not_modified(backend_name):
+    layer = make_layer(return_state=True, go_backwards=True)
+    x, mask, h0 = make_inputs()
+    copies = x.copy(), mask.copy(), h0.copy()
+    layer(x, initial_state=h0, mask=mask)
+    for original, copy in zip((x, mask, h0), copies):
+        np.testing.assert_array_equal(original, copy)
+
+
+def test_return_state_arrays_are_independent():
+    output, state = make_layer(return_state=True)(make_inputs()[0])
+    output[...] = 0
+    assert state.any()
+
+
+def test_nan_and_inf_stay_in_their_row(backend_name):
+    layer = make_layer(return_sequences=True)
+    x, _, _ = make_inputs()
+    x[0, 3, 0] = np.nan
+    x[1, 0, 0] = np.inf
+    output = layer(x)
+    assert np.isnan(output[0, 3:]).all() and not np.isnan(output[0, :3]).any()
+    assert np.isfinite(output[2:]).all()
+    assert_close(output, on_reference(lambda: layer(x)), "float32")
+
+
+def test_batch_zero_returns_empty(backend_name):
+    x = np.zeros((0, TIMESTEPS, INPUT_DIM), np.float32)
+    assert make_layer()(x).shape == (0, UNITS)
+    output, state = make_layer(return_sequences=True, return_state=True)(x)
+    assert output.shape == (0, TIMESTEPS, UNITS) and state.shape == (0, UNITS)
+
+
+def test_float64_end_to_end(backend_name):
+    layer = make_layer("float64", return_sequences=True, return_state=True)
+    assert all(w.dtype == np.float64 for w in layer.get_weights())
+    output, state = layer(make_inputs("float32")[0])
+    assert output.dtype == state.dtype == np.float64
+
+
+# ------------------------------------------------------------------ weights and initialisation
+def test_get_weights_round_trip():
+    layer = make_layer()
+    other = fastrnn.SimpleRNN(UNITS)
+    other.set_weights(layer.get_weights())
+    x = make_inputs()[0]
+    np.testing.assert_array_equal(other(x), layer(x))
+    assert [w.shape for w in layer.get_weights()] == [(INPUT_DIM, UNITS), (UNITS, UNITS), (UNITS,)]
+
+
+def test_weights_are_private_copies():
+    kernel = np.ones((INPUT_DIM, UNITS), np.float32)
+    layer = fastrnn.SimpleRNN(UNITS, weights=[kernel, np.eye(UNITS), np.zeros(UNITS)])
+    kernel[...] = 5
+    layer.get_weights()[0][...] = 7
+    assert (layer.kernel == 1).all()
+
+
+def test_keras_initialisation():
+    layer = fastrnn.SimpleRNN(8, seed=3)
+    layer(np.zeros((2, 4, 5)))
+    kernel, recurrent_kernel, bias = layer.get_weights()
+    assert np.abs(kernel).max() <= np.sqrt(6 / (5 + 8))
+    assert kernel.std() > 0.1
+    np.testing.assert_allclose(recurrent_kernel @ recurrent_kernel.T, np.eye(8), atol=1e-5)
+    assert not bias.any()
+    again = fastrnn.SimpleRNN(8, seed=3, input_shape=(4, 5)).get_weights()
+    np.testing.assert_array_equal(again[0], kernel)
+    assert not np.array_equal(fastrnn.SimpleRNN(8, seed=4, input_shape=(4, 5)).get_weights()[0], kernel)
+
+
+def test_names_count_up_like_keras():
+    first, second = fastrnn.SimpleRNN(2), fastrnn.SimpleRNN(2)
+    assert first.name.startswith("simple_rnn") and first.name != second.name
+    assert fastrnn.SimpleRNN(2, name="encoder").name == "encoder"
+
+
+def test_count_params_and_output_shape():
+    layer = fastrnn.SimpleRNN(3, input_shape=(2, 10), return_state=True)
+    assert layer.count_params() == 42
+    assert layer.output_shape == [(None, 3), (None, 3)]
+    assert fastrnn.SimpleRNN(3, use_bias=False, input_shape=(2, 10)).count_params() == 39
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    "inputs, error, message",
+    [
+        (np.zeros((2, 3)), ValueError, r"shape \(batch, timesteps, input_dim\), got shape \(2, 3\)"),
+        (np.zeros((2, 3, 5, 1)), ValueError, "got shape"),
+        (np.zeros((2, 3, 5)), ValueError, r"expects input_dim 4, got input of shape \(2, 3, 5\)"),
+        (np.zeros((2, 0, 4)), ValueError, "0 timesteps"),
+        (np.array([[["a"] * 4]]), TypeError, "real numeric array, got dtype <U1"),
+        (np.zeros((2, 3, 4), complex), TypeError, "complex128"),
+        (np.zeros((2, 3, 4), bool), TypeError, "bool"),
+        (np.empty((2, 3, 4), object), TypeError, "object"),
+    ],
+)
+def test_bad_inputs_are_named(inputs, error, message):
+    with pytest.raises(error, match=message):
+        make_layer()(inputs)
+
+
+def test_bad_mask_and_state_are_named():
+    layer = make_layer()
+    x = np.zeros((2, 3, INPUT_DIM))
+    with pytest.raises(ValueError, match=r"mask .* must have shape \(batch, timesteps\) = \(2, 3\), got \(3, 2\)"):
+        layer(x, mask=np.ones((3, 2), bool))
+    with pytest.raises(TypeError, match="mask .* must be boolean, got dtype float64"):
+        layer(x, mask=np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"expected initial_state of shape \(2, 6\) .* got \(6,\)"):
+        layer(x, initial_state=np.zeros(UNITS))
+    with pytest.raises(ValueError, match="expects 1 initial state array"):
+        layer(x, initial_state=[np.zeros((2, UNITS))] * 2)
+
+
+def test_bad_weights_are_named():
+    layer = fastrnn.SimpleRNN(3, name="simple_rnn")
+    with pytest.raises(ValueError, match=r"expected recurrent_kernel of shape \(3, 3\) for layer 'simple_rnn', got \(3, 4\)"):
+        layer.set_weights([np.zeros((10, 3)), np.zeros((3, 4)), np.zeros(3)])
+    with pytest.raises(ValueError, match=r"expects 3 weights \(kernel, recurrent_kernel, bias\), got 2"):
+        layer.set_weights([np.zeros((10, 3)), np.zeros((3, 3))])
+    with pytest.raises(ValueError, match="2-D kernel"):
+        layer.set_weights([np.zeros(3), np.zeros((3, 3)), np.zeros(3)])
+    with pytest.raises(TypeError, match="list of weight arrays"):
+        layer.set_weights(np.zeros((10, 3)))
+    with pytest.raises(TypeError, match="real numeric"):
+        layer.set_weights([np.zeros((10, 3)), np.zeros((3, 3)), np.array(["a"] * 3)])
+    layer.set_weights([np.zeros((10, 3)), np.zeros((3, 3)), np.zeros(3)])
+    with pytest.raises(ValueError, match=r"expected kernel of shape \(10, 3\) for layer 'simple_rnn', got \(3, 10\)"):
+        layer.set_weights([np.zeros((3, 10)), np.zeros((3, 3)), np.zeros(3)])
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"units": 0}, ValueError, "units must be a positive integer, got 0"),
+        ({"units": 2.5}, ValueError, "units must be a positive integer"),
+        ({"units": 2, "activation": "tanhh"}, ValueError, "unknown activation 'tanhh'; supported: .*tanh"),
+        ({"units": 2, "activation": np.tanh}, TypeError, "activation must be a name"),
+        ({"units": 2, "dtype": "float16"}, TypeError, "dtype must be 'float32' or 'float64', got 'float16'"),
+        ({"units": 2, "input_shape": (3, 0)}, ValueError, "positive input_dim"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        fastrnn.SimpleRNN(**kwargs)
+
+
+def test_unbuilt_layer_has_no_param_count():
+    with pytest.raises(ValueError, match="not built"):
+        fastrnn.SimpleRNN(3).count_params()
