@@ -1,0 +1,86 @@
+"""The backend registry, and the guard against a silently missing compiled extension."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import backends
+
+
+def run_python(code, **env):
+    """Run `code` in a fresh interpreter with extra environment variables; return its stdout."""
+    environ = {k: v for k, v in os.environ.items() if k != "FASTRNN_BACKEND"}
+    environ.update(env)
+    done = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_compiled_extension_is_built():
+    # Fails when the Cython build was skipped or broken, so CI cannot go green on the fallbacks.
+    from fastrnn import _kernels
+
+    assert backends.available()["cython"] is None
+    assert _kernels.BUILD_INFO["cflags"] != "unknown"
+
+
+def test_numba_fallback_is_installed_with_the_test_extras():
+    assert backends.available()["numba"] is None
+
+
+def test_auto_prefers_cython():
+    assert run_python("import fastrnn; print(fastrnn.backend())") == "cython"
+
+
+@pytest.mark.parametrize("name", ["cython", "numba", "numpy"])
+def test_environment_variable_selects_backend(name):
+    assert run_python("import fastrnn; print(fastrnn.backend())", FASTRNN_BACKEND=name) == name
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="unknown fastrnn backend 'cuda'; choose one of 'auto'"):
+        fastrnn.set_backend("cuda")
+    out = run_python(
+        "import fastrnn\ntry:\n    fastrnn.backend()\nexcept ValueError as e:\n    print(e)",
+        FASTRNN_BACKEND="fortran",
+    )
+    assert "unknown fastrnn backend 'fortran'" in out
+
+
+def test_unavailable_backend_raises_and_auto_falls_back(monkeypatch):
+    previous = fastrnn.backend()
+
+    def missing():
+        raise ImportError("No module named 'numba'")
+
+    monkeypatch.setitem(backends._IMPORTERS, "numba", missing)
+    with pytest.raises(ImportError, match="backend 'numba' is unavailable: numba is not installed"):
+        fastrnn.set_backend("numba")
+    assert fastrnn.backend() == previous  # a failed switch changes nothing
+
+    monkeypatch.setitem(backends._IMPORTERS, "cython", missing)
+    fastrnn.set_backend("auto")
+    try:
+        assert fastrnn.backend() == "numpy"
+        assert "unavailable" in backends.available()["cython"]
+    finally:
+        monkeypatch.undo()
+        fastrnn.set_backend(previous)
+
+
+def test_set_backend_switches_the_kernels(backend_name):
+    assert fastrnn.backend() == backend_name
+    assert backends.kernels() is backends._load(backend_name)
+    layer = fastrnn.SimpleRNN(2, input_shape=(3, 2), seed=0)
+    assert layer(np.ones((1, 3, 2))).shape == (1, 2)
+
+
+def test_show_config_reports_the_choice(capsys):
+    fastrnn.show_config()
+    out = capsys.readouterr().out
+    assert out.startswith(f"fastrnn {fastrnn.__version__}\nbackend: {fastrnn.backend()}")
+    assert "gcc" in out or "clang" in out
+    assert f"numpy {np.__version__}, BLAS:" in out

@@ -1,0 +1,34 @@
+"""The ``fastrnn`` command: the README's demo and the config report."""
+import subprocess
+import sys
+
+import pytest
+
+import fastrnn
+from fastrnn.cli import main
+
+
+def test_demo_runs_the_tutorial_model(capsys):
+    assert main(["demo", "--batch", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "42 params" in out
+    assert "shape (4, 2, 3)" in out
+    assert "largest difference from the NumPy reference" in out
+
+
+def test_module_entry_point_runs_demo():
+    done = subprocess.run([sys.executable, "-m", "fastrnn", "demo"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"backend: {fastrnn.backend()}" in done.stdout
+
+
+def test_config_command(capsys):
+    assert main(["config"]) == 0
+    assert capsys.readouterr().out.startswith("fastrnn ")
+
+
+@pytest.mark.parametrize("argv", [[], ["demo", "--batch", "0"], ["nonsense"]])
+def test_usage_errors_exit_2(argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
