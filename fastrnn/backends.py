@@ -53,6 +53,11 @@ def _load(name):
             "from source with a C compiler (pip install .)",
             "numba": "numba is not installed: pip install 'fastrnn[numba]'",
         }.get(name, "")
+        here = os.path.dirname(os.path.abspath(__file__))
+        if name == "cython" and os.path.isdir(os.path.join(here, os.pardir, "csrc")):
+            # The usual cause: Python found the source checkout before the installed package.
+            hint = (f"fastrnn was imported from the source checkout {here}, which has no built "
+                    "extension: run from another directory, or build in place with pip install -e .")
         raise ImportError(f"fastrnn backend {name!r} is unavailable: {hint} ({exc})") from exc
 
 
