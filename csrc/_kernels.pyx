@@ -161,13 +161,38 @@ cdef void activate(floating* v, Py_ssize_t n, int activation) noexcept nogil:
     # LINEAR: nothing to do.
 
 
+cdef inline void matvec_add(const floating* h, const floating* w, Py_ssize_t n_in,
+                            Py_ssize_t n_out, Py_ssize_t w_stride, floating* out) noexcept nogil:
+    """out[0:n_out] += h[0:n_in] @ w, w a (n_in, >= n_out) row-major block with rows `w_stride` apart.
+
+    One kernel row at a time, so the inner loop runs over contiguous memory and vectorises.
+    """
+    cdef Py_ssize_t k, j
+    cdef floating h_k
+    cdef const floating* w_k
+    for k in range(n_in):
+        h_k = h[k]
+        w_k = w + k * w_stride
+        for j in range(n_out):
+            out[j] += h_k * w_k[j]
+
+
+cdef void* alloc_scratch(size_t nbytes) except NULL nogil:
+    """Scratch memory private to one call, so that concurrent calls never share state."""
+    cdef void* p = malloc(nbytes)
+    if p == NULL:
+        with gil:
+            raise MemoryError(f"cannot allocate {nbytes} bytes of scratch")
+    return p
+
+
 def simple_rnn(const floating[:, :, ::1] inputs,            # IN  (B, T, U) x_t @ kernel + bias
                const floating[:, ::1] recurrent_kernel,     # IN  (U, U)
                const unsigned char[:, ::1] mask,            # IN  (B, T), or (0, 0) for no mask
                int activation,
                floating[:, ::1] h,                          # IN/OUT (B, U) initial -> final state
                floating[:, :, ::1] sequence):               # OUT (B, T, U), or (0, 0, 0) to skip
-    """SimpleRNN recurrence ``h_t = act(inputs[:, t] + h_{t-1} @ recurrent_kernel)``, in place.
+    """SimpleRNN: ``h_t = act(inputs[:, t] + h_{t-1} @ recurrent_kernel)``, in place.
 
     See fastrnn/reference.py for the contract; this is its compiled twin.
     """
@@ -175,30 +200,118 @@ def simple_rnn(const floating[:, :, ::1] inputs,            # IN  (B, T, U) x_t 
     cdef bint use_mask = mask.shape[0] > 0
     cdef bint write_sequence = sequence.shape[0] > 0
     cdef size_t row_bytes = units * sizeof(floating)
-    cdef Py_ssize_t b, t, k, j
-    cdef floating h_k
+    cdef Py_ssize_t b, t
     cdef floating* h_b
-    cdef const floating* w_k
-    cdef floating* row = <floating*> malloc(row_bytes)
-    if row == NULL:
-        raise MemoryError(f"cannot allocate {row_bytes} bytes for a state row")
-    try:
-        with nogil:
-            for b in range(batch):
-                h_b = &h[b, 0]
-                for t in range(timesteps):
-                    if not use_mask or mask[b, t]:
-                        # row = inputs[b, t] + h_b @ recurrent_kernel, one kernel row at a time
-                        # so the inner loop runs over contiguous memory and vectorises.
-                        memcpy(row, &inputs[b, t, 0], row_bytes)
-                        for k in range(units):
-                            h_k = h_b[k]
-                            w_k = &recurrent_kernel[k, 0]
-                            for j in range(units):
-                                row[j] += h_k * w_k[j]
-                        activate(row, units, activation)
-                        memcpy(h_b, row, row_bytes)
-                    if write_sequence:
-                        memcpy(&sequence[b, t, 0], h_b, row_bytes)
-    finally:
+    cdef floating* row
+    with nogil:
+        row = <floating*> alloc_scratch(units * sizeof(floating))
+        for b in range(batch):
+            h_b = &h[b, 0]
+            for t in range(timesteps):
+                if not use_mask or mask[b, t]:
+                    memcpy(row, &inputs[b, t, 0], row_bytes)
+                    matvec_add(h_b, &recurrent_kernel[0, 0], units, units, units, row)
+                    activate(row, units, activation)
+                    memcpy(h_b, row, row_bytes)
+                if write_sequence:
+                    memcpy(&sequence[b, t, 0], h_b, row_bytes)
         free(row)
+
+
+def lstm(const floating[:, :, ::1] inputs,                  # IN  (B, T, 4U) x_t @ kernel + bias
+         const floating[:, ::1] recurrent_kernel,           # IN  (U, 4U), gates i, f, c, o
+         const unsigned char[:, ::1] mask,                  # IN  (B, T), or (0, 0) for no mask
+         int activation,
+         int recurrent_activation,
+         floating[:, ::1] h,                                # IN/OUT (B, U)
+         floating[:, ::1] c,                                # IN/OUT (B, U)
+         floating[:, :, ::1] sequence):                     # OUT (B, T, U), or (0, 0, 0) to skip
+    """LSTM, gates fused: one product with the whole (U, 4U) recurrent kernel per step.
+
+    ``z = inputs[:, t] + h_{t-1} @ recurrent_kernel``;
+    ``i, f, o = rec_act(z_i), rec_act(z_f), rec_act(z_o)``;
+    ``c_t = f * c_{t-1} + i * act(z_c)``; ``h_t = o * act(c_t)``.
+    """
+    cdef Py_ssize_t batch = inputs.shape[0], timesteps = inputs.shape[1], units = h.shape[1]
+    cdef bint use_mask = mask.shape[0] > 0
+    cdef bint write_sequence = sequence.shape[0] > 0
+    cdef Py_ssize_t b, t, j
+    cdef floating* h_b
+    cdef floating* c_b
+    cdef floating* z
+    with nogil:
+        z = <floating*> alloc_scratch((4 * units) * sizeof(floating))
+        for b in range(batch):
+            h_b = &h[b, 0]
+            c_b = &c[b, 0]
+            for t in range(timesteps):
+                if not use_mask or mask[b, t]:
+                    memcpy(z, &inputs[b, t, 0], 4 * units * sizeof(floating))
+                    matvec_add(h_b, &recurrent_kernel[0, 0], units, 4 * units, 4 * units, z)
+                    activate(z, 2 * units, recurrent_activation)             # i, f
+                    activate(z + 2 * units, units, activation)               # candidate
+                    activate(z + 3 * units, units, recurrent_activation)     # o
+                    for j in range(units):
+                        c_b[j] = z[units + j] * c_b[j] + z[j] * z[2 * units + j]
+                        z[2 * units + j] = c_b[j]    # the candidate slot now holds act(c_t)
+                    activate(z + 2 * units, units, activation)
+                    for j in range(units):
+                        h_b[j] = z[3 * units + j] * z[2 * units + j]
+                if write_sequence:
+                    memcpy(&sequence[b, t, 0], h_b, units * sizeof(floating))
+        free(z)
+
+
+def gru(const floating[:, :, ::1] inputs,                   # IN  (B, T, 3U) x_t @ kernel + input bias
+        const floating[:, ::1] recurrent_kernel,            # IN  (U, 3U), gates z, r, h
+        const floating[::1] recurrent_bias,                 # IN  (3U,), zeros unless reset_after
+        const unsigned char[:, ::1] mask,                   # IN  (B, T), or (0, 0) for no mask
+        int activation,
+        int recurrent_activation,
+        bint reset_after,
+        floating[:, ::1] h,                                 # IN/OUT (B, U)
+        floating[:, :, ::1] sequence):                      # OUT (B, T, U), or (0, 0, 0) to skip
+    """GRU in both Keras formulations.
+
+    ``reset_after`` (Keras 3 and PyTorch): one product with the whole recurrent kernel per step,
+    ``g = h_{t-1} @ recurrent_kernel + recurrent_bias``, ``z, r = rec_act(x_z + g_z), rec_act(x_r + g_r)``,
+    ``hh = act(x_h + r * g_h)``. Otherwise the reset gate acts before the candidate's product:
+    ``hh = act(x_h + (r * h_{t-1}) @ recurrent_kernel[:, 2U:])``. Both end with
+    ``h_t = z * h_{t-1} + (1 - z) * hh``.
+    """
+    cdef Py_ssize_t batch = inputs.shape[0], timesteps = inputs.shape[1], units = h.shape[1]
+    cdef bint use_mask = mask.shape[0] > 0
+    cdef bint write_sequence = sequence.shape[0] > 0
+    cdef Py_ssize_t b, t, j
+    cdef floating* h_b
+    cdef floating* x
+    cdef floating* g
+    with nogil:
+        x = <floating*> alloc_scratch((6 * units) * sizeof(floating))
+        g = x + 3 * units
+        for b in range(batch):
+            h_b = &h[b, 0]
+            for t in range(timesteps):
+                if not use_mask or mask[b, t]:
+                    memcpy(x, &inputs[b, t, 0], 3 * units * sizeof(floating))
+                    if reset_after:
+                        memcpy(g, &recurrent_bias[0], 3 * units * sizeof(floating))
+                        matvec_add(h_b, &recurrent_kernel[0, 0], units, 3 * units, 3 * units, g)
+                        for j in range(2 * units):
+                            x[j] += g[j]
+                        activate(x, 2 * units, recurrent_activation)        # z, r
+                        for j in range(units):
+                            x[2 * units + j] += x[units + j] * g[2 * units + j]
+                    else:
+                        matvec_add(h_b, &recurrent_kernel[0, 0], units, 2 * units, 3 * units, x)
+                        activate(x, 2 * units, recurrent_activation)        # z, r
+                        for j in range(units):
+                            g[j] = x[units + j] * h_b[j]                   # r * h_{t-1}
+                        matvec_add(g, &recurrent_kernel[0, 2 * units], units, units, 3 * units,
+                                   x + 2 * units)
+                    activate(x + 2 * units, units, activation)
+                    for j in range(units):
+                        h_b[j] = x[j] * h_b[j] + (1 - x[j]) * x[2 * units + j]
+                if write_sequence:
+                    memcpy(&sequence[b, t, 0], h_b, units * sizeof(floating))
+        free(x)

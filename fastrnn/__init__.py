@@ -1,11 +1,12 @@
 """fastrnn: run trained Keras and PyTorch recurrent networks fast on the CPU, with only NumPy.
 
-The public API: the layers (`SimpleRNN`), and the backend registry's `backend`, `set_backend`
-and `show_config`.
+The public API: the layers (Keras names), the models, and the backend registry's `backend`,
+`set_backend` and `show_config`.
 """
 __version__ = "0.1.0"
 
 from .backends import backend, set_backend, show_config
-from .layers import SimpleRNN
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
-__all__ = ["SimpleRNN", "backend", "set_backend", "show_config", "__version__"]
+__all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN", "backend", "set_backend", "show_config",
+           "__version__"]

@@ -96,8 +96,18 @@ def activate(v, activation):
 
 
 @jit
+def matvec_add(h, w, out):
+    """out += h @ w, one kernel row at a time (the order of csrc/_kernels.pyx)."""
+    for k in range(w.shape[0]):
+        h_k = h[k]
+        w_k = w[k]
+        for j in range(out.shape[0]):
+            out[j] += h_k * w_k[j]
+
+
+@jit
 def simple_rnn(inputs, recurrent_kernel, mask, activation, h, sequence):
-    """SimpleRNN recurrence ``h_t = act(inputs[:, t] + h_{t-1} @ recurrent_kernel)``, in place.
+    """SimpleRNN: ``h_t = act(inputs[:, t] + h_{t-1} @ recurrent_kernel)``, in place.
 
     See fastrnn/reference.py for the contract; this mirrors csrc/_kernels.pyx.
     """
@@ -109,14 +119,78 @@ def simple_rnn(inputs, recurrent_kernel, mask, activation, h, sequence):
         h_b = h[b]
         for t in range(timesteps):
             if not use_mask or mask[b, t]:
-                # row = inputs[b, t] + h_b @ recurrent_kernel, one kernel row at a time.
                 row[:] = inputs[b, t]
-                for k in range(units):
-                    h_k = h_b[k]
-                    w_k = recurrent_kernel[k]
-                    for j in range(units):
-                        row[j] += h_k * w_k[j]
+                matvec_add(h_b, recurrent_kernel, row)
                 activate(row, activation)
                 h_b[:] = row
+            if write_sequence:
+                sequence[b, t] = h_b
+
+
+@jit
+def lstm(inputs, recurrent_kernel, mask, activation, recurrent_activation, h, c, sequence):
+    """LSTM, gates fused: one product with the whole (U, 4U) recurrent kernel per step.
+
+    ``z = inputs[:, t] + h_{t-1} @ recurrent_kernel``;
+    ``i, f, o = rec_act(z_i), rec_act(z_f), rec_act(z_o)``;
+    ``c_t = f * c_{t-1} + i * act(z_c)``; ``h_t = o * act(c_t)``.
+    """
+    batch, timesteps = inputs.shape[:2]
+    units = h.shape[1]
+    use_mask = mask.shape[0] > 0
+    write_sequence = sequence.shape[0] > 0
+    z = np.empty(4 * units, inputs.dtype)
+    for b in range(batch):
+        h_b = h[b]
+        c_b = c[b]
+        for t in range(timesteps):
+            if not use_mask or mask[b, t]:
+                z[:] = inputs[b, t]
+                matvec_add(h_b, recurrent_kernel, z)
+                activate(z[:2 * units], recurrent_activation)          # i, f
+                activate(z[2 * units:3 * units], activation)           # candidate
+                activate(z[3 * units:], recurrent_activation)          # o
+                for j in range(units):
+                    c_b[j] = z[units + j] * c_b[j] + z[j] * z[2 * units + j]
+                    z[2 * units + j] = c_b[j]    # the candidate slot now holds act(c_t)
+                activate(z[2 * units:3 * units], activation)
+                for j in range(units):
+                    h_b[j] = z[3 * units + j] * z[2 * units + j]
+            if write_sequence:
+                sequence[b, t] = h_b
+
+
+@jit
+def gru(inputs, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation,
+        reset_after, h, sequence):
+    """GRU in both Keras formulations (see csrc/_kernels.pyx for the equations)."""
+    batch, timesteps = inputs.shape[:2]
+    units = h.shape[1]
+    use_mask = mask.shape[0] > 0
+    write_sequence = sequence.shape[0] > 0
+    x = np.empty(3 * units, inputs.dtype)
+    g = np.empty(3 * units, inputs.dtype)
+    for b in range(batch):
+        h_b = h[b]
+        for t in range(timesteps):
+            if not use_mask or mask[b, t]:
+                x[:] = inputs[b, t]
+                if reset_after:
+                    g[:] = recurrent_bias
+                    matvec_add(h_b, recurrent_kernel, g)
+                    for j in range(2 * units):
+                        x[j] += g[j]
+                    activate(x[:2 * units], recurrent_activation)      # z, r
+                    for j in range(units):
+                        x[2 * units + j] += x[units + j] * g[2 * units + j]
+                else:
+                    matvec_add(h_b, recurrent_kernel[:, :2 * units], x[:2 * units])
+                    activate(x[:2 * units], recurrent_activation)      # z, r
+                    for j in range(units):
+                        g[j] = x[units + j] * h_b[j]                   # r * h_{t-1}
+                    matvec_add(g[:units], recurrent_kernel[:, 2 * units:], x[2 * units:])
+                activate(x[2 * units:], activation)
+                for j in range(units):
+                    h_b[j] = x[j] * h_b[j] + (1 - x[j]) * x[2 * units + j]
             if write_sequence:
                 sequence[b, t] = h_b

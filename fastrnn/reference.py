@@ -8,11 +8,11 @@ timesteps), reverses time for ``go_backwards`` and allocates every array; a kern
 
 Array contract, shared by every backend (B batch, T timesteps, U units):
 
-- ``inputs``: (B, T, U), the projected inputs, read only.
-- ``recurrent_kernel``: (U, U), read only.
+- ``inputs``: (B, T, G*U), the projected inputs (G gates), read only.
+- ``recurrent_kernel``: (U, G*U), read only, gates in Keras order.
 - ``mask``: (B, T) uint8, nonzero where the step is processed; shape (0, 0) for no mask.
-- ``activation``: an integer code from `fastrnn.activations.CODES`.
-- ``h``: (B, U), the initial state on entry and the final state on return.
+- ``activation``, ``recurrent_activation``: integer codes from `fastrnn.activations.CODES`.
+- ``h`` (and ``c`` for the LSTM): (B, U), the initial state on entry, the final one on return.
 - ``sequence``: (B, T, U), receives the state after every step; shape (0, 0, 0) to skip.
 
 A masked step leaves the state unchanged and writes it to ``sequence`` again (Keras repeats the
@@ -22,11 +22,11 @@ import numpy as np
 
 from . import activations
 
-__all__ = ["simple_rnn"]
+__all__ = ["gru", "lstm", "simple_rnn"]
 
 
 def simple_rnn(inputs, recurrent_kernel, mask, activation, h, sequence):
-    """Run the SimpleRNN recurrence in place, in NumPy.
+    r"""Run the SimpleRNN recurrence in place, in NumPy.
 
     Parameters
     ----------
@@ -43,14 +43,90 @@ def simple_rnn(inputs, recurrent_kernel, mask, activation, h, sequence):
 
     Notes
     -----
-    .. math:: h_t = \\mathrm{act}(x_t W_x + b + h_{t-1} W_h)
+    .. math:: h_t = \mathrm{act}(x_t W_x + b + h_{t-1} W_h)
     """
     act = activations.by_code(activation)
     for t in range(inputs.shape[1]):
         h_new = act(inputs[:, t] + h @ recurrent_kernel)
-        if mask.size:
-            keep = mask[:, t, None] != 0
-            h_new = np.where(keep, h_new, h)
-        h[...] = h_new
-        if sequence.size:
-            sequence[:, t] = h
+        _update(t, mask, (h,), (h_new,), sequence)
+
+
+def lstm(inputs, recurrent_kernel, mask, activation, recurrent_activation, h, c, sequence):
+    r"""Run the LSTM recurrence in place, in NumPy (Keras gate order i, f, c, o).
+
+    Parameters
+    ----------
+    inputs : ndarray, shape (batch, timesteps, 4 * units)
+    recurrent_kernel : ndarray, shape (units, 4 * units)
+    mask, activation, sequence
+        As in `simple_rnn`.
+    recurrent_activation : int
+        Activation code of the gates.
+    h, c : ndarray, shape (batch, units)
+        Initial hidden and carry states; overwritten with the final ones.
+
+    Notes
+    -----
+    .. math::
+        z &= x_t W_x + b + h_{t-1} W_h = [z_i, z_f, z_c, z_o] \\
+        c_t &= \sigma(z_f) c_{t-1} + \sigma(z_i) \mathrm{act}(z_c) \\
+        h_t &= \sigma(z_o) \mathrm{act}(c_t)
+
+    with :math:`\sigma` the recurrent activation.
+    """
+    act = activations.by_code(activation)
+    rec_act = activations.by_code(recurrent_activation)
+    for t in range(inputs.shape[1]):
+        z_i, z_f, z_c, z_o = np.split(inputs[:, t] + h @ recurrent_kernel, 4, axis=1)
+        c_new = rec_act(z_f) * c + rec_act(z_i) * act(z_c)
+        h_new = rec_act(z_o) * act(c_new)
+        _update(t, mask, (h, c), (h_new, c_new), sequence)
+
+
+def gru(inputs, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation,
+        reset_after, h, sequence):
+    r"""Run the GRU recurrence in place, in NumPy (Keras gate order z, r, h).
+
+    Parameters
+    ----------
+    inputs : ndarray, shape (batch, timesteps, 3 * units)
+        ``x_t @ kernel + input_bias``.
+    recurrent_kernel : ndarray, shape (units, 3 * units)
+    recurrent_bias : ndarray, shape (3 * units,)
+        Added to ``h @ recurrent_kernel`` with ``reset_after``; ignored otherwise.
+    reset_after : bool
+        Apply the reset gate after the recurrent product (Keras 3's default, PyTorch's form).
+    mask, activation, recurrent_activation, h, sequence
+        As in `lstm`.
+
+    Notes
+    -----
+    .. math::
+        z &= \sigma(x_z + h_{t-1} U_z [+ b_z']), \quad r = \sigma(x_r + h_{t-1} U_r [+ b_r']) \\
+        \tilde h &= \mathrm{act}(x_h + r \odot (h_{t-1} U_h + b_h'))
+            \text{ (reset\_after) or } \mathrm{act}(x_h + (r \odot h_{t-1}) U_h) \\
+        h_t &= z \odot h_{t-1} + (1 - z) \odot \tilde h
+    """
+    act = activations.by_code(activation)
+    rec_act = activations.by_code(recurrent_activation)
+    u_zr, u_h = recurrent_kernel[:, :-h.shape[1]], recurrent_kernel[:, -h.shape[1]:]
+    for t in range(inputs.shape[1]):
+        x_zr, x_h = np.split(inputs[:, t], [2 * h.shape[1]], axis=1)
+        if reset_after:
+            g_zr, g_h = np.split(h @ recurrent_kernel + recurrent_bias, [2 * h.shape[1]], axis=1)
+            z, r = np.split(rec_act(x_zr + g_zr), 2, axis=1)
+            candidate = act(x_h + r * g_h)
+        else:
+            z, r = np.split(rec_act(x_zr + h @ u_zr), 2, axis=1)
+            candidate = act(x_h + (r * h) @ u_h)
+        h_new = z * h + (1 - z) * candidate
+        _update(t, mask, (h,), (h_new,), sequence)
+
+
+def _update(t, mask, states, new_states, sequence):
+    """Store step t's states, keeping the old ones where the step is masked."""
+    keep = mask[:, t, None] != 0 if mask.size else True
+    for state, new in zip(states, new_states):
+        state[...] = np.where(keep, new, state)
+    if sequence.size:
+        sequence[:, t] = states[0]

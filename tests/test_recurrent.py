@@ -1,4 +1,5 @@
-"""SimpleRNN: every backend against the NumPy reference, invariants, inputs, initialisation."""
+"""Recurrent layers: every cell x option x backend x dtype against the NumPy reference,
+invariants, input handling, initialisation and errors."""
 import itertools
 import threading
 
@@ -11,27 +12,34 @@ from conftest import assert_close
 
 DTYPES = ("float32", "float64")
 BATCH, TIMESTEPS, INPUT_DIM, UNITS = 5, 7, 4, 6
+CELLS = {
+    "simple_rnn": (fastrnn.SimpleRNN, {}),
+    "lstm": (fastrnn.LSTM, {}),
+    "gru": (fastrnn.GRU, {"reset_after": True}),
+    "gru_reset_before": (fastrnn.GRU, {"reset_after": False}),
+}
+GATED = [name for name in CELLS if name != "simple_rnn"]
 
 
-def make_layer(dtype="float32", seed=0, scale=0.5, **kwargs):
+def make_layer(dtype="float32", seed=0, scale=0.5, cell="simple_rnn", **kwargs):
     """A built layer with random weights, bias included, that keep activations in range."""
+    cls, options = CELLS[cell]
+    layer = cls(UNITS, dtype=dtype, **options, **kwargs)
+    layer.build((None, None, INPUT_DIM))
     rng = np.random.default_rng(seed)
-    use_bias = kwargs.get("use_bias", True)
-    weights = [rng.uniform(-scale, scale, (INPUT_DIM, UNITS)),
-               rng.uniform(-scale, scale, (UNITS, UNITS))]
-    if use_bias:
-        weights.append(rng.uniform(-scale, scale, UNITS))
-    return fastrnn.SimpleRNN(UNITS, weights=weights, dtype=dtype, **kwargs)
+    layer.set_weights([rng.uniform(-scale, scale, w.shape) for w in layer.get_weights()])
+    return layer
 
 
-def make_inputs(dtype="float32", seed=1, batch=BATCH, timesteps=TIMESTEPS):
+def make_inputs(dtype="float32", seed=1, batch=BATCH, timesteps=TIMESTEPS, cell="simple_rnn"):
+    """Inputs, a mask with every kind of row, and initial state(s) for `cell`."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, timesteps, INPUT_DIM)).astype(dtype)
     # Every kind of row: unmasked, leading, middle and trailing gaps, fully masked.
     mask = np.ones((batch, timesteps), bool)
     mask[1, :2] = mask[2, 3:5] = mask[3, -2:] = mask[4, :] = False
-    h0 = rng.standard_normal((batch, UNITS)).astype(dtype)
-    return x, mask, h0
+    states = [rng.standard_normal((batch, UNITS)).astype(dtype) for _ in range(CELLS[cell][0]._n_states)]
+    return x, mask, states if len(states) > 1 else states[0]
 
 
 def on_reference(fn):
@@ -52,24 +60,32 @@ OPTIONS = list(itertools.product([False, True], repeat=6))
     "return_sequences, return_state, go_backwards, use_bias, with_mask, with_state", OPTIONS,
     ids=["seq%d-state%d-back%d-bias%d-mask%d-h0%d" % o for o in OPTIONS],
 )
-def test_backend_matches_reference(backend_name, dtype, return_sequences, return_state,
+@pytest.mark.parametrize("cell", CELLS)
+def test_backend_matches_reference(backend_name, cell, dtype, return_sequences, return_state,
                                    go_backwards, use_bias, with_mask, with_state):
-    layer = make_layer(dtype, return_sequences=return_sequences, return_state=return_state,
+    layer = make_layer(dtype, cell=cell, return_sequences=return_sequences, return_state=return_state,
                        go_backwards=go_backwards, use_bias=use_bias)
-    x, mask, h0 = make_inputs(dtype)
+    x, mask, h0 = make_inputs(dtype, cell=cell)
     kwargs = {"mask": mask if with_mask else None, "initial_state": h0 if with_state else None}
     expected = on_reference(lambda: layer(x, **kwargs))
     assert_close(layer(x, **kwargs), expected, dtype)
 
 
+ROLES = [("simple_rnn", "activation")] + [(cell, role) for cell in GATED
+                                          for role in ("activation", "recurrent_activation")]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", sorted(activations.CODES))
-def test_each_activation_matches_reference(backend_name, activation, dtype):
-    # Weights large enough to saturate the bounded activations; the unbounded ones get smaller
-    # weights so that values stay moderate (absolute tolerances) over the sequence.
+@pytest.mark.parametrize("cell, role", ROLES, ids=["-".join(r) for r in ROLES])
+def test_each_activation_matches_reference(backend_name, cell, role, activation, dtype):
+    # Weights large enough to saturate the bounded activations; the unbounded ones (and any gate
+    # outside [0, 1], which lets the state grow) get smaller weights so that values stay moderate
+    # over the sequence: the tolerances are absolute.
     bounded = ("tanh", "sigmoid", "hard_sigmoid", "hard_sigmoid_keras2", "softsign")
-    scale = 1.5 if activation in bounded else 0.3 if activation in ("exponential", "linear", "relu") else 0.5
-    layer = make_layer(dtype, activation=activation, scale=scale, return_sequences=True)
+    wide = 1.5 if activation in bounded and role == "activation" else 0.5
+    scale = {"exponential": 0.1, "linear": 0.3, "relu": 0.3}.get(activation, wide)
+    layer = make_layer(dtype, cell=cell, scale=scale, return_sequences=True, **{role: activation})
     x, mask, _ = make_inputs(dtype)
     expected = on_reference(lambda: layer(x, mask=mask))
     assert np.all(np.isfinite(expected))
@@ -98,32 +114,37 @@ def test_activations_saturate_without_warnings():
         assert list(activations.get("elu")(x[:2])) == [-1, -1]
 
 
-def test_last_step_of_sequence_is_output_and_state(backend_name):
-    x, mask, h0 = make_inputs()
-    sequence = make_layer(return_sequences=True)(x, initial_state=h0, mask=mask)
-    output, state = make_layer(return_state=True)(x, initial_state=h0, mask=mask)
+@pytest.mark.parametrize("cell", CELLS)
+def test_last_step_of_sequence_is_output_and_state(backend_name, cell):
+    x, mask, h0 = make_inputs(cell=cell)
+    sequence = make_layer(cell=cell, return_sequences=True)(x, initial_state=h0, mask=mask)
+    output, state, *_ = make_layer(cell=cell, return_state=True)(x, initial_state=h0, mask=mask)
     np.testing.assert_array_equal(output, sequence[:, -1])
-    # Without a mask, the output is the state; with one, a fully masked row keeps its
-    # initial state while its output is zeros (Keras).
+    # The output is the state h; but a fully masked row keeps its initial state while its
+    # output is zeros (Keras).
+    h0 = h0[0] if isinstance(h0, list) else h0
     np.testing.assert_array_equal(state[:4], output[:4])
     np.testing.assert_array_equal(state[4], h0[4])
     assert not output[4].any()
 
 
-def test_batch_equals_sequences_run_alone(backend_name):
-    layer = make_layer(return_sequences=True, return_state=True)
-    x, mask, h0 = make_inputs()
+@pytest.mark.parametrize("cell", CELLS)
+def test_batch_equals_sequences_run_alone(backend_name, cell):
+    layer = make_layer(cell=cell, return_sequences=True, return_state=True)
+    x, mask, h0 = make_inputs(cell=cell)
+    h0 = h0 if isinstance(h0, list) else [h0]
     batched = layer(x, initial_state=h0, mask=mask)
     for b in range(BATCH):
-        alone = layer(x[b:b + 1], initial_state=h0[b:b + 1], mask=mask[b:b + 1])
+        alone = layer(x[b:b + 1], initial_state=[h[b:b + 1] for h in h0], mask=mask[b:b + 1])
         for together, single in zip(batched, alone):
             np.testing.assert_allclose(together[b:b + 1], single, rtol=0, atol=1e-6)
 
 
-def test_go_backwards_equals_reversed_input(backend_name):
-    x, mask, h0 = make_inputs()
-    backwards = make_layer(return_sequences=True, go_backwards=True)
-    forwards = make_layer(return_sequences=True)
+@pytest.mark.parametrize("cell", CELLS)
+def test_go_backwards_equals_reversed_input(backend_name, cell):
+    x, mask, h0 = make_inputs(cell=cell)
+    backwards = make_layer(cell=cell, return_sequences=True, go_backwards=True)
+    forwards = make_layer(cell=cell, return_sequences=True)
     np.testing.assert_array_equal(
         backwards(x, initial_state=h0, mask=mask),
         forwards(x[:, ::-1], initial_state=h0, mask=mask[:, ::-1]),
@@ -145,8 +166,9 @@ def test_integer_mask_equals_boolean_mask(backend_name):
     np.testing.assert_array_equal(layer(x, mask=mask.astype(np.int8)), layer(x, mask=mask))
 
 
-def test_results_do_not_depend_on_thread_count(backend_name):
-    layer = make_layer(return_sequences=True)
+@pytest.mark.parametrize("cell", CELLS)
+def test_results_do_not_depend_on_thread_count(backend_name, cell):
+    layer = make_layer(cell=cell, return_sequences=True)
     inputs = [make_inputs(seed=s)[0] for s in range(8)]
     expected = [layer(x) for x in inputs]
     results = [None] * len(inputs)
@@ -198,12 +220,15 @@ def test_any_input_layout_and_dtype(backend_name, layout, tmp_path):
     np.testing.assert_allclose(output, layer(expected_input), rtol=0, atol=1e-6)
 
 
-def test_inputs_and_initial_state_are_not_modified(backend_name):
-    layer = make_layer(return_state=True, go_backwards=True)
-    x, mask, h0 = make_inputs()
-    copies = x.copy(), mask.copy(), h0.copy()
+@pytest.mark.parametrize("cell", CELLS)
+def test_inputs_and_initial_state_are_not_modified(backend_name, cell):
+    layer = make_layer(cell=cell, return_state=True, go_backwards=True)
+    x, mask, h0 = make_inputs(cell=cell)
+    h0 = h0 if isinstance(h0, list) else [h0]
+    originals = [x, mask, *h0]
+    copies = [a.copy() for a in originals]
     layer(x, initial_state=h0, mask=mask)
-    for original, copy in zip((x, mask, h0), copies):
+    for original, copy in zip(originals, copies):
         np.testing.assert_array_equal(original, copy)
 
 
@@ -213,8 +238,9 @@ def test_return_state_arrays_are_independent():
     assert state.any()
 
 
-def test_nan_and_inf_stay_in_their_row(backend_name):
-    layer = make_layer(return_sequences=True)
+@pytest.mark.parametrize("cell", CELLS)
+def test_nan_and_inf_stay_in_their_row(backend_name, cell):
+    layer = make_layer(cell=cell, return_sequences=True)
     x, _, _ = make_inputs()
     x[0, 3, 0] = np.nan
     x[1, 0, 0] = np.inf
@@ -224,18 +250,21 @@ def test_nan_and_inf_stay_in_their_row(backend_name):
     assert_close(output, on_reference(lambda: layer(x)), "float32")
 
 
-def test_batch_zero_returns_empty(backend_name):
+@pytest.mark.parametrize("cell", CELLS)
+def test_batch_zero_returns_empty(backend_name, cell):
     x = np.zeros((0, TIMESTEPS, INPUT_DIM), np.float32)
-    assert make_layer()(x).shape == (0, UNITS)
-    output, state = make_layer(return_sequences=True, return_state=True)(x)
-    assert output.shape == (0, TIMESTEPS, UNITS) and state.shape == (0, UNITS)
+    assert make_layer(cell=cell)(x).shape == (0, UNITS)
+    output, *states = make_layer(cell=cell, return_sequences=True, return_state=True)(x)
+    assert output.shape == (0, TIMESTEPS, UNITS)
+    assert [s.shape for s in states] == [(0, UNITS)] * CELLS[cell][0]._n_states
 
 
-def test_float64_end_to_end(backend_name):
-    layer = make_layer("float64", return_sequences=True, return_state=True)
+@pytest.mark.parametrize("cell", CELLS)
+def test_float64_end_to_end(backend_name, cell):
+    layer = make_layer("float64", cell=cell, return_sequences=True, return_state=True)
     assert all(w.dtype == np.float64 for w in layer.get_weights())
-    output, state = layer(make_inputs("float32")[0])
-    assert output.dtype == state.dtype == np.float64
+    outputs = layer(make_inputs("float32")[0])
+    assert all(o.dtype == np.float64 for o in outputs)
 
 
 # ------------------------------------------------------------------ weights and initialisation
@@ -350,3 +379,36 @@ def test_bad_arguments_are_named(kwargs, error, message):
 def test_unbuilt_layer_has_no_param_count():
     with pytest.raises(ValueError, match="not built"):
         fastrnn.SimpleRNN(3).count_params()
+
+
+# ------------------------------------------------------------------ LSTM and GRU specifics
+def test_gated_weight_layouts_and_param_counts():
+    lstm = fastrnn.LSTM(5, input_shape=(None, 3), seed=0)
+    assert [w.shape for w in lstm.get_weights()] == [(3, 20), (5, 20), (20,)]
+    assert lstm.count_params() == 4 * (5 * (3 + 5) + 5)
+    bias = lstm.get_weights()[2]
+    assert (bias[5:10] == 1).all() and not bias[:5].any() and not bias[10:].any()   # unit_forget_bias
+    gru = fastrnn.GRU(5, input_shape=(None, 3))
+    assert [w.shape for w in gru.get_weights()] == [(3, 15), (5, 15), (2, 15)]
+    assert gru.count_params() == 3 * (5 * (3 + 5) + 2 * 5)
+    before = fastrnn.GRU(5, reset_after=False, input_shape=(None, 3))
+    assert [w.shape for w in before.get_weights()] == [(3, 15), (5, 15), (15,)]
+
+
+def test_gru_recurrent_bias_matters_only_after_reset():
+    x = make_inputs()[0]
+    layer = make_layer(cell="gru", return_sequences=True)
+    kernel, recurrent_kernel, bias = layer.get_weights()
+    moved = bias.copy()
+    moved[1] += 0.5
+    other = fastrnn.GRU(UNITS, return_sequences=True, weights=[kernel, recurrent_kernel, moved])
+    assert np.abs(other(x) - layer(x)).max() > 1e-3
+
+
+def test_lstm_state_errors_name_the_layer():
+    layer = make_layer(cell="lstm")
+    x = np.zeros((2, 3, INPUT_DIM))
+    with pytest.raises(ValueError, match="expects 2 initial state array"):
+        layer(x, initial_state=np.zeros((2, UNITS)))
+    with pytest.raises(ValueError, match=r"expected bias of shape \(2, 18\) for layer 'g', got \(18,\)"):
+        fastrnn.GRU(UNITS, name="g", weights=[np.zeros((4, 18)), np.zeros((6, 18)), np.zeros(18)])

@@ -1,0 +1,302 @@
+"""What every layer shares, and the symbolic tensors that functional models are built from.
+
+`Layer` holds a name, a dtype, an optional declared input shape and weights in Keras order
+(read-only, contiguous, validated against the shapes the layer declares). Calling a layer on
+arrays runs it; calling it on `Symbolic` tensors (from `fastrnn.Input`) records a `Node` of the
+graph that `fastrnn.Model` runs, and checks the shapes then, so a chain of layers that does not fit
+fails while the model is being built, not in the middle of a forward pass.
+"""
+import itertools
+import re
+import threading
+
+import numpy as np
+
+__all__ = ["Layer", "Node", "Symbolic"]
+
+_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+_NAME_COUNTERS = {}
+_NAME_LOCK = threading.Lock()
+
+
+def unique_name(base):
+    """``base``, then ``base_1``, ``base_2``, ...: Keras's automatic layer names."""
+    with _NAME_LOCK:
+        n = next(_NAME_COUNTERS.setdefault(base, itertools.count()))
+    return base if n == 0 else f"{base}_{n}"
+
+
+def snake_case(name):
+    """Keras's class-name-to-layer-name rule: SimpleRNN -> simple_rnn, TimeDistributed -> time_distributed."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def float_dtype(dtype):
+    """The layer dtype named by `dtype`: float32 or float64, anything else is a TypeError."""
+    try:
+        return _DTYPES[np.dtype(dtype).name]
+    except (TypeError, KeyError):
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+
+
+def as_numeric(value, what, dtype):
+    """`value` as an array of `dtype`, refusing what cannot be a real number without loss."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"{what} must be a real numeric array, got dtype {array.dtype}")
+    return array.astype(dtype, copy=False)
+
+
+def positive_int(value, what):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Symbolic:
+    """A placeholder for an array in a functional model: its shape (None for any size) and dtype.
+
+    Made by `fastrnn.Input`, and by calling a layer on other placeholders.
+    """
+
+    def __init__(self, shape, dtype, node=None, index=0, name=None):
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.node = node          # the Node that produces it; None for a model input
+        self.index = index        # which output of that node
+        self.name = name
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"<Symbolic shape={self.shape} dtype={self.dtype.name} name={self.name!r}>"
+
+
+class Node:
+    """One call of a layer in a functional model: its tensor arguments and its outputs."""
+
+    def __init__(self, layer, inputs, kwargs):
+        self.layer = layer
+        self.inputs = inputs      # a Symbolic or a list of them, as the layer was called
+        self.kwargs = kwargs      # keyword arguments, possibly holding Symbolic (initial_state)
+        self.outputs = []
+
+    def tensors(self):
+        """Every Symbolic this node reads, positional first."""
+        found = []
+        for value in [self.inputs, *self.kwargs.values()]:
+            found.extend(v for v in (value if isinstance(value, (list, tuple)) else [value])
+                         if isinstance(v, Symbolic))
+        return found
+
+
+def is_symbolic(value):
+    if isinstance(value, (list, tuple)):
+        return any(isinstance(v, Symbolic) for v in value)
+    return isinstance(value, Symbolic)
+
+
+class Layer:
+    """Base of every fastrnn layer: name, dtype, declared input shape and weights in Keras order.
+
+    A subclass declares its weights with `_weight_shapes` (ordered name -> shape for a given
+    input shape) and `_initial_weights`, and computes in `call`. Everything about storing,
+    validating, counting and exchanging weights lives here.
+    """
+
+    def __init__(self, name=None, dtype="float32", input_shape=None, batch_input_shape=None,
+                 batch_size=None):
+        self.dtype = float_dtype(dtype)
+        self.name = name or unique_name(snake_case(type(self).__name__))
+        if batch_input_shape is not None:
+            self.batch_input_shape = tuple(batch_input_shape)
+        elif input_shape is not None:
+            self.batch_input_shape = (batch_size, *tuple(input_shape))
+        else:
+            self.batch_input_shape = None
+        self.input_shape = None        # known once built
+        self._build_lock = threading.Lock()
+
+    # ----------------------------------------------------------------- weights
+    def _weight_shapes(self, input_shape):
+        """Ordered ``{weight name: shape}`` for inputs of `input_shape`; none by default."""
+        return {}
+
+    def _initial_weights(self, shapes, rng):
+        """Keras-style initial values for the weights of `shapes` (a dict as above)."""
+        return [np.zeros(shape, self.dtype) for shape in shapes.values()]
+
+    def _input_shape_from_weights(self, weights):
+        """The input shape implied by weights given before the layer was built."""
+        return (None, weights[0].shape[0])
+
+    @property
+    def built(self):
+        """Whether the layer knows its input shape (and so has its weights)."""
+        return self.input_shape is not None
+
+    def build(self, input_shape):
+        """Fix the input shape and create Keras-initialised weights (once; later calls are no-ops).
+
+        Parameters
+        ----------
+        input_shape : tuple
+            Shape of the inputs, None for unknown sizes (usually the batch).
+        """
+        with self._build_lock:  # threads calling an unbuilt layer must agree on its weights
+            if self.built:
+                return
+            input_shape = self._check_build_shape(input_shape)
+            shapes = self._weight_shapes(input_shape)
+            rng = np.random.default_rng(getattr(self, "seed", None))
+            self._assign(input_shape, self._initial_weights(shapes, rng))
+
+    def _check_build_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _assign(self, input_shape, arrays):
+        # Contiguous, private, read-only copies: kernels read them without copying, and callers
+        # holding the arrays they passed in cannot change the layer behind its back.
+        names = list(self._weight_shapes(input_shape))
+        for name, array in zip(names, arrays):
+            array = np.array(array, dtype=self.dtype, order="C")
+            array.flags.writeable = False
+            setattr(self, name, array)
+        self._weight_names = names
+        self.input_shape = input_shape
+        self._on_weights_set()
+
+    def _on_weights_set(self):
+        """Hook for layers that lay weights out once for their kernel."""
+
+    @property
+    def weights(self):
+        """The weights as read-only arrays, in Keras order (not copies)."""
+        return [getattr(self, n) for n in getattr(self, "_weight_names", [])] if self.built else []
+
+    def get_weights(self):
+        """Return copies of the weights, in Keras order (empty before the layer is built).
+
+        Returns
+        -------
+        list of ndarray
+        """
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        """Set the weights from arrays in Keras layout and order (as `get_weights` returns them).
+
+        An unbuilt layer takes its input size from the weights. Arrays are cast to the layer's
+        dtype and copied.
+
+        Parameters
+        ----------
+        weights : sequence of array_like
+
+        Raises
+        ------
+        ValueError
+            If the number of arrays or a shape is wrong (the message names the layer, the weight,
+            the expected and the given shape).
+        TypeError
+            If `weights` is not a list of real numeric arrays.
+        """
+        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+            raise TypeError(f"layer {self.name!r} expects a list of weight arrays, got {type(weights).__name__}")
+        arrays = [as_numeric(w, f"weight {i} of layer {self.name!r}", self.dtype) for i, w in enumerate(weights)]
+        if self.built:
+            input_shape = self.input_shape
+        else:
+            input_shape = self._infer_input_shape(arrays)
+        shapes = self._weight_shapes(input_shape)
+        if len(arrays) != len(shapes):
+            raise ValueError(
+                f"layer {self.name!r} expects {len(shapes)} weights ({', '.join(shapes) or 'none'}), "
+                f"got {len(arrays)}"
+            )
+        for (name, expected), array in zip(shapes.items(), arrays):
+            if array.shape != tuple(expected):
+                raise ValueError(
+                    f"expected {name} of shape {tuple(expected)} for layer {self.name!r}, got {array.shape}"
+                )
+        with self._build_lock:
+            self._assign(input_shape, arrays)
+
+    def _infer_input_shape(self, arrays):
+        if self.batch_input_shape is not None:
+            return self.batch_input_shape
+        if not arrays or arrays[0].ndim < 1:
+            raise ValueError(f"layer {self.name!r} cannot infer its input size from weights {[a.shape for a in arrays]}")
+        return self._input_shape_from_weights(arrays)
+
+    def count_params(self):
+        """Return the number of weights, as Keras counts them.
+
+        Raises
+        ------
+        ValueError
+            If the layer is not built yet (its input size is unknown).
+        """
+        if not self.built:
+            raise ValueError(
+                f"layer {self.name!r} is not built: give it input_shape= or call it on data first"
+            )
+        return int(sum(w.size for w in self.weights))
+
+    # ----------------------------------------------------------------- shapes and masks
+    def compute_output_shape(self, input_shape):
+        """Return the output shape for inputs of `input_shape` (the same shape by default)."""
+        return tuple(input_shape)
+
+    @property
+    def output_shape(self):
+        """The output shape for the declared or built input shape."""
+        shape = self.input_shape or self.batch_input_shape
+        if shape is None:
+            raise AttributeError(f"layer {self.name!r} has no known input shape yet")
+        return self.compute_output_shape(shape)
+
+    def compute_mask(self, inputs, mask=None):
+        """Return the mask of the outputs: the input mask, passed through, by default."""
+        return mask
+
+    # ----------------------------------------------------------------- calls
+    def call(self, inputs, mask=None):
+        """Compute the outputs for arrays `inputs`; subclasses implement it."""
+        raise NotImplementedError
+
+    def __call__(self, inputs, *args, **kwargs):
+        """Run the layer on arrays, or record it in a functional model when given `Input` tensors."""
+        if is_symbolic(inputs):
+            return self._call_symbolic(inputs, *args, **kwargs)
+        return self.call(inputs, *args, **kwargs)
+
+    def _call_symbolic(self, inputs, **kwargs):
+        shapes = [t.shape for t in inputs] if isinstance(inputs, (list, tuple)) else inputs.shape
+        self.build(shapes)
+        if not self._shapes_fit(shapes):
+            raise ValueError(
+                f"layer {self.name!r} ({type(self).__name__}) cannot take inputs of shape {shapes}: "
+                f"it was built for {self.input_shape}"
+            )
+        node = Node(self, inputs, kwargs)
+        out_shapes = self.compute_output_shape(shapes)
+        several = isinstance(out_shapes, list)
+        for i, shape in enumerate(out_shapes if several else [out_shapes]):
+            node.outputs.append(Symbolic(shape, self.dtype, node, i, name=self.name))
+        return node.outputs if several else node.outputs[0]
+
+    def _shapes_fit(self, shapes):
+        """Whether inputs of `shapes` fit the shape the layer was built for (None fits anything)."""
+        def fits(given, built):
+            if isinstance(built, list):
+                return isinstance(given, list) and len(given) == len(built) and all(map(fits, given, built))
+            return (not isinstance(given, list) and len(given) == len(built)
+                    and all(g is None or b is None or g == b for g, b in zip(given[1:], built[1:])))
+        return fits(shapes, self.input_shape)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r}>"

@@ -1,0 +1,638 @@
+"""Recurrent layers with Keras's names, arguments, weight layout and semantics.
+
+`_RNN` owns everything around the recurrence: validation, the input projection, ``go_backwards``,
+masks, initial states and the assembly of outputs. SimpleRNN, LSTM and GRU declare their gate
+count, states and weights, and which kernel runs them. Kernels come from the backend registry
+(fastrnn/backends.py) and only loop. `Bidirectional` composes two of them.
+"""
+import copy
+import threading
+
+import numpy as np
+
+from . import activations, backends
+from .base import Layer, Symbolic, as_numeric, positive_int
+
+__all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN"]
+
+
+def glorot_uniform(shape, rng, dtype):
+    """Keras's ``glorot_uniform``: U(-l, l) with ``l = sqrt(6 / (fan_in + fan_out))``."""
+    fan_in, fan_out = shape
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+
+def orthogonal(shape, rng, dtype):
+    """Keras's ``orthogonal``: orthonormal rows or columns from the QR of a normal matrix."""
+    rows, cols = shape
+    q, r = np.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
+    q *= np.sign(np.diag(r))  # makes the decomposition unique, hence uniformly distributed
+    return (q.T if rows < cols else q).astype(dtype)
+
+
+_EMPTY_MASK = np.empty((0, 0), np.uint8)
+_EMPTY_SEQUENCE = {np.dtype(t): np.empty((0, 0, 0), t) for t in (np.float32, np.float64)}
+
+
+class _RNN(Layer):
+    """Weights, dtype and call orchestration shared by SimpleRNN, LSTM and GRU."""
+
+    _gates = 1
+    _n_states = 1
+    _has_recurrent_activation = False
+
+    def __init__(self, units, activation, use_bias, return_sequences, return_state, go_backwards,
+                 dtype, seed, name, weights, input_shape, batch_input_shape, recurrent_activation=None,
+                 zero_output_for_mask=False, dropout=0.0, recurrent_dropout=0.0, unroll=False):
+        super().__init__(name, dtype, input_shape, batch_input_shape)
+        self.units = positive_int(units, "units")
+        self._activation = activations.code(activation)
+        self.activation = "linear" if activation is None else activation.lower()
+        if self._has_recurrent_activation:
+            self._recurrent_activation = activations.code(recurrent_activation)
+            self.recurrent_activation = ("linear" if recurrent_activation is None
+                                         else recurrent_activation.lower())
+        self.use_bias = bool(use_bias)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        # Training-time options, accepted so Keras code runs as written; inference ignores them.
+        self.dropout, self.recurrent_dropout, self.unroll = dropout, recurrent_dropout, unroll
+        self.seed = seed
+        if weights is not None:
+            self.set_weights(weights)
+        elif self.batch_input_shape is not None:
+            self.build(self.batch_input_shape)
+
+    # ----------------------------------------------------------------- weights
+    def _weight_shapes(self, input_shape):
+        width = self._gates * self.units
+        shapes = {"kernel": (input_shape[-1], width), "recurrent_kernel": (self.units, width)}
+        if self.use_bias:
+            shapes["bias"] = (width,)
+        return shapes
+
+    def _initial_weights(self, shapes, rng):
+        weights = [glorot_uniform(shapes["kernel"], rng, self.dtype),
+                   orthogonal(shapes["recurrent_kernel"], rng, self.dtype)]
+        if self.use_bias:
+            weights.append(np.zeros(shapes["bias"], self.dtype))
+        return weights
+
+    def _input_shape_from_weights(self, weights):
+        if weights[0].ndim != 2:
+            raise ValueError(f"expected a 2-D kernel for layer {self.name!r}, got shape {weights[0].shape}")
+        return (None, None, weights[0].shape[0])
+
+    def _check_build_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3 or not isinstance(input_shape[-1], (int, np.integer)) or input_shape[-1] < 1:
+            raise ValueError(
+                f"layer {self.name!r} ({type(self).__name__}) needs inputs of shape "
+                f"(batch, timesteps, input_dim) with a positive input_dim, got {input_shape}"
+            )
+        return input_shape
+
+    def _input_bias(self):
+        """The part of the bias added to the projected inputs (all of it, but for GRU reset_after)."""
+        return self.bias if self.use_bias else None
+
+    # ----------------------------------------------------------------- shapes and masks
+    def compute_output_shape(self, input_shape):
+        """Return the output shape for inputs of shape ``(batch, timesteps, input_dim)``.
+
+        Returns
+        -------
+        tuple or list of tuple
+            ``(batch, units)``, or ``(batch, timesteps, units)`` with ``return_sequences``; with
+            ``return_state``, a list of that and one ``(batch, units)`` per state.
+        """
+        batch, timesteps = tuple(input_shape)[:2]
+        output = (batch, timesteps, self.units) if self.return_sequences else (batch, self.units)
+        if self.return_state:
+            return [output] + [(batch, self.units)] * self._n_states
+        return output
+
+    def compute_mask(self, inputs, mask=None):
+        """The input mask when returning sequences, else None; None for each returned state."""
+        output_mask = mask if self.return_sequences else None
+        return [output_mask] + [None] * self._n_states if self.return_state else output_mask
+
+    # ----------------------------------------------------------------- call
+    def _check_inputs(self, inputs):
+        x = np.asarray(inputs)
+        if x.dtype.kind not in "fiu":
+            raise TypeError(
+                f"input to layer {self.name!r} must be a real numeric array, got dtype {x.dtype}"
+            )
+        if x.ndim != 3:
+            raise ValueError(
+                f"input to layer {self.name!r} must have shape (batch, timesteps, input_dim), "
+                f"got shape {x.shape}"
+            )
+        if x.shape[1] == 0:
+            raise ValueError(f"input to layer {self.name!r} has 0 timesteps, shape {x.shape}")
+        if not self.built:
+            self.build((None, None, x.shape[2]))
+        if x.shape[2] != self.input_shape[-1]:
+            raise ValueError(
+                f"layer {self.name!r} expects input_dim {self.input_shape[-1]}, got input of shape {x.shape}"
+            )
+        return x
+
+    def _check_mask(self, mask, shape):
+        mask = np.asarray(mask)
+        if mask.dtype.kind not in "biu":
+            raise TypeError(f"mask for layer {self.name!r} must be boolean, got dtype {mask.dtype}")
+        if mask.shape != shape:
+            raise ValueError(
+                f"mask for layer {self.name!r} must have shape (batch, timesteps) = {shape}, "
+                f"got {mask.shape}"
+            )
+        return mask.astype(bool, copy=False)
+
+    def _initial_states(self, initial_state, batch):
+        if initial_state is None:
+            return [np.zeros((batch, self.units), self.dtype) for _ in range(self._n_states)]
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
+        if len(states) != self._n_states:
+            raise ValueError(
+                f"layer {self.name!r} expects {self._n_states} initial state array(s), got {len(states)}"
+            )
+        checked = []
+        for state in states:
+            state = as_numeric(state, f"initial_state of layer {self.name!r}", self.dtype)
+            if state.shape != (batch, self.units):
+                raise ValueError(
+                    f"expected initial_state of shape {(batch, self.units)} for layer {self.name!r}, "
+                    f"got {state.shape}"
+                )
+            # The kernel overwrites the state in place: never the caller's array.
+            checked.append(np.array(state, order="C"))
+        return checked
+
+    def call(self, inputs, initial_state=None, mask=None, training=None):
+        """Run the layer on a batch of sequences.
+
+        Parameters
+        ----------
+        inputs : array_like, shape (batch, timesteps, input_dim)
+            Cast to the layer's dtype; any memory layout is accepted.
+        initial_state : array_like or list of array_like, optional
+            The states before the first step, shape ``(batch, units)`` each; zeros by default.
+        mask : array_like of bool, shape (batch, timesteps), optional
+            False skips a step: the states are carried over and the previous output repeated
+            (zeros before a sequence's first unmasked step), as in Keras.
+        training : ignored
+            Accepted for Keras compatibility; fastrnn only does inference.
+
+        Returns
+        -------
+        ndarray or list of ndarray
+            ``(batch, units)``, or ``(batch, timesteps, units)`` with ``return_sequences``
+            (in processing order, i.e. reversed with ``go_backwards``); with ``return_state``,
+            ``[output, *final_states]``.
+        """
+        x = self._check_inputs(inputs)
+        batch, timesteps, input_dim = x.shape
+        if mask is not None:
+            mask = self._check_mask(mask, (batch, timesteps))
+        states = self._initial_states(initial_state, batch)
+        if self.go_backwards:
+            x = x[:, ::-1]
+            mask = None if mask is None else mask[:, ::-1]
+
+        # The input projection for every timestep and gate at once: one (B*T, I) x (I, G*U) matmul.
+        x = np.ascontiguousarray(x, dtype=self.dtype).reshape(batch * timesteps, input_dim)
+        projected = x @ self.kernel
+        bias = self._input_bias()
+        if bias is not None:
+            projected += bias
+        projected = projected.reshape(batch, timesteps, self.kernel.shape[1])
+
+        sequence = (np.empty((batch, timesteps, self.units), self.dtype) if self.return_sequences
+                    else _EMPTY_SEQUENCE[self.dtype])
+        kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
+        if batch:
+            self._run(backends.kernels(), projected, kernel_mask, states, sequence)
+
+        output = sequence if self.return_sequences else states[0].copy()
+        if mask is not None:
+            if self.return_sequences and self.zero_output_for_mask:
+                output[~mask] = 0
+            else:
+                # Keras's previous output starts at zeros: outputs before a row's first unmasked
+                # step (all of them for a fully masked row) are zeros, whatever the initial state.
+                started = np.logical_or.accumulate(mask, axis=1)
+                output[~(started if self.return_sequences else started[:, -1])] = 0
+        return [output, *states] if self.return_state else output
+
+    def _call_symbolic(self, inputs, initial_state=None, **kwargs):
+        if initial_state is not None:
+            states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]
+            bad = [s.shape for s in states if not isinstance(s, Symbolic) or s.shape[1:] != (self.units,)]
+            if len(states) != self._n_states or bad:
+                raise ValueError(
+                    f"layer {self.name!r} expects initial_state of {self._n_states} tensor(s) of shape "
+                    f"(batch, {self.units}), got {[getattr(s, 'shape', s) for s in states]}"
+                )
+            kwargs["initial_state"] = initial_state
+        return super()._call_symbolic(inputs, **kwargs)
+
+    def get_config(self):
+        """The constructor arguments of this layer (without weights), as a dict."""
+        config = {"units": self.units, "activation": self.activation, "use_bias": self.use_bias,
+                  "return_sequences": self.return_sequences, "return_state": self.return_state,
+                  "go_backwards": self.go_backwards, "dtype": self.dtype.name, "name": self.name}
+        if hasattr(self, "recurrent_activation"):
+            config["recurrent_activation"] = self.recurrent_activation
+        return config
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} units={self.units}>"
+
+
+_RNN_PARAMETERS = """
+    use_bias : bool, default True
+    return_sequences : bool, default False
+        Return every step's output ``(batch, timesteps, units)`` instead of the last ``(batch, units)``.
+    return_state : bool, default False
+        Also return the final state(s), after the output.
+    go_backwards : bool, default False
+        Process time in reverse; the returned sequence is in processing order, as in Keras.
+    dtype : {"float32", "float64"}, default "float32"
+    seed : int, optional
+        Seed of the Keras-style initialisation used when no weights are given.
+    name : str, optional
+        Defaults to the snake-case class name, numbered as in Keras.
+    weights : list of array_like, optional
+        The weights in Keras layout (see `set_weights`).
+    input_shape, batch_input_shape : tuple, optional
+        ``(timesteps, input_dim)`` or ``(batch, timesteps, input_dim)``; builds the layer at once.
+    zero_output_for_mask : bool, default False
+        Output zeros at masked steps instead of repeating the previous output.
+    dropout, recurrent_dropout, unroll
+        Training options, accepted for compatibility and ignored."""
+
+
+class SimpleRNN(_RNN):
+    __doc__ = f"""Fully-connected RNN whose output is fed back as the next input, as ``keras.layers.SimpleRNN``.
+
+    Parameters
+    ----------
+    units : int
+        Size of the state and of the output.
+    activation : str or None, default "tanh"
+        Keras activation name (see `fastrnn.activations.CODES`); None is linear.{_RNN_PARAMETERS}
+
+    Notes
+    -----
+    .. math:: h_t = \\mathrm{{act}}(x_t W_x + h_{{t-1}} W_h + b)
+
+    with ``W_x = kernel (input_dim, units)``, ``W_h = recurrent_kernel (units, units)``,
+    ``b = bias (units,)`` and ``h_0 = initial_state`` (zeros by default). The output is ``h_t``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastrnn
+    >>> layer = fastrnn.SimpleRNN(3, input_shape=(2, 10), seed=0)
+    >>> layer.count_params()
+    42
+    >>> layer(np.ones((8, 2, 10))).shape
+    (8, 3)
+    """
+
+    def __init__(self, units, activation="tanh", use_bias=True, return_sequences=False,
+                 return_state=False, go_backwards=False, dtype="float32", seed=None, name=None,
+                 weights=None, input_shape=None, batch_input_shape=None, **options):
+        super().__init__(units, activation, use_bias, return_sequences, return_state, go_backwards,
+                         dtype, seed, name, weights, input_shape, batch_input_shape, **options)
+
+    def _run(self, kernels, projected, mask, states, sequence):
+        kernels.simple_rnn(projected, self.recurrent_kernel, mask, self._activation, states[0], sequence)
+
+
+class LSTM(_RNN):
+    __doc__ = f"""Long short-term memory layer, as ``keras.layers.LSTM``.
+
+    Parameters
+    ----------
+    units : int
+        Size of the states and of the output.
+    activation : str or None, default "tanh"
+        Activation of the candidate and of the cell state on output.
+    recurrent_activation : str, default "sigmoid"
+        Activation of the input, forget and output gates.{_RNN_PARAMETERS}
+    unit_forget_bias : bool, default True
+        Initialise the forget gate's bias to one (only used when no weights are given).
+
+    Notes
+    -----
+    Weights: ``kernel (input_dim, 4 units)``, ``recurrent_kernel (units, 4 units)``,
+    ``bias (4 units,)``, gates in Keras order i, f, c, o. With ``z = x_t W_x + h_{{t-1}} W_h + b``:
+
+    .. math::
+        c_t = \\sigma(z_f) c_{{t-1}} + \\sigma(z_i) \\mathrm{{act}}(z_c), \\quad
+        h_t = \\sigma(z_o) \\mathrm{{act}}(c_t)
+
+    ``return_state`` returns ``[output, h, c]``; ``initial_state`` is ``[h, c]``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastrnn
+    >>> output, h, c = fastrnn.LSTM(4, return_state=True, seed=0)(np.ones((2, 5, 3)))
+    >>> output.shape, h.shape, c.shape
+    ((2, 4), (2, 4), (2, 4))
+    """
+
+    _gates = 4
+    _n_states = 2
+    _has_recurrent_activation = True
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 return_sequences=False, return_state=False, go_backwards=False, dtype="float32",
+                 seed=None, name=None, weights=None, input_shape=None, batch_input_shape=None,
+                 unit_forget_bias=True, **options):
+        self.unit_forget_bias = bool(unit_forget_bias)
+        super().__init__(units, activation, use_bias, return_sequences, return_state, go_backwards,
+                         dtype, seed, name, weights, input_shape, batch_input_shape,
+                         recurrent_activation=recurrent_activation, **options)
+
+    def _initial_weights(self, shapes, rng):
+        weights = super()._initial_weights(shapes, rng)
+        if self.use_bias and self.unit_forget_bias:
+            weights[2][self.units:2 * self.units] = 1
+        return weights
+
+    def _run(self, kernels, projected, mask, states, sequence):
+        kernels.lstm(projected, self.recurrent_kernel, mask, self._activation,
+                     self._recurrent_activation, states[0], states[1], sequence)
+
+
+class GRU(_RNN):
+    __doc__ = f"""Gated recurrent unit layer, as ``keras.layers.GRU``, in both formulations.
+
+    Parameters
+    ----------
+    units : int
+        Size of the state and of the output.
+    activation : str or None, default "tanh"
+        Activation of the candidate state.
+    recurrent_activation : str, default "sigmoid"
+        Activation of the update and reset gates.{_RNN_PARAMETERS}
+    reset_after : bool, default True
+        Apply the reset gate after the recurrent product (Keras 3's default and PyTorch's form;
+        ``bias`` is then ``(2, 3 units)``: input bias and recurrent bias). False applies it
+        before (``bias`` is ``(3 units,)``).
+
+    Notes
+    -----
+    Weights: ``kernel (input_dim, 3 units)``, ``recurrent_kernel (units, 3 units)``, gates in
+    Keras order z, r, h. With ``x = x_t W_x + b_x``:
+
+    .. math::
+        z = \\sigma(x_z + h_{{t-1}} U_z + b'_z), \\quad r = \\sigma(x_r + h_{{t-1}} U_r + b'_r) \\\\
+        \\tilde h = \\mathrm{{act}}(x_h + r \\odot (h_{{t-1}} U_h + b'_h)) \\text{{ (reset_after), or }}
+        \\mathrm{{act}}(x_h + (r \\odot h_{{t-1}}) U_h) \\\\
+        h_t = z \\odot h_{{t-1}} + (1 - z) \\odot \\tilde h
+
+    Examples
+    --------
+    >>> import numpy as np, fastrnn
+    >>> fastrnn.GRU(4, return_sequences=True, seed=0)(np.ones((2, 5, 3))).shape
+    (2, 5, 4)
+    """
+
+    _gates = 3
+    _n_states = 1
+    _has_recurrent_activation = True
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 return_sequences=False, return_state=False, go_backwards=False, dtype="float32",
+                 seed=None, name=None, weights=None, input_shape=None, batch_input_shape=None,
+                 reset_after=True, **options):
+        self.reset_after = bool(reset_after)
+        super().__init__(units, activation, use_bias, return_sequences, return_state, go_backwards,
+                         dtype, seed, name, weights, input_shape, batch_input_shape,
+                         recurrent_activation=recurrent_activation, **options)
+
+    def _weight_shapes(self, input_shape):
+        shapes = super()._weight_shapes(input_shape)
+        if self.use_bias and self.reset_after:
+            shapes["bias"] = (2, 3 * self.units)
+        return shapes
+
+    def _on_weights_set(self):
+        # Laid out once for the kernel: the input bias joins the projection, the recurrent bias
+        # (zeros when there is none) is added to h @ recurrent_kernel.
+        width = 3 * self.units
+        if self.use_bias and self.reset_after:
+            self._recurrent_bias = self.bias[1]
+        else:
+            self._recurrent_bias = np.zeros(width, self.dtype)
+
+    def _input_bias(self):
+        if not self.use_bias:
+            return None
+        return self.bias[0] if self.reset_after else self.bias
+
+    def _run(self, kernels, projected, mask, states, sequence):
+        kernels.gru(projected, self.recurrent_kernel, self._recurrent_bias, mask, self._activation,
+                    self._recurrent_activation, self.reset_after, states[0], sequence)
+
+    def get_config(self):
+        return {**super().get_config(), "reset_after": self.reset_after}
+
+
+_MERGES = {
+    "concat": lambda f, b: np.concatenate([f, b], axis=-1),
+    "sum": lambda f, b: f + b,
+    "ave": lambda f, b: (f + b) / 2,
+    "mul": lambda f, b: f * b,
+}
+
+
+class Bidirectional(Layer):
+    """Run a recurrent layer forwards and a copy of it backwards, as ``keras.layers.Bidirectional``.
+
+    Parameters
+    ----------
+    layer : SimpleRNN, LSTM or GRU
+        The forward layer's configuration; the wrapper makes its own forward copy.
+    merge_mode : {"concat", "sum", "ave", "mul", None}, default "concat"
+        How the two directions' outputs are combined; None returns them as a list.
+    backward_layer : SimpleRNN, LSTM or GRU, optional
+        The backward layer; by default a copy of `layer` with ``go_backwards`` flipped.
+    weights : list of array_like, optional
+        Forward weights then backward weights, in Keras order.
+    name, input_shape, batch_input_shape
+        As for any layer.
+
+    Notes
+    -----
+    The backward layer sees time reversed (with the mask reversed too, so it starts at each
+    sequence's last valid step); its sequence output is flipped back into time order before the
+    merge. With ``return_sequences`` and a mask, outputs at masked steps are zeros. With
+    ``return_state`` the result is ``[output, *forward_states, *backward_states]``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastrnn
+    >>> layer = fastrnn.Bidirectional(fastrnn.LSTM(4, return_sequences=True, seed=0))
+    >>> layer(np.ones((2, 5, 3))).shape
+    (2, 5, 8)
+    """
+
+    def __init__(self, layer, merge_mode="concat", backward_layer=None, weights=None, name=None,
+                 input_shape=None, batch_input_shape=None):
+        if not isinstance(layer, _RNN):
+            raise TypeError(f"Bidirectional wraps a SimpleRNN, LSTM or GRU layer, got {type(layer).__name__}")
+        if merge_mode not in _MERGES and merge_mode is not None:
+            raise ValueError(f"merge_mode must be one of 'concat', 'sum', 'ave', 'mul' or None, got {merge_mode!r}")
+        super().__init__(name, layer.dtype, input_shape, batch_input_shape or layer.batch_input_shape)
+        self.merge_mode = merge_mode
+        self.forward_layer = self._copy(layer, f"forward_{layer.name}", layer.go_backwards, True)
+        if backward_layer is None:
+            self.backward_layer = self._copy(layer, f"backward_{layer.name}", not layer.go_backwards, False)
+        else:
+            if not isinstance(backward_layer, _RNN):
+                raise TypeError(f"backward_layer must be a SimpleRNN, LSTM or GRU, got {type(backward_layer).__name__}")
+            for attribute in ("return_sequences", "return_state"):
+                if getattr(backward_layer, attribute) != getattr(layer, attribute):
+                    raise ValueError(
+                        f"forward and backward layers of {self.name!r} must agree on {attribute}: "
+                        f"{getattr(layer, attribute)} and {getattr(backward_layer, attribute)}"
+                    )
+            if backward_layer.dtype != layer.dtype:
+                raise ValueError(f"forward and backward layers of {self.name!r} have dtypes "
+                                 f"{layer.dtype} and {backward_layer.dtype}")
+            self.backward_layer = self._copy(backward_layer, backward_layer.name,
+                                             backward_layer.go_backwards, True)
+        self.return_sequences = layer.return_sequences
+        self.return_state = layer.return_state
+        for inner in (self.forward_layer, self.backward_layer):
+            inner.zero_output_for_mask = self.return_sequences  # as Keras does
+        if weights is not None:
+            self.set_weights(weights)
+        elif self.batch_input_shape is not None:
+            self.build(self.batch_input_shape)
+
+    @staticmethod
+    def _copy(layer, name, go_backwards, keep_weights):
+        """A private copy of `layer`: the given weights (read-only, so shared safely) or none."""
+        inner = copy.copy(layer)
+        inner.name, inner.go_backwards = name, go_backwards
+        inner._build_lock = threading.Lock()
+        if not keep_weights:
+            # A fresh backward layer, as in Keras; its own seed so it differs from the forward one.
+            inner.input_shape, inner._weight_names = None, []
+            inner.seed = None if layer.seed is None else layer.seed + 1
+        return inner
+
+    # ----------------------------------------------------------------- weights
+    @property
+    def built(self):
+        return self.forward_layer.built and self.backward_layer.built
+
+    @property
+    def input_shape(self):
+        return self.forward_layer.input_shape if self.built else None
+
+    @input_shape.setter
+    def input_shape(self, value):
+        pass  # the inner layers hold it
+
+    def build(self, input_shape):
+        """Build both directions for inputs of `input_shape` ``(batch, timesteps, input_dim)``."""
+        self.forward_layer.build(input_shape)
+        self.backward_layer.build(input_shape)
+
+    @property
+    def weights(self):
+        return self.forward_layer.weights + self.backward_layer.weights
+
+    def set_weights(self, weights):
+        """Set forward then backward weights, in Keras order (see the inner layers' `set_weights`)."""
+        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+            raise TypeError(f"layer {self.name!r} expects a list of weight arrays, got {type(weights).__name__}")
+        n_forward = 2 + self.forward_layer.use_bias
+        n_expected = n_forward + 2 + self.backward_layer.use_bias
+        if len(weights) != n_expected:
+            raise ValueError(
+                f"layer {self.name!r} expects {n_expected} weights (forward then backward "
+                f"kernel, recurrent_kernel[, bias]), got {len(weights)}"
+            )
+        self.forward_layer.set_weights(list(weights[:n_forward]))
+        self.backward_layer.set_weights(list(weights[n_forward:]))
+        if self.forward_layer.input_shape[-1] != self.backward_layer.input_shape[-1]:
+            raise ValueError(f"forward and backward kernels of {self.name!r} disagree on input_dim")
+
+    # ----------------------------------------------------------------- shapes and masks
+    def compute_output_shape(self, input_shape):
+        """Merged output shape (a list with return_state or merge_mode=None)."""
+        forward = self.forward_layer.compute_output_shape(input_shape)
+        backward = self.backward_layer.compute_output_shape(input_shape)
+        f_out, f_states = (forward[0], forward[1:]) if self.return_state else (forward, [])
+        b_out, b_states = (backward[0], backward[1:]) if self.return_state else (backward, [])
+        if self.merge_mode is None:
+            outputs = [f_out, b_out]
+        elif self.merge_mode == "concat":
+            outputs = [f_out[:-1] + (f_out[-1] + b_out[-1],)]
+        else:
+            outputs = [f_out]
+        shapes = outputs + list(f_states) + list(b_states)
+        return shapes if len(shapes) > 1 else shapes[0]
+
+    def compute_mask(self, inputs, mask=None):
+        output_mask = mask if self.return_sequences else None
+        masks = [output_mask] * (2 if self.merge_mode is None else 1)
+        if self.return_state:
+            masks += [None] * (self.forward_layer._n_states + self.backward_layer._n_states)
+        return masks if len(masks) > 1 else masks[0]
+
+    # ----------------------------------------------------------------- call
+    def call(self, inputs, initial_state=None, mask=None, training=None):
+        """Run both directions and merge them.
+
+        Parameters
+        ----------
+        inputs : array_like, shape (batch, timesteps, input_dim)
+        initial_state : list of array_like, optional
+            Forward states then backward states.
+        mask : array_like of bool, shape (batch, timesteps), optional
+        training : ignored
+
+        Returns
+        -------
+        ndarray or list of ndarray
+            The merged output; a list ``[forward, backward]`` when ``merge_mode`` is None; with
+            ``return_state``, followed by the forward then the backward final states.
+        """
+        forward_state = backward_state = None
+        if initial_state is not None:
+            n = self.forward_layer._n_states
+            if not isinstance(initial_state, (list, tuple)) or len(initial_state) != n + self.backward_layer._n_states:
+                raise ValueError(
+                    f"layer {self.name!r} expects initial_state as a list of forward then backward "
+                    f"states ({n} + {self.backward_layer._n_states} arrays)"
+                )
+            forward_state, backward_state = list(initial_state[:n]), list(initial_state[n:])
+        forward = self.forward_layer.call(inputs, initial_state=forward_state, mask=mask)
+        backward = self.backward_layer.call(inputs, initial_state=backward_state, mask=mask)
+        f_out, f_states = (forward[0], forward[1:]) if self.return_state else (forward, [])
+        b_out, b_states = (backward[0], backward[1:]) if self.return_state else (backward, [])
+        if self.return_sequences:
+            b_out = b_out[:, ::-1]   # back into time order
+        outputs = [f_out, b_out] if self.merge_mode is None else [_MERGES[self.merge_mode](f_out, b_out)]
+        results = outputs + list(f_states) + list(b_states)
+        return results if len(results) > 1 else results[0]
+
+    def _call_symbolic(self, inputs, initial_state=None, **kwargs):
+        if initial_state is not None:
+            kwargs["initial_state"] = initial_state
+        return super()._call_symbolic(inputs, **kwargs)
+
+    def count_params(self):
+        return self.forward_layer.count_params() + self.backward_layer.count_params()
