@@ -6,7 +6,21 @@ The public API: the layers (Keras names), the models, and the backend registry's
 __version__ = "0.1.0"
 
 from .backends import backend, set_backend, show_config
+from .layers import (Activation, Add, Average, Concatenate, Dense, Dropout, Embedding, Flatten,
+                     GaussianDropout, GaussianNoise, Masking, Maximum, Minimum, Multiply,
+                     RepeatVector, Reshape, SpatialDropout1D, Subtract, TimeDistributed)
+from .models import Input, InputLayer, Model, Sequential
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
-__all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN", "backend", "set_backend", "show_config",
-           "__version__"]
+__all__ = [
+    # recurrent layers
+    "GRU", "LSTM", "Bidirectional", "SimpleRNN",
+    # the layers around them
+    "Activation", "Add", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
+    "GaussianDropout", "GaussianNoise", "Masking", "Maximum", "Minimum", "Multiply", "RepeatVector",
+    "Reshape", "SpatialDropout1D", "Subtract", "TimeDistributed",
+    # models
+    "Input", "InputLayer", "Model", "Sequential",
+    # backends
+    "backend", "set_backend", "show_config", "__version__",
+]

@@ -147,13 +147,31 @@ def by_code(activation):
     return _FUNCTIONS[activation]
 
 
-def get(name):
+def softmax(x):
+    """Softmax over the last axis (a layer activation: it is not elementwise)."""
+    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def log_softmax(x):
+    """Log-softmax over the last axis (a layer activation: it is not elementwise)."""
+    shifted = x - np.max(x, axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+_NOT_ELEMENTWISE = {"softmax": softmax, "log_softmax": log_softmax}
+
+
+def get(name, elementwise=True):
     """Return the NumPy function of the activation called `name` (see `code`).
 
     Parameters
     ----------
     name : str or None
         A Keras activation name; ``None`` means ``"linear"``.
+    elementwise : bool, default True
+        False also accepts the activations that act on the last axis as a whole (``softmax``,
+        ``log_softmax``): those of Dense and Activation layers, never of a recurrent cell.
 
     Returns
     -------
@@ -166,4 +184,6 @@ def get(name):
     >>> get("hard_sigmoid")(np.array([-3.0, 0.0, 3.0]))
     array([0. , 0.5, 1. ])
     """
+    if not elementwise and isinstance(name, str) and name.lower() in _NOT_ELEMENTWISE:
+        return _NOT_ELEMENTWISE[name.lower()]
     return _FUNCTIONS[code(name)]

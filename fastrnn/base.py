@@ -107,6 +107,8 @@ class Layer:
     validating, counting and exchanging weights lives here.
     """
 
+    _has_weights = False
+
     def __init__(self, name=None, dtype="float32", input_shape=None, batch_input_shape=None,
                  batch_size=None):
         self.dtype = float_dtype(dtype)
@@ -240,6 +242,8 @@ class Layer:
         ValueError
             If the layer is not built yet (its input size is unknown).
         """
+        if not self._has_weights:
+            return 0
         if not self.built:
             raise ValueError(
                 f"layer {self.name!r} is not built: give it input_shape= or call it on data first"

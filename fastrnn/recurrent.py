@@ -41,6 +41,7 @@ class _RNN(Layer):
     _gates = 1
     _n_states = 1
     _has_recurrent_activation = False
+    _has_weights = True
 
     def __init__(self, units, activation, use_bias, return_sequences, return_state, go_backwards,
                  dtype, seed, name, weights, input_shape, batch_input_shape, recurrent_activation=None,
@@ -484,6 +485,8 @@ class Bidirectional(Layer):
     >>> layer(np.ones((2, 5, 3))).shape
     (2, 5, 8)
     """
+
+    _has_weights = True
 
     def __init__(self, layer, merge_mode="concat", backward_layer=None, weights=None, name=None,
                  input_shape=None, batch_input_shape=None):

@@ -1,4 +1,4 @@
-"""Generate golden LSTM / GRU / Bidirectional / model outputs with real Keras 3.
+"""Generate golden LSTM, GRU, Bidirectional and model outputs with Keras 3.
 
 This script builds ``keras.layers.LSTM``, ``keras.layers.GRU`` and
 ``keras.layers.Bidirectional`` layers, plus a few small Sequential and
@@ -107,7 +107,7 @@ rng = np.random.default_rng(SEED)
 
 
 def uniform(shape, scale, dtype):
-    """Return ``uniform(-scale, scale)`` samples of the given shape and dtype."""
+    """Return ``uniform(-scale, scale)`` samples of a shape and dtype."""
     return rng.uniform(-scale, scale, size=shape).astype(dtype)
 
 
@@ -145,7 +145,7 @@ def symbolic_shapes(outputs):
 
 
 def weight_arrays(name, layer_list):
-    """Return ``({key: array}, {layer_name: count})`` for layers with weights."""
+    """Return ``({key: array}, {layer_name: count})`` for weighted layers."""
     arrays, counts = {}, {}
     for layer in layer_list:
         weights = layer.get_weights()
@@ -737,7 +737,7 @@ def model_merges():
 
 
 def model_tutorial():
-    """i. The tutorial's ``Sequential([SimpleRNN(3, input_shape=(2, 10))])``."""
+    """i. The tutorial: ``Sequential([SimpleRNN(3, input_shape=(2, 10))])``."""
     def build():
         return keras.Sequential(
             [layers.SimpleRNN(3, input_shape=(2, 10), name="simple_rnn")],

@@ -1,0 +1,479 @@
+"""The layers around recurrent ones, with Keras names, arguments and mask semantics.
+
+Dense heads, embeddings and masking in front, the inference-time identities (dropout and noise),
+reshaping, and the merges of functional models. Each is small: weights in Keras layout, a
+`call` in plain NumPy, and how it transforms shapes and masks.
+"""
+import numpy as np
+
+from . import activations
+from .base import Layer, as_numeric, positive_int
+
+__all__ = [
+    "Activation", "Add", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
+    "GaussianDropout", "GaussianNoise", "Masking", "Maximum", "Minimum", "Multiply", "RepeatVector",
+    "Reshape", "SpatialDropout1D", "Subtract", "TimeDistributed",
+]
+
+
+def _numeric_input(layer, inputs):
+    x = np.asarray(inputs)
+    if x.dtype.kind not in "fiu":
+        raise TypeError(f"input to layer {layer.name!r} must be a real numeric array, got dtype {x.dtype}")
+    return x.astype(layer.dtype, copy=False)
+
+
+class Dense(Layer):
+    """Densely-connected layer on the last axis, as ``keras.layers.Dense``: ``act(x @ kernel + bias)``.
+
+    Parameters
+    ----------
+    units : int
+    activation : str or None, default None
+        A Keras activation name, ``softmax`` and ``log_softmax`` included.
+    use_bias : bool, default True
+    dtype, name, weights, input_shape, batch_input_shape, seed
+        As for the recurrent layers; weights are ``[kernel (input_dim, units), bias (units,)]``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastrnn
+    >>> fastrnn.Dense(2, seed=0)(np.ones((4, 7, 3))).shape   # works on sequences too
+    (4, 7, 2)
+    """
+
+    _has_weights = True
+
+    def __init__(self, units, activation=None, use_bias=True, dtype="float32", name=None,
+                 weights=None, input_shape=None, batch_input_shape=None, seed=None, input_dim=None):
+        if input_dim is not None and input_shape is None:
+            input_shape = (input_dim,)
+        super().__init__(name, dtype, input_shape, batch_input_shape)
+        self.units = positive_int(units, "units")
+        self._act = activations.get(activation, elementwise=False)
+        self.activation = "linear" if activation is None else activation.lower()
+        self.use_bias = bool(use_bias)
+        self.seed = seed
+        if weights is not None:
+            self.set_weights(weights)
+        elif self.batch_input_shape is not None:
+            self.build(self.batch_input_shape)
+
+    def _check_build_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) < 2 or not isinstance(input_shape[-1], (int, np.integer)) or input_shape[-1] < 1:
+            raise ValueError(f"layer {self.name!r} (Dense) needs inputs with a known last axis, got shape {input_shape}")
+        return input_shape
+
+    def _weight_shapes(self, input_shape):
+        shapes = {"kernel": (input_shape[-1], self.units)}
+        if self.use_bias:
+            shapes["bias"] = (self.units,)
+        return shapes
+
+    def _initial_weights(self, shapes, rng):
+        fan_in, fan_out = shapes["kernel"]
+        limit = np.sqrt(6.0 / (fan_in + fan_out))   # glorot_uniform, Keras's default
+        kernel = rng.uniform(-limit, limit, size=shapes["kernel"]).astype(self.dtype)
+        return [kernel] + ([np.zeros(self.units, self.dtype)] if self.use_bias else [])
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)[:-1] + (self.units,)
+
+    def call(self, inputs, mask=None):
+        """``act(inputs @ kernel + bias)`` on the last axis of `inputs` ``(..., input_dim)``."""
+        x = _numeric_input(self, inputs)
+        if not self.built:
+            self.build((None,) + x.shape[1:])
+        if x.ndim < 2 or x.shape[-1] != self.kernel.shape[0]:
+            raise ValueError(
+                f"layer {self.name!r} expects inputs of shape (..., {self.kernel.shape[0]}), got {x.shape}"
+            )
+        y = x @ self.kernel
+        if self.use_bias:
+            y += self.bias
+        return self._act(y)
+
+
+class Activation(Layer):
+    """Apply an activation function by Keras name, as ``keras.layers.Activation``."""
+
+    def __init__(self, activation, name=None, dtype="float32", input_shape=None):
+        super().__init__(name, dtype, input_shape)
+        self._act = activations.get(activation, elementwise=False)
+        self.activation = "linear" if activation is None else activation.lower()
+
+    def call(self, inputs, mask=None):
+        """The activation of `inputs`, elementwise (softmax: over the last axis)."""
+        return self._act(_numeric_input(self, inputs))
+
+
+class Embedding(Layer):
+    """Look up a vector per integer token, as ``keras.layers.Embedding``.
+
+    Parameters
+    ----------
+    input_dim : int
+        Vocabulary size: tokens are ``0 .. input_dim - 1``.
+    output_dim : int
+    mask_zero : bool, default False
+        Token 0 is padding: the output mask is ``tokens != 0``.
+    input_length : int, optional
+        Keras 2's fixed sequence length; declares the input shape ``(input_length,)``.
+    dtype, name, weights, input_shape, batch_input_shape, seed
+        As for any layer; weights are ``[embeddings (input_dim, output_dim)]``.
+    """
+
+    _has_weights = True
+
+    def __init__(self, input_dim, output_dim, mask_zero=False, input_length=None, dtype="float32",
+                 name=None, weights=None, input_shape=None, batch_input_shape=None, seed=None):
+        if input_length is not None and input_shape is None and batch_input_shape is None:
+            input_shape = (input_length,)
+        super().__init__(name, dtype, input_shape, batch_input_shape)
+        self.input_dim = positive_int(input_dim, "input_dim")
+        self.output_dim = positive_int(output_dim, "output_dim")
+        self.mask_zero = bool(mask_zero)
+        self.seed = seed
+        if weights is not None:
+            self.set_weights(weights)
+        else:
+            self.build(self.batch_input_shape or (None, None))
+
+    def _weight_shapes(self, input_shape):
+        return {"embeddings": (self.input_dim, self.output_dim)}
+
+    def _input_shape_from_weights(self, weights):
+        return (None, None)
+
+    def _initial_weights(self, shapes, rng):
+        return [rng.uniform(-0.05, 0.05, size=shapes["embeddings"]).astype(self.dtype)]
+
+    def _shapes_fit(self, shapes):
+        return not isinstance(shapes, list)   # any shape of tokens
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def _tokens(self, inputs):
+        tokens = np.asarray(inputs)
+        if tokens.dtype.kind == "f":
+            if not np.array_equal(tokens, np.round(tokens)):
+                raise TypeError(f"input to layer {self.name!r} must be integer token ids, got non-integral floats")
+        elif tokens.dtype.kind not in "iub":
+            raise TypeError(f"input to layer {self.name!r} must be integer token ids, got dtype {tokens.dtype}")
+        tokens = tokens.astype(np.intp)
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.input_dim):
+            raise ValueError(
+                f"layer {self.name!r} has a vocabulary of {self.input_dim} tokens (0..{self.input_dim - 1}), "
+                f"got token ids from {tokens.min()} to {tokens.max()}"
+            )
+        return tokens
+
+    def call(self, inputs, mask=None):
+        """The embedding of each token: ``(...,)`` integers to ``(..., output_dim)``."""
+        return self.embeddings[self._tokens(inputs)]
+
+    def compute_mask(self, inputs, mask=None):
+        return np.asarray(inputs) != 0 if self.mask_zero else None
+
+
+class Masking(Layer):
+    """Mask timesteps whose features all equal `mask_value`, as ``keras.layers.Masking``.
+
+    Masked timesteps are zeroed in the output, and the mask ``(batch, timesteps)`` flows to the
+    following layers.
+    """
+
+    def __init__(self, mask_value=0.0, name=None, dtype="float32", input_shape=None, batch_input_shape=None):
+        super().__init__(name, dtype, input_shape, batch_input_shape)
+        self.mask_value = mask_value
+
+    def call(self, inputs, mask=None):
+        """`inputs` with masked timesteps zeroed."""
+        x = _numeric_input(self, inputs)
+        return x * self.compute_mask(x)[..., None]
+
+    def compute_mask(self, inputs, mask=None):
+        return np.any(np.asarray(inputs) != self.mask_value, axis=-1)
+
+
+class _Identity(Layer):
+    """A training-time layer that is the identity at inference (mask passed through)."""
+
+    def __init__(self, rate=0.0, name=None, dtype="float32", input_shape=None, seed=None, noise_shape=None):
+        super().__init__(name, dtype, input_shape)
+        self.rate = rate
+
+    def call(self, inputs, mask=None, training=None):
+        """`inputs`, unchanged: fastrnn runs inference only."""
+        return np.asarray(inputs)
+
+
+class Dropout(_Identity):
+    """``keras.layers.Dropout``: the identity at inference."""
+
+
+class SpatialDropout1D(_Identity):
+    """``keras.layers.SpatialDropout1D``: the identity at inference."""
+
+
+class GaussianDropout(_Identity):
+    """``keras.layers.GaussianDropout``: the identity at inference."""
+
+
+class GaussianNoise(_Identity):
+    """``keras.layers.GaussianNoise``: the identity at inference."""
+
+    def __init__(self, stddev=0.0, name=None, dtype="float32", input_shape=None, seed=None):
+        super().__init__(stddev, name, dtype, input_shape, seed)
+        self.stddev = stddev
+
+
+class Flatten(Layer):
+    """Flatten all but the batch axis, as ``keras.layers.Flatten`` (the mask stops here)."""
+
+    def compute_output_shape(self, input_shape):
+        rest = tuple(input_shape)[1:]
+        size = None if None in rest else int(np.prod(rest))
+        return (input_shape[0], size)
+
+    def call(self, inputs, mask=None):
+        """`inputs` reshaped to ``(batch, -1)``."""
+        x = np.asarray(inputs)
+        return x.reshape(x.shape[0], -1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+class Reshape(Layer):
+    """Reshape all but the batch axis to `target_shape` (one entry may be -1), as ``keras.layers.Reshape``."""
+
+    def __init__(self, target_shape, name=None, dtype="float32", input_shape=None):
+        super().__init__(name, dtype, input_shape)
+        self.target_shape = tuple(int(d) for d in target_shape)
+        if sum(d == -1 for d in self.target_shape) > 1 or any(d < -1 or d == 0 for d in self.target_shape):
+            raise ValueError(f"target_shape of layer {self.name!r} may hold one -1 and positive sizes, got {target_shape}")
+
+    def compute_output_shape(self, input_shape):
+        rest = tuple(input_shape)[1:]
+        known = int(np.prod([d for d in self.target_shape if d != -1]))
+        if None in rest:
+            return (input_shape[0],) + tuple(None if d == -1 else d for d in self.target_shape)
+        size = int(np.prod(rest))
+        if (-1 in self.target_shape and size % known) or (-1 not in self.target_shape and size != known):
+            raise ValueError(f"layer {self.name!r} cannot reshape inputs of shape {tuple(input_shape)} "
+                             f"to {self.target_shape}")
+        return (input_shape[0],) + tuple(size // known if d == -1 else d for d in self.target_shape)
+
+    def call(self, inputs, mask=None):
+        """`inputs` reshaped to ``(batch, *target_shape)``."""
+        x = np.asarray(inputs)
+        return x.reshape((x.shape[0],) + self.compute_output_shape(x.shape)[1:])
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+class RepeatVector(Layer):
+    """Repeat a ``(batch, features)`` input `n` times: ``(batch, n, features)``, as ``keras.layers.RepeatVector``."""
+
+    def __init__(self, n, name=None, dtype="float32", input_shape=None):
+        super().__init__(name, dtype, input_shape)
+        self.n = positive_int(n, "n")
+
+    def compute_output_shape(self, input_shape):
+        batch, features = tuple(input_shape)
+        return (batch, self.n, features)
+
+    def call(self, inputs, mask=None):
+        """`inputs` ``(batch, features)`` repeated along a new time axis."""
+        x = np.asarray(inputs)
+        if x.ndim != 2:
+            raise ValueError(f"layer {self.name!r} expects inputs of shape (batch, features), got {x.shape}")
+        return np.repeat(x[:, None, :], self.n, axis=1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+class TimeDistributed(Layer):
+    """Apply a layer to every timestep, as ``keras.layers.TimeDistributed``.
+
+    The wrapped layer sees ``(batch * timesteps, ...)``; its weights are the wrapper's weights.
+    The mask passes through unchanged.
+    """
+
+    def __init__(self, layer, name=None, input_shape=None, batch_input_shape=None):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"TimeDistributed wraps a fastrnn layer, got {type(layer).__name__}")
+        super().__init__(name, layer.dtype, input_shape, batch_input_shape)
+        self.layer = layer
+        self._has_weights = layer._has_weights
+        if self.batch_input_shape is not None:
+            self.build(self.batch_input_shape)
+
+    @property
+    def built(self):
+        return self.input_shape is not None and (self.layer.built or not self._has_weights)
+
+    def build(self, input_shape):
+        """Build the wrapped layer for one timestep of `input_shape` ``(batch, timesteps, ...)``."""
+        input_shape = tuple(input_shape)
+        if len(input_shape) < 3:
+            raise ValueError(f"layer {self.name!r} (TimeDistributed) needs inputs of shape "
+                             f"(batch, timesteps, ...), got {input_shape}")
+        self.layer.build((None,) + input_shape[2:])
+        self.input_shape = input_shape
+
+    @property
+    def weights(self):
+        return self.layer.weights
+
+    def set_weights(self, weights):
+        """Set the wrapped layer's weights."""
+        self.layer.set_weights(weights)
+        if self.input_shape is None and self.layer.built:
+            self.input_shape = (None, None) + tuple(self.layer.input_shape[1:])
+
+    def count_params(self):
+        return self.layer.count_params()
+
+    def compute_output_shape(self, input_shape):
+        batch, timesteps = tuple(input_shape)[:2]
+        inner = self.layer.compute_output_shape((None,) + tuple(input_shape)[2:])
+        return (batch, timesteps) + tuple(inner)[1:]
+
+    def call(self, inputs, mask=None):
+        """The wrapped layer's output for each timestep, ``(batch, timesteps, ...)``."""
+        x = np.asarray(inputs)
+        if x.ndim < 3:
+            raise ValueError(f"layer {self.name!r} (TimeDistributed) expects inputs of shape "
+                             f"(batch, timesteps, ...), got {x.shape}")
+        y = self.layer.call(x.reshape((-1,) + x.shape[2:]))
+        return y.reshape(x.shape[:2] + y.shape[1:])
+
+
+class _Merge(Layer):
+    """Combine a list of same-shaped inputs; the output mask is the AND of the input masks."""
+
+    def __init__(self, name=None, dtype="float32"):
+        super().__init__(name, dtype)
+
+    def _shapes_fit(self, shapes):
+        return isinstance(shapes, list) and len(shapes) == len(self.input_shape)
+
+    def _check_build_shape(self, input_shape):
+        if not isinstance(input_shape, list) or len(input_shape) < 2:
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) merges a list of at least two inputs, "
+                             f"got {input_shape}")
+        shapes = [tuple(s) for s in input_shape]
+        self._check_shapes(shapes)
+        return shapes
+
+    def _check_shapes(self, shapes):
+        def same(a, b):
+            return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a[1:], b[1:]))
+        if not all(same(shapes[0], s) for s in shapes[1:]):
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) needs inputs of one shape, got {shapes}")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def _arrays(self, inputs):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) merges a list of at least two arrays")
+        arrays = [np.asarray(a) for a in inputs]
+        self._check_shapes([a.shape for a in arrays])
+        return arrays
+
+    def call(self, inputs, mask=None):
+        """The merge of the arrays in the list `inputs`."""
+        return self._merge(self._arrays(inputs))
+
+    def compute_mask(self, inputs, mask=None):
+        masks = [m for m in (mask or []) if m is not None]
+        return np.logical_and.reduce(masks) if masks else None
+
+
+class Add(_Merge):
+    """Sum of the inputs, as ``keras.layers.Add``."""
+
+    def _merge(self, arrays):
+        return sum(arrays[1:], arrays[0])
+
+
+class Subtract(_Merge):
+    """First input minus the second, as ``keras.layers.Subtract``."""
+
+    def _merge(self, arrays):
+        if len(arrays) != 2:
+            raise ValueError(f"layer {self.name!r} (Subtract) takes exactly two inputs, got {len(arrays)}")
+        return arrays[0] - arrays[1]
+
+
+class Multiply(_Merge):
+    """Elementwise product of the inputs, as ``keras.layers.Multiply``."""
+
+    def _merge(self, arrays):
+        return np.prod(arrays, axis=0)
+
+
+class Average(_Merge):
+    """Mean of the inputs, as ``keras.layers.Average``."""
+
+    def _merge(self, arrays):
+        return sum(arrays[1:], arrays[0]) / len(arrays)
+
+
+class Maximum(_Merge):
+    """Elementwise maximum of the inputs, as ``keras.layers.Maximum``."""
+
+    def _merge(self, arrays):
+        return np.maximum.reduce(arrays)
+
+
+class Minimum(_Merge):
+    """Elementwise minimum of the inputs, as ``keras.layers.Minimum``."""
+
+    def _merge(self, arrays):
+        return np.minimum.reduce(arrays)
+
+
+class Concatenate(_Merge):
+    """Join the inputs along `axis` (the last by default), as ``keras.layers.Concatenate``."""
+
+    def __init__(self, axis=-1, name=None, dtype="float32"):
+        super().__init__(name, dtype)
+        self.axis = int(axis)
+
+    def _check_shapes(self, shapes):
+        rank = len(shapes[0])
+        axis = self.axis % rank if rank else 0
+        if axis == 0 or any(len(s) != rank for s in shapes) or not all(
+                a is None or b is None or a == b
+                for s in shapes[1:] for i, (a, b) in enumerate(zip(shapes[0], s)) if i not in (0, axis)):
+            raise ValueError(f"layer {self.name!r} (Concatenate) cannot join shapes {shapes} on axis {self.axis}")
+
+    def compute_output_shape(self, input_shape):
+        shapes = [tuple(s) for s in input_shape]
+        axis = self.axis % len(shapes[0])
+        sizes = [s[axis] for s in shapes]
+        out = list(shapes[0])
+        out[axis] = None if None in sizes else sum(sizes)
+        return tuple(out)
+
+    def _merge(self, arrays):
+        return np.concatenate(arrays, axis=self.axis)
+
+    def compute_mask(self, inputs, mask=None):
+        # Keras: expand each mask to its input's shape (all True where absent), join along the
+        # axis, and keep a step where every joined position is unmasked.
+        if mask is None or all(m is None for m in mask):
+            return None
+        arrays = [np.asarray(a) for a in inputs]
+        full = [np.ones(a.shape, bool) if m is None else np.broadcast_to(
+            np.asarray(m, bool).reshape(m.shape + (1,) * (a.ndim - np.ndim(m))), a.shape)
+            for a, m in zip(arrays, mask)]
+        return np.all(np.concatenate(full, axis=self.axis), axis=-1)

@@ -1,0 +1,428 @@
+"""Models: a `Sequential` stack and a functional `Model` (a graph of layers), as in Keras.
+
+Both check every shape when they are built, before any computation, and then run their layers
+in order, passing masks along as Keras does. `predict` runs large inputs in batches; `summary`
+prints a Keras-like table.
+"""
+import numpy as np
+
+from .base import Layer, Node, Symbolic, unique_name
+
+__all__ = ["Input", "InputLayer", "Model", "Sequential"]
+
+
+class InputLayer(Layer):
+    """The source of a functional model's input; made by `Input`."""
+
+    def __init__(self, batch_shape, dtype="float32", name=None):
+        super().__init__(name or unique_name("input_layer"), "float32")
+        self.input_dtype = np.dtype(dtype)
+        self.batch_shape = tuple(batch_shape)
+        self.input_shape = self.batch_shape
+        self.output = Symbolic(self.batch_shape, self.input_dtype, Node(self, [], {}), 0, self.name)
+
+    def compute_output_shape(self, input_shape):
+        return self.batch_shape
+
+
+def Input(shape=None, batch_size=None, dtype="float32", name=None, batch_shape=None):
+    """A placeholder for a model input, as ``keras.Input``.
+
+    Parameters
+    ----------
+    shape : tuple
+        The shape of one sample, without the batch axis; None for a size that may vary.
+    batch_size : int, optional
+    dtype : str, default "float32"
+        ``"int32"`` (or any integer type) for token ids feeding an Embedding.
+    name : str, optional
+    batch_shape : tuple, optional
+        The full shape, batch axis included (instead of `shape` and `batch_size`).
+
+    Returns
+    -------
+    Symbolic
+        Call layers on it to build a graph, then pass it to `Model`.
+
+    Examples
+    --------
+    >>> import fastrnn
+    >>> inputs = fastrnn.Input((None, 3))
+    >>> outputs = fastrnn.Dense(1)(fastrnn.LSTM(4)(inputs))
+    >>> fastrnn.Model(inputs, outputs).output_shape
+    (None, 1)
+    """
+    if batch_shape is None:
+        if shape is None:
+            raise ValueError("Input needs shape= (one sample's shape) or batch_shape=")
+        batch_shape = (batch_size, *tuple(shape))
+    return InputLayer(batch_shape, dtype, name).output
+
+
+def _fits(given, declared):
+    return len(given) == len(declared) and all(d is None or g == d for g, d in zip(given[1:], declared[1:]))
+
+
+def _format_shape(shape):
+    if isinstance(shape, list):
+        return ", ".join(_format_shape(s) for s in shape)
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+class _Model:
+    """What Sequential and Model share: weights over all layers, predict and summary."""
+
+    def get_layer(self, name):
+        """Return the layer called `name`.
+
+        Raises
+        ------
+        ValueError
+            If no layer has that name (the message lists those that exist).
+        """
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"model {self.name!r} has no layer {name!r}; it has {[l.name for l in self.layers]}")
+
+    def count_params(self):
+        """Return the number of weights of all layers."""
+        return sum(layer.count_params() for layer in self.layers)
+
+    def get_weights(self):
+        """Return copies of all weights, layer by layer in `layers` order, each in Keras order."""
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights):
+        """Set all weights from a flat list in the order `get_weights` returns them.
+
+        Raises
+        ------
+        ValueError
+            If the count or a shape is wrong (the message names the layer).
+        """
+        weights = list(weights)
+        expected = sum(len(layer.weights) for layer in self.layers)
+        if len(weights) != expected:
+            raise ValueError(f"model {self.name!r} has {expected} weight arrays, got {len(weights)}")
+        for layer in self.layers:
+            n = len(layer.weights)
+            if n:
+                layer.set_weights(weights[:n])
+                weights = weights[n:]
+
+    def predict(self, x, batch_size=None, verbose=0):
+        """Run the model on `x` in batches and return what Keras's ``predict`` returns.
+
+        Parameters
+        ----------
+        x : array_like or list of array_like
+            The input(s), batch axis first; memory-mapped arrays work.
+        batch_size : int, optional
+            Rows per batch (default 1024). Results do not depend on it.
+        verbose : ignored
+            Accepted for Keras compatibility.
+
+        Returns
+        -------
+        ndarray or list of ndarray
+            One array per model output, all rows.
+        """
+        batch_size = 1024 if batch_size is None else int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        inputs = list(x) if isinstance(x, (list, tuple)) else [x]
+        rows = {len(a) for a in inputs}
+        if len(rows) != 1:
+            raise ValueError(f"model {self.name!r} needs inputs with one number of rows, got {sorted(rows)}")
+        n = rows.pop()
+        pieces = []
+        for start in range(0, max(n, 1), batch_size):
+            chunk = [a[start:start + batch_size] for a in inputs]
+            out = self(chunk if isinstance(x, (list, tuple)) else chunk[0])
+            pieces.append(out if isinstance(out, list) else [out])
+        outputs = [np.concatenate(parts) for parts in zip(*pieces)]
+        return outputs if len(outputs) > 1 else outputs[0]
+
+    def summary(self, print_fn=None):
+        """Print a Keras-like table of layers, output shapes and parameter counts.
+
+        Parameters
+        ----------
+        print_fn : callable, optional
+            Called with each line; `print` by default.
+        """
+        print_fn = print_fn or print
+        rows = [(f"{layer.name} ({type(layer).__name__})", shape, "?" if count is None else f"{count:,}")
+                for layer, shape, count in self._summary_rows()]
+        widths = [max(len(header), *(len(r[i]) for r in rows)) + 2 if rows else len(header) + 2
+                  for i, header in enumerate(("Layer (type)", "Output Shape", "Param #"))]
+        total_width = sum(widths)
+        print_fn(f'Model: "{self.name}"')
+        print_fn("_" * total_width)
+        print_fn("Layer (type)".ljust(widths[0]) + "Output Shape".ljust(widths[1]) + "Param #".rjust(widths[2]))
+        print_fn("=" * total_width)
+        for i, (name, shape, count) in enumerate(rows):
+            print_fn(name.ljust(widths[0]) + shape.ljust(widths[1]) + count.rjust(widths[2]))
+            print_fn(("=" if i == len(rows) - 1 else "_") * total_width)
+        if all(layer.built or not layer._has_weights for layer in self.layers):
+            total = self.count_params()
+            size = total * max([w.dtype.itemsize for w in self.get_weights()] or [4])
+            print_fn(f"Total params: {total:,} ({size:,.2f} B)")
+            print_fn(f"Trainable params: {total:,} ({size:,.2f} B)")
+            print_fn("Non-trainable params: 0 (0.00 B)")
+        else:
+            print_fn("Total params: ? (the model is not built: give its first layer input_shape=)")
+
+
+class Sequential(_Model):
+    """A linear stack of layers, as ``keras.Sequential``.
+
+    Parameters
+    ----------
+    layers : list, optional
+        Layers, optionally led by a `fastrnn.Input`; the first layer may declare
+        ``input_shape=`` / ``batch_input_shape=`` instead.
+    name : str, optional
+
+    Notes
+    -----
+    With a known input shape the model is built at once, so a layer that does not fit the one
+    before it is reported when it is added. Otherwise it is built on the first call, from the
+    input's shape, before anything is computed. Masks produced by Embedding(mask_zero=True) or
+    Masking flow to the layers after them.
+
+    Examples
+    --------
+    >>> import fastrnn
+    >>> model = fastrnn.Sequential([fastrnn.SimpleRNN(3, input_shape=(2, 10))])
+    >>> model.output_shape, model.count_params()
+    ((None, 3), 42)
+    """
+
+    def __init__(self, layers=None, name=None):
+        self.name = name or unique_name("sequential")
+        self.layers = []
+        self._input_shape = None
+        self._output_shapes = None
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer):
+        """Append a layer (or, first, an `Input`) and check that it fits the stack.
+
+        Raises
+        ------
+        ValueError
+            If its input shape does not fit the output of the layer before it.
+        TypeError
+            If `layer` is not a fastrnn layer.
+        """
+        if isinstance(layer, Symbolic):
+            if self.layers or self._input_shape is not None:
+                raise ValueError(f"an Input can only be the first entry of Sequential {self.name!r}")
+            self._input_shape = layer.shape
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential {self.name!r} takes fastrnn layers, got {type(layer).__name__}")
+        if not self.layers and self._input_shape is None and layer.batch_input_shape is not None:
+            self._input_shape = layer.batch_input_shape
+        self.layers.append(layer)
+        self._output_shapes = None
+        if self._input_shape is not None:
+            self.build(self._input_shape)
+
+    @property
+    def input_shape(self):
+        """The declared input shape, batch axis first (None for any size)."""
+        return self._input_shape
+
+    @property
+    def output_shape(self):
+        """The output shape for the input shape (known once built)."""
+        if self._output_shapes is None:
+            raise AttributeError(f"Sequential {self.name!r} is not built: its input shape is unknown")
+        return self._output_shapes[-1] if self._output_shapes else self._input_shape
+
+    def build(self, input_shape):
+        """Build every layer in turn for `input_shape`, checking that each fits the one before.
+
+        Raises
+        ------
+        ValueError
+            Naming the first layer that does not fit, with the shapes involved.
+        """
+        shape, shapes = tuple(input_shape), []
+        for layer in self.layers:
+            layer.build(shape)
+            if not layer._shapes_fit(shape):
+                raise ValueError(
+                    f"layer {layer.name!r} ({type(layer).__name__}) of {self.name!r} cannot take inputs of "
+                    f"shape {shape}: it was built for {layer.input_shape}"
+                )
+            shape = layer.compute_output_shape(shape)
+            if isinstance(shape, list):
+                raise ValueError(
+                    f"layer {layer.name!r} of Sequential {self.name!r} returns {len(shape)} outputs; "
+                    "a Sequential layer must return one (use the functional Model for return_state)"
+                )
+            shapes.append(shape)
+        if self._input_shape is None:
+            self._input_shape = (None,) + tuple(input_shape)[1:]
+        self._output_shapes = shapes
+
+    def __call__(self, inputs, training=None, mask=None):
+        """Run the stack on `inputs` (batch axis first) and return the last layer's output.
+
+        Raises
+        ------
+        ValueError
+            If `inputs` does not fit the declared input shape (the message gives both).
+        """
+        x = np.asarray(inputs)
+        if self._input_shape is not None:
+            if not _fits(x.shape, self._input_shape):
+                raise ValueError(
+                    f"model {self.name!r} expects inputs of shape {self._input_shape}, got {x.shape}"
+                )
+        else:
+            self.build((None,) + x.shape[1:])
+        if self._output_shapes is None:
+            self.build(self._input_shape)
+        for layer in self.layers:
+            x, mask = layer.call(x, mask=mask), layer.compute_mask(x, mask)
+        return x
+
+    def _summary_rows(self):
+        shapes = self._output_shapes or ["?"] * len(self.layers)
+        return [(layer, _format_shape(shape) if shape != "?" else "?",
+                 layer.count_params() if layer.built or not layer._has_weights else None)
+                for layer, shape in zip(self.layers, shapes)]
+
+
+class Model(_Model):
+    """A functional model: a graph of layers from `Input` tensors to outputs, as ``keras.Model``.
+
+    Parameters
+    ----------
+    inputs : Symbolic or list of Symbolic
+        Made by `fastrnn.Input`.
+    outputs : Symbolic or list of Symbolic
+        Made by calling layers on the inputs (several outputs, shared layers, merges, RNN
+        ``initial_state`` from another layer and ``return_state`` outputs all work).
+    name : str, optional
+
+    Examples
+    --------
+    An encoder–decoder whose decoder starts from the encoder's states:
+
+    >>> import fastrnn
+    >>> encoder_in, decoder_in = fastrnn.Input((None, 3)), fastrnn.Input((None, 2))
+    >>> _, h, c = fastrnn.LSTM(8, return_state=True)(encoder_in)
+    >>> decoded = fastrnn.LSTM(8, return_sequences=True)(decoder_in, initial_state=[h, c])
+    >>> model = fastrnn.Model([encoder_in, decoder_in], fastrnn.Dense(2)(decoded))
+    >>> model.output_shape
+    (None, None, 2)
+    """
+
+    def __init__(self, inputs, outputs, name=None):
+        self.name = name or unique_name("functional")
+        self._single_input = not isinstance(inputs, (list, tuple))
+        self._single_output = not isinstance(outputs, (list, tuple))
+        self.inputs = [inputs] if self._single_input else list(inputs)
+        self.outputs = [outputs] if self._single_output else list(outputs)
+        for tensor in self.inputs + self.outputs:
+            if not isinstance(tensor, Symbolic):
+                raise TypeError(f"Model inputs and outputs must come from fastrnn.Input and layer calls, got {tensor!r}")
+        for tensor in self.inputs:
+            if not isinstance(tensor.node.layer, InputLayer):
+                raise ValueError(f"model input {tensor!r} is not made by fastrnn.Input")
+        self._nodes = self._sorted_nodes()
+        layers = [t.node.layer for t in self.inputs]
+        for node in self._nodes:
+            if node.layer not in layers:
+                layers.append(node.layer)
+        self.layers = layers
+
+    def _sorted_nodes(self):
+        """The nodes between inputs and outputs, each after every node it reads from."""
+        order, seen, sources = [], set(), {id(t) for t in self.inputs}
+
+        def visit(tensor, path):
+            node = tensor.node
+            if id(tensor) in sources or id(node) in seen:
+                return
+            if isinstance(node.layer, InputLayer):
+                raise ValueError(f"an output of model {self.name!r} depends on input {node.layer.name!r}, "
+                                 "which is not among the model's inputs")
+            if id(node) in path:
+                raise ValueError(f"model {self.name!r} has a cycle through layer {node.layer.name!r}")
+            for t in node.tensors():
+                visit(t, path | {id(node)})
+            seen.add(id(node))
+            order.append(node)
+
+        for tensor in self.outputs:
+            visit(tensor, frozenset())
+        return order
+
+    @property
+    def input_shape(self):
+        """The declared input shape(s)."""
+        shapes = [t.shape for t in self.inputs]
+        return shapes[0] if self._single_input else shapes
+
+    @property
+    def output_shape(self):
+        """The output shape(s)."""
+        shapes = [t.shape for t in self.outputs]
+        return shapes[0] if self._single_output else shapes
+
+    def __call__(self, inputs, training=None, mask=None):
+        """Run the graph on arrays: one per model input (a list for several).
+
+        Raises
+        ------
+        ValueError
+            If the number of inputs is wrong, or one does not fit its declared shape.
+        """
+        arrays = [inputs] if self._single_input and not isinstance(inputs, (list, tuple)) else list(inputs)
+        if len(arrays) != len(self.inputs):
+            raise ValueError(f"model {self.name!r} takes {len(self.inputs)} inputs, got {len(arrays)}")
+        values, masks = {}, {}
+        for tensor, array in zip(self.inputs, arrays):
+            array = np.asarray(array)
+            if not _fits(array.shape, tensor.shape):
+                raise ValueError(
+                    f"input {tensor.name!r} of model {self.name!r} expects shape {tensor.shape}, got {array.shape}"
+                )
+            values[id(tensor)], masks[id(tensor)] = array, None
+
+        def resolve(value, table):
+            if isinstance(value, (list, tuple)):
+                return [resolve(v, table) for v in value]
+            return table[id(value)] if isinstance(value, Symbolic) else value
+
+        for node in self._nodes:
+            args = resolve(node.inputs, values)
+            in_mask = resolve(node.inputs, masks)
+            kwargs = {key: resolve(value, values) for key, value in node.kwargs.items()}
+            out = node.layer.call(args, mask=in_mask, **kwargs)
+            out_mask = node.layer.compute_mask(args, in_mask)
+            several = len(node.outputs) > 1
+            for i, tensor in enumerate(node.outputs):
+                values[id(tensor)] = out[i] if several else out
+                masks[id(tensor)] = out_mask[i] if several and isinstance(out_mask, list) else (
+                    None if several else out_mask)
+        results = [values[id(t)] for t in self.outputs]
+        return results[0] if self._single_output else results
+
+    def _summary_rows(self):
+        rows = []
+        for layer in self.layers:
+            shapes = [t.shape for node in self._nodes if node.layer is layer for t in node.outputs]
+            if isinstance(layer, InputLayer):
+                shapes = [layer.batch_shape]
+            shape = shapes[0] if len(shapes) == 1 else shapes
+            rows.append((layer, _format_shape(shape), layer.count_params()))
+        return rows
