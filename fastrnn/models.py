@@ -69,6 +69,13 @@ def _format_shape(shape):
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def _format_bytes(n):
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.2f} {unit}"
+        n /= 1024
+
+
 class _Model:
     """What Sequential and Model share: weights over all layers, predict and summary."""
 
@@ -167,9 +174,9 @@ class _Model:
             print_fn(("=" if i == len(rows) - 1 else "_") * total_width)
         if all(layer.built or not layer._has_weights for layer in self.layers):
             total = self.count_params()
-            size = total * max([w.dtype.itemsize for w in self.get_weights()] or [4])
-            print_fn(f"Total params: {total:,} ({size:,.2f} B)")
-            print_fn(f"Trainable params: {total:,} ({size:,.2f} B)")
+            size = _format_bytes(sum(w.nbytes for layer in self.layers for w in layer.weights))
+            print_fn(f"Total params: {total:,} ({size})")
+            print_fn(f"Trainable params: {total:,} ({size})")
             print_fn("Non-trainable params: 0 (0.00 B)")
         else:
             print_fn("Total params: ? (the model is not built: give its first layer input_shape=)")

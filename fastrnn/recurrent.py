@@ -502,6 +502,11 @@ class Bidirectional(Layer):
         else:
             if not isinstance(backward_layer, _RNN):
                 raise TypeError(f"backward_layer must be a SimpleRNN, LSTM or GRU, got {type(backward_layer).__name__}")
+            if backward_layer.go_backwards == layer.go_backwards:
+                raise ValueError(
+                    f"forward and backward layers of {self.name!r} must differ in go_backwards, "
+                    f"both have {layer.go_backwards}"
+                )
             for attribute in ("return_sequences", "return_state"):
                 if getattr(backward_layer, attribute) != getattr(layer, attribute):
                     raise ValueError(

@@ -1,0 +1,218 @@
+"""The layers around RNNs and the models: semantics not covered by the Keras goldens, and errors."""
+import numpy as np
+import pytest
+
+import fastrnn as fr
+
+
+def rng_inputs(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+# ------------------------------------------------------------------ small layers
+def test_dense_on_any_rank_and_softmax():
+    dense = fr.Dense(3, activation="softmax", seed=0)
+    y = dense(rng_inputs(2, 4, 5))
+    assert y.shape == (2, 4, 3)
+    np.testing.assert_allclose(y.sum(axis=-1), 1, rtol=1e-6)
+    np.testing.assert_allclose(dense(rng_inputs(6, 5)).sum(axis=-1), 1, rtol=1e-6)
+    kernel, bias = dense.get_weights()
+    x = rng_inputs(7, 5, seed=1)
+    logits = x @ kernel + bias
+    np.testing.assert_allclose(dense(x), np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), rtol=1e-5)
+
+
+def test_softmax_is_not_a_recurrent_activation():
+    with pytest.raises(ValueError, match="unknown activation 'softmax'"):
+        fr.LSTM(3, activation="softmax")
+
+
+def test_embedding_tokens_and_mask():
+    embedding = fr.Embedding(5, 2, mask_zero=True, seed=0)
+    tokens = np.array([[1, 2, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(embedding(tokens), embedding.embeddings[tokens])
+    np.testing.assert_array_equal(embedding.compute_mask(tokens), tokens != 0)
+    np.testing.assert_array_equal(embedding(tokens.astype(float)), embedding(tokens))
+    with pytest.raises(ValueError, match=r"vocabulary of 5 tokens \(0..4\), got token ids from 0 to 7"):
+        embedding(np.array([[0, 7]]))
+    with pytest.raises(ValueError, match="from -1"):
+        embedding(np.array([[-1, 2]]))
+    with pytest.raises(TypeError, match="integer token ids"):
+        embedding(np.array([[0.5, 1]]))
+
+
+def test_masking_zeroes_and_masks_only_all_equal_steps():
+    x = rng_inputs(2, 4, 3)
+    x[0, 1] = 0
+    x[1, 2, 0] = 0              # one zero feature: not masked
+    out = fr.Masking()(x)
+    mask = fr.Masking().compute_mask(x)
+    np.testing.assert_array_equal(mask, [[True, False, True, True], [True] * 4])
+    np.testing.assert_array_equal(out, x)
+    x[1, 3] = -1
+    np.testing.assert_array_equal(fr.Masking(-1.0).compute_mask(x)[1], [True, True, True, False])
+
+
+def test_identity_layers_flatten_reshape_repeat():
+    x = rng_inputs(2, 3, 4)
+    for layer in (fr.Dropout(0.5), fr.SpatialDropout1D(0.3), fr.GaussianNoise(1.0), fr.GaussianDropout(0.2)):
+        np.testing.assert_array_equal(layer(x), x)
+        assert layer.count_params() == 0
+    np.testing.assert_array_equal(fr.Flatten()(x), x.reshape(2, 12))
+    np.testing.assert_array_equal(fr.Reshape((4, -1))(x), x.reshape(2, 4, 3))
+    np.testing.assert_array_equal(fr.RepeatVector(3)(x[:, 0]), np.stack([x[:, 0]] * 3, axis=1))
+    with pytest.raises(ValueError, match=r"cannot reshape inputs of shape \(2, 3, 4\) to \(5, -1\)"):
+        fr.Reshape((5, -1))(x)
+    with pytest.raises(ValueError, match="one -1"):
+        fr.Reshape((-1, -1))
+
+
+def test_time_distributed_equals_per_step_application():
+    dense = fr.Dense(2, seed=0)
+    wrapped = fr.TimeDistributed(dense)
+    x = rng_inputs(3, 4, 5)
+    y = wrapped(x)
+    for t in range(4):
+        np.testing.assert_allclose(y[:, t], dense(x[:, t]), rtol=1e-6)
+    assert wrapped.count_params() == 12 and len(wrapped.get_weights()) == 2
+
+
+def test_merges_and_their_masks():
+    a, b = rng_inputs(2, 3, 4), rng_inputs(2, 3, 4, seed=1)
+    np.testing.assert_allclose(fr.Add()([a, b]), a + b)
+    np.testing.assert_allclose(fr.Subtract()([a, b]), a - b)
+    np.testing.assert_allclose(fr.Multiply()([a, b]), a * b)
+    np.testing.assert_allclose(fr.Average()([a, b]), (a + b) / 2)
+    np.testing.assert_allclose(fr.Maximum()([a, b]), np.maximum(a, b))
+    np.testing.assert_allclose(fr.Concatenate(axis=1)([a, b]), np.concatenate([a, b], axis=1))
+    m1 = np.array([[True, True, False], [True, False, True]])
+    m2 = np.array([[True, False, False], [True, True, True]])
+    np.testing.assert_array_equal(fr.Add().compute_mask([a, b], [m1, m2]), m1 & m2)
+    np.testing.assert_array_equal(fr.Concatenate().compute_mask([a, b], [m1, None]), m1)
+    np.testing.assert_array_equal(fr.Concatenate(axis=1).compute_mask([a, b], [m1, m2]), np.concatenate([m1, m2], 1))
+    assert fr.Add().compute_mask([a, b], [None, None]) is None
+    with pytest.raises(ValueError, match="needs inputs of one shape"):
+        fr.Add()([a, b[:, :2]])
+    with pytest.raises(ValueError, match="cannot join shapes"):
+        fr.Concatenate()([a, b[:, :2]])
+
+
+def test_bidirectional_arguments_are_checked():
+    with pytest.raises(TypeError, match="wraps a SimpleRNN, LSTM or GRU"):
+        fr.Bidirectional(fr.Dense(3))
+    with pytest.raises(ValueError, match="merge_mode must be one of"):
+        fr.Bidirectional(fr.LSTM(3), merge_mode="max")
+    with pytest.raises(ValueError, match="must agree on return_sequences"):
+        fr.Bidirectional(fr.LSTM(3, return_sequences=True), backward_layer=fr.LSTM(3, go_backwards=True))
+    with pytest.raises(ValueError, match="must differ in go_backwards"):
+        fr.Bidirectional(fr.LSTM(3), backward_layer=fr.LSTM(3))
+    layer = fr.Bidirectional(fr.LSTM(3), input_shape=(None, 2))
+    with pytest.raises(ValueError, match="expects 6 weights"):
+        layer.set_weights(layer.get_weights()[:3])
+    with pytest.raises(ValueError, match="initial_state as a list of forward then backward"):
+        layer(rng_inputs(2, 3, 2), initial_state=[np.zeros((2, 3))])
+
+
+def test_bidirectional_is_forward_plus_reversed_backward():
+    forward = fr.GRU(3, return_sequences=True, seed=0, input_shape=(None, 2))
+    backward = fr.GRU(3, return_sequences=True, go_backwards=True, seed=1, input_shape=(None, 2))
+    layer = fr.Bidirectional(forward, merge_mode=None, backward_layer=backward)
+    x = rng_inputs(2, 5, 2)
+    f, b = layer(x)
+    np.testing.assert_array_equal(f, forward(x))
+    np.testing.assert_array_equal(b, forward.__class__(3, return_sequences=True, weights=backward.get_weights())(x[:, ::-1])[:, ::-1])
+
+
+# ------------------------------------------------------------------ models
+def test_tutorial_examples_as_written():
+    lines = []
+    fr.Sequential([fr.SimpleRNN(3, input_shape=(2, 10))]).summary(print_fn=lines.append)
+    row = next(line for line in lines if "(SimpleRNN)" in line)
+    assert "(None, 3)" in row and row.rstrip().endswith("42")
+    lines = []
+    model = fr.Sequential([fr.SimpleRNN(3, batch_input_shape=(8, 2, 10), return_sequences=True)])
+    model.summary(print_fn=lines.append)
+    assert "(8, 2, 3)" in next(line for line in lines if "(SimpleRNN)" in line)
+    assert model(rng_inputs(8, 2, 10)).shape == (8, 2, 3)
+
+
+def test_layers_that_do_not_fit_fail_when_the_model_is_built():
+    with pytest.raises(ValueError, match=r"layer 'late' \(Dense\) of .* cannot take inputs of shape \(None, 4\): it was built for \(None, 7\)"):
+        fr.Sequential([fr.Input((5, 3)), fr.LSTM(4), fr.Dense(2, name="late", input_shape=(7,))])
+    with pytest.raises(ValueError, match="needs inputs of shape \\(batch, timesteps, input_dim\\)"):
+        fr.Sequential([fr.Input((5, 3)), fr.LSTM(4), fr.GRU(2)])
+    with pytest.raises(ValueError, match="returns 3 outputs"):
+        fr.Sequential([fr.Input((5, 3)), fr.LSTM(4, return_state=True)])
+    x = fr.Input((5, 3))
+    with pytest.raises(ValueError, match="expects initial_state of 2 tensor\\(s\\) of shape \\(batch, 4\\)"):
+        fr.LSTM(4)(x, initial_state=[fr.LSTM(3, return_state=True)(x)[1]] * 2)
+    with pytest.raises(ValueError, match="needs inputs of one shape"):
+        fr.Add()([fr.LSTM(4)(x), fr.LSTM(3)(x)])
+
+
+def test_unbuilt_sequential_checks_shapes_before_computing():
+    model = fr.Sequential([fr.LSTM(4, return_sequences=True), fr.Flatten(), fr.Dense(2)])
+    assert model(rng_inputs(3, 5, 2)).shape == (3, 2)
+    assert model.output_shape == (None, 2)
+    with pytest.raises(ValueError, match=r"expects inputs of shape \(None, 5, 2\), got \(3, 6, 2\)"):
+        model(rng_inputs(3, 6, 2))
+
+
+def test_input_that_does_not_match_names_both_shapes():
+    model = fr.Sequential([fr.Input((5, 3)), fr.GRU(2)])
+    with pytest.raises(ValueError, match=r"expects inputs of shape \(None, 5, 3\), got \(2, 5, 4\)"):
+        model(rng_inputs(2, 5, 4))
+    x = fr.Input((None, 3), name="tokens")
+    functional = fr.Model(x, fr.GRU(2)(x))
+    with pytest.raises(ValueError, match=r"input 'tokens' of model .* expects shape \(None, None, 3\), got \(2, 5\)"):
+        functional(rng_inputs(2, 5))
+    with pytest.raises(ValueError, match="takes 1 inputs, got 2"):
+        functional([rng_inputs(2, 5, 3)] * 2)
+
+
+def test_functional_graph_errors():
+    x, other = fr.Input((4, 3)), fr.Input((4, 3))
+    y = fr.Add()([fr.LSTM(2)(x), fr.LSTM(2)(other)])
+    with pytest.raises(ValueError, match="depends on input .* not among the model's inputs"):
+        fr.Model(x, y)
+    with pytest.raises(TypeError, match="must come from fastrnn.Input"):
+        fr.Model(x, np.zeros(3))
+
+
+def test_shared_layer_and_weights_round_trip():
+    x1, x2 = fr.Input((4, 3)), fr.Input((4, 3))
+    shared = fr.LSTM(2, seed=0)
+    model = fr.Model([x1, x2], fr.Concatenate()([shared(x1), shared(x2)]))
+    a, b = rng_inputs(2, 4, 3), rng_inputs(2, 4, 3, seed=1)
+    np.testing.assert_array_equal(model([a, b]), np.concatenate([shared(a), shared(b)], -1))
+    weights = model.get_weights()
+    assert len(weights) == 3 and model.count_params() == shared.count_params()
+    model.set_weights([w + 1 for w in weights])
+    np.testing.assert_array_equal(shared.get_weights()[0], weights[0] + 1)
+    with pytest.raises(ValueError, match="has 3 weight arrays, got 2"):
+        model.set_weights(weights[:2])
+    with pytest.raises(ValueError, match="has no layer 'nope'"):
+        model.get_layer("nope")
+
+
+def test_predict_batches_and_rows():
+    model = fr.Sequential([fr.Input((None, 3)), fr.LSTM(4, return_sequences=True), fr.Dense(1)])
+    x = rng_inputs(10, 6, 3)
+    np.testing.assert_allclose(model.predict(x, batch_size=3), model(x), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        model.predict(x, batch_size=0)
+    x1, x2 = fr.Input((3,)), fr.Input((3,))
+    two = fr.Model([x1, x2], [fr.Add()([x1, x2]), fr.Multiply()([x1, x2])])
+    with pytest.raises(ValueError, match="one number of rows"):
+        two.predict([np.ones((2, 3)), np.ones((3, 3))])
+    out = two.predict([np.ones((5, 3)), np.full((5, 3), 2.0)], batch_size=2)
+    assert isinstance(out, list) and out[1].shape == (5, 3) and (out[1] == 2).all()
+
+
+def test_masks_flow_through_sequential():
+    # Embedding(mask_zero) then an RNN: padded steps must not change the state.
+    model = fr.Sequential([fr.Input((None,), dtype="int32"), fr.Embedding(6, 3, mask_zero=True, seed=0),
+                           fr.GRU(4, seed=0)])
+    padded = np.array([[1, 2, 3, 0, 0], [4, 5, 0, 0, 0]])
+    unpadded = model(np.array([[1, 2, 3]]))
+    np.testing.assert_allclose(model(padded)[0], unpadded[0], rtol=1e-6)
