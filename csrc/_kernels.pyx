@@ -219,35 +219,39 @@ def simple_rnn(const floating[:, :, ::1] inputs,            # IN  (B, T, U) x_t 
 
 
 def lstm(const floating[:, :, ::1] inputs,                  # IN  (B, T, 4U) x_t @ kernel + bias
-         const floating[:, ::1] recurrent_kernel,           # IN  (U, 4U), gates i, f, c, o
+         const floating[:, ::1] recurrent_kernel,           # IN  (P, 4U), gates i, f, c, o
+         const floating[:, ::1] projection,                 # IN  (U, P), or (0, 0): P = U
          const unsigned char[:, ::1] mask,                  # IN  (B, T), or (0, 0) for no mask
          int activation,
          int recurrent_activation,
-         floating[:, ::1] h,                                # IN/OUT (B, U)
+         floating[:, ::1] h,                                # IN/OUT (B, P)
          floating[:, ::1] c,                                # IN/OUT (B, U)
-         floating[:, :, ::1] sequence):                     # OUT (B, T, U), or (0, 0, 0) to skip
-    """LSTM, gates fused: one product with the whole (U, 4U) recurrent kernel per step.
+         floating[:, :, ::1] sequence):                     # OUT (B, T, P), or (0, 0, 0) to skip
+    """LSTM, gates fused: one product with the whole (P, 4U) recurrent kernel per step.
 
     ``z = inputs[:, t] + h_{t-1} @ recurrent_kernel``;
     ``i, f, o = rec_act(z_i), rec_act(z_f), rec_act(z_o)``;
-    ``c_t = f * c_{t-1} + i * act(z_c)``; ``h_t = o * act(c_t)``.
+    ``c_t = f * c_{t-1} + i * act(z_c)``; ``h_t = o * act(c_t)``, then ``h_t @ projection``
+    when there is one (PyTorch's proj_size; P is its size).
     """
-    cdef Py_ssize_t batch = inputs.shape[0], timesteps = inputs.shape[1], units = h.shape[1]
+    cdef Py_ssize_t batch = inputs.shape[0], timesteps = inputs.shape[1]
+    cdef Py_ssize_t units = c.shape[1], state = h.shape[1]
     cdef bint use_mask = mask.shape[0] > 0
+    cdef bint use_projection = projection.shape[0] > 0
     cdef bint write_sequence = sequence.shape[0] > 0
     cdef Py_ssize_t b, t, j
     cdef floating* h_b
     cdef floating* c_b
     cdef floating* z
     with nogil:
-        z = <floating*> alloc_scratch((4 * units) * sizeof(floating))
+        z = <floating*> alloc_scratch(4 * units * sizeof(floating))
         for b in range(batch):
             h_b = &h[b, 0]
             c_b = &c[b, 0]
             for t in range(timesteps):
                 if not use_mask or mask[b, t]:
                     memcpy(z, &inputs[b, t, 0], 4 * units * sizeof(floating))
-                    matvec_add(h_b, &recurrent_kernel[0, 0], units, 4 * units, 4 * units, z)
+                    matvec_add(h_b, &recurrent_kernel[0, 0], state, 4 * units, 4 * units, z)
                     activate(z, 2 * units, recurrent_activation)             # i, f
                     activate(z + 2 * units, units, activation)               # candidate
                     activate(z + 3 * units, units, recurrent_activation)     # o
@@ -256,9 +260,15 @@ def lstm(const floating[:, :, ::1] inputs,                  # IN  (B, T, 4U) x_t
                         z[2 * units + j] = c_b[j]    # the candidate slot now holds act(c_t)
                     activate(z + 2 * units, units, activation)
                     for j in range(units):
-                        h_b[j] = z[3 * units + j] * z[2 * units + j]
+                        z[2 * units + j] *= z[3 * units + j]                  # o * act(c_t)
+                    if use_projection:
+                        for j in range(state):
+                            h_b[j] = 0
+                        matvec_add(z + 2 * units, &projection[0, 0], units, state, state, h_b)
+                    else:
+                        memcpy(h_b, z + 2 * units, units * sizeof(floating))
                 if write_sequence:
-                    memcpy(&sequence[b, t, 0], h_b, units * sizeof(floating))
+                    memcpy(&sequence[b, t, 0], h_b, state * sizeof(floating))
         free(z)
 
 

@@ -6,6 +6,8 @@ The public API: the layers (Keras names), the models, and the backend registry's
 __version__ = "0.1.0"
 
 from .backends import backend, set_backend, show_config
+from .errors import ModelFileError
+from .io.torch import from_torch
 from .layers import (Activation, Add, Average, Concatenate, Dense, Dropout, Embedding, Flatten,
                      GaussianDropout, GaussianNoise, Masking, Maximum, Minimum, Multiply,
                      RepeatVector, Reshape, SpatialDropout1D, Subtract, TimeDistributed)
@@ -21,6 +23,8 @@ __all__ = [
     "Reshape", "SpatialDropout1D", "Subtract", "TimeDistributed",
     # models
     "Input", "InputLayer", "Model", "Sequential",
+    # loading
+    "ModelFileError", "from_torch",
     # backends
     "backend", "set_backend", "show_config", "__version__",
 ]

@@ -128,16 +128,18 @@ def simple_rnn(inputs, recurrent_kernel, mask, activation, h, sequence):
 
 
 @jit
-def lstm(inputs, recurrent_kernel, mask, activation, recurrent_activation, h, c, sequence):
-    """LSTM, gates fused: one product with the whole (U, 4U) recurrent kernel per step.
+def lstm(inputs, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c, sequence):
+    """LSTM, gates fused: one product with the whole (P, 4U) recurrent kernel per step.
 
     ``z = inputs[:, t] + h_{t-1} @ recurrent_kernel``;
     ``i, f, o = rec_act(z_i), rec_act(z_f), rec_act(z_o)``;
-    ``c_t = f * c_{t-1} + i * act(z_c)``; ``h_t = o * act(c_t)``.
+    ``c_t = f * c_{t-1} + i * act(z_c)``; ``h_t = o * act(c_t)``, then ``h_t @ projection``
+    when there is one (PyTorch's proj_size; P is its size).
     """
     batch, timesteps = inputs.shape[:2]
-    units = h.shape[1]
+    units = c.shape[1]
     use_mask = mask.shape[0] > 0
+    use_projection = projection.shape[0] > 0
     write_sequence = sequence.shape[0] > 0
     z = np.empty(4 * units, inputs.dtype)
     for b in range(batch):
@@ -155,7 +157,12 @@ def lstm(inputs, recurrent_kernel, mask, activation, recurrent_activation, h, c,
                     z[2 * units + j] = c_b[j]    # the candidate slot now holds act(c_t)
                 activate(z[2 * units:3 * units], activation)
                 for j in range(units):
-                    h_b[j] = z[3 * units + j] * z[2 * units + j]
+                    z[2 * units + j] *= z[3 * units + j]                # o * act(c_t)
+                if use_projection:
+                    h_b[:] = 0
+                    matvec_add(z[2 * units:3 * units], projection, h_b)
+                else:
+                    h_b[:] = z[2 * units:3 * units]
             if write_sequence:
                 sequence[b, t] = h_b
 

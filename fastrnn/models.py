@@ -7,8 +7,11 @@ prints a Keras-like table.
 import numpy as np
 
 from .base import Layer, Node, Symbolic, unique_name
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
-__all__ = ["Input", "InputLayer", "Model", "Sequential"]
+__all__ = ["Input", "InputLayer", "Model", "Sequential", "TorchRNN"]
+
+_TORCH_CELLS = {"RNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}
 
 
 class InputLayer(Layer):
@@ -433,3 +436,135 @@ class Model(_Model):
             shape = shapes[0] if len(shapes) == 1 else shapes
             rows.append((layer, _format_shape(shape), layer.count_params()))
         return rows
+
+
+class TorchRNN:
+    """A stack of recurrent layers that runs like ``torch.nn.RNN``, ``nn.LSTM`` or ``nn.GRU``.
+
+    Made by `fastrnn.from_torch` and the PyTorch loaders; holds one fastrnn layer per torch layer
+    (a ``Bidirectional`` with ``merge_mode="concat"`` when bidirectional), weights in Keras layout.
+
+    Parameters
+    ----------
+    layers : list of SimpleRNN, LSTM, GRU or Bidirectional
+        Built, with ``return_sequences=True`` and ``return_state=True``.
+    mode : {"RNN", "LSTM", "GRU"}
+    batch_first : bool
+        Whether inputs and outputs are ``(batch, time, features)`` rather than ``(time, batch, features)``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastrnn
+    >>> rnn = fastrnn.models.TorchRNN.from_layers("GRU", 3, 4, num_layers=2, batch_first=True)
+    >>> output, h_n = rnn(np.ones((2, 5, 3)))
+    >>> output.shape, h_n.shape
+    ((2, 5, 4), (2, 2, 4))
+    """
+
+    def __init__(self, layers, mode, batch_first=False):
+        self.layers = list(layers)
+        self.mode = mode
+        self.batch_first = bool(batch_first)
+        first = self.layers[0]
+        self.bidirectional = isinstance(first, Bidirectional)
+        cell = first.forward_layer if self.bidirectional else first
+        self.num_layers = len(self.layers)
+        self.input_size = cell.input_shape[-1]
+        self.hidden_size = cell.units
+        self.proj_size = getattr(cell, "proj_size", None) or 0
+        self.dtype = cell.dtype
+
+    @classmethod
+    def from_layers(cls, mode, input_size, hidden_size, num_layers=1, bidirectional=False,
+                    batch_first=False, bias=True, nonlinearity="tanh", proj_size=0, dtype="float32", seed=None):
+        """A randomly initialised stack with torch's constructor arguments (weights to be set)."""
+        directions = 2 if bidirectional else 1
+        out_size = proj_size or hidden_size
+        layers = []
+        for index in range(num_layers):
+            size = input_size if index == 0 else directions * out_size
+            make = _TORCH_CELLS[mode]
+            options = dict(return_sequences=True, return_state=True, use_bias=bias, dtype=dtype,
+                           input_shape=(None, size), seed=None if seed is None else seed + index)
+            if mode == "RNN":
+                options["activation"] = nonlinearity
+            if mode == "LSTM" and proj_size:
+                options["proj_size"] = proj_size
+            if mode == "GRU":
+                options["reset_after"] = True
+            cell = make(hidden_size, name=f"{mode.lower()}_l{index}", **options)
+            layers.append(Bidirectional(cell, name=f"{mode.lower()}_l{index}_bidirectional")
+                          if bidirectional else cell)
+        return cls(layers, mode, batch_first)
+
+    def count_params(self):
+        """Return the number of weights (torch counts the same, but for summed biases)."""
+        return sum(layer.count_params() for layer in self.layers)
+
+    def __call__(self, x, hx=None):
+        """Run the stack like the torch module's forward.
+
+        Parameters
+        ----------
+        x : array_like
+            ``(batch, time, input_size)`` if ``batch_first`` else ``(time, batch, input_size)``;
+            or unbatched ``(time, input_size)``.
+        hx : array_like or tuple of array_like, optional
+            ``h_0`` ``(num_layers * directions, batch, out_size)`` (without the batch axis for
+            unbatched input), and for an LSTM the tuple ``(h_0, c_0)``. Zeros by default.
+
+        Returns
+        -------
+        tuple
+            ``(output, h_n)``, or ``(output, (h_n, c_n))`` for an LSTM, in torch's layouts.
+        """
+        x = np.asarray(x)
+        if x.ndim not in (2, 3):
+            raise ValueError(f"torch {self.mode} expects input of rank 2 (unbatched) or 3, got shape {x.shape}")
+        unbatched = x.ndim == 2
+        if unbatched:
+            x = x[None]
+        elif not self.batch_first:
+            x = x.transpose(1, 0, 2)
+        if x.shape[2] != self.input_size:
+            raise ValueError(f"torch {self.mode} expects input_size {self.input_size}, got input of shape {x.shape}")
+        directions = 2 if self.bidirectional else 1
+        states = self._initial_states(hx, x.shape[0], unbatched, directions)
+        h_n, c_n, sequence = [], [], x
+        for index, layer in enumerate(self.layers):
+            initial = None
+            if states is not None:
+                rows = slice(index * directions, (index + 1) * directions)
+                initial = [s for d in range(directions) for s in (state[rows][d] for state in states)]
+            output, *final = layer(sequence, initial_state=initial)
+            sequence = output
+            per_direction = len(final) // directions
+            for d in range(directions):
+                h_n.append(final[d * per_direction])
+                if self.mode == "LSTM":
+                    c_n.append(final[d * per_direction + 1])
+        h_n, c_n = np.stack(h_n), np.stack(c_n) if c_n else None
+        if unbatched:
+            sequence, h_n = sequence[0], h_n[:, 0]
+            c_n = None if c_n is None else c_n[:, 0]
+        elif not self.batch_first:
+            sequence = sequence.transpose(1, 0, 2)
+        return (sequence, (h_n, c_n)) if self.mode == "LSTM" else (sequence, h_n)
+
+    def _initial_states(self, hx, batch, unbatched, directions):
+        if hx is None:
+            return None
+        given = list(hx) if self.mode == "LSTM" else [hx]
+        if self.mode == "LSTM" and (not isinstance(hx, (list, tuple)) or len(hx) != 2):
+            raise ValueError("torch LSTM expects hx as a tuple (h_0, c_0)")
+        sizes = [self.proj_size or self.hidden_size, self.hidden_size][:len(given)]
+        states = []
+        for name, state, size in zip(("h_0", "c_0"), given, sizes):
+            state = np.asarray(state, dtype=self.dtype)
+            if unbatched:
+                state = state[:, None]
+            expected = (self.num_layers * directions, batch, size)
+            if state.shape != expected:
+                raise ValueError(f"torch {self.mode} expects {name} of shape {expected}, got {state.shape}")
+            states.append(state)
+        return states

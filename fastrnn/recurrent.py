@@ -33,6 +33,7 @@ def orthogonal(shape, rng, dtype):
 
 _EMPTY_MASK = np.empty((0, 0), np.uint8)
 _EMPTY_SEQUENCE = {np.dtype(t): np.empty((0, 0, 0), t) for t in (np.float32, np.float64)}
+_EMPTY_PROJECTION = {np.dtype(t): np.empty((0, 0), t) for t in (np.float32, np.float64)}
 
 
 class _RNN(Layer):
@@ -70,7 +71,7 @@ class _RNN(Layer):
     # ----------------------------------------------------------------- weights
     def _weight_shapes(self, input_shape):
         width = self._gates * self.units
-        shapes = {"kernel": (input_shape[-1], width), "recurrent_kernel": (self.units, width)}
+        shapes = {"kernel": (input_shape[-1], width), "recurrent_kernel": (self._state_sizes()[0], width)}
         if self.use_bias:
             shapes["bias"] = (width,)
         return shapes
@@ -111,10 +112,15 @@ class _RNN(Layer):
             ``return_state``, a list of that and one ``(batch, units)`` per state.
         """
         batch, timesteps = tuple(input_shape)[:2]
-        output = (batch, timesteps, self.units) if self.return_sequences else (batch, self.units)
+        sizes = self._state_sizes()
+        output = (batch, timesteps, sizes[0]) if self.return_sequences else (batch, sizes[0])
         if self.return_state:
-            return [output] + [(batch, self.units)] * self._n_states
+            return [output] + [(batch, size) for size in sizes]
         return output
+
+    def _state_sizes(self):
+        """The size of each state; the first, h, is also the size of the output."""
+        return [self.units] * self._n_states
 
     def compute_mask(self, inputs, mask=None):
         """The input mask when returning sequences, else None; None for each returned state."""
@@ -156,18 +162,18 @@ class _RNN(Layer):
 
     def _initial_states(self, initial_state, batch):
         if initial_state is None:
-            return [np.zeros((batch, self.units), self.dtype) for _ in range(self._n_states)]
+            return [np.zeros((batch, size), self.dtype) for size in self._state_sizes()]
         states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
         if len(states) != self._n_states:
             raise ValueError(
                 f"layer {self.name!r} expects {self._n_states} initial state array(s), got {len(states)}"
             )
         checked = []
-        for state in states:
+        for state, size in zip(states, self._state_sizes()):
             state = as_numeric(state, f"initial_state of layer {self.name!r}", self.dtype)
-            if state.shape != (batch, self.units):
+            if state.shape != (batch, size):
                 raise ValueError(
-                    f"expected initial_state of shape {(batch, self.units)} for layer {self.name!r}, "
+                    f"expected initial_state of shape {(batch, size)} for layer {self.name!r}, "
                     f"got {state.shape}"
                 )
             # The kernel overwrites the state in place: never the caller's array.
@@ -213,7 +219,7 @@ class _RNN(Layer):
             projected += bias
         projected = projected.reshape(batch, timesteps, self.kernel.shape[1])
 
-        sequence = (np.empty((batch, timesteps, self.units), self.dtype) if self.return_sequences
+        sequence = (np.empty((batch, timesteps, self._state_sizes()[0]), self.dtype) if self.return_sequences
                     else _EMPTY_SEQUENCE[self.dtype])
         kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
         if batch:
@@ -233,11 +239,13 @@ class _RNN(Layer):
     def _call_symbolic(self, inputs, initial_state=None, **kwargs):
         if initial_state is not None:
             states = initial_state if isinstance(initial_state, (list, tuple)) else [initial_state]
-            bad = [s.shape for s in states if not isinstance(s, Symbolic) or s.shape[1:] != (self.units,)]
+            sizes = self._state_sizes()
+            bad = [s for s, size in zip(states, sizes) if not isinstance(s, Symbolic) or s.shape[1:] != (size,)]
             if len(states) != self._n_states or bad:
                 raise ValueError(
                     f"layer {self.name!r} expects initial_state of {self._n_states} tensor(s) of shape "
-                    f"(batch, {self.units}), got {[getattr(s, 'shape', s) for s in states]}"
+                    f"{', '.join(f'(batch, {size})' for size in sizes)}, "
+                    f"got {[getattr(s, 'shape', s) for s in states]}"
                 )
             kwargs["initial_state"] = initial_state
         return super()._call_symbolic(inputs, **kwargs)
@@ -328,6 +336,8 @@ class LSTM(_RNN):
         Activation of the input, forget and output gates.{_RNN_PARAMETERS}
     unit_forget_bias : bool, default True
         Initialise the forget gate's bias to one (only used when no weights are given).
+    proj_size : int, optional
+        Project h to this size after each step, as PyTorch's ``nn.LSTM(proj_size=...)``.
 
     Notes
     -----
@@ -339,6 +349,10 @@ class LSTM(_RNN):
         h_t = \\sigma(z_o) \\mathrm{{act}}(c_t)
 
     ``return_state`` returns ``[output, h, c]``; ``initial_state`` is ``[h, c]``.
+
+    ``proj_size`` (PyTorch's LSTM with projections, not a Keras option) adds a weight
+    ``projection (units, proj_size)``: ``h_t = (\\sigma(z_o) \\mathrm{{act}}(c_t)) W_{{hr}}``, and
+    ``h``, the output and the rows of ``recurrent_kernel`` have size ``proj_size``.
 
     Examples
     --------
@@ -355,21 +369,39 @@ class LSTM(_RNN):
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  return_sequences=False, return_state=False, go_backwards=False, dtype="float32",
                  seed=None, name=None, weights=None, input_shape=None, batch_input_shape=None,
-                 unit_forget_bias=True, **options):
+                 unit_forget_bias=True, proj_size=None, **options):
         self.unit_forget_bias = bool(unit_forget_bias)
+        self.proj_size = None if not proj_size else positive_int(proj_size, "proj_size")
         super().__init__(units, activation, use_bias, return_sequences, return_state, go_backwards,
                          dtype, seed, name, weights, input_shape, batch_input_shape,
                          recurrent_activation=recurrent_activation, **options)
+
+    def _state_sizes(self):
+        return [self.proj_size or self.units, self.units]
+
+    def _weight_shapes(self, input_shape):
+        shapes = super()._weight_shapes(input_shape)
+        if self.proj_size:
+            shapes["projection"] = (self.units, self.proj_size)
+        return shapes
 
     def _initial_weights(self, shapes, rng):
         weights = super()._initial_weights(shapes, rng)
         if self.use_bias and self.unit_forget_bias:
             weights[2][self.units:2 * self.units] = 1
+        if self.proj_size:
+            weights.append(glorot_uniform(shapes["projection"], rng, self.dtype))
         return weights
 
+    def _on_weights_set(self):
+        self._projection = self.projection if self.proj_size else _EMPTY_PROJECTION[self.dtype]
+
     def _run(self, kernels, projected, mask, states, sequence):
-        kernels.lstm(projected, self.recurrent_kernel, mask, self._activation,
+        kernels.lstm(projected, self.recurrent_kernel, self._projection, mask, self._activation,
                      self._recurrent_activation, states[0], states[1], sequence)
+
+    def get_config(self):
+        return {**super().get_config(), "proj_size": self.proj_size} if self.proj_size else super().get_config()
 
 
 class GRU(_RNN):
@@ -565,12 +597,12 @@ class Bidirectional(Layer):
         """Set forward then backward weights, in Keras order (see the inner layers' `set_weights`)."""
         if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
             raise TypeError(f"layer {self.name!r} expects a list of weight arrays, got {type(weights).__name__}")
-        n_forward = 2 + self.forward_layer.use_bias
-        n_expected = n_forward + 2 + self.backward_layer.use_bias
+        names = [list(inner._weight_shapes((None, None, 1))) for inner in (self.forward_layer, self.backward_layer)]
+        n_forward, n_expected = len(names[0]), len(names[0]) + len(names[1])
         if len(weights) != n_expected:
             raise ValueError(
-                f"layer {self.name!r} expects {n_expected} weights (forward then backward "
-                f"kernel, recurrent_kernel[, bias]), got {len(weights)}"
+                f"layer {self.name!r} expects {n_expected} weights (forward {', '.join(names[0])}, "
+                f"then backward {', '.join(names[1])}), got {len(weights)}"
             )
         self.forward_layer.set_weights(list(weights[:n_forward]))
         self.backward_layer.set_weights(list(weights[n_forward:]))

@@ -51,18 +51,21 @@ def simple_rnn(inputs, recurrent_kernel, mask, activation, h, sequence):
         _update(t, mask, (h,), (h_new,), sequence)
 
 
-def lstm(inputs, recurrent_kernel, mask, activation, recurrent_activation, h, c, sequence):
+def lstm(inputs, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c, sequence):
     r"""Run the LSTM recurrence in place, in NumPy (Keras gate order i, f, c, o).
 
     Parameters
     ----------
     inputs : ndarray, shape (batch, timesteps, 4 * units)
-    recurrent_kernel : ndarray, shape (units, 4 * units)
+    recurrent_kernel : ndarray, shape (state, 4 * units)
+    projection : ndarray, shape (units, state), or (0, 0) for none (then state = units)
+        PyTorch's ``proj_size``: ``h_t`` is projected after each step.
     mask, activation, sequence
         As in `simple_rnn`.
     recurrent_activation : int
         Activation code of the gates.
-    h, c : ndarray, shape (batch, units)
+    h : ndarray, shape (batch, state)
+    c : ndarray, shape (batch, units)
         Initial hidden and carry states; overwritten with the final ones.
 
     Notes
@@ -70,7 +73,7 @@ def lstm(inputs, recurrent_kernel, mask, activation, recurrent_activation, h, c,
     .. math::
         z &= x_t W_x + b + h_{t-1} W_h = [z_i, z_f, z_c, z_o] \\
         c_t &= \sigma(z_f) c_{t-1} + \sigma(z_i) \mathrm{act}(z_c) \\
-        h_t &= \sigma(z_o) \mathrm{act}(c_t)
+        h_t &= \sigma(z_o) \mathrm{act}(c_t) \quad [\,\cdot\, W_{hr} \text{ with a projection}]
 
     with :math:`\sigma` the recurrent activation.
     """
@@ -80,6 +83,8 @@ def lstm(inputs, recurrent_kernel, mask, activation, recurrent_activation, h, c,
         z_i, z_f, z_c, z_o = np.split(inputs[:, t] + h @ recurrent_kernel, 4, axis=1)
         c_new = rec_act(z_f) * c + rec_act(z_i) * act(z_c)
         h_new = rec_act(z_o) * act(c_new)
+        if projection.size:
+            h_new = h_new @ projection
         _update(t, mask, (h, c), (h_new, c_new), sequence)
 
 

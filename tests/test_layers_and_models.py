@@ -107,7 +107,7 @@ def test_bidirectional_arguments_are_checked():
     with pytest.raises(ValueError, match="must differ in go_backwards"):
         fr.Bidirectional(fr.LSTM(3), backward_layer=fr.LSTM(3))
     layer = fr.Bidirectional(fr.LSTM(3), input_shape=(None, 2))
-    with pytest.raises(ValueError, match="expects 6 weights"):
+    with pytest.raises(ValueError, match="expects 6 weights .forward kernel, recurrent_kernel, bias, then backward"):
         layer.set_weights(layer.get_weights()[:3])
     with pytest.raises(ValueError, match="initial_state as a list of forward then backward"):
         layer(rng_inputs(2, 3, 2), initial_state=[np.zeros((2, 3))])

@@ -1,0 +1,1 @@
+"""Readers of other frameworks' weights: each converts its format to Keras layout, once."""

@@ -1,0 +1,176 @@
+"""PyTorch ``nn.RNN``, ``nn.LSTM`` and ``nn.GRU`` weights to fastrnn layers in Keras layout.
+
+The conversion, once, at load time (verified against torch 2.13 outputs in tests/data):
+
+- torch stores ``weight_ih (G*H, I)`` and ``weight_hh (G*H, H)``: Keras's kernel and
+  recurrent_kernel are their transposes.
+- RNN and LSTM: Keras's single bias is ``bias_ih + bias_hh``. LSTM gates i, f, g, o are Keras's
+  i, f, c, o; ``weight_hr (P, H)`` (``proj_size``) becomes ``projection = weight_hr.T``.
+- GRU is Keras's ``reset_after=True`` form with gates reordered from torch's r, z, n to Keras's
+  z, r, h; the bias is ``(2, 3H)``: input bias, recurrent bias.
+
+Nothing here imports torch but `from_torch`, which reads a live module.
+"""
+import re
+
+import numpy as np
+
+from ..errors import ModelFileError
+
+__all__ = ["from_state_dict", "from_torch"]
+
+_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
+_GATES = {1: "RNN", 3: "GRU", 4: "LSTM"}
+
+
+def _to_keras_gate_order(matrix, hidden):
+    """torch's GRU gate blocks r, z, n (along axis 0) in Keras's order z, r, h."""
+    return np.concatenate([matrix[hidden:2 * hidden], matrix[:hidden], matrix[2 * hidden:]])
+
+
+def from_state_dict(state_dict, prefix="", nonlinearity="tanh", batch_first=False, dtype=None,
+                    source="state dict"):
+    """Build a `fastrnn.models.TorchRNN` from the state dict of an ``nn.RNN``/``nn.LSTM``/``nn.GRU``.
+
+    The cell type, sizes, number of layers, directions, bias and ``proj_size`` are read from the
+    tensor names and shapes; what a state dict cannot tell is an argument.
+
+    Parameters
+    ----------
+    state_dict : mapping of str to array_like
+        Tensor names to arrays (NumPy arrays or CPU torch tensors).
+    prefix : str, optional
+        Only tensors whose names start with it, e.g. ``"encoder.rnn."`` in a larger model.
+    nonlinearity : {"tanh", "relu"}, default "tanh"
+        The activation of an ``nn.RNN``.
+    batch_first : bool, default False
+        The layout of inputs and outputs, as the torch module's argument.
+    dtype : {"float32", "float64"}, optional
+        Defaults to float64 for float64 tensors, float32 otherwise.
+    source : str
+        How to name the origin in error messages (a file path).
+
+    Returns
+    -------
+    fastrnn.models.TorchRNN
+
+    Raises
+    ------
+    fastrnn.errors.ModelFileError
+        If a tensor is missing, unexpected or of the wrong shape (named in the message).
+    """
+    from ..models import TorchRNN
+
+    tensors = {}
+    for key, value in state_dict.items():
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix):]
+        match = _KEY.match(name)
+        if match is None:
+            raise ModelFileError(f"{source}: unexpected tensor {key!r} for a torch RNN/LSTM/GRU"
+                                 f"{' under prefix ' + repr(prefix) if prefix else ''}")
+        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        if array.dtype.kind != "f":
+            raise ModelFileError(f"{source}: tensor {key!r} has dtype {array.dtype}, expected floating point")
+        tensors[name] = array
+    if "weight_ih_l0" not in tensors:
+        raise ModelFileError(f"{source}: no torch RNN/LSTM/GRU weights (weight_ih_l0) "
+                             f"{'under prefix ' + repr(prefix) if prefix else 'found'}; "
+                             f"tensors: {sorted(state_dict)[:10]}")
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+
+    num_layers = 1 + max(int(_KEY.match(k).group(2)) for k in tensors)
+    bidirectional = any(k.endswith("_reverse") for k in tensors)
+    bias = "bias_ih_l0" in tensors
+    proj_size = tensors["weight_hr_l0"].shape[0] if "weight_hr_l0" in tensors else 0
+    hidden = tensors["weight_hr_l0"].shape[1] if proj_size else _shape(tensors, "weight_hh_l0", source, 2).shape[1]
+    gates, remainder = divmod(tensors["weight_ih_l0"].shape[0], hidden)
+    if remainder or gates not in _GATES or (proj_size and gates != 4):
+        raise ModelFileError(f"{source}: weight_ih_l0 of shape {tensors['weight_ih_l0'].shape} fits no torch "
+                             f"RNN (H rows), GRU (3H) or LSTM (4H) with hidden size {hidden}")
+    mode = _GATES[gates]
+    input_size = tensors["weight_ih_l0"].shape[1]
+    if dtype is None:
+        dtype = "float64" if tensors["weight_ih_l0"].dtype == np.float64 else "float32"
+
+    model = TorchRNN.from_layers(mode, input_size, hidden, num_layers, bidirectional, batch_first, bias,
+                                 nonlinearity, proj_size, dtype)
+    directions = ("", "_reverse") if bidirectional else ("",)
+    out_size = proj_size or hidden
+    expected = set()
+    for index, layer in enumerate(model.layers):
+        size = input_size if index == 0 else len(directions) * out_size
+        weights = []
+        for suffix in directions:
+            names = {part: f"{part}_l{index}{suffix}" for part in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")}
+            shapes = {"weight_ih": (gates * hidden, size), "weight_hh": (gates * hidden, out_size)}
+            if bias:
+                shapes.update(bias_ih=(gates * hidden,), bias_hh=(gates * hidden,))
+            if proj_size:
+                shapes["weight_hr"] = (proj_size, hidden)
+            w = {part: _shape(tensors, names[part], source, shape) for part, shape in shapes.items()}
+            expected.update(names[part] for part in shapes)
+            weights += _keras_weights(mode, w, hidden, bias, proj_size)
+        layer.set_weights(weights)
+    extra = sorted(set(tensors) - expected)
+    if extra:
+        raise ModelFileError(f"{source}: unexpected tensor(s) {[prefix + k for k in extra]} for a "
+                             f"{num_layers}-layer {'bidirectional ' if bidirectional else ''}{mode}")
+    return model
+
+
+def _shape(tensors, name, source, expected):
+    """The tensor `name`, checked to be present with `expected` shape (or rank, if an int)."""
+    if name not in tensors:
+        raise ModelFileError(f"{source}: missing tensor {name!r}")
+    array = tensors[name]
+    if (array.ndim != expected) if isinstance(expected, int) else (array.shape != tuple(expected)):
+        raise ModelFileError(f"{source}: tensor {name!r} has shape {array.shape}, expected {expected}")
+    return array
+
+
+def _keras_weights(mode, w, hidden, bias, proj_size):
+    """One direction's torch tensors as Keras weights: kernel, recurrent_kernel[, bias][, projection]."""
+    if mode == "GRU":
+        weights = [_to_keras_gate_order(w["weight_ih"], hidden).T, _to_keras_gate_order(w["weight_hh"], hidden).T]
+        if bias:
+            weights.append(np.stack([_to_keras_gate_order(w["bias_ih"], hidden),
+                                     _to_keras_gate_order(w["bias_hh"], hidden)]))
+        return weights
+    weights = [w["weight_ih"].T, w["weight_hh"].T]
+    if bias:
+        weights.append(w["bias_ih"] + w["bias_hh"])
+    if proj_size:
+        weights.append(w["weight_hr"].T)
+    return weights
+
+
+def from_torch(module, dtype=None):
+    """Convert a live ``torch.nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` (torch needed only here).
+
+    Parameters
+    ----------
+    module : torch.nn.RNNBase
+    dtype : {"float32", "float64"}, optional
+        Defaults to the module's parameter dtype (float64 stays float64).
+
+    Returns
+    -------
+    fastrnn.models.TorchRNN
+        Called as the module is: ``model(x, hx)`` gives ``(output, h_n)`` (``(h_n, c_n)`` for an LSTM).
+
+    Examples
+    --------
+    >>> import torch, fastrnn                                # doctest: +SKIP
+    >>> rnn = fastrnn.from_torch(torch.nn.GRU(3, 4, batch_first=True))  # doctest: +SKIP
+    """
+    mode = getattr(module, "mode", None)
+    if mode not in ("RNN_TANH", "RNN_RELU", "LSTM", "GRU"):
+        raise TypeError(f"from_torch converts torch.nn.RNN, LSTM or GRU modules, got {type(module).__name__}")
+    model = from_state_dict(module.state_dict(), nonlinearity="relu" if mode == "RNN_RELU" else "tanh",
+                            batch_first=module.batch_first, dtype=dtype, source=f"torch module {type(module).__name__}")
+    if model.num_layers != module.num_layers or model.bidirectional != module.bidirectional:
+        raise ModelFileError(f"torch module {type(module).__name__}: its state dict does not match its settings")
+    return model

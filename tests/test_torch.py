@@ -1,0 +1,114 @@
+"""The references against real PyTorch: torch.nn.RNN, LSTM (with proj_size) and GRU outputs on
+converted weights (tests/data/torch_rnn.npz, written by tests/data/make_torch_fixtures.py with
+torch 2.13; these tests do not need torch). They pin down the GRU formulation: Keras's
+reset_after=True with gates reordered."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn.io.torch import from_state_dict
+from conftest import assert_close
+
+FIXTURES = Path(__file__).parent / "data" / "torch_rnn.npz"
+
+
+def _load():
+    with np.load(FIXTURES, allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    return json.loads(str(arrays.pop("index"))), arrays
+
+
+CASES, ARRAYS = _load()
+
+
+def state_dict(case, prefix=""):
+    start = f"{case['name']}.sd."
+    return {prefix + key[len(start):]: value for key, value in ARRAYS.items() if key.startswith(start)}
+
+
+def run(model, case):
+    name = case["name"]
+    hx = None
+    if "h0" in case["inputs"]:
+        hx = (ARRAYS[f"{name}.h0"], ARRAYS[f"{name}.c0"]) if case["module"] == "LSTM" else ARRAYS[f"{name}.h0"]
+    output, state = model(ARRAYS[f"{name}.x"], hx)
+    return [output, *(state if case["module"] == "LSTM" else [state])]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_matches_torch(case, backend_name):
+    kwargs = case["kwargs"]
+    model = from_state_dict(state_dict(case), nonlinearity=kwargs.get("nonlinearity", "tanh"),
+                            batch_first=kwargs["batch_first"])
+    assert (model.mode, model.num_layers, model.bidirectional, model.proj_size) == (
+        case["module"], kwargs["num_layers"], kwargs["bidirectional"], kwargs.get("proj_size", 0))
+    expected = [ARRAYS[f"{case['name']}.{k}"] for k in case["outputs"]]
+    assert_close(run(model, case), expected, case["dtype"])
+
+
+def test_prefix_selects_one_module():
+    case = next(c for c in CASES if c["name"] == "gru_two_layers")
+    mixed = {**state_dict(case, "encoder.rnn."), "decoder.weight": np.zeros(3)}
+    model = from_state_dict(mixed, prefix="encoder.rnn.", batch_first=True)
+    assert_close(run(model, case), [ARRAYS["gru_two_layers.output"], ARRAYS["gru_two_layers.h_n"]], "float32")
+
+
+def test_unbatched_input_like_torch():
+    case = next(c for c in CASES if c["name"] == "lstm_batch_first")
+    model = from_state_dict(state_dict(case), batch_first=True)
+    x = ARRAYS["lstm_batch_first.x"]
+    output, (h_n, c_n) = model(x[0])
+    batched, (bh, bc) = model(x[:1])
+    np.testing.assert_array_equal(output, batched[0])
+    np.testing.assert_array_equal(h_n, bh[:, 0])
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda sd: sd.pop("weight_hh_l1"), "missing tensor 'weight_hh_l1'"),
+    (lambda sd: sd.update(bias_hh_l0=np.zeros(11, np.float32)), r"'bias_hh_l0' has shape \(11,\), expected \(12,\)"),
+    (lambda sd: sd.update(weight_hh_l0=np.zeros((12, 5), np.float32)), r"weight_ih_l0 of shape \(12, 3\) fits no"),
+    (lambda sd: sd.update(weight_ih_l2=np.zeros((12, 4), np.float32)), "missing tensor 'weight_hh_l2'"),
+    (lambda sd: sd.update(extra=np.zeros(3)), "unexpected tensor 'extra'"),
+    (lambda sd: sd.update(bias_ih_l0=np.zeros(12, np.int64)), "dtype int64"),
+    (lambda sd: sd.clear(), "no torch RNN/LSTM/GRU weights"),
+])
+def test_bad_state_dicts_are_named(damage, message):
+    case = next(c for c in CASES if c["name"] == "gru_two_layers")
+    sd = state_dict(case)
+    damage(sd)
+    with pytest.raises(fastrnn.ModelFileError, match=message):
+        from_state_dict(sd, source="model.pt")
+
+
+def test_wrong_hx_shape_is_named():
+    case = next(c for c in CASES if c["name"] == "lstm_h0_c0")
+    model = from_state_dict(state_dict(case), batch_first=True)
+    x = ARRAYS["lstm_h0_c0.x"]
+    with pytest.raises(ValueError, match="tuple"):
+        model(x, np.zeros((1, len(x), 4)))
+    with pytest.raises(ValueError, match=r"expects h_0 of shape \(1, %d, 4\)" % len(x)):
+        model(x, (np.zeros((2, len(x), 4)), np.zeros((1, len(x), 4))))
+
+
+class FakeTorchGRU:
+    """What from_torch reads of a torch module (torch itself is not a test dependency)."""
+
+    mode, batch_first, num_layers, bidirectional = "GRU", True, 2, False
+
+    def __init__(self, tensors):
+        self.tensors = tensors
+
+    def state_dict(self):
+        return self.tensors
+
+
+def test_from_torch_reads_the_module_settings():
+    case = next(c for c in CASES if c["name"] == "gru_two_layers")
+    model = fastrnn.from_torch(FakeTorchGRU(state_dict(case)))
+    assert model.batch_first and model.mode == "GRU"
+    assert_close(run(model, case), [ARRAYS["gru_two_layers.output"], ARRAYS["gru_two_layers.h_n"]], "float32")
+    with pytest.raises(TypeError, match="converts torch.nn.RNN, LSTM or GRU modules, got dict"):
+        fastrnn.from_torch({})
