@@ -17,6 +17,7 @@ CELLS = {
     "lstm": (fastrnn.LSTM, {}),
     "gru": (fastrnn.GRU, {"reset_after": True}),
     "gru_reset_before": (fastrnn.GRU, {"reset_after": False}),
+    "lstm_projected": (fastrnn.LSTM, {"proj_size": 4}),   # PyTorch's proj_size
 }
 GATED = [name for name in CELLS if name != "simple_rnn"]
 
@@ -38,7 +39,9 @@ def make_inputs(dtype="float32", seed=1, batch=BATCH, timesteps=TIMESTEPS, cell=
     # Every kind of row: unmasked, leading, middle and trailing gaps, fully masked.
     mask = np.ones((batch, timesteps), bool)
     mask[1, :2] = mask[2, 3:5] = mask[3, -2:] = mask[4, :] = False
-    states = [rng.standard_normal((batch, UNITS)).astype(dtype) for _ in range(CELLS[cell][0]._n_states)]
+    cls, options = CELLS[cell]
+    sizes = cls(UNITS, **options)._state_sizes()
+    states = [rng.standard_normal((batch, size)).astype(dtype) for size in sizes]
     return x, mask, states if len(states) > 1 else states[0]
 
 
@@ -253,10 +256,12 @@ def test_nan_and_inf_stay_in_their_row(backend_name, cell):
 @pytest.mark.parametrize("cell", CELLS)
 def test_batch_zero_returns_empty(backend_name, cell):
     x = np.zeros((0, TIMESTEPS, INPUT_DIM), np.float32)
-    assert make_layer(cell=cell)(x).shape == (0, UNITS)
-    output, *states = make_layer(cell=cell, return_sequences=True, return_state=True)(x)
-    assert output.shape == (0, TIMESTEPS, UNITS)
-    assert [s.shape for s in states] == [(0, UNITS)] * CELLS[cell][0]._n_states
+    layer = make_layer(cell=cell, return_sequences=True, return_state=True)
+    sizes = layer._state_sizes()
+    assert make_layer(cell=cell)(x).shape == (0, sizes[0])
+    output, *states = layer(x)
+    assert output.shape == (0, TIMESTEPS, sizes[0])
+    assert [s.shape for s in states] == [(0, size) for size in sizes]
 
 
 @pytest.mark.parametrize("cell", CELLS)
