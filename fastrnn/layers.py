@@ -7,7 +7,7 @@ reshaping, and the merges of functional models. Each is small: weights in Keras 
 import numpy as np
 
 from . import activations
-from .base import Layer, as_numeric, positive_int
+from .base import Layer, positive_int
 
 __all__ = [
     "Activation", "Add", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",

@@ -3,7 +3,9 @@
 Each backend is forced in turn, so a backend that silently failed to load cannot pass as green.
 ``FASTRNN_BACKEND=name pytest`` runs the whole suite on that one backend only.
 """
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,3 +38,10 @@ def assert_close(actual, expected, dtype):
     assert actual.dtype == np.dtype(dtype), (actual.dtype, dtype)
     assert actual.shape == expected.shape
     np.testing.assert_allclose(actual, expected, rtol=0, atol=TOLERANCE[np.dtype(dtype)], equal_nan=True)
+
+
+def load_fixture(filename):
+    """The cases (the JSON ``index``) and arrays of a generated fixture file in tests/data."""
+    with np.load(Path(__file__).parent / "data" / filename, allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    return json.loads(str(arrays.pop("index"))), arrays

@@ -3,25 +3,13 @@
 The fixture file is written by tests/data/make_keras_fixtures.py, which needs Keras and TensorFlow;
 these tests only read it.
 """
-import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 import fastrnn
-from conftest import assert_close
+from conftest import assert_close, load_fixture
 
-FIXTURES = Path(__file__).parent / "data" / "keras_simple_rnn.npz"
-
-
-def _load_cases():
-    with np.load(FIXTURES, allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
-    return json.loads(str(arrays.pop("index"))), arrays
-
-
-CASES, ARRAYS = _load_cases()
+CASES, ARRAYS = load_fixture("keras_simple_rnn.npz")
 
 
 def _layer(case):

@@ -6,24 +6,14 @@ configuration; each model case is rebuilt by hand below with fastrnn's API, laye
 the Keras model, and gets the Keras weights by layer name.
 """
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastrnn as fr
-from conftest import assert_close
+from conftest import assert_close, load_fixture
 
-FIXTURES = Path(__file__).parent / "data" / "keras_models.npz"
-
-
-def _load():
-    with np.load(FIXTURES, allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
-    return json.loads(str(arrays.pop("index"))), arrays
-
-
-CASES, ARRAYS = _load()
+CASES, ARRAYS = load_fixture("keras_models.npz")
 LAYER_CASES = [c for c in CASES if c["kind"] == "layer"]
 MODEL_CASES = [c for c in CASES if c["kind"] == "model"]
 

@@ -2,26 +2,15 @@
 converted weights (tests/data/torch_rnn.npz, written by tests/data/make_torch_fixtures.py with
 torch 2.13; these tests do not need torch). They pin down the GRU formulation: Keras's
 reset_after=True with gates reordered."""
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastrnn
 from fastrnn.io.torch import from_state_dict
-from conftest import assert_close
+from conftest import assert_close, load_fixture
 
-FIXTURES = Path(__file__).parent / "data" / "torch_rnn.npz"
-
-
-def _load():
-    with np.load(FIXTURES, allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
-    return json.loads(str(arrays.pop("index"))), arrays
-
-
-CASES, ARRAYS = _load()
+CASES, ARRAYS = load_fixture("torch_rnn.npz")
 
 
 def state_dict(case, prefix=""):
