@@ -7,11 +7,12 @@ __version__ = "0.1.0"
 
 from .backends import backend, set_backend, show_config
 from .errors import ModelFileError
+from .io import load
 from .io.torch import from_torch
 from .layers import (Activation, Add, Average, Concatenate, Dense, Dropout, Embedding, Flatten,
                      GaussianDropout, GaussianNoise, Masking, Maximum, Minimum, Multiply,
                      RepeatVector, Reshape, SpatialDropout1D, Subtract, TimeDistributed)
-from .models import Input, InputLayer, Model, Sequential
+from .models import Input, InputLayer, Model, Sequential, TorchRNN
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 __all__ = [
@@ -22,9 +23,9 @@ __all__ = [
     "GaussianDropout", "GaussianNoise", "Masking", "Maximum", "Minimum", "Multiply", "RepeatVector",
     "Reshape", "SpatialDropout1D", "Subtract", "TimeDistributed",
     # models
-    "Input", "InputLayer", "Model", "Sequential",
+    "Input", "InputLayer", "Model", "Sequential", "TorchRNN",
     # loading
-    "ModelFileError", "from_torch",
+    "ModelFileError", "from_torch", "load",
     # backends
     "backend", "set_backend", "show_config", "__version__",
 ]

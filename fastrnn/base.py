@@ -108,6 +108,7 @@ class Layer:
     """
 
     _has_weights = False
+    _config_keys = ()   # constructor arguments that get_config reports, besides name and dtype
 
     def __init__(self, name=None, dtype="float32", input_shape=None, batch_input_shape=None,
                  batch_size=None):
@@ -249,6 +250,15 @@ class Layer:
                 f"layer {self.name!r} is not built: give it input_shape= or call it on data first"
             )
         return int(sum(w.size for w in self.weights))
+
+    def get_config(self):
+        """The constructor arguments of this layer, without weights, under Keras's names.
+
+        ``type(layer)(**layer.get_config())`` makes an equivalent, unbuilt layer.
+        """
+        config = {"name": self.name, "dtype": self.dtype.name}
+        config.update({key: getattr(self, key) for key in self._config_keys})
+        return config
 
     # ----------------------------------------------------------------- shapes and masks
     def compute_output_shape(self, input_shape):

@@ -43,6 +43,7 @@ class Dense(Layer):
     """
 
     _has_weights = True
+    _config_keys = ("units", "activation", "use_bias")
 
     def __init__(self, units, activation=None, use_bias=True, dtype="float32", name=None,
                  weights=None, input_shape=None, batch_input_shape=None, seed=None, input_dim=None):
@@ -98,6 +99,8 @@ class Dense(Layer):
 class Activation(Layer):
     """Apply an activation function by Keras name, as ``keras.layers.Activation``."""
 
+    _config_keys = ("activation",)
+
     def __init__(self, activation, name=None, dtype="float32", input_shape=None):
         super().__init__(name, dtype, input_shape)
         self._act = activations.get(activation, elementwise=False)
@@ -125,6 +128,7 @@ class Embedding(Layer):
     """
 
     _has_weights = True
+    _config_keys = ("input_dim", "output_dim", "mask_zero")
 
     def __init__(self, input_dim, output_dim, mask_zero=False, input_length=None, dtype="float32",
                  name=None, weights=None, input_shape=None, batch_input_shape=None, seed=None):
@@ -137,8 +141,8 @@ class Embedding(Layer):
         self.seed = seed
         if weights is not None:
             self.set_weights(weights)
-        else:
-            self.build(self.batch_input_shape or (None, None))
+        elif self.batch_input_shape is not None:
+            self.build(self.batch_input_shape)
 
     def _weight_shapes(self, input_shape):
         return {"embeddings": (self.input_dim, self.output_dim)}
@@ -172,7 +176,10 @@ class Embedding(Layer):
 
     def call(self, inputs, mask=None):
         """The embedding of each token: ``(...,)`` integers to ``(..., output_dim)``."""
-        return self.embeddings[self._tokens(inputs)]
+        tokens = self._tokens(inputs)
+        if not self.built:
+            self.build((None,) + tokens.shape[1:])
+        return self.embeddings[tokens]
 
     def compute_mask(self, inputs, mask=None):
         return np.asarray(inputs) != 0 if self.mask_zero else None
@@ -184,6 +191,8 @@ class Masking(Layer):
     Masked timesteps are zeroed in the output, and the mask ``(batch, timesteps)`` flows to the
     following layers.
     """
+
+    _config_keys = ("mask_value",)
 
     def __init__(self, mask_value=0.0, name=None, dtype="float32", input_shape=None, batch_input_shape=None):
         super().__init__(name, dtype, input_shape, batch_input_shape)
@@ -200,6 +209,8 @@ class Masking(Layer):
 
 class _Identity(Layer):
     """A training-time layer that is the identity at inference (mask passed through)."""
+
+    _config_keys = ("rate",)
 
     def __init__(self, rate=0.0, name=None, dtype="float32", input_shape=None, seed=None, noise_shape=None):
         super().__init__(name, dtype, input_shape)
@@ -225,6 +236,8 @@ class GaussianDropout(_Identity):
 class GaussianNoise(_Identity):
     """``keras.layers.GaussianNoise``: the identity at inference."""
 
+    _config_keys = ("stddev",)
+
     def __init__(self, stddev=0.0, name=None, dtype="float32", input_shape=None, seed=None):
         super().__init__(stddev, name, dtype, input_shape, seed)
         self.stddev = stddev
@@ -249,6 +262,8 @@ class Flatten(Layer):
 
 class Reshape(Layer):
     """Reshape all but the batch axis to `target_shape` (one entry may be -1), as ``keras.layers.Reshape``."""
+
+    _config_keys = ("target_shape",)
 
     def __init__(self, target_shape, name=None, dtype="float32", input_shape=None):
         super().__init__(name, dtype, input_shape)
@@ -278,6 +293,8 @@ class Reshape(Layer):
 
 class RepeatVector(Layer):
     """Repeat a ``(batch, features)`` input `n` times: ``(batch, n, features)``, as ``keras.layers.RepeatVector``."""
+
+    _config_keys = ("n",)
 
     def __init__(self, n, name=None, dtype="float32", input_shape=None):
         super().__init__(name, dtype, input_shape)
@@ -339,6 +356,10 @@ class TimeDistributed(Layer):
 
     def count_params(self):
         return self.layer.count_params()
+
+    def get_config(self):
+        """Keras's TimeDistributed config: name and the wrapped layer's config."""
+        return {"name": self.name, "layer": {"class_name": type(self.layer).__name__, "config": self.layer.get_config()}}
 
     def compute_output_shape(self, input_shape):
         batch, timesteps = tuple(input_shape)[:2]
@@ -443,6 +464,8 @@ class Minimum(_Merge):
 
 class Concatenate(_Merge):
     """Join the inputs along `axis` (the last by default), as ``keras.layers.Concatenate``."""
+
+    _config_keys = ("axis",)
 
     def __init__(self, axis=-1, name=None, dtype="float32"):
         super().__init__(name, dtype)

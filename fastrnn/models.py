@@ -121,6 +121,22 @@ class _Model:
                 layer.set_weights(weights[:n])
                 weights = weights[n:]
 
+    def save(self, path):
+        """Write the model in fastrnn's own format, which `fastrnn.load` reads back exactly.
+
+        See `fastrnn.io.native` for the layout: a NumPy ``.npz`` with a JSON configuration and
+        the weights in Keras layout; reading it needs only NumPy.
+        """
+        from .io.native import save
+
+        save(self, path)
+
+    def load_weights(self, path):
+        """Read Keras weights (``.weights.h5``, Keras 3 or Keras 2, or a full-model file) into this model."""
+        from .io.keras import load_weights
+
+        load_weights(self, path)
+
     def predict(self, x, batch_size=None, verbose=0):
         """Run the model on `x` in batches and return what Keras's ``predict`` returns.
 
@@ -441,66 +457,71 @@ class Model(_Model):
 class TorchRNN:
     """A stack of recurrent layers that runs like ``torch.nn.RNN``, ``nn.LSTM`` or ``nn.GRU``.
 
-    Made by `fastrnn.from_torch` and the PyTorch loaders; holds one fastrnn layer per torch layer
-    (a ``Bidirectional`` with ``merge_mode="concat"`` when bidirectional), weights in Keras layout.
+    Made by `fastrnn.from_torch` and the PyTorch loaders, or directly with torch's constructor
+    arguments (then initialised at random, Keras-style). It holds one fastrnn layer per torch
+    layer (a ``Bidirectional`` with ``merge_mode="concat"`` when bidirectional), weights in Keras
+    layout, and is called as the torch module is.
 
     Parameters
     ----------
-    layers : list of SimpleRNN, LSTM, GRU or Bidirectional
-        Built, with ``return_sequences=True`` and ``return_state=True``.
     mode : {"RNN", "LSTM", "GRU"}
-    batch_first : bool
-        Whether inputs and outputs are ``(batch, time, features)`` rather than ``(time, batch, features)``.
+    input_size, hidden_size, num_layers, bias, batch_first, bidirectional, proj_size, nonlinearity
+        As for the torch module (``nonlinearity`` for RNN, ``proj_size`` for LSTM).
+    dtype : {"float32", "float64"}, default "float32"
+    seed : int, optional
+    initialize : bool, default True
+        Give the layers Keras-style random weights now; False leaves them for `set_weights`
+        (what the loaders do, so a file's claimed sizes are checked before anything is allocated).
 
     Examples
     --------
     >>> import numpy as np, fastrnn
-    >>> rnn = fastrnn.models.TorchRNN.from_layers("GRU", 3, 4, num_layers=2, batch_first=True)
+    >>> rnn = fastrnn.TorchRNN("GRU", 3, 4, num_layers=2, batch_first=True)
     >>> output, h_n = rnn(np.ones((2, 5, 3)))
     >>> output.shape, h_n.shape
     ((2, 5, 4), (2, 2, 4))
     """
 
-    def __init__(self, layers, mode, batch_first=False):
-        self.layers = list(layers)
-        self.mode = mode
-        self.batch_first = bool(batch_first)
-        first = self.layers[0]
-        self.bidirectional = isinstance(first, Bidirectional)
-        cell = first.forward_layer if self.bidirectional else first
-        self.num_layers = len(self.layers)
-        self.input_size = cell.input_shape[-1]
-        self.hidden_size = cell.units
-        self.proj_size = getattr(cell, "proj_size", None) or 0
-        self.dtype = cell.dtype
-
-    @classmethod
-    def from_layers(cls, mode, input_size, hidden_size, num_layers=1, bidirectional=False,
-                    batch_first=False, bias=True, nonlinearity="tanh", proj_size=0, dtype="float32", seed=None):
-        """A randomly initialised stack with torch's constructor arguments (weights to be set)."""
+    def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 bidirectional=False, proj_size=0, nonlinearity="tanh", dtype="float32", seed=None,
+                 initialize=True):
+        if mode not in _TORCH_CELLS:
+            raise ValueError(f"mode must be 'RNN', 'LSTM' or 'GRU', got {mode!r}")
+        if proj_size and mode != "LSTM":
+            raise ValueError(f"proj_size is an LSTM option, got it for {mode}")
+        self.mode, self.input_size, self.hidden_size = mode, int(input_size), int(hidden_size)
+        self.num_layers, self.bias, self.batch_first = int(num_layers), bool(bias), bool(batch_first)
+        self.bidirectional, self.proj_size, self.nonlinearity = bool(bidirectional), int(proj_size or 0), nonlinearity
+        self.dtype = np.dtype(dtype)
         directions = 2 if bidirectional else 1
-        out_size = proj_size or hidden_size
-        layers = []
-        for index in range(num_layers):
-            size = input_size if index == 0 else directions * out_size
-            make = _TORCH_CELLS[mode]
+        self.layers = []
+        for index in range(self.num_layers):
+            size = self.input_size if index == 0 else directions * (self.proj_size or self.hidden_size)
             options = dict(return_sequences=True, return_state=True, use_bias=bias, dtype=dtype,
-                           input_shape=(None, size), seed=None if seed is None else seed + index)
-            if mode == "RNN":
-                options["activation"] = nonlinearity
-            if mode == "LSTM" and proj_size:
-                options["proj_size"] = proj_size
-            if mode == "GRU":
-                options["reset_after"] = True
-            cell = make(hidden_size, name=f"{mode.lower()}_l{index}", **options)
-            layers.append(Bidirectional(cell, name=f"{mode.lower()}_l{index}_bidirectional")
-                          if bidirectional else cell)
-        return cls(layers, mode, batch_first)
+                           input_shape=(None, size) if initialize else None,
+                           seed=None if seed is None else seed + index)
+            options.update({"RNN": {"activation": nonlinearity}, "GRU": {"reset_after": True},
+                            "LSTM": {"proj_size": self.proj_size or None}}[mode])
+            cell = _TORCH_CELLS[mode](self.hidden_size, name=f"{mode.lower()}_l{index}", **options)
+            self.layers.append(Bidirectional(cell, name=f"{mode.lower()}_l{index}_bidirectional")
+                               if bidirectional else cell)
+
+    def get_config(self):
+        """The constructor arguments, as a dict."""
+        return {"mode": self.mode, "input_size": self.input_size, "hidden_size": self.hidden_size,
+                "num_layers": self.num_layers, "bias": self.bias, "batch_first": self.batch_first,
+                "bidirectional": self.bidirectional, "proj_size": self.proj_size,
+                "nonlinearity": self.nonlinearity, "dtype": self.dtype.name}
 
     def count_params(self):
-        """Return the number of weights (torch counts the same, but for summed biases)."""
+        """Return the number of weights (torch's count, less one bias vector per summed pair)."""
         return sum(layer.count_params() for layer in self.layers)
 
+    def save(self, path):
+        """Write the model in fastrnn's own format (see `fastrnn.io.native`)."""
+        from .io.native import save
+
+        save(self, path)
     def __call__(self, x, hx=None):
         """Run the stack like the torch module's forward.
 

@@ -43,6 +43,8 @@ class _RNN(Layer):
     _n_states = 1
     _has_recurrent_activation = False
     _has_weights = True
+    _config_keys = ("units", "activation", "use_bias", "return_sequences", "return_state",
+                    "go_backwards", "zero_output_for_mask")
 
     def __init__(self, units, activation, use_bias, return_sequences, return_state, go_backwards,
                  dtype, seed, name, weights, input_shape, batch_input_shape, recurrent_activation=None,
@@ -250,15 +252,6 @@ class _RNN(Layer):
             kwargs["initial_state"] = initial_state
         return super()._call_symbolic(inputs, **kwargs)
 
-    def get_config(self):
-        """The constructor arguments of this layer (without weights), as a dict."""
-        config = {"units": self.units, "activation": self.activation, "use_bias": self.use_bias,
-                  "return_sequences": self.return_sequences, "return_state": self.return_state,
-                  "go_backwards": self.go_backwards, "dtype": self.dtype.name, "name": self.name}
-        if hasattr(self, "recurrent_activation"):
-            config["recurrent_activation"] = self.recurrent_activation
-        return config
-
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} units={self.units}>"
 
@@ -365,6 +358,7 @@ class LSTM(_RNN):
     _gates = 4
     _n_states = 2
     _has_recurrent_activation = True
+    _config_keys = _RNN._config_keys + ("recurrent_activation", "unit_forget_bias", "proj_size")
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  return_sequences=False, return_state=False, go_backwards=False, dtype="float32",
@@ -399,9 +393,6 @@ class LSTM(_RNN):
     def _run(self, kernels, projected, mask, states, sequence):
         kernels.lstm(projected, self.recurrent_kernel, self._projection, mask, self._activation,
                      self._recurrent_activation, states[0], states[1], sequence)
-
-    def get_config(self):
-        return {**super().get_config(), "proj_size": self.proj_size} if self.proj_size else super().get_config()
 
 
 class GRU(_RNN):
@@ -441,6 +432,7 @@ class GRU(_RNN):
     _gates = 3
     _n_states = 1
     _has_recurrent_activation = True
+    _config_keys = _RNN._config_keys + ("recurrent_activation", "reset_after")
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  return_sequences=False, return_state=False, go_backwards=False, dtype="float32",
@@ -475,8 +467,9 @@ class GRU(_RNN):
         kernels.gru(projected, self.recurrent_kernel, self._recurrent_bias, mask, self._activation,
                     self._recurrent_activation, self.reset_after, states[0], sequence)
 
-    def get_config(self):
-        return {**super().get_config(), "reset_after": self.reset_after}
+
+def _removeprefix(text, prefix):
+    return text[len(prefix):] if text.startswith(prefix) else text
 
 
 _MERGES = {
@@ -528,9 +521,11 @@ class Bidirectional(Layer):
             raise ValueError(f"merge_mode must be one of 'concat', 'sum', 'ave', 'mul' or None, got {merge_mode!r}")
         super().__init__(name, layer.dtype, input_shape, batch_input_shape or layer.batch_input_shape)
         self.merge_mode = merge_mode
-        self.forward_layer = self._copy(layer, f"forward_{layer.name}", layer.go_backwards, True)
+        # Keras's names: forward_<name> and backward_<name>, never prefixed twice.
+        base_name = _removeprefix(layer.name, "forward_")
+        self.forward_layer = self._copy(layer, f"forward_{base_name}", layer.go_backwards, True)
         if backward_layer is None:
-            self.backward_layer = self._copy(layer, f"backward_{layer.name}", not layer.go_backwards, False)
+            self.backward_layer = self._copy(layer, f"backward_{base_name}", not layer.go_backwards, False)
         else:
             if not isinstance(backward_layer, _RNN):
                 raise TypeError(f"backward_layer must be a SimpleRNN, LSTM or GRU, got {type(backward_layer).__name__}")
@@ -548,7 +543,7 @@ class Bidirectional(Layer):
             if backward_layer.dtype != layer.dtype:
                 raise ValueError(f"forward and backward layers of {self.name!r} have dtypes "
                                  f"{layer.dtype} and {backward_layer.dtype}")
-            self.backward_layer = self._copy(backward_layer, backward_layer.name,
+            self.backward_layer = self._copy(backward_layer, "backward_" + _removeprefix(backward_layer.name, "backward_"),
                                              backward_layer.go_backwards, True)
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
@@ -676,3 +671,10 @@ class Bidirectional(Layer):
 
     def count_params(self):
         return self.forward_layer.count_params() + self.backward_layer.count_params()
+
+    def get_config(self):
+        """Keras's Bidirectional config: name, merge_mode and both inner layers' configs."""
+        return {"name": self.name, "merge_mode": self.merge_mode,
+                "layer": {"class_name": type(self.forward_layer).__name__, "config": self.forward_layer.get_config()},
+                "backward_layer": {"class_name": type(self.backward_layer).__name__,
+                                   "config": self.backward_layer.get_config()}}

@@ -95,8 +95,8 @@ def from_state_dict(state_dict, prefix="", nonlinearity="tanh", batch_first=Fals
     if dtype is None:
         dtype = "float64" if tensors["weight_ih_l0"].dtype == np.float64 else "float32"
 
-    model = TorchRNN.from_layers(mode, input_size, hidden, num_layers, bidirectional, batch_first, bias,
-                                 nonlinearity, proj_size, dtype)
+    model = TorchRNN(mode, input_size, hidden, num_layers, bias, batch_first, bidirectional, proj_size,
+                     nonlinearity, dtype, initialize=False)
     directions = ("", "_reverse") if bidirectional else ("",)
     out_size = proj_size or hidden
     expected = set()
@@ -174,3 +174,70 @@ def from_torch(module, dtype=None):
     if model.num_layers != module.num_layers or model.bidirectional != module.bidirectional:
         raise ModelFileError(f"torch module {type(module).__name__}: its state dict does not match its settings")
     return model
+
+
+def _unwrap_checkpoint(obj, source):
+    """The state dict in what torch.load returned: itself, or a checkpoint's ``state_dict``."""
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(key), dict) and not any(hasattr(v, "shape") for v in obj.values()):
+                return obj[key]
+        return obj
+    raise ModelFileError(f"{source}: holds a {type(obj).__name__}, not a state dict; save module.state_dict()")
+
+
+def load_torch(path, prefix="", nonlinearity="tanh", batch_first=False, dtype=None):
+    """Load the state dict of a torch RNN/LSTM/GRU from ``.safetensors`` or ``.pt``/``.pth``.
+
+    ``.safetensors`` is read with the safetensors package's NumPy API (no torch needed).
+    ``.pt``/``.pth`` is read with ``torch.load(..., weights_only=True)``, which never unpickles
+    arbitrary objects; it needs torch.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    prefix, nonlinearity, batch_first, dtype
+        As for `from_state_dict`.
+
+    Returns
+    -------
+    fastrnn.models.TorchRNN
+
+    Raises
+    ------
+    ModelFileError
+        For a damaged file, a pickled module (not a state dict), or tensors that do not make a
+        torch RNN.
+    ImportError
+        For a ``.pt`` file when torch is not installed (use safetensors then).
+    """
+    source = str(path)
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if _is_safetensors(head):
+        try:
+            from safetensors.numpy import load_file
+        except ImportError as exc:
+            raise ImportError("reading .safetensors needs the safetensors package: pip install safetensors") from exc
+        try:
+            tensors = load_file(source)
+        except Exception as exc:
+            raise ModelFileError(f"{source}: not a readable safetensors file ({exc})") from exc
+    else:
+        try:
+            import torch
+        except ImportError as exc:
+            raise ImportError(f"{source} is a PyTorch pickle file: reading it needs torch (pip install torch), "
+                              "or save the state dict with safetensors instead") from exc
+        try:
+            loaded = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ModelFileError(f"{source}: torch.load(weights_only=True) refused or failed: {exc}. "
+                                 "fastrnn loads state dicts only: save module.state_dict()") from exc
+        tensors = _unwrap_checkpoint(loaded, source)
+    return from_state_dict(tensors, prefix, nonlinearity, batch_first, dtype, source)
+
+
+def _is_safetensors(head):
+    """A safetensors file starts with a little-endian u64 header length, then a JSON object."""
+    return len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 2 ** 40

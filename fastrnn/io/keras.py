@@ -1,0 +1,589 @@
+"""Keras files to fastrnn models, with h5py only (never TensorFlow or Keras).
+
+Three layouts are read:
+
+- Keras 3 ``.keras`` archives: a zip of ``config.json`` (the model's configuration) and
+  ``model.weights.h5``, whose groups are named after the layer *class* plus a counter
+  (``layers/lstm``, ``layers/lstm_1``) with the layer's name in the ``name`` attribute of each
+  ``vars`` group. An RNN's variables are under ``cell/vars/0..``; Bidirectional nests
+  ``forward_layer`` and ``backward_layer``; TimeDistributed nests ``layer``. Weights-only
+  ``.weights.h5`` files of Keras 3 have the same ``layers/`` tree.
+- Legacy HDF5 (``.h5``) written by Keras 3 and by Keras 2 (``tf.keras``, ``tf_keras``): a
+  ``model_config`` attribute, and ``model_weights/<layer name>`` groups whose ``weight_names``
+  attribute lists the layer's datasets in Keras order. Keras 2 weights-only files have the same
+  groups at the root.
+- Configurations: Keras 3 (``inbound_nodes`` of ``{"args", "kwargs"}`` with ``__keras_tensor__``
+  references) and Keras 2 (``[[layer, node, tensor, kwargs], ...]``, initial states passed as extra
+  inputs, ``batch_input_shape``, ``hard_sigmoid`` meaning ``clip(0.2x + 0.5, 0, 1)``).
+
+Every weight is checked against the shape its configuration implies before it is read, so a
+malformed or hostile file fails with a `ModelFileError` that names the file, the layer and the
+problem, before any large allocation. Optimizer state in a file is ignored.
+"""
+import io
+import json
+import zipfile
+
+import numpy as np
+
+from .. import layers as L
+from .. import recurrent as R
+from ..base import Layer, snake_case
+from ..errors import ModelFileError
+from ..models import Input, InputLayer, Model, Sequential
+
+__all__ = ["load_h5", "load_keras", "load_weights", "model_from_config", "SUPPORTED_LAYERS"]
+
+MAX_WEIGHT_BYTES = 2 ** 31          # per weight array; a claim beyond it is refused before reading
+MAX_ARCHIVE_MEMBER_BYTES = 2 ** 32  # uncompressed size of one member of a .keras archive
+MAX_CONFIG_BYTES = 64 * 2 ** 20
+
+_RNN_KEYS = ("units", "activation", "use_bias", "return_sequences", "return_state", "go_backwards",
+             "zero_output_for_mask")
+# Keras class name -> (fastrnn class, configuration keys it takes)
+SUPPORTED_LAYERS = {
+    "SimpleRNN": (R.SimpleRNN, _RNN_KEYS),
+    "LSTM": (R.LSTM, _RNN_KEYS + ("recurrent_activation", "unit_forget_bias")),
+    "GRU": (R.GRU, _RNN_KEYS + ("recurrent_activation", "reset_after")),
+    "Bidirectional": (R.Bidirectional, ("merge_mode",)),
+    "TimeDistributed": (L.TimeDistributed, ()),
+    "Dense": (L.Dense, ("units", "activation", "use_bias")),
+    "Embedding": (L.Embedding, ("input_dim", "output_dim", "mask_zero")),
+    "Masking": (L.Masking, ("mask_value",)),
+    "Dropout": (L.Dropout, ("rate",)),
+    "SpatialDropout1D": (L.SpatialDropout1D, ("rate",)),
+    "GaussianDropout": (L.GaussianDropout, ("rate",)),
+    "GaussianNoise": (L.GaussianNoise, ("stddev",)),
+    "Activation": (L.Activation, ("activation",)),
+    "Flatten": (L.Flatten, ()),
+    "Reshape": (L.Reshape, ("target_shape",)),
+    "RepeatVector": (L.RepeatVector, ("n",)),
+    "Concatenate": (L.Concatenate, ("axis",)),
+    "Add": (L.Add, ()),
+    "Subtract": (L.Subtract, ()),
+    "Multiply": (L.Multiply, ()),
+    "Average": (L.Average, ()),
+    "Maximum": (L.Maximum, ()),
+    "Minimum": (L.Minimum, ()),
+}
+_NATIVE_ONLY_KEYS = {"LSTM": ("proj_size",)}   # fastrnn's own extensions, in fastrnn files only
+
+
+# ---------------------------------------------------------------------------------- configs
+def _dtype(config, source, name):
+    """The layer dtype of a Keras config: a name or a DTypePolicy; float32 or float64 only."""
+    dtype = config.get("dtype", "float32") or "float32"
+    if isinstance(dtype, dict):
+        dtype = (dtype.get("config") or {}).get("name", "float32")
+    if dtype not in ("float32", "float64"):
+        raise ModelFileError(f"{source}: layer {name!r} uses dtype policy {dtype!r}; fastrnn runs "
+                             "float32 or float64 models")
+    return dtype
+
+
+def _activation(value, keras2):
+    """An activation from a config: a name, or Keras 3's serialized function; Keras 2 names mapped."""
+    if isinstance(value, dict):
+        value = value.get("config", value.get("class_name"))
+    if not isinstance(value, str) and value is not None:
+        raise ValueError(f"activation {value!r} is not a Keras activation name")
+    if keras2 and value == "hard_sigmoid":
+        return "hard_sigmoid_keras2"   # Keras 2's hard_sigmoid is clip(0.2x + 0.5, 0, 1)
+    return value
+
+
+def layer_from_config(spec, source, keras2=False, native=False):
+    """Build an unbuilt fastrnn layer from a Keras layer spec ``{"class_name", "config"}``.
+
+    Parameters
+    ----------
+    spec : dict
+    source : str
+        The file, for error messages.
+    keras2 : bool
+        The spec comes from a Keras 2 file (its ``hard_sigmoid`` differs).
+    native : bool
+        The spec comes from a fastrnn file (which may use fastrnn's extensions).
+
+    Raises
+    ------
+    ModelFileError
+        For a layer fastrnn does not support (naming its class and name and listing those it
+        supports), or a configuration it cannot honour.
+    """
+    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
+        raise ModelFileError(f"{source}: a layer entry is not a {{'class_name', 'config'}} object: {str(spec)[:200]}")
+    class_name, config = spec.get("class_name"), spec["config"]
+    name = config.get("name")
+    if not isinstance(name, str) or not name:
+        raise ModelFileError(f"{source}: a {class_name} layer has no name")
+    if class_name == "Lambda":
+        raise ModelFileError(f"{source}: layer {name!r} is a Lambda layer, which holds Python code; "
+                             "fastrnn never runs code from a file. Replace it with supported layers.")
+    if class_name not in SUPPORTED_LAYERS:
+        raise ModelFileError(
+            f"{source}: layer {name!r} of class {class_name!r} is not supported by fastrnn; "
+            f"supported: {', '.join(sorted(SUPPORTED_LAYERS))}"
+        )
+    cls, keys = SUPPORTED_LAYERS[class_name]
+    keys = keys + (_NATIVE_ONLY_KEYS.get(class_name, ()) if native else ())
+    if config.get("time_major"):
+        raise ModelFileError(f"{source}: layer {name!r} is time_major; fastrnn takes (batch, time, features)")
+    if config.get("stateful"):
+        raise ModelFileError(f"{source}: layer {name!r} is stateful, which this version of fastrnn does not load")
+    kwargs = {key: config[key] for key in keys if key in config}
+    for key in ("activation", "recurrent_activation"):
+        if key in kwargs:
+            kwargs[key] = _activation(kwargs[key], keras2)
+    try:
+        if class_name == "Bidirectional":
+            forward = layer_from_config(config.get("layer"), source, keras2, native)
+            backward = config.get("backward_layer")
+            backward = None if backward is None else layer_from_config(backward, source, keras2, native)
+            return cls(forward, backward_layer=backward, name=name, **kwargs)
+        if class_name == "TimeDistributed":
+            return cls(layer_from_config(config.get("layer"), source, keras2, native), name=name)
+        return cls(name=name, dtype=_dtype(config, source, name), **kwargs)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"{source}: cannot build layer {name!r} ({class_name}): {exc}") from exc
+
+
+def _input_layer(spec, source):
+    config = spec["config"]
+    shape = config.get("batch_shape", config.get("batch_input_shape"))
+    if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and d > 0) for d in shape):
+        raise ModelFileError(f"{source}: input layer {config.get('name')!r} has an invalid shape {shape!r}")
+    dtype = config.get("dtype") or "float32"
+    if isinstance(dtype, dict):
+        dtype = (dtype.get("config") or {}).get("name", "float32")
+    try:
+        return Input(batch_shape=shape, dtype=dtype, name=config.get("name"))
+    except TypeError as exc:
+        raise ModelFileError(f"{source}: input layer {config.get('name')!r}: {exc}") from exc
+
+
+def model_from_config(config, source, read_weights=None, keras2=False, native=False):
+    """Build a Sequential or functional fastrnn model from a Keras model configuration.
+
+    Parameters
+    ----------
+    config : dict
+        ``{"class_name": "Sequential" | "Functional" | "Model", "config": {...}}``.
+    source : str
+        The file, for error messages.
+    read_weights : callable, optional
+        ``read_weights(layer)`` sets a layer's weights; it is called for every layer before the
+        model is wired, so nothing is initialised at random. Without it, layers are initialised
+        as Keras does.
+    keras2, native : bool
+        As for `layer_from_config`.
+
+    Returns
+    -------
+    Sequential or Model
+
+    Raises
+    ------
+    ModelFileError
+        If the configuration is malformed, names an unsupported layer, or its layers do not fit.
+    """
+    read_weights = read_weights or (lambda layer: None)
+    if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
+        raise ModelFileError(f"{source}: the model configuration is not a Keras model config")
+    class_name, body = config.get("class_name"), config["config"]
+    layer_specs = body.get("layers")
+    if not isinstance(layer_specs, list):
+        raise ModelFileError(f"{source}: the model configuration has no list of layers")
+    if class_name == "Sequential":
+        return _sequential(body, layer_specs, source, read_weights, keras2, native)
+    if class_name in ("Functional", "Model"):
+        return _functional(body, layer_specs, source, read_weights, keras2, native)
+    raise ModelFileError(f"{source}: model class {class_name!r} is not supported (Sequential or functional models)")
+
+
+def _sequential(body, layer_specs, source, read_weights, keras2, native):
+    model_layers, input_shape = [], None
+    for spec in layer_specs:
+        if isinstance(spec, dict) and spec.get("class_name") == "InputLayer":
+            input_shape = _input_layer(spec, source)
+            continue
+        layer = layer_from_config(spec, source, keras2, native)
+        declared = spec["config"].get("batch_input_shape") or spec["config"].get("batch_shape")
+        if input_shape is None and not model_layers and declared:
+            input_shape = _input_layer({"config": {"batch_shape": declared, "name": None}}, source)
+        model_layers.append(layer)
+    if input_shape is None and isinstance(body.get("build_input_shape"), list):
+        input_shape = _input_layer({"config": {"batch_shape": body["build_input_shape"], "name": None}}, source)
+    for layer in model_layers:
+        read_weights(layer)
+    try:
+        return Sequential(([input_shape] if input_shape is not None else []) + model_layers, name=body.get("name"))
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{source}: the layers do not fit together: {exc}") from exc
+
+
+def _functional(body, layer_specs, source, read_weights, keras2, native):
+    specs, layers_by_name = [], {}
+    for spec in layer_specs:
+        if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
+            raise ModelFileError(f"{source}: a layer entry is not a Keras layer spec: {str(spec)[:200]}")
+        name = spec.get("name", spec["config"].get("name"))
+        if name in layers_by_name:
+            raise ModelFileError(f"{source}: two layers are called {name!r}")
+        if spec.get("class_name") == "InputLayer":
+            layers_by_name[name] = _input_layer(spec, source)
+        else:
+            layers_by_name[name] = layer_from_config(spec, source, keras2, native)
+            read_weights(layers_by_name[name])
+        specs.append((name, spec))
+    return _wire_functional(body, specs, layers_by_name, source)
+
+
+def _tensor_ref(value, source):
+    """(layer name, node index, tensor index) of a Keras 3 ``__keras_tensor__`` or a Keras 2 list."""
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+        history = value.get("config", {}).get("keras_history")
+    else:
+        history = value
+    if (not isinstance(history, (list, tuple)) or len(history) < 3 or not isinstance(history[0], str)
+            or not all(isinstance(i, int) and i >= 0 for i in history[1:3])):
+        raise ModelFileError(f"{source}: a layer input refers to {str(value)[:120]!r}, not to a layer output")
+    return tuple(history[:3])
+
+
+def _wire_functional(body, specs, layers_by_name, source):
+    """Call each layer on its inputs' Symbolic tensors, in file order, then make the Model."""
+    outputs = {}   # (layer name, node index) -> list of Symbolic
+
+    def tensor(ref):
+        name, node, index = ref
+        try:
+            return outputs[(name, node)][index]
+        except (KeyError, IndexError):
+            raise ModelFileError(f"{source}: a layer input refers to output {index} of call {node} of "
+                                 f"layer {name!r}, which does not exist (or comes later)") from None
+
+    def resolve(value):
+        if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+            return tensor(_tensor_ref(value, source))
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        return value
+
+    for name, spec in specs:
+        layer = layers_by_name[name]
+        if not isinstance(layer, Layer):           # an Input: its output is the tensor
+            outputs[(name, 0)] = [layer]
+            continue
+        nodes = spec.get("inbound_nodes") or []
+        if not isinstance(nodes, list):
+            raise ModelFileError(f"{source}: layer {name!r} has malformed inbound_nodes")
+        for node_index, node in enumerate(nodes):
+            if isinstance(node, dict):   # Keras 3
+                args = [resolve(a) for a in node.get("args", [])]
+                kwargs = {k: resolve(v) for k, v in (node.get("kwargs") or {}).items()
+                          if k in ("initial_state",) and v is not None}
+                inputs = args[0] if len(args) == 1 else args
+            elif isinstance(node, list):  # Keras 2: a list of [layer, node, tensor, kwargs]
+                refs = [tensor(_tensor_ref(entry, source)) for entry in node]
+                kwargs = {}
+                if isinstance(layer, (R._RNN, R.Bidirectional)) and len(refs) > 1:
+                    inputs, kwargs["initial_state"] = refs[0], refs[1:]   # states as extra inputs
+                else:
+                    inputs = refs[0] if len(refs) == 1 else refs
+            else:
+                raise ModelFileError(f"{source}: layer {name!r} has a malformed inbound node")
+            try:
+                result = layer(inputs, **kwargs)
+            except ModelFileError:
+                raise
+            except (TypeError, ValueError) as exc:
+                raise ModelFileError(f"{source}: layer {name!r} does not fit its inputs: {exc}") from exc
+            outputs[(name, node_index)] = result if isinstance(result, list) else [result]
+
+    def refs(key):
+        value = body.get(key)
+        if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+            value = [value]     # Keras 3 writes a single input/output unwrapped
+        if not isinstance(value, list) or not value:
+            raise ModelFileError(f"{source}: the model configuration has no {key}")
+        return [tensor(_tensor_ref(v, source)) for v in value]
+
+    inputs, outs = refs("input_layers"), refs("output_layers")
+    try:
+        return Model(inputs if len(inputs) > 1 else inputs[0], outs if len(outs) > 1 else outs[0],
+                     name=body.get("name"))
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{source}: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------- weights
+def _assign_weights(layer, datasets, source):
+    """Check `datasets` (h5py datasets, in Keras order) against `layer`, then read and set them."""
+    if isinstance(layer, R.Bidirectional):
+        n = len(layer.forward_layer._weight_shapes((None, None, 1)))
+        _assign_weights(layer.forward_layer, datasets[:n], source)
+        _assign_weights(layer.backward_layer, datasets[n:], source)
+        return
+    if isinstance(layer, L.TimeDistributed):
+        return layer.set_weights(_checked_arrays(layer.layer, datasets, source))
+    if not layer._has_weights:
+        if datasets:
+            raise ModelFileError(f"{source}: layer {layer.name!r} ({type(layer).__name__}) has no weights, "
+                                 f"but the file holds {len(datasets)}")
+        return
+    layer.set_weights(_checked_arrays(layer, datasets, source))
+
+
+def _checked_arrays(layer, datasets, source):
+    if not datasets or any(not hasattr(d, "shape") for d in datasets):
+        raise ModelFileError(f"{source}: no weights for layer {layer.name!r} ({type(layer).__name__})")
+    try:
+        input_shape = layer._input_shape_from_weights(datasets) if not layer.built else layer.input_shape
+    except (ValueError, IndexError) as exc:
+        raise ModelFileError(f"{source}: weights of layer {layer.name!r}: {exc}") from exc
+    expected = layer._weight_shapes(input_shape)
+    if len(datasets) != len(expected):
+        raise ModelFileError(f"{source}: layer {layer.name!r} ({type(layer).__name__}) expects {len(expected)} "
+                             f"weights ({', '.join(expected)}), the file holds {len(datasets)}")
+    arrays = []
+    for (weight, shape), dataset in zip(expected.items(), datasets):
+        if tuple(dataset.shape) != tuple(shape):
+            raise ModelFileError(f"{source}: {weight} of layer {layer.name!r} has shape {tuple(dataset.shape)}, "
+                                 f"expected {tuple(shape)}")
+        if dataset.dtype.kind != "f":
+            raise ModelFileError(f"{source}: {weight} of layer {layer.name!r} has dtype {dataset.dtype}, "
+                                 "expected floating point")
+        if dataset.dtype.itemsize * int(np.prod(shape, dtype=np.int64)) > MAX_WEIGHT_BYTES:
+            raise ModelFileError(f"{source}: {weight} of layer {layer.name!r} claims {tuple(shape)} values, "
+                                 "more than fastrnn reads from a file")
+        try:
+            arrays.append(np.asarray(dataset[()]))
+        except Exception as exc:  # h5py raises OSError and others on corrupt data
+            raise ModelFileError(f"{source}: cannot read {weight} of layer {layer.name!r}: {exc}") from exc
+    return arrays
+
+
+class _Keras3Groups:
+    """Finds each layer's group in a Keras 3 weights file: ``layers/<class>[_k]``.
+
+    Groups are matched by the ``name`` attribute Keras writes on each ``vars`` group; without it
+    (older Keras 3), by the snake_case class name plus a counter, in the order the model tracks
+    its layers (the order layers are asked for).
+    """
+
+    def __init__(self, weights_file, source):
+        self.root = weights_file.get("layers")
+        if self.root is None or not hasattr(self.root, "keys"):
+            raise ModelFileError(f"{source}: no 'layers' group in the weights (not a Keras 3 weights file)")
+        self.by_name, self.counters = {}, {}
+        for key in self.root.keys():
+            vars_group = self.root[key].get("vars") if hasattr(self.root[key], "get") else None
+            name = vars_group.attrs.get("name") if vars_group is not None else None
+            if isinstance(name, bytes):
+                name = name.decode()
+            if name:
+                self.by_name[name] = self.root[key]
+
+    def __getitem__(self, layer):
+        base = snake_case(type(layer).__name__)
+        n = self.counters.get(base, 0)
+        self.counters[base] = n + 1
+        return self.by_name.get(layer.name, self.root.get(base if n == 0 else f"{base}_{n}"))
+
+
+def _keras3_datasets(layer, group, source):
+    """The datasets of `layer` under its Keras 3 group, in Keras order."""
+    def numbered(vars_group):
+        if vars_group is None:
+            return []
+        keys = sorted(vars_group.keys(), key=lambda k: int(k) if str(k).isdigit() else -1)
+        return [vars_group[k] for k in keys]
+
+    if group is None:
+        if layer._has_weights:
+            raise ModelFileError(f"{source}: no weights for layer {layer.name!r} ({type(layer).__name__})")
+        return []
+    if isinstance(layer, R.Bidirectional):
+        return (_keras3_datasets(layer.forward_layer, group.get("forward_layer"), source)
+                + _keras3_datasets(layer.backward_layer, group.get("backward_layer"), source))
+    if isinstance(layer, L.TimeDistributed):
+        return _keras3_datasets(layer.layer, group.get("layer"), source)
+    if isinstance(layer, R._RNN):
+        return numbered(group.get("cell/vars"))
+    return numbered(group.get("vars"))
+
+
+def _legacy_datasets(group, source, layer_name):
+    """The datasets of one layer of a legacy HDF5 file, in ``weight_names`` order."""
+    names = group.attrs.get("weight_names", [])
+    datasets = []
+    for name in names:
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        if name not in group:
+            raise ModelFileError(f"{source}: weight {name!r} of layer {layer_name!r} is listed but missing")
+        datasets.append(group[name])
+    return datasets
+
+
+# ---------------------------------------------------------------------------------- files
+def _h5py():
+    try:
+        import h5py
+    except ImportError as exc:   # h5py is a dependency; this is a broken install
+        raise ImportError("reading Keras files needs h5py: pip install h5py") from exc
+    return h5py
+
+
+def _open_h5(data_or_path, source):
+    h5py = _h5py()
+    try:
+        handle = io.BytesIO(data_or_path) if isinstance(data_or_path, bytes) else data_or_path
+        return h5py.File(handle, "r")
+    except Exception as exc:
+        raise ModelFileError(f"{source}: not a readable HDF5 file ({exc})") from exc
+
+
+def _json(text, source, what):
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ModelFileError(f"{source}: {what} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ModelFileError(f"{source}: {what} is not valid JSON ({exc})") from exc
+
+
+def _read_member(archive, name, source):
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise ModelFileError(f"{source}: the archive has no {name!r} (members: {archive.namelist()[:10]})") from None
+    if info.file_size > MAX_ARCHIVE_MEMBER_BYTES:
+        raise ModelFileError(f"{source}: {name!r} claims {info.file_size} bytes uncompressed; refused")
+    try:
+        return archive.read(name)
+    except Exception as exc:
+        raise ModelFileError(f"{source}: cannot read {name!r} from the archive ({exc})") from exc
+
+
+def load_keras(path):
+    """Load a Keras 3 ``.keras`` archive (read in memory, nothing extracted to disk).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    Sequential or Model
+
+    Raises
+    ------
+    ModelFileError
+        For a damaged archive, an unsupported layer, or weights that do not fit the configuration.
+    """
+    source = str(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ModelFileError(f"{source}: not a readable .keras archive ({exc})") from exc
+    with archive:
+        config = _json(_read_member(archive, "config.json", source), source, "config.json")
+        weights = _read_member(archive, "model.weights.h5", source)
+    with _open_h5(weights, source) as h5:
+        groups = _Keras3Groups(h5, source)
+        return model_from_config(config, source, lambda layer: _assign_weights(
+            layer, _keras3_datasets(layer, groups[layer], source), source))
+
+
+def _is_keras2(h5, config):
+    version = h5.attrs.get("keras_version", b"")
+    version = version.decode() if isinstance(version, bytes) else str(version)
+    return version.startswith("2.") or (version == "" and "module" not in config)
+
+
+def load_h5(path):
+    """Load a legacy HDF5 full-model file written by Keras 3 or Keras 2 (tf.keras, tf_keras).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    Sequential or Model
+
+    Raises
+    ------
+    ModelFileError
+        If the file is not a full Keras model (a weights-only file says so), has an unsupported
+        layer, or weights that do not fit the configuration.
+    """
+    source = str(path)
+    with _open_h5(path, source) as h5:
+        raw = h5.attrs.get("model_config")
+        if raw is None:
+            hint = (" It holds weights only: build the model with fastrnn and call model.load_weights(path)."
+                    if "layer_names" in h5.attrs or "layers" in h5 else "")
+            raise ModelFileError(f"{source}: no model_config attribute, so not a Keras full-model file.{hint}")
+        config = _json(raw.decode() if isinstance(raw, bytes) else str(raw), source, "model_config")
+        keras2 = _is_keras2(h5, config)
+        weights = h5.get("model_weights")
+        if weights is None:
+            raise ModelFileError(f"{source}: no model_weights group")
+
+        def read(layer):
+            group = weights.get(layer.name)
+            if group is None:
+                if layer._has_weights:
+                    raise ModelFileError(f"{source}: no weights for layer {layer.name!r}")
+                return
+            _assign_weights(layer, _legacy_datasets(group, source, layer.name), source)
+
+        return model_from_config(config, source, read, keras2=keras2)
+
+
+def load_weights(model, path):
+    """Read a Keras weights file into a fastrnn model built with the same layers, as Keras's ``load_weights``.
+
+    Reads Keras 3 ``.weights.h5`` (layers matched by name, else by class and order) and Keras 2
+    weights files (layers matched by name), and the weights of full-model ``.h5`` and ``.keras``
+    files.
+
+    Parameters
+    ----------
+    model : Sequential or Model
+    path : str or os.PathLike
+
+    Raises
+    ------
+    ModelFileError
+        If a layer's weights are missing or do not fit.
+    """
+    source = str(path)
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"PK\x03\x04":
+        with zipfile.ZipFile(path) as archive:
+            data = _read_member(archive, "model.weights.h5", source)
+        h5_context = _open_h5(data, source)
+    else:
+        h5_context = _open_h5(path, source)
+    with h5_context as h5:
+        model_layers = [layer for layer in model.layers if not isinstance(layer, InputLayer)]
+        if "layers" in h5:
+            groups = _Keras3Groups(h5, source)
+            for layer in model_layers:
+                _assign_weights(layer, _keras3_datasets(layer, groups[layer], source), source)
+            return
+        root = h5["model_weights"] if "model_weights" in h5 else h5
+        for layer in model_layers:
+            group = root.get(layer.name)
+            if group is None:
+                if layer._has_weights:
+                    raise ModelFileError(f"{source}: no weights for layer {layer.name!r} in the file "
+                                         f"(it has {list(root.keys())[:20]})")
+                continue
+            _assign_weights(layer, _legacy_datasets(group, source, layer.name), source)

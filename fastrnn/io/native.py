@@ -1,0 +1,159 @@
+"""fastrnn's own file format: a framework-free ``.npz`` that `fastrnn.load` reads back exactly.
+
+Layout (a NumPy ``.npz``, read with ``allow_pickle=False``, so loading runs no code):
+
+- ``__fastrnn__``: a 0-d unicode array holding JSON ``{"format": "fastrnn", "version": 1,
+  "fastrnn_version": ..., "model": <config>}``, where ``<config>`` is a Keras 3 style model
+  configuration (``{"class_name": "Sequential" | "Functional", "config": {...}}``, layers as
+  ``{"class_name", "config"}`` with their `get_config`, functional ``inbound_nodes`` as Keras 3
+  writes them) or ``{"class_name": "TorchRNN", "config": {mode, input_size, hidden_size, ...}}``;
+- ``<layer name>/<i>``: the i-th weight of each layer, in Keras order and layout.
+
+A deployment needs neither h5py nor torch to read it.
+"""
+import json
+import zipfile
+
+import numpy as np
+
+from ..errors import ModelFileError
+
+__all__ = ["load_native", "save"]
+
+FORMAT_KEY = "__fastrnn__"
+VERSION = 1
+
+
+def _tensor_spec(tensor, node_index_of):
+    return {"class_name": "__keras_tensor__",
+            "config": {"shape": list(tensor.shape), "dtype": tensor.dtype.name,
+                       "keras_history": [tensor.node.layer.name, node_index_of[id(tensor.node)], tensor.index]}}
+
+
+def _model_config(model):
+    from ..models import InputLayer, Model, Sequential, TorchRNN
+
+    def layer_spec(layer):
+        return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+    if isinstance(model, TorchRNN):
+        return {"class_name": "TorchRNN", "config": model.get_config()}
+    if isinstance(model, Sequential):
+        if model.input_shape is None:
+            raise ValueError(f"model {model.name!r} is not built: call it once or give it an input shape before saving")
+        layers = [{"class_name": "InputLayer", "config": {"batch_shape": list(model.input_shape), "name": None}}]
+        return {"class_name": "Sequential", "config": {"name": model.name, "layers": layers + [layer_spec(l) for l in model.layers]}}
+    if isinstance(model, Model):
+        node_index_of, calls, specs = {}, {}, {}
+        for layer in model.layers:
+            if isinstance(layer, InputLayer):
+                node_index_of[id(layer.output.node)] = 0
+                specs[layer.name] = {"class_name": "InputLayer", "name": layer.name, "inbound_nodes": [],
+                                     "config": {"batch_shape": list(layer.batch_shape), "dtype": layer.input_dtype.name,
+                                                "name": layer.name}}
+            else:
+                specs[layer.name] = {**layer_spec(layer), "name": layer.name, "inbound_nodes": []}
+        for node in model._nodes:
+            node_index_of[id(node)] = calls.get(node.layer.name, 0)
+            calls[node.layer.name] = node_index_of[id(node)] + 1
+
+            def encode(value):
+                if isinstance(value, (list, tuple)):
+                    return [encode(v) for v in value]
+                return _tensor_spec(value, node_index_of)
+
+            specs[node.layer.name]["inbound_nodes"].append({
+                "args": [encode(node.inputs)],
+                "kwargs": {key: encode(value) for key, value in node.kwargs.items()},
+            })
+        refs = lambda tensors: [[t.node.layer.name, node_index_of[id(t.node)], t.index] for t in tensors]  # noqa: E731
+        return {"class_name": "Functional", "config": {
+            "name": model.name, "layers": [specs[layer.name] for layer in model.layers],
+            "input_layers": refs(model.inputs), "output_layers": refs(model.outputs)}}
+    raise TypeError(f"cannot save a {type(model).__name__}; fastrnn saves Sequential, Model and TorchRNN models")
+
+
+def save(model, path):
+    """Write `model` to `path` in fastrnn's own format (see the module docstring).
+
+    Parameters
+    ----------
+    model : Sequential, Model or TorchRNN
+    path : str or os.PathLike
+        Written as given (``np.savez`` adds ``.npz`` to a name without that suffix).
+    """
+    from .. import __version__
+
+    header = {"format": "fastrnn", "version": VERSION, "fastrnn_version": __version__, "model": _model_config(model)}
+    arrays = {FORMAT_KEY: np.array(json.dumps(header))}
+    for layer in model.layers:
+        for i, weight in enumerate(layer.weights):
+            arrays[f"{layer.name}/{i}"] = weight
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def is_native(path):
+    """Whether `path` is a zip holding fastrnn's header member."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return f"{FORMAT_KEY}.npy" in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def load_native(path):
+    """Read a model written by `save`.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is damaged, from a newer fastrnn, or its weights do not fit its configuration.
+    """
+    from ..models import TorchRNN
+    from .keras import MAX_WEIGHT_BYTES, model_from_config
+
+    source = str(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise ModelFileError(f"{source}: not a readable fastrnn file ({exc})") from exc
+    with archive:
+        try:
+            header = json.loads(str(archive[FORMAT_KEY]))
+        except Exception as exc:
+            raise ModelFileError(f"{source}: damaged fastrnn header ({exc})") from exc
+        if not isinstance(header, dict) or header.get("format") != "fastrnn":
+            raise ModelFileError(f"{source}: not a fastrnn file")
+        if header.get("version") != VERSION:
+            raise ModelFileError(f"{source}: fastrnn file version {header.get('version')!r}; this fastrnn reads version {VERSION}")
+
+        def read_weights(layer):
+            keys = sorted((k for k in archive.files if k.startswith(layer.name + "/")
+                           and k[len(layer.name) + 1:].isdigit()), key=lambda k: int(k.rsplit("/", 1)[1]))
+            arrays = []
+            for key in keys:
+                member = archive.zip.getinfo(key + ".npy")
+                if member.file_size > MAX_WEIGHT_BYTES:
+                    raise ModelFileError(f"{source}: weight {key!r} claims {member.file_size} bytes; refused")
+                try:
+                    arrays.append(archive[key])
+                except Exception as exc:
+                    raise ModelFileError(f"{source}: cannot read weight {key!r} ({exc})") from exc
+            if arrays or layer._has_weights:
+                try:
+                    layer.set_weights(arrays)
+                except (TypeError, ValueError) as exc:
+                    raise ModelFileError(f"{source}: {exc}") from exc
+
+        model = header.get("model")
+        if isinstance(model, dict) and model.get("class_name") == "TorchRNN":
+            config = model.get("config") or {}
+            try:
+                rnn = TorchRNN(**config, initialize=False)
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ModelFileError(f"{source}: bad TorchRNN configuration ({exc})") from exc
+            for layer in rnn.layers:
+                read_weights(layer)
+            return rnn
+        return model_from_config(model, source, read_weights, native=True)
