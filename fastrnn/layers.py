@@ -81,6 +81,10 @@ class Dense(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)[:-1] + (self.units,)
 
+    def _shapes_fit(self, shapes):
+        # Like Keras's InputSpec(min_ndim=2, axes={-1: input_dim}): any rank, same last axis.
+        return not isinstance(shapes, list) and len(shapes) >= 2 and shapes[-1] in (None, self.input_shape[-1])
+
     def call(self, inputs, mask=None):
         """``act(inputs @ kernel + bias)`` on the last axis of `inputs` ``(..., input_dim)``."""
         x = _numeric_input(self, inputs)

@@ -1,0 +1,188 @@
+"""fastrnn.load on real files written by Keras 3, Keras 2 (tf_keras) and PyTorch.
+
+The files and their frameworks' outputs are in tests/data/files/, written by the generator
+scripts beside them (which need the frameworks; these tests do not).
+"""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastrnn
+from conftest import assert_close, load_fixture
+
+FILES = Path(__file__).parent / "data" / "files"
+INDEXES = {name: load_fixture(f"files/expected_{name}.npz") for name in ("keras3", "keras2", "torch")
+           if (FILES / f"expected_{name}.npz").exists()}
+
+
+def test_every_framework_has_fixtures():
+    assert sorted(INDEXES) == ["keras2", "keras3", "torch"]
+
+
+def keras_cases(kind, unsupported=False):
+    cases, _ = INDEXES.get(kind, ([], {}))
+    return [(kind, case, f) for case in cases for f in case["files"]
+            if bool(case.get("unsupported")) == unsupported and not _is_weights_only(case, f)]
+
+
+def _is_weights_only(case, filename):
+    return case["formats"][filename].startswith("h5_weights")
+
+
+def keras_inputs(kind, case):
+    arrays = INDEXES[kind][1]
+    inputs = [arrays[f"{case['name']}.{key}"] for key in case["inputs"]]
+    return inputs if len(inputs) > 1 else inputs[0]
+
+
+def keras_expected(kind, case):
+    arrays = INDEXES[kind][1]
+    return [arrays[f"{case['name']}.out{i}"] for i in range(case["outputs"])]
+
+
+def as_list(outputs):
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+KERAS = keras_cases("keras3") + keras_cases("keras2")
+
+
+@pytest.mark.parametrize("kind, case, filename", KERAS, ids=[f for _, _, f in KERAS])
+def test_keras_file_reproduces_keras(kind, case, filename, backend_name):
+    model = fastrnn.load(FILES / filename)
+    assert_close(as_list(model(keras_inputs(kind, case))), keras_expected(kind, case), case["dtype"])
+    for name in case.get("layer_names", []):
+        assert model.get_layer(name).name == name
+
+
+WEIGHTS = [(kind, case, f) for kind in ("keras3", "keras2") for case in INDEXES.get(kind, ([], {}))[0]
+           for f in case["files"] if _is_weights_only(case, f)]
+
+
+@pytest.mark.parametrize("kind, case, filename", WEIGHTS, ids=[f for _, _, f in WEIGHTS])
+def test_weights_only_file_into_a_fastrnn_model(kind, case, filename):
+    full = next(f for f in case["files"] if not _is_weights_only(case, f))
+    model = fastrnn.load(FILES / full)
+    model.set_weights([np.zeros_like(w) for w in model.get_weights()])   # forget them
+    model.load_weights(FILES / filename)
+    assert_close(as_list(model(keras_inputs(kind, case))), keras_expected(kind, case), case["dtype"])
+
+
+UNSUPPORTED = keras_cases("keras3", True) + keras_cases("keras2", True)
+
+
+@pytest.mark.parametrize("kind, case, filename", UNSUPPORTED, ids=[f for _, _, f in UNSUPPORTED])
+def test_unsupported_layers_are_refused_by_name(kind, case, filename):
+    with pytest.raises(fastrnn.ModelFileError, match=rf"{filename}: layer .* (is not supported|is a Lambda)"):
+        fastrnn.load(FILES / filename)
+
+
+TORCH = [(case, f) for case in INDEXES.get("torch", ([], {}))[0] for f in case["files"]
+         if not case.get("unsupported")]
+
+
+@pytest.mark.parametrize("case, filename", TORCH, ids=[f for _, f in TORCH])
+def test_torch_file_reproduces_torch(case, filename, backend_name):
+    arrays = INDEXES["torch"][1]
+    kwargs = case["kwargs"]
+    options = {"batch_first": kwargs.get("batch_first", False), "prefix": case.get("prefix", "")}
+    if case["module"] == "RNN":
+        options["nonlinearity"] = kwargs.get("nonlinearity", "tanh")
+    if filename.endswith(".pt") and not _have_torch():
+        # Without torch a .pt file cannot be read safely; the error must say what to do.
+        with pytest.raises(ImportError, match="needs torch .* or save the state dict with safetensors"):
+            fastrnn.load(FILES / filename, **options)
+        return
+    model = fastrnn.load(FILES / filename, **options)
+    name = case["name"]
+    hx = None
+    if "h0" in case["inputs"]:
+        hx = (arrays[f"{name}.h0"], arrays[f"{name}.c0"]) if case["module"] == "LSTM" else arrays[f"{name}.h0"]
+    output, state = model(arrays[f"{name}.x"], hx)
+    got = [output, *(state if case["module"] == "LSTM" else [state])]
+    assert_close(got, [arrays[f"{name}.{k}"] for k in case["outputs"]], case["dtype"])
+
+
+def _have_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _torch_options(path):
+    case = next(c for c, f in TORCH if FILES / f == path)
+    return {"batch_first": case["kwargs"].get("batch_first", False), "prefix": case.get("prefix", "")}
+
+
+# ------------------------------------------------------------------ fastrnn's own format
+@pytest.mark.parametrize("kind, case, filename", KERAS[::3], ids=[f for _, _, f in KERAS[::3]])
+def test_native_format_round_trip(kind, case, filename, tmp_path):
+    model = fastrnn.load(FILES / filename)
+    model.save(tmp_path / "model.npz")
+    again = fastrnn.load(tmp_path / "model.npz")
+    x = keras_inputs(kind, case)
+    for a, b in zip(as_list(again(x)), as_list(model(x))):
+        np.testing.assert_array_equal(a, b)
+    assert [w.dtype for w in again.get_weights()] == [w.dtype for w in model.get_weights()]
+
+
+def test_native_format_round_trip_torch(tmp_path):
+    case, filename = next((c, f) for c, f in TORCH if f.endswith(".safetensors") and c["kwargs"].get("bidirectional"))
+    model = fastrnn.load(FILES / filename, **_torch_options(FILES / filename))
+    model.save(tmp_path / "rnn.npz")
+    again = fastrnn.load(tmp_path / "rnn.npz")
+    x = INDEXES["torch"][1][f"{case['name']}.x"]
+    np.testing.assert_array_equal(again(x)[0], model(x)[0])
+    assert again.get_config() == model.get_config()
+
+
+def test_built_in_model_round_trip(tmp_path):
+    x_in = fastrnn.Input((None, 3))
+    _, h, c = fastrnn.LSTM(4, return_state=True, seed=0)(x_in)
+    y = fastrnn.Bidirectional(fastrnn.GRU(2, return_sequences=True, seed=1))(x_in, initial_state=[h[:, :2] if False else fastrnn.Dense(2, seed=2)(h)] * 2)
+    model = fastrnn.Model(x_in, [fastrnn.TimeDistributed(fastrnn.Dense(1, seed=3))(y), c])
+    model.save(tmp_path / "m.npz")
+    again = fastrnn.load(tmp_path / "m.npz")
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    for a, b in zip(again(x), model(x)):
+        np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------ bad files
+def test_options_for_the_wrong_format_are_refused():
+    keras_file = next(FILES / f for _, _, f in KERAS if f.endswith(".keras"))
+    with pytest.raises(TypeError, match="apply to PyTorch files"):
+        fastrnn.load(keras_file, batch_first=True)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "not a model file fastrnn reads"),
+    (b"hello world, not a model", "not a model file fastrnn reads"),
+    (b"PK\x03\x04 truncated zip", "damaged zip"),
+    (b"\x89HDF\r\n\x1a\n truncated", "not a readable HDF5 file"),
+])
+def test_garbage_files_are_named(tmp_path, content, message):
+    path = tmp_path / "model.bin"
+    path.write_bytes(content)
+    with pytest.raises(fastrnn.ModelFileError, match=f"{path}.*{message}"):
+        fastrnn.load(path)
+
+
+def test_weights_only_file_to_load_says_how(tmp_path):
+    weights = next(FILES / f for _, _, f in WEIGHTS)
+    with pytest.raises(fastrnn.ModelFileError, match="load_weights"):
+        fastrnn.load(weights)
+
+
+def test_truncated_files_never_crash(tmp_path):
+    # Every prefix length class of each format: a clean ModelFileError, never another error.
+    for filename in {f for _, _, f in KERAS[:6]} | {f for _, f in TORCH[:4] if f.endswith(".safetensors")}:
+        data = (FILES / filename).read_bytes()
+        for cut in (9, 100, len(data) // 3, len(data) // 2, len(data) - 10):
+            path = tmp_path / f"cut_{cut}_{filename}"
+            path.write_bytes(data[:cut])
+            with pytest.raises(fastrnn.ModelFileError):
+                fastrnn.load(path)
