@@ -186,3 +186,18 @@ def test_truncated_files_never_crash(tmp_path):
             path.write_bytes(data[:cut])
             with pytest.raises(fastrnn.ModelFileError):
                 fastrnn.load(path)
+
+
+def test_pickled_module_is_never_unpickled():
+    path = FILES / "full_model.pt"
+    if _have_torch():
+        with pytest.raises(fastrnn.ModelFileError, match="weights_only=True.*save module.state_dict"):
+            fastrnn.load(path)
+    else:
+        with pytest.raises(ImportError, match="needs torch"):
+            fastrnn.load(path)
+
+
+def test_unknown_torch_option_is_refused():
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['hidden'\] for a PyTorch file"):
+        fastrnn.load(FILES / "t_lstm.safetensors", hidden=3)
