@@ -5,7 +5,8 @@ The script makes a noisy sine-wave series, cuts it into windows of 20 steps
 
     Input((20, 1)) -> LSTM(16, return_sequences=True) -> GRU(8) -> Dense(1)
 
-for a few epochs with Adam, and writes two files next to this script:
+for a few epochs with Adam, and writes two files into ``fastrnn/data/`` (bundled with the
+package; ``fastrnn demo`` runs them):
 
 ``forecaster.keras``
     The trained model (``model.save``; it includes the Adam optimizer
@@ -52,7 +53,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# Bundled with the package: `fastrnn demo` and the README load them from fastrnn/data/.
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "fastrnn", "data")
 MODEL_PATH = os.path.join(HERE, "forecaster.keras")
 EXPECTED_PATH = os.path.join(HERE, "forecaster_expected.npz")
 SEED = 7

@@ -8,12 +8,11 @@ import fastrnn
 from fastrnn.cli import main
 
 
-def test_demo_runs_the_tutorial_model(capsys):
-    assert main(["demo", "--batch", "4"]) == 0
+def test_demo_runs_the_bundled_keras_model(capsys):
+    assert main(["demo"]) == 0
     out = capsys.readouterr().out
-    assert "42 params" in out
-    assert "shape (4, 2, 3)" in out
-    assert "largest difference from the NumPy reference" in out
+    assert "forecaster.keras" in out and "Total params" in out
+    assert "largest difference from Keras" in out
 
 
 def test_module_entry_point_runs_demo():
