@@ -142,7 +142,8 @@ def test_native_format_round_trip_torch(tmp_path):
 def test_built_in_model_round_trip(tmp_path):
     x_in = fastrnn.Input((None, 3))
     _, h, c = fastrnn.LSTM(4, return_state=True, seed=0)(x_in)
-    y = fastrnn.Bidirectional(fastrnn.GRU(2, return_sequences=True, seed=1))(x_in, initial_state=[h[:, :2] if False else fastrnn.Dense(2, seed=2)(h)] * 2)
+    h2 = fastrnn.Dense(2, seed=2)(h)
+    y = fastrnn.Bidirectional(fastrnn.GRU(2, return_sequences=True, seed=1))(x_in, initial_state=[h2, h2])
     model = fastrnn.Model(x_in, [fastrnn.TimeDistributed(fastrnn.Dense(1, seed=3))(y), c])
     model.save(tmp_path / "m.npz")
     again = fastrnn.load(tmp_path / "m.npz")
