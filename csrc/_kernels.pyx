@@ -9,12 +9,15 @@ Design:
   fastrnn/reference.py, the specification; fastrnn/_numba.py mirrors this file line for line.
 - One source for both precisions: the ``floating`` fused type, with the float or double libm
   function chosen at compile time (``if floating is float``), never a silent promotion.
+- Time-major: each step is one matrix product of the whole batch's states with the whole
+  recurrent kernel (all gates fused), ``Z = inputs[t] + H @ W``, through the BLAS that SciPy
+  ships (``scipy.linalg.cython_blas``): a tuned GEMM for large batches, a GEMV-sized call for
+  batch 1. The gates are then elementwise, row by row; a masked row keeps its state.
 - The GIL is released for the whole recurrence, so calls from several threads run in parallel.
-  Nothing is shared between calls: the only scratch row is allocated per call.
-- Batch rows are independent, so each row runs through all its timesteps before the next one:
-  its state and its inputs stay in cache, and no step waits on another row.
+  Nothing is shared between calls: scratch memory is allocated per call.
 """
 from cython cimport floating
+from scipy.linalg.cython_blas cimport dgemm, sgemm
 from libc.math cimport erf, erff, exp, expf, expm1, expm1f, log1p, log1pf, tanh, tanhf
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
@@ -161,64 +164,65 @@ cdef void activate(floating* v, Py_ssize_t n, int activation) noexcept nogil:
     # LINEAR: nothing to do.
 
 
-cdef inline void matvec_add(const floating* h, const floating* w, Py_ssize_t n_in,
-                            Py_ssize_t n_out, Py_ssize_t w_stride, floating* out) noexcept nogil:
-    """out[0:n_out] += h[0:n_in] @ w, w a (n_in, >= n_out) row-major block with rows `w_stride` apart.
+cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a, Py_ssize_t lda,
+                      const floating* b, Py_ssize_t ldb, floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
+    """Row-major ``C[m, n] = A[m, k] @ B[k, n] + beta * C`` with leading dimensions lda, ldb, ldc.
 
-    One kernel row at a time, so the inner loop runs over contiguous memory and vectorises.
+    BLAS is column-major, where a row-major matrix reads as its transpose: so compute
+    ``C^T = B^T @ A^T``.
     """
-    cdef Py_ssize_t k, j
-    cdef floating h_k
-    cdef const floating* w_k
-    for k in range(n_in):
-        h_k = h[k]
-        w_k = w + k * w_stride
-        for j in range(n_out):
-            out[j] += h_k * w_k[j]
+    cdef char no = b"N"
+    cdef int m_ = <int> m, n_ = <int> n, k_ = <int> k, lda_ = <int> lda, ldb_ = <int> ldb, ldc_ = <int> ldc
+    cdef floating one = 1
+    if floating is float:
+        sgemm(&no, &no, &n_, &m_, &k_, &one, <float*> b, &ldb_, <float*> a, &lda_, &beta, c, &ldc_)
+    else:
+        dgemm(&no, &no, &n_, &m_, &k_, &one, <double*> b, &ldb_, <double*> a, &lda_, &beta, c, &ldc_)
 
 
 cdef void* alloc_scratch(size_t nbytes) except NULL nogil:
     """Scratch memory private to one call, so that concurrent calls never share state."""
-    cdef void* p = malloc(nbytes)
+    cdef void* p = malloc(nbytes if nbytes else 1)
     if p == NULL:
         with gil:
             raise MemoryError(f"cannot allocate {nbytes} bytes of scratch")
     return p
 
 
-def simple_rnn(const floating[:, :, ::1] inputs,            # IN  (B, T, U) x_t @ kernel + bias
+cdef inline bint skipped(const unsigned char[:, ::1] mask, Py_ssize_t b, Py_ssize_t t) noexcept nogil:
+    return mask.shape[0] > 0 and not mask[b, t]
+
+
+def simple_rnn(const floating[:, :, ::1] inputs,            # IN  (T, B, U) x_t @ kernel + bias
                const floating[:, ::1] recurrent_kernel,     # IN  (U, U)
                const unsigned char[:, ::1] mask,            # IN  (B, T), or (0, 0) for no mask
                int activation,
                floating[:, ::1] h,                          # IN/OUT (B, U) initial -> final state
                floating[:, :, ::1] sequence):               # OUT (B, T, U), or (0, 0, 0) to skip
-    """SimpleRNN: ``h_t = act(inputs[:, t] + h_{t-1} @ recurrent_kernel)``, in place.
+    """SimpleRNN: ``h_t = act(inputs[t] + h_{t-1} @ recurrent_kernel)``, in place.
 
     See fastrnn/reference.py for the contract; this is its compiled twin.
     """
-    cdef Py_ssize_t batch = inputs.shape[0], timesteps = inputs.shape[1], units = inputs.shape[2]
-    cdef bint use_mask = mask.shape[0] > 0
+    cdef Py_ssize_t timesteps = inputs.shape[0], batch = inputs.shape[1], units = h.shape[1]
     cdef bint write_sequence = sequence.shape[0] > 0
     cdef size_t row_bytes = units * sizeof(floating)
     cdef Py_ssize_t b, t
-    cdef floating* h_b
-    cdef floating* row
+    cdef floating* z
     with nogil:
-        row = <floating*> alloc_scratch(units * sizeof(floating))
-        for b in range(batch):
-            h_b = &h[b, 0]
-            for t in range(timesteps):
-                if not use_mask or mask[b, t]:
-                    memcpy(row, &inputs[b, t, 0], row_bytes)
-                    matvec_add(h_b, &recurrent_kernel[0, 0], units, units, units, row)
-                    activate(row, units, activation)
-                    memcpy(h_b, row, row_bytes)
+        z = <floating*> alloc_scratch(batch * row_bytes)
+        for t in range(timesteps):
+            memcpy(z, &inputs[t, 0, 0], batch * row_bytes)
+            gemm(batch, units, units, &h[0, 0], units, &recurrent_kernel[0, 0], units, 1, z, units)
+            for b in range(batch):
+                if not skipped(mask, b, t):
+                    activate(z + b * units, units, activation)
+                    memcpy(&h[b, 0], z + b * units, row_bytes)
                 if write_sequence:
-                    memcpy(&sequence[b, t, 0], h_b, row_bytes)
-        free(row)
+                    memcpy(&sequence[b, t, 0], &h[b, 0], row_bytes)
+        free(z)
 
 
-def lstm(const floating[:, :, ::1] inputs,                  # IN  (B, T, 4U) x_t @ kernel + bias
+def lstm(const floating[:, :, ::1] inputs,                  # IN  (T, B, 4U) x_t @ kernel + bias
          const floating[:, ::1] recurrent_kernel,           # IN  (P, 4U), gates i, f, c, o
          const floating[:, ::1] projection,                 # IN  (U, P), or (0, 0): P = U
          const unsigned char[:, ::1] mask,                  # IN  (B, T), or (0, 0) for no mask
@@ -229,50 +233,55 @@ def lstm(const floating[:, :, ::1] inputs,                  # IN  (B, T, 4U) x_t
          floating[:, :, ::1] sequence):                     # OUT (B, T, P), or (0, 0, 0) to skip
     """LSTM, gates fused: one product with the whole (P, 4U) recurrent kernel per step.
 
-    ``z = inputs[:, t] + h_{t-1} @ recurrent_kernel``;
+    ``z = inputs[t] + h_{t-1} @ recurrent_kernel``;
     ``i, f, o = rec_act(z_i), rec_act(z_f), rec_act(z_o)``;
     ``c_t = f * c_{t-1} + i * act(z_c)``; ``h_t = o * act(c_t)``, then ``h_t @ projection``
     when there is one (PyTorch's proj_size; P is its size).
     """
-    cdef Py_ssize_t batch = inputs.shape[0], timesteps = inputs.shape[1]
-    cdef Py_ssize_t units = c.shape[1], state = h.shape[1]
-    cdef bint use_mask = mask.shape[0] > 0
+    cdef Py_ssize_t timesteps = inputs.shape[0], batch = inputs.shape[1]
+    cdef Py_ssize_t units = c.shape[1], state = h.shape[1], width = 4 * units
     cdef bint use_projection = projection.shape[0] > 0
     cdef bint write_sequence = sequence.shape[0] > 0
     cdef Py_ssize_t b, t, j
-    cdef floating* h_b
-    cdef floating* c_b
     cdef floating* z
+    cdef floating* z_b
+    cdef floating* c_b
+    cdef floating* projected
     with nogil:
-        z = <floating*> alloc_scratch(4 * units * sizeof(floating))
-        for b in range(batch):
-            h_b = &h[b, 0]
-            c_b = &c[b, 0]
-            for t in range(timesteps):
-                if not use_mask or mask[b, t]:
-                    memcpy(z, &inputs[b, t, 0], 4 * units * sizeof(floating))
-                    matvec_add(h_b, &recurrent_kernel[0, 0], state, 4 * units, 4 * units, z)
-                    activate(z, 2 * units, recurrent_activation)             # i, f
-                    activate(z + 2 * units, units, activation)               # candidate
-                    activate(z + 3 * units, units, recurrent_activation)     # o
-                    for j in range(units):
-                        c_b[j] = z[units + j] * c_b[j] + z[j] * z[2 * units + j]
-                        z[2 * units + j] = c_b[j]    # the candidate slot now holds act(c_t)
-                    activate(z + 2 * units, units, activation)
-                    for j in range(units):
-                        z[2 * units + j] *= z[3 * units + j]                  # o * act(c_t)
-                    if use_projection:
-                        for j in range(state):
-                            h_b[j] = 0
-                        matvec_add(z + 2 * units, &projection[0, 0], units, state, state, h_b)
-                    else:
-                        memcpy(h_b, z + 2 * units, units * sizeof(floating))
-                if write_sequence:
-                    memcpy(&sequence[b, t, 0], h_b, state * sizeof(floating))
+        # z: the gates of every row; projected: o * act(c) @ projection, for every row.
+        z = <floating*> alloc_scratch((batch * width + batch * state) * sizeof(floating))
+        projected = z + batch * width
+        for t in range(timesteps):
+            memcpy(z, &inputs[t, 0, 0], batch * width * sizeof(floating))
+            gemm(batch, width, state, &h[0, 0], state, &recurrent_kernel[0, 0], width, 1, z, width)
+            for b in range(batch):
+                z_b = z + b * width
+                c_b = &c[b, 0]
+                if skipped(mask, b, t):
+                    continue
+                activate(z_b, 2 * units, recurrent_activation)             # i, f
+                activate(z_b + 2 * units, units, activation)               # candidate
+                activate(z_b + 3 * units, units, recurrent_activation)     # o
+                for j in range(units):
+                    c_b[j] = z_b[units + j] * c_b[j] + z_b[j] * z_b[2 * units + j]
+                    z_b[2 * units + j] = c_b[j]    # the candidate slot now holds act(c_t)
+                activate(z_b + 2 * units, units, activation)
+                for j in range(units):
+                    z_b[2 * units + j] *= z_b[3 * units + j]                # o * act(c_t)
+                if not use_projection:
+                    memcpy(&h[b, 0], z_b + 2 * units, units * sizeof(floating))
+            if use_projection:
+                gemm(batch, state, units, z + 2 * units, width, &projection[0, 0], state, 0, projected, state)
+                for b in range(batch):
+                    if not skipped(mask, b, t):
+                        memcpy(&h[b, 0], projected + b * state, state * sizeof(floating))
+            if write_sequence:
+                for b in range(batch):
+                    memcpy(&sequence[b, t, 0], &h[b, 0], state * sizeof(floating))
         free(z)
 
 
-def gru(const floating[:, :, ::1] inputs,                   # IN  (B, T, 3U) x_t @ kernel + input bias
+def gru(const floating[:, :, ::1] inputs,                   # IN  (T, B, 3U) x_t @ kernel + input bias
         const floating[:, ::1] recurrent_kernel,            # IN  (U, 3U), gates z, r, h
         const floating[::1] recurrent_bias,                 # IN  (3U,), zeros unless reset_after
         const unsigned char[:, ::1] mask,                   # IN  (B, T), or (0, 0) for no mask
@@ -289,39 +298,47 @@ def gru(const floating[:, :, ::1] inputs,                   # IN  (B, T, 3U) x_t
     ``hh = act(x_h + (r * h_{t-1}) @ recurrent_kernel[:, 2U:])``. Both end with
     ``h_t = z * h_{t-1} + (1 - z) * hh``.
     """
-    cdef Py_ssize_t batch = inputs.shape[0], timesteps = inputs.shape[1], units = h.shape[1]
-    cdef bint use_mask = mask.shape[0] > 0
+    cdef Py_ssize_t timesteps = inputs.shape[0], batch = inputs.shape[1], units = h.shape[1]
+    cdef Py_ssize_t width = 3 * units
     cdef bint write_sequence = sequence.shape[0] > 0
     cdef Py_ssize_t b, t, j
-    cdef floating* h_b
     cdef floating* x
     cdef floating* g
+    cdef floating* x_b
+    cdef floating* g_b
+    cdef floating* h_b
     with nogil:
-        x = <floating*> alloc_scratch((6 * units) * sizeof(floating))
-        g = x + 3 * units
-        for b in range(batch):
-            h_b = &h[b, 0]
-            for t in range(timesteps):
-                if not use_mask or mask[b, t]:
-                    memcpy(x, &inputs[b, t, 0], 3 * units * sizeof(floating))
-                    if reset_after:
-                        memcpy(g, &recurrent_bias[0], 3 * units * sizeof(floating))
-                        matvec_add(h_b, &recurrent_kernel[0, 0], units, 3 * units, 3 * units, g)
-                        for j in range(2 * units):
-                            x[j] += g[j]
-                        activate(x, 2 * units, recurrent_activation)        # z, r
-                        for j in range(units):
-                            x[2 * units + j] += x[units + j] * g[2 * units + j]
-                    else:
-                        matvec_add(h_b, &recurrent_kernel[0, 0], units, 2 * units, 3 * units, x)
-                        activate(x, 2 * units, recurrent_activation)        # z, r
-                        for j in range(units):
-                            g[j] = x[units + j] * h_b[j]                   # r * h_{t-1}
-                        matvec_add(g, &recurrent_kernel[0, 2 * units], units, units, 3 * units,
-                                   x + 2 * units)
-                    activate(x + 2 * units, units, activation)
+        # x: the input side of the gates; g: the recurrent side (reset_after) or r * h (before).
+        x = <floating*> alloc_scratch(2 * batch * width * sizeof(floating))
+        g = x + batch * width
+        for t in range(timesteps):
+            memcpy(x, &inputs[t, 0, 0], batch * width * sizeof(floating))
+            if reset_after:
+                for b in range(batch):
+                    memcpy(g + b * width, &recurrent_bias[0], width * sizeof(floating))
+                gemm(batch, width, units, &h[0, 0], units, &recurrent_kernel[0, 0], width, 1, g, width)
+                for b in range(batch):
+                    x_b, g_b = x + b * width, g + b * width
+                    for j in range(2 * units):
+                        x_b[j] += g_b[j]
+                    activate(x_b, 2 * units, recurrent_activation)          # z, r
                     for j in range(units):
-                        h_b[j] = x[j] * h_b[j] + (1 - x[j]) * x[2 * units + j]
+                        x_b[2 * units + j] += x_b[units + j] * g_b[2 * units + j]
+            else:
+                gemm(batch, 2 * units, units, &h[0, 0], units, &recurrent_kernel[0, 0], width, 1, x, width)
+                for b in range(batch):
+                    x_b, g_b, h_b = x + b * width, g + b * units, &h[b, 0]
+                    activate(x_b, 2 * units, recurrent_activation)          # z, r
+                    for j in range(units):
+                        g_b[j] = x_b[units + j] * h_b[j]                   # r * h_{t-1}
+                gemm(batch, units, units, g, units, &recurrent_kernel[0, 2 * units], width, 1,
+                     x + 2 * units, width)
+            for b in range(batch):
+                x_b, h_b = x + b * width, &h[b, 0]
+                if not skipped(mask, b, t):
+                    activate(x_b + 2 * units, units, activation)
+                    for j in range(units):
+                        h_b[j] = x_b[j] * h_b[j] + (1 - x_b[j]) * x_b[2 * units + j]
                 if write_sequence:
                     memcpy(&sequence[b, t, 0], h_b, units * sizeof(floating))
         free(x)

@@ -96,108 +96,120 @@ def activate(v, activation):
 
 
 @jit
-def matvec_add(h, w, out):
-    """out += h @ w, one kernel row at a time (the order of csrc/_kernels.pyx)."""
-    for k in range(w.shape[0]):
-        h_k = h[k]
-        w_k = w[k]
-        for j in range(out.shape[0]):
-            out[j] += h_k * w_k[j]
+def skipped(mask, b, t):
+    return mask.shape[0] > 0 and not mask[b, t]
 
 
 @jit
 def simple_rnn(inputs, recurrent_kernel, mask, activation, h, sequence):
-    """SimpleRNN: ``h_t = act(inputs[:, t] + h_{t-1} @ recurrent_kernel)``, in place.
+    """SimpleRNN: ``h_t = act(inputs[t] + h_{t-1} @ recurrent_kernel)``, in place.
 
     See fastrnn/reference.py for the contract; this mirrors csrc/_kernels.pyx.
     """
-    batch, timesteps, units = inputs.shape
-    use_mask = mask.shape[0] > 0
+    timesteps, batch = inputs.shape[:2]
     write_sequence = sequence.shape[0] > 0
-    row = np.empty(units, inputs.dtype)
-    for b in range(batch):
-        h_b = h[b]
-        for t in range(timesteps):
-            if not use_mask or mask[b, t]:
-                row[:] = inputs[b, t]
-                matvec_add(h_b, recurrent_kernel, row)
-                activate(row, activation)
-                h_b[:] = row
+    z = np.empty(inputs.shape[1:], inputs.dtype)
+    for t in range(timesteps):
+        np.dot(h, recurrent_kernel, out=z)
+        z += inputs[t]
+        for b in range(batch):
+            if not skipped(mask, b, t):
+                activate(z[b], activation)
+                h[b] = z[b]
             if write_sequence:
-                sequence[b, t] = h_b
+                sequence[b, t] = h[b]
 
 
 @jit
 def lstm(inputs, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c, sequence):
     """LSTM, gates fused: one product with the whole (P, 4U) recurrent kernel per step.
 
-    ``z = inputs[:, t] + h_{t-1} @ recurrent_kernel``;
+    ``z = inputs[t] + h_{t-1} @ recurrent_kernel``;
     ``i, f, o = rec_act(z_i), rec_act(z_f), rec_act(z_o)``;
     ``c_t = f * c_{t-1} + i * act(z_c)``; ``h_t = o * act(c_t)``, then ``h_t @ projection``
     when there is one (PyTorch's proj_size; P is its size).
     """
-    batch, timesteps = inputs.shape[:2]
+    timesteps, batch = inputs.shape[:2]
     units = c.shape[1]
-    use_mask = mask.shape[0] > 0
     use_projection = projection.shape[0] > 0
     write_sequence = sequence.shape[0] > 0
-    z = np.empty(4 * units, inputs.dtype)
-    for b in range(batch):
-        h_b = h[b]
-        c_b = c[b]
-        for t in range(timesteps):
-            if not use_mask or mask[b, t]:
-                z[:] = inputs[b, t]
-                matvec_add(h_b, recurrent_kernel, z)
-                activate(z[:2 * units], recurrent_activation)          # i, f
-                activate(z[2 * units:3 * units], activation)           # candidate
-                activate(z[3 * units:], recurrent_activation)          # o
-                for j in range(units):
-                    c_b[j] = z[units + j] * c_b[j] + z[j] * z[2 * units + j]
-                    z[2 * units + j] = c_b[j]    # the candidate slot now holds act(c_t)
-                activate(z[2 * units:3 * units], activation)
-                for j in range(units):
-                    z[2 * units + j] *= z[3 * units + j]                # o * act(c_t)
-                if use_projection:
-                    h_b[:] = 0
-                    matvec_add(z[2 * units:3 * units], projection, h_b)
-                else:
-                    h_b[:] = z[2 * units:3 * units]
-            if write_sequence:
-                sequence[b, t] = h_b
+    z = np.empty(inputs.shape[1:], inputs.dtype)
+    candidates = np.empty((batch, units), inputs.dtype)
+    projected = np.empty(h.shape, inputs.dtype)
+    for t in range(timesteps):
+        np.dot(h, recurrent_kernel, out=z)
+        z += inputs[t]
+        for b in range(batch):
+            z_b = z[b]
+            c_b = c[b]
+            if skipped(mask, b, t):
+                continue
+            activate(z_b[:2 * units], recurrent_activation)          # i, f
+            activate(z_b[2 * units:3 * units], activation)           # candidate
+            activate(z_b[3 * units:], recurrent_activation)          # o
+            for j in range(units):
+                c_b[j] = z_b[units + j] * c_b[j] + z_b[j] * z_b[2 * units + j]
+                z_b[2 * units + j] = c_b[j]    # the candidate slot now holds act(c_t)
+            activate(z_b[2 * units:3 * units], activation)
+            for j in range(units):
+                candidates[b, j] = z_b[2 * units + j] * z_b[3 * units + j]   # o * act(c_t)
+            if not use_projection:
+                h[b] = candidates[b]
+        if use_projection:
+            np.dot(candidates, projection, out=projected)
+            for b in range(batch):
+                if not skipped(mask, b, t):
+                    h[b] = projected[b]
+        if write_sequence:
+            for b in range(batch):
+                sequence[b, t] = h[b]
 
 
 @jit
 def gru(inputs, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation,
         reset_after, h, sequence):
     """GRU in both Keras formulations (see csrc/_kernels.pyx for the equations)."""
-    batch, timesteps = inputs.shape[:2]
+    timesteps, batch = inputs.shape[:2]
     units = h.shape[1]
-    use_mask = mask.shape[0] > 0
     write_sequence = sequence.shape[0] > 0
-    x = np.empty(3 * units, inputs.dtype)
-    g = np.empty(3 * units, inputs.dtype)
-    for b in range(batch):
-        h_b = h[b]
-        for t in range(timesteps):
-            if not use_mask or mask[b, t]:
-                x[:] = inputs[b, t]
-                if reset_after:
-                    g[:] = recurrent_bias
-                    matvec_add(h_b, recurrent_kernel, g)
-                    for j in range(2 * units):
-                        x[j] += g[j]
-                    activate(x[:2 * units], recurrent_activation)      # z, r
-                    for j in range(units):
-                        x[2 * units + j] += x[units + j] * g[2 * units + j]
-                else:
-                    matvec_add(h_b, recurrent_kernel[:, :2 * units], x[:2 * units])
-                    activate(x[:2 * units], recurrent_activation)      # z, r
-                    for j in range(units):
-                        g[j] = x[units + j] * h_b[j]                   # r * h_{t-1}
-                    matvec_add(g[:units], recurrent_kernel[:, 2 * units:], x[2 * units:])
-                activate(x[2 * units:], activation)
+    x = np.empty(inputs.shape[1:], inputs.dtype)
+    g = np.empty(inputs.shape[1:], inputs.dtype)
+    reset_h = np.empty((batch, units), inputs.dtype)
+    candidate_part = np.empty((batch, units), inputs.dtype)
+    recurrent_zr = np.ascontiguousarray(recurrent_kernel[:, :2 * units])
+    recurrent_h = np.ascontiguousarray(recurrent_kernel[:, 2 * units:])
+    zr = np.empty((batch, 2 * units), inputs.dtype)
+    for t in range(timesteps):
+        x[:] = inputs[t]
+        if reset_after:
+            np.dot(h, recurrent_kernel, out=g)
+            for b in range(batch):
+                x_b, g_b = x[b], g[b]
+                for j in range(3 * units):
+                    g_b[j] += recurrent_bias[j]
+                for j in range(2 * units):
+                    x_b[j] += g_b[j]
+                activate(x_b[:2 * units], recurrent_activation)      # z, r
                 for j in range(units):
-                    h_b[j] = x[j] * h_b[j] + (1 - x[j]) * x[2 * units + j]
+                    x_b[2 * units + j] += x_b[units + j] * g_b[2 * units + j]
+        else:
+            np.dot(h, recurrent_zr, out=zr)
+            for b in range(batch):
+                x_b = x[b]
+                for j in range(2 * units):
+                    x_b[j] += zr[b, j]
+                activate(x_b[:2 * units], recurrent_activation)      # z, r
+                for j in range(units):
+                    reset_h[b, j] = x_b[units + j] * h[b, j]         # r * h_{t-1}
+            np.dot(reset_h, recurrent_h, out=candidate_part)
+            for b in range(batch):
+                for j in range(units):
+                    x[b, 2 * units + j] += candidate_part[b, j]
+        for b in range(batch):
+            x_b, h_b = x[b], h[b]
+            if not skipped(mask, b, t):
+                activate(x_b[2 * units:], activation)
+                for j in range(units):
+                    h_b[j] = x_b[j] * h_b[j] + (1 - x_b[j]) * x_b[2 * units + j]
             if write_sequence:
                 sequence[b, t] = h_b

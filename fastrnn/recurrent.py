@@ -209,17 +209,19 @@ class _RNN(Layer):
         if mask is not None:
             mask = self._check_mask(mask, (batch, timesteps))
         states = self._initial_states(initial_state, batch)
+        # Time-major for the kernels: each step's rows are contiguous for its matrix product.
+        x = x.transpose(1, 0, 2)
         if self.go_backwards:
-            x = x[:, ::-1]
+            x = x[::-1]
             mask = None if mask is None else mask[:, ::-1]
 
-        # The input projection for every timestep and gate at once: one (B*T, I) x (I, G*U) matmul.
-        x = np.ascontiguousarray(x, dtype=self.dtype).reshape(batch * timesteps, input_dim)
+        # The input projection for every timestep and gate at once: one (T*B, I) x (I, G*U) matmul.
+        x = np.ascontiguousarray(x, dtype=self.dtype).reshape(timesteps * batch, input_dim)
         projected = x @ self.kernel
         bias = self._input_bias()
         if bias is not None:
             projected += bias
-        projected = projected.reshape(batch, timesteps, self.kernel.shape[1])
+        projected = projected.reshape(timesteps, batch, self.kernel.shape[1])
 
         sequence = (np.empty((batch, timesteps, self._state_sizes()[0]), self.dtype) if self.return_sequences
                     else _EMPTY_SEQUENCE[self.dtype])

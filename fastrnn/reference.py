@@ -8,7 +8,7 @@ timesteps), reverses time for ``go_backwards`` and allocates every array; a kern
 
 Array contract, shared by every backend (B batch, T timesteps, U units):
 
-- ``inputs``: (B, T, G*U), the projected inputs (G gates), read only.
+- ``inputs``: (T, B, G*U), the projected inputs (G gates), time-major, read only.
 - ``recurrent_kernel``: (U, G*U), read only, gates in Keras order.
 - ``mask``: (B, T) uint8, nonzero where the step is processed; shape (0, 0) for no mask.
 - ``activation``, ``recurrent_activation``: integer codes from `fastrnn.activations.CODES`.
@@ -30,7 +30,7 @@ def simple_rnn(inputs, recurrent_kernel, mask, activation, h, sequence):
 
     Parameters
     ----------
-    inputs : ndarray, shape (batch, timesteps, units)
+    inputs : ndarray, shape (timesteps, batch, units)
         ``x_t @ kernel + bias`` for every step.
     recurrent_kernel : ndarray, shape (units, units)
     mask : ndarray of uint8, shape (batch, timesteps), or shape (0, 0) for no mask
@@ -46,8 +46,8 @@ def simple_rnn(inputs, recurrent_kernel, mask, activation, h, sequence):
     .. math:: h_t = \mathrm{act}(x_t W_x + b + h_{t-1} W_h)
     """
     act = activations.by_code(activation)
-    for t in range(inputs.shape[1]):
-        h_new = act(inputs[:, t] + h @ recurrent_kernel)
+    for t in range(inputs.shape[0]):
+        h_new = act(inputs[t] + h @ recurrent_kernel)
         _update(t, mask, (h,), (h_new,), sequence)
 
 
@@ -56,7 +56,7 @@ def lstm(inputs, recurrent_kernel, projection, mask, activation, recurrent_activ
 
     Parameters
     ----------
-    inputs : ndarray, shape (batch, timesteps, 4 * units)
+    inputs : ndarray, shape (timesteps, batch, 4 * units)
     recurrent_kernel : ndarray, shape (state, 4 * units)
     projection : ndarray, shape (units, state), or (0, 0) for none (then state = units)
         PyTorch's ``proj_size``: ``h_t`` is projected after each step.
@@ -79,8 +79,8 @@ def lstm(inputs, recurrent_kernel, projection, mask, activation, recurrent_activ
     """
     act = activations.by_code(activation)
     rec_act = activations.by_code(recurrent_activation)
-    for t in range(inputs.shape[1]):
-        z_i, z_f, z_c, z_o = np.split(inputs[:, t] + h @ recurrent_kernel, 4, axis=1)
+    for t in range(inputs.shape[0]):
+        z_i, z_f, z_c, z_o = np.split(inputs[t] + h @ recurrent_kernel, 4, axis=1)
         c_new = rec_act(z_f) * c + rec_act(z_i) * act(z_c)
         h_new = rec_act(z_o) * act(c_new)
         if projection.size:
@@ -94,7 +94,7 @@ def gru(inputs, recurrent_kernel, recurrent_bias, mask, activation, recurrent_ac
 
     Parameters
     ----------
-    inputs : ndarray, shape (batch, timesteps, 3 * units)
+    inputs : ndarray, shape (timesteps, batch, 3 * units)
         ``x_t @ kernel + input_bias``.
     recurrent_kernel : ndarray, shape (units, 3 * units)
     recurrent_bias : ndarray, shape (3 * units,)
@@ -115,8 +115,8 @@ def gru(inputs, recurrent_kernel, recurrent_bias, mask, activation, recurrent_ac
     act = activations.by_code(activation)
     rec_act = activations.by_code(recurrent_activation)
     u_zr, u_h = recurrent_kernel[:, :-h.shape[1]], recurrent_kernel[:, -h.shape[1]:]
-    for t in range(inputs.shape[1]):
-        x_zr, x_h = np.split(inputs[:, t], [2 * h.shape[1]], axis=1)
+    for t in range(inputs.shape[0]):
+        x_zr, x_h = np.split(inputs[t], [2 * h.shape[1]], axis=1)
         if reset_after:
             g_zr, g_h = np.split(h @ recurrent_kernel + recurrent_bias, [2 * h.shape[1]], axis=1)
             z, r = np.split(rec_act(x_zr + g_zr), 2, axis=1)

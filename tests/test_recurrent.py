@@ -86,7 +86,11 @@ def test_each_activation_matches_reference(backend_name, cell, role, activation,
     # outside [0, 1], which lets the state grow) get smaller weights so that values stay moderate
     # over the sequence: the tolerances are absolute.
     bounded = ("tanh", "sigmoid", "hard_sigmoid", "hard_sigmoid_keras2", "softsign")
-    wide = 1.5 if activation in bounded and role == "activation" else 0.5
+    gate_like = ("sigmoid", "hard_sigmoid", "hard_sigmoid_keras2")
+    if role == "activation":
+        wide = 1.5 if activation in bounded else 0.5
+    else:
+        wide = 0.5 if activation in gate_like else 0.3
     scale = {"exponential": 0.1, "linear": 0.3, "relu": 0.3}.get(activation, wide)
     layer = make_layer(dtype, cell=cell, scale=scale, return_sequences=True, **{role: activation})
     x, mask, _ = make_inputs(dtype)
