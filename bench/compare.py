@@ -7,10 +7,9 @@ runs them in a Keras layer. Every engine's output is first checked against fastr
 reference backend; an engine that disagrees is reported as FAIL and not timed. The others are
 timed in interleaved rounds and their medians compared.
 
-The report is markdown: the machine and versions, a table with fastrnn's time and GFLOP/s, the
-fastest peer and the ratio peer time / fastrnn time per row, a summary, the fraction of the
-NumPy matmul roofline reached on the largest shapes, every engine's time, and the cost of a
-minimal call. Progress goes to stderr. Run from the repository root::
+The report (markdown on stdout, progress on stderr) gives the machine and versions, per row
+fastrnn's time and GFLOP/s against the fastest peer, a summary with the matmul roofline, every
+engine's time and the cost of a minimal call. Run from the repository root::
 
     pip install -e ".[bench]"
     python bench/compare.py --quick                # LSTM, three shapes: about a minute
@@ -81,7 +80,7 @@ def optional_import(name):
     """Import module `name`; return ``(module, None)``, or ``(None, reason)`` if it cannot be."""
     try:
         return importlib.import_module(name), None
-    except Exception as exc:  # ImportError, or a broken installation
+    except Exception as exc:  # noqa: BLE001 - ImportError, or a broken installation
         return None, f"{type(exc).__name__}: {exc}"
 
 
@@ -99,28 +98,8 @@ def format_time(seconds):
     return f"{seconds:.3g} s"
 
 
-def to_numpy(output):
-    """An engine's output (NumPy array or torch tensor) as a float64 NumPy array."""
-    if hasattr(output, "numpy"):
-        output = output.numpy()
-    return np.asarray(output, dtype=np.float64)
-
-
 def fastrnn_run(cell, torch_rnn, mode):
-    """The fastrnn call for a mode: the converted TorchRNN for the sequence, a layer for the last step.
-
-    Parameters
-    ----------
-    cell : str
-    torch_rnn : fastrnn.TorchRNN
-        Made by `fastrnn.from_torch` from the torch module.
-    mode : {"sequence", "last"}
-
-    Returns
-    -------
-    callable
-        ``run(x)`` returns the output sequence, or the last step's output.
-    """
+    """fastrnn's ``run(x)``: the converted `torch_rnn` for the sequence, a Keras-style layer for the last step."""
     if mode == "sequence":
         return lambda x: torch_rnn(x)[0]
     source = torch_rnn.layers[0]
@@ -132,7 +111,7 @@ def reference_output(run, x):
     previous = fastrnn.backend()
     fastrnn.set_backend("numpy")
     try:
-        return to_numpy(run(x))
+        return np.asarray(run(x), dtype=np.float64)
     finally:
         fastrnn.set_backend(previous)
 
@@ -200,13 +179,13 @@ def build_engines(cell, shape, mode, x, args, packages):
         fastrnn's call, for the NumPy reference.
     """
     torch, ort, keras = packages.get("torch"), packages.get("onnxruntime"), packages.get("keras")
-    batch, timesteps, input_dim, units = shape
+    input_dim, units = shape[2:]
     torch.manual_seed(SEED)
     module = getattr(torch.nn, CELLS[cell][0])(input_dim, units, batch_first=True).eval()
     torch_rnn = fastrnn.from_torch(module)
     run = fastrnn_run(cell, torch_rnn, mode)
     engines, failures = [], {}
-    for backend in [args.default_backend] + args.fastrnn_backends:
+    for backend in dict.fromkeys([args.default_backend, *args.fastrnn_backends]):
         name = "fastrnn" if backend == args.default_backend else f"fastrnn[{backend}]"
         engines.append(Engine(name, lambda: run(x), lambda backend=backend: fastrnn.set_backend(backend)))
     if "torch" in args.engines:
@@ -215,22 +194,22 @@ def build_engines(cell, shape, mode, x, args, packages):
         try:
             model = export_onnx(torch, module, x)
             engines += [ort_engine(ort, model, x, mode, n) for n in args.threads]
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported as a FAIL
             failures.update({f"onnxruntime-{n}t": f"export failed: {exc}" for n in args.threads})
     if keras is not None:
         try:
             engines.append(keras_engine(keras, cell, torch_rnn.layers[0], x, mode))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported as a FAIL
             failures["keras"] = f"{type(exc).__name__}: {exc}"
     return engines, failures, run
 
 
 def check(engine, expected):
     """Run `engine` once; return None if it matches `expected` to TOLERANCE, else the reason."""
-    engine.prepare()
     try:
-        output = to_numpy(engine.call())
-    except Exception as exc:
+        engine.prepare()
+        output = np.asarray(engine.call(), dtype=np.float64)  # torch tensors convert too
+    except Exception as exc:  # noqa: BLE001 - any error is reported as a FAIL
         return f"{type(exc).__name__}: {exc}"
     if output.shape != expected.shape:
         return f"output shape {output.shape}, expected {expected.shape}"
@@ -290,55 +269,53 @@ def run_row(cell, shape, mode, args, packages):
     return results
 
 
-def matmul_gflops(threads=None):
-    """GFLOP/s of a NumPy float32 2048×2048 matmul, with `threads` BLAS threads (None: default)."""
-    rng = np.random.default_rng(SEED)
-    a, b = (rng.standard_normal((2048, 2048), dtype=np.float32) for _ in range(2))
-    limits = contextlib.nullcontext()
-    if threads is not None:
-        from threadpoolctl import threadpool_limits
-        limits = threadpool_limits(limits=threads, user_api="blas")
-    with limits:
-        times = []
-        for _ in range(6):
-            start = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - start)
-    return 2 * 2048 ** 3 / statistics.median(times[1:]) / 1e9
-
-
 def roofline():
-    """``{label: GFLOP/s}`` of the matmul with 1 and 2 BLAS threads, or the default if threadpoolctl is missing."""
-    if optional_import("threadpoolctl")[0] is None:
-        return {"default threads": matmul_gflops()}
-    return {f"{n} thread{'s' * (n > 1)}": matmul_gflops(n) for n in (1, 2)}
+    """GFLOP/s of a NumPy float32 2048×2048 matmul with 1 and 2 BLAS threads (default threads without threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    a, b = (np.random.default_rng(seed).standard_normal((2048, 2048), dtype=np.float32) for seed in (1, 2))
+    figures = {}
+    for threads in (1, 2) if threadpool_limits else (None,):
+        limits = threadpool_limits(limits=threads, user_api="blas") if threads else contextlib.nullcontext()
+        times = []
+        with limits:
+            for _ in range(6):
+                start = time.perf_counter()
+                a @ b
+                times.append(time.perf_counter() - start)
+        label = f"{threads} thread{'s' * (threads > 1)}" if threads else "default threads"
+        figures[label] = 2 * 2048 ** 3 / statistics.median(times[1:]) / 1e9  # the first run warms up
+    return figures
 
 
 def cpu_model():
     """The CPU's model name from /proc/cpuinfo, or platform's guess elsewhere."""
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
 def header(packages, skipped, roof, args):
-    """The report's first lines: date, machine, versions, backend, roofline, skipped engines."""
+    """The report's first lines: date, machine, load, versions, backend, roofline, skipped engines."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    versions = [f"numpy {np.__version__}"] + [f"{name} {module.__version__}" for name, module in packages.items()]
+    load = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "?"
+    machine = f"{cpu_model()}, {cores} cores available ({os.cpu_count()} in all), {platform.machine()}"
+    versions = [f"fastrnn {fastrnn.__version__} (backend {args.default_backend})", f"numpy {np.__version__}"]
+    versions += [f"{name} {module.__version__}" for name, module in packages.items()]
+    matmul = ", ".join(f"{label} {value:.1f} GFLOP/s" for label, value in roof.items())
+    threads = ", ".join(map(str, args.threads))
     lines = ["# fastrnn speed comparison", "",
              f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-             f"- machine: {cpu_model()}, {cores} cores available ({os.cpu_count()} in all), "
-             f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
-             f"- versions: fastrnn {fastrnn.__version__} (backend {args.default_backend}), {', '.join(versions)}",
-             "- roofline (NumPy float32 matmul 2048×2048): "
-             + ", ".join(f"{label} {value:.1f} GFLOP/s" for label, value in roof.items()),
-             f"- peers run with {', '.join(map(str, args.threads))} intra-op thread(s); "
-             f"outputs checked against fastrnn's NumPy reference to {TOLERANCE:g}; budget {args.budget:g} s per row"]
-    lines += [f"- skipped {name}: {reason}" for name, reason in skipped.items()]
-    return lines
+             f"- machine: {machine}; load average at start {load}",
+             f"- versions: Python {platform.python_version()}, {', '.join(versions)}",
+             f"- roofline, NumPy float32 matmul 2048×2048: {matmul}",
+             f"- peers run with {threads} intra-op thread(s); budget {args.budget:g} s per row",
+             f"- every output checked against fastrnn's NumPy reference to {TOLERANCE:g} before timing"]
+    return lines + [f"- skipped {name}: {reason}" for name, reason in skipped.items()]
 
 
 def best_peer(results):
@@ -376,11 +353,12 @@ def main_table(rows, args):
 
 def summary(rows, ratios, roof):
     """Counts and geometric mean of the ratios, and the roofline fractions on the largest shapes."""
-    lines = [f"- rows where fastrnn is at least as fast as the best peer (ratio ≥ 1.0): "
-             f"{sum(r >= 1.0 for r in ratios)} of {len(ratios)}",
-             f"- rows with ratio ≥ 1.2: {sum(r >= 1.2 for r in ratios)} of {len(ratios)}"]
+    at_least = {limit: sum(ratio >= limit for ratio in ratios) for limit in (1.0, 1.2)}
+    lines = [f"- rows where fastrnn is at least as fast as the best peer (ratio ≥ 1.0): {at_least[1.0]} of {len(ratios)}",
+             f"- rows with ratio ≥ 1.2: {at_least[1.2]} of {len(ratios)}"]
     if ratios:
-        lines.append(f"- geometric mean of the ratios: {math.exp(statistics.fmean(map(math.log, ratios))):.3f}")
+        mean = math.exp(statistics.fmean(math.log(ratio) for ratio in ratios))
+        lines.append(f"- geometric mean of the ratios: {mean:.3f}")
     shapes = sorted({shape for (_, shape, _), _ in rows}, key=lambda s: flops("SimpleRNN", s))[-3:]
     lines += ["", "Fraction of the matmul roofline reached by fastrnn on the three largest shapes:", "",
               "| cell | B×T×I×H | mode | GFLOP/s | " + " | ".join(f"of {label}" for label in roof) + " |",
@@ -443,9 +421,11 @@ def parse_args(argv=None):
     args.threads = [int(n) for n in args.threads.split(",")]
     args.fastrnn_backends = [name for name in args.fastrnn_backends.split(",") if name]
     args.default_backend = fastrnn.backend()
-    for name in args.cells:
-        if name not in CELLS:
-            parser.error(f"unknown cell {name!r}; choose from {', '.join(CELLS)}")
+    for option, chosen, allowed in (("cell", args.cells, CELLS), ("mode", args.modes, MODES),
+                                    ("engine", args.engines, ENGINES)):
+        for name in chosen:
+            if name not in allowed:
+                parser.error(f"unknown {option} {name!r}; choose from {', '.join(allowed)}")
     return args
 
 
@@ -481,13 +461,14 @@ def main(argv=None):
     args = parse_args(argv)
     packages, skipped = load_packages(args.engines)
     roof = roofline()
+    report = header(packages, skipped, roof, args)
     grid = [(cell, shape, mode) for cell in args.cells for shape in args.shapes for mode in args.modes]
     rows = []
     for index, (cell, shape, mode) in enumerate(grid, 1):
         print(f"[{index}/{len(grid)}] {cell} {'×'.join(map(str, shape))} {mode}", file=sys.stderr, flush=True)
         rows.append(((cell, shape, mode), run_row(cell, shape, mode, args, packages)))
     table, ratios = main_table(rows, args)
-    report = header(packages, skipped, roof, args) + ["", *table, "", "## Summary", ""]
+    report += ["", *table, "", "## Summary", ""]
     report += summary(rows, ratios, roof)
     report += ["", "## Every engine (median time per call)", "", *engine_table(rows), ""]
     report.append(minimal_call(args, packages))
