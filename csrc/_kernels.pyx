@@ -2,10 +2,10 @@
 """Compiled recurrences of fastrnn: one function per cell, for float32 and float64.
 
 Design:
-- A kernel only loops. The layer (fastrnn/layers.py) validates, casts, projects the inputs
-  (``x @ kernel + bias`` for all timesteps in one matrix multiply), reverses time for
-  ``go_backwards`` and allocates every array. A kernel reads its inputs, writes preallocated
-  outputs and returns nothing. The array contract is the one documented in
+- A kernel only computes. The layer (fastrnn/recurrent.py) validates, casts, lays the inputs
+  out time-major, reverses time for ``go_backwards`` and allocates every output. A kernel reads
+  its inputs, writes preallocated outputs and returns nothing. It starts with the hoisted
+  input projection, ``x @ kernel + bias`` for all timesteps and gates in one GEMM. The array contract is the one documented in
   fastrnn/reference.py, the specification; fastrnn/_numba.py mirrors this file line for line.
 - One source for both precisions: the ``floating`` fused type, with the float or double libm
   function chosen at compile time (``if floating is float``), never a silent promotion.
@@ -221,25 +221,42 @@ cdef inline bint skipped(const unsigned char[:, ::1] mask, Py_ssize_t b, Py_ssiz
     return mask.shape[0] > 0 and not mask[b, t]
 
 
-def simple_rnn(const floating[:, :, ::1] inputs,            # IN  (T, B, U) x_t @ kernel + bias
+cdef floating* project(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
+                       const floating[::1] bias) except NULL nogil:
+    """The hoisted input projection, ``x @ kernel + bias`` for every step and row: one GEMM.
+
+    Returns (T * B, width) scratch that the caller frees; step t's rows start at t * B * width.
+    """
+    cdef Py_ssize_t rows = x.shape[0] * x.shape[1], width = kernel.shape[1], r
+    cdef floating* projected = <floating*> alloc_scratch(rows * width * sizeof(floating))
+    for r in range(rows):
+        memcpy(projected + r * width, &bias[0], width * sizeof(floating))
+    gemm(rows, width, x.shape[2], &x[0, 0, 0], x.shape[2], &kernel[0, 0], width, 1, projected, width)
+    return projected
+
+
+def simple_rnn(const floating[:, :, ::1] x,                 # IN  (T, B, I) time-major inputs
+               const floating[:, ::1] kernel,               # IN  (I, U)
+               const floating[::1] bias,                    # IN  (U,), zeros without a bias
                const floating[:, ::1] recurrent_kernel,     # IN  (U, U)
                const unsigned char[:, ::1] mask,            # IN  (B, T), or (0, 0) for no mask
                int activation,
                floating[:, ::1] h,                          # IN/OUT (B, U) initial -> final state
                floating[:, :, ::1] sequence):               # OUT (B, T, U), or (0, 0, 0) to skip
-    """SimpleRNN: ``h_t = act(inputs[t] + h_{t-1} @ recurrent_kernel)``, in place.
+    """SimpleRNN: ``h_t = act(x_t @ kernel + bias + h_{t-1} @ recurrent_kernel)``, in place.
 
     See fastrnn/reference.py for the contract; this is its compiled twin.
     """
-    cdef Py_ssize_t timesteps = inputs.shape[0], batch = inputs.shape[1], units = h.shape[1]
+    cdef Py_ssize_t timesteps = x.shape[0], batch = x.shape[1], units = h.shape[1]
     cdef bint write_sequence = sequence.shape[0] > 0
     cdef size_t row_bytes = units * sizeof(floating)
     cdef Py_ssize_t b, t
+    cdef floating* projected
     cdef floating* z
     with nogil:
-        z = <floating*> alloc_scratch(batch * row_bytes)
+        projected = project(x, kernel, bias)
         for t in range(timesteps):
-            memcpy(z, &inputs[t, 0, 0], batch * row_bytes)
+            z = projected + t * batch * units
             gemm(batch, units, units, &h[0, 0], units, &recurrent_kernel[0, 0], units, 1, z, units)
             for b in range(batch):
                 if not skipped(mask, b, t):
@@ -247,10 +264,12 @@ def simple_rnn(const floating[:, :, ::1] inputs,            # IN  (T, B, U) x_t 
                     memcpy(&h[b, 0], z + b * units, row_bytes)
                 if write_sequence:
                     memcpy(&sequence[b, t, 0], &h[b, 0], row_bytes)
-        free(z)
+        free(projected)
 
 
-def lstm(const floating[:, :, ::1] inputs,                  # IN  (T, B, 4U) x_t @ kernel + bias
+def lstm(const floating[:, :, ::1] x,                       # IN  (T, B, I) time-major inputs
+         const floating[:, ::1] kernel,                     # IN  (I, 4U)
+         const floating[::1] bias,                          # IN  (4U,), zeros without a bias
          const floating[:, ::1] recurrent_kernel,           # IN  (P, 4U), gates i, f, c, o
          const floating[:, ::1] projection,                 # IN  (U, P), or (0, 0): P = U
          const unsigned char[:, ::1] mask,                  # IN  (B, T), or (0, 0) for no mask
@@ -261,26 +280,26 @@ def lstm(const floating[:, :, ::1] inputs,                  # IN  (T, B, 4U) x_t
          floating[:, :, ::1] sequence):                     # OUT (B, T, P), or (0, 0, 0) to skip
     """LSTM, gates fused: one product with the whole (P, 4U) recurrent kernel per step.
 
-    ``z = inputs[t] + h_{t-1} @ recurrent_kernel``;
+    ``z = x_t @ kernel + bias + h_{t-1} @ recurrent_kernel``;
     ``i, f, o = rec_act(z_i), rec_act(z_f), rec_act(z_o)``;
     ``c_t = f * c_{t-1} + i * act(z_c)``; ``h_t = o * act(c_t)``, then ``h_t @ projection``
     when there is one (PyTorch's proj_size; P is its size).
     """
-    cdef Py_ssize_t timesteps = inputs.shape[0], batch = inputs.shape[1]
+    cdef Py_ssize_t timesteps = x.shape[0], batch = x.shape[1]
     cdef Py_ssize_t units = c.shape[1], state = h.shape[1], width = 4 * units
     cdef bint use_projection = projection.shape[0] > 0
     cdef bint write_sequence = sequence.shape[0] > 0
     cdef Py_ssize_t b, t, j
+    cdef floating* projected
     cdef floating* z
     cdef floating* z_b
     cdef floating* c_b
-    cdef floating* projected
+    cdef floating* out
     with nogil:
-        # z: the gates of every row; projected: o * act(c) @ projection, for every row.
-        z = <floating*> alloc_scratch((batch * width + batch * state) * sizeof(floating))
-        projected = z + batch * width
+        projected = project(x, kernel, bias)
+        out = <floating*> alloc_scratch(batch * state * sizeof(floating))   # o * act(c) @ projection
         for t in range(timesteps):
-            memcpy(z, &inputs[t, 0, 0], batch * width * sizeof(floating))
+            z = projected + t * batch * width
             gemm(batch, width, state, &h[0, 0], state, &recurrent_kernel[0, 0], width, 1, z, width)
             for b in range(batch):
                 z_b = z + b * width
@@ -299,17 +318,20 @@ def lstm(const floating[:, :, ::1] inputs,                  # IN  (T, B, 4U) x_t
                 if not use_projection:
                     memcpy(&h[b, 0], z_b + 2 * units, units * sizeof(floating))
             if use_projection:
-                gemm(batch, state, units, z + 2 * units, width, &projection[0, 0], state, 0, projected, state)
+                gemm(batch, state, units, z + 2 * units, width, &projection[0, 0], state, 0, out, state)
                 for b in range(batch):
                     if not skipped(mask, b, t):
-                        memcpy(&h[b, 0], projected + b * state, state * sizeof(floating))
+                        memcpy(&h[b, 0], out + b * state, state * sizeof(floating))
             if write_sequence:
                 for b in range(batch):
                     memcpy(&sequence[b, t, 0], &h[b, 0], state * sizeof(floating))
-        free(z)
+        free(out)
+        free(projected)
 
 
-def gru(const floating[:, :, ::1] inputs,                   # IN  (T, B, 3U) x_t @ kernel + input bias
+def gru(const floating[:, :, ::1] x,                        # IN  (T, B, I) time-major inputs
+        const floating[:, ::1] kernel,                      # IN  (I, 3U)
+        const floating[::1] input_bias,                     # IN  (3U,), zeros without a bias
         const floating[:, ::1] recurrent_kernel,            # IN  (U, 3U), gates z, r, h
         const floating[::1] recurrent_bias,                 # IN  (3U,), zeros unless reset_after
         const unsigned char[:, ::1] mask,                   # IN  (B, T), or (0, 0) for no mask
@@ -318,7 +340,7 @@ def gru(const floating[:, :, ::1] inputs,                   # IN  (T, B, 3U) x_t
         bint reset_after,
         floating[:, ::1] h,                                 # IN/OUT (B, U)
         floating[:, :, ::1] sequence):                      # OUT (B, T, U), or (0, 0, 0) to skip
-    """GRU in both Keras formulations.
+    """GRU in both Keras formulations, with ``x = x_t @ kernel + input_bias``.
 
     ``reset_after`` (Keras 3 and PyTorch): one product with the whole recurrent kernel per step,
     ``g = h_{t-1} @ recurrent_kernel + recurrent_bias``, ``z, r = rec_act(x_z + g_z), rec_act(x_r + g_r)``,
@@ -326,50 +348,52 @@ def gru(const floating[:, :, ::1] inputs,                   # IN  (T, B, 3U) x_t
     ``hh = act(x_h + (r * h_{t-1}) @ recurrent_kernel[:, 2U:])``. Both end with
     ``h_t = z * h_{t-1} + (1 - z) * hh``.
     """
-    cdef Py_ssize_t timesteps = inputs.shape[0], batch = inputs.shape[1], units = h.shape[1]
+    cdef Py_ssize_t timesteps = x.shape[0], batch = x.shape[1], units = h.shape[1]
     cdef Py_ssize_t width = 3 * units
     cdef bint write_sequence = sequence.shape[0] > 0
     cdef Py_ssize_t b, t, j
-    cdef floating* x
+    cdef floating* projected
+    cdef floating* z
     cdef floating* g
-    cdef floating* x_b
+    cdef floating* z_b
     cdef floating* g_b
     cdef floating* h_b
     with nogil:
-        # x: the input side of the gates; g: the recurrent side (reset_after) or r * h (before).
-        x = <floating*> alloc_scratch(2 * batch * width * sizeof(floating))
-        g = x + batch * width
+        projected = project(x, kernel, input_bias)
+        # g: the recurrent side of the gates (reset_after), or r * h (before).
+        g = <floating*> alloc_scratch(batch * width * sizeof(floating))
         for t in range(timesteps):
-            memcpy(x, &inputs[t, 0, 0], batch * width * sizeof(floating))
+            z = projected + t * batch * width
             if reset_after:
                 for b in range(batch):
                     memcpy(g + b * width, &recurrent_bias[0], width * sizeof(floating))
                 gemm(batch, width, units, &h[0, 0], units, &recurrent_kernel[0, 0], width, 1, g, width)
                 for b in range(batch):
-                    x_b, g_b = x + b * width, g + b * width
+                    z_b, g_b = z + b * width, g + b * width
                     for j in range(2 * units):
-                        x_b[j] += g_b[j]
-                    activate(x_b, 2 * units, recurrent_activation)          # z, r
+                        z_b[j] += g_b[j]
+                    activate(z_b, 2 * units, recurrent_activation)          # z, r
                     for j in range(units):
-                        x_b[2 * units + j] += x_b[units + j] * g_b[2 * units + j]
+                        z_b[2 * units + j] += z_b[units + j] * g_b[2 * units + j]
             else:
-                gemm(batch, 2 * units, units, &h[0, 0], units, &recurrent_kernel[0, 0], width, 1, x, width)
+                gemm(batch, 2 * units, units, &h[0, 0], units, &recurrent_kernel[0, 0], width, 1, z, width)
                 for b in range(batch):
-                    x_b, g_b, h_b = x + b * width, g + b * units, &h[b, 0]
-                    activate(x_b, 2 * units, recurrent_activation)          # z, r
+                    z_b, g_b, h_b = z + b * width, g + b * units, &h[b, 0]
+                    activate(z_b, 2 * units, recurrent_activation)          # z, r
                     for j in range(units):
-                        g_b[j] = x_b[units + j] * h_b[j]                   # r * h_{t-1}
+                        g_b[j] = z_b[units + j] * h_b[j]                   # r * h_{t-1}
                 gemm(batch, units, units, g, units, &recurrent_kernel[0, 2 * units], width, 1,
-                     x + 2 * units, width)
+                     z + 2 * units, width)
             for b in range(batch):
-                x_b, h_b = x + b * width, &h[b, 0]
+                z_b, h_b = z + b * width, &h[b, 0]
                 if not skipped(mask, b, t):
-                    activate(x_b + 2 * units, units, activation)
+                    activate(z_b + 2 * units, units, activation)
                     for j in range(units):
-                        h_b[j] = x_b[j] * h_b[j] + (1 - x_b[j]) * x_b[2 * units + j]
+                        h_b[j] = z_b[j] * h_b[j] + (1 - z_b[j]) * z_b[2 * units + j]
                 if write_sequence:
                     memcpy(&sequence[b, t, 0], h_b, units * sizeof(floating))
-        free(x)
+        free(g)
+        free(projected)
 
 
 def activation(floating[::1] values, int activation):                 # IN/OUT (n,)

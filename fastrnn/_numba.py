@@ -96,22 +96,32 @@ def activate(v, activation):
 
 
 @jit
+def project(x, kernel, bias):
+    """The hoisted input projection, ``x @ kernel + bias`` for every step and row: one GEMM."""
+    timesteps, batch, inputs = x.shape
+    projected = np.dot(x.reshape(timesteps * batch, inputs), kernel)
+    projected += bias
+    return projected.reshape(timesteps, batch, kernel.shape[1])
+
+
+@jit
 def skipped(mask, b, t):
     return mask.shape[0] > 0 and not mask[b, t]
 
 
 @jit
-def simple_rnn(inputs, recurrent_kernel, mask, activation, h, sequence):
-    """SimpleRNN: ``h_t = act(inputs[t] + h_{t-1} @ recurrent_kernel)``, in place.
+def simple_rnn(x, kernel, bias, recurrent_kernel, mask, activation, h, sequence):
+    """SimpleRNN: ``h_t = act(x_t @ kernel + bias + h_{t-1} @ recurrent_kernel)``, in place.
 
     See fastrnn/reference.py for the contract; this mirrors csrc/_kernels.pyx.
     """
-    timesteps, batch = inputs.shape[:2]
+    timesteps, batch = x.shape[:2]
     write_sequence = sequence.shape[0] > 0
-    z = np.empty(inputs.shape[1:], inputs.dtype)
+    projected = project(x, kernel, bias)
+    z = np.empty(projected.shape[1:], x.dtype)
     for t in range(timesteps):
         np.dot(h, recurrent_kernel, out=z)
-        z += inputs[t]
+        z += projected[t]
         for b in range(batch):
             if not skipped(mask, b, t):
                 activate(z[b], activation)
@@ -121,24 +131,26 @@ def simple_rnn(inputs, recurrent_kernel, mask, activation, h, sequence):
 
 
 @jit
-def lstm(inputs, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c, sequence):
+def lstm(x, kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c,
+         sequence):
     """LSTM, gates fused: one product with the whole (P, 4U) recurrent kernel per step.
 
-    ``z = inputs[t] + h_{t-1} @ recurrent_kernel``;
+    ``z = x_t @ kernel + bias + h_{t-1} @ recurrent_kernel``;
     ``i, f, o = rec_act(z_i), rec_act(z_f), rec_act(z_o)``;
     ``c_t = f * c_{t-1} + i * act(z_c)``; ``h_t = o * act(c_t)``, then ``h_t @ projection``
     when there is one (PyTorch's proj_size; P is its size).
     """
-    timesteps, batch = inputs.shape[:2]
+    timesteps, batch = x.shape[:2]
     units = c.shape[1]
     use_projection = projection.shape[0] > 0
     write_sequence = sequence.shape[0] > 0
-    z = np.empty(inputs.shape[1:], inputs.dtype)
-    candidates = np.empty((batch, units), inputs.dtype)
-    projected = np.empty(h.shape, inputs.dtype)
+    projected_inputs = project(x, kernel, bias)
+    z = np.empty(projected_inputs.shape[1:], x.dtype)
+    candidates = np.empty((batch, units), x.dtype)
+    projected = np.empty(h.shape, x.dtype)
     for t in range(timesteps):
         np.dot(h, recurrent_kernel, out=z)
-        z += inputs[t]
+        z += projected_inputs[t]
         for b in range(batch):
             z_b = z[b]
             c_b = c[b]
@@ -166,50 +178,50 @@ def lstm(inputs, recurrent_kernel, projection, mask, activation, recurrent_activ
 
 
 @jit
-def gru(inputs, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation,
-        reset_after, h, sequence):
+def gru(x, kernel, input_bias, recurrent_kernel, recurrent_bias, mask, activation,
+        recurrent_activation, reset_after, h, sequence):
     """GRU in both Keras formulations (see csrc/_kernels.pyx for the equations)."""
-    timesteps, batch = inputs.shape[:2]
+    timesteps, batch = x.shape[:2]
     units = h.shape[1]
     write_sequence = sequence.shape[0] > 0
-    x = np.empty(inputs.shape[1:], inputs.dtype)
-    g = np.empty(inputs.shape[1:], inputs.dtype)
-    reset_h = np.empty((batch, units), inputs.dtype)
-    candidate_part = np.empty((batch, units), inputs.dtype)
+    projected = project(x, kernel, input_bias)
+    g = np.empty(projected.shape[1:], x.dtype)
+    reset_h = np.empty((batch, units), x.dtype)
+    candidate_part = np.empty((batch, units), x.dtype)
     recurrent_zr = np.ascontiguousarray(recurrent_kernel[:, :2 * units])
     recurrent_h = np.ascontiguousarray(recurrent_kernel[:, 2 * units:])
-    zr = np.empty((batch, 2 * units), inputs.dtype)
+    zr = np.empty((batch, 2 * units), x.dtype)
     for t in range(timesteps):
-        x[:] = inputs[t]
+        z = projected[t]
         if reset_after:
             np.dot(h, recurrent_kernel, out=g)
             for b in range(batch):
-                x_b, g_b = x[b], g[b]
+                z_b, g_b = z[b], g[b]
                 for j in range(3 * units):
                     g_b[j] += recurrent_bias[j]
                 for j in range(2 * units):
-                    x_b[j] += g_b[j]
-                activate(x_b[:2 * units], recurrent_activation)      # z, r
+                    z_b[j] += g_b[j]
+                activate(z_b[:2 * units], recurrent_activation)      # z, r
                 for j in range(units):
-                    x_b[2 * units + j] += x_b[units + j] * g_b[2 * units + j]
+                    z_b[2 * units + j] += z_b[units + j] * g_b[2 * units + j]
         else:
             np.dot(h, recurrent_zr, out=zr)
             for b in range(batch):
-                x_b = x[b]
+                z_b = z[b]
                 for j in range(2 * units):
-                    x_b[j] += zr[b, j]
-                activate(x_b[:2 * units], recurrent_activation)      # z, r
+                    z_b[j] += zr[b, j]
+                activate(z_b[:2 * units], recurrent_activation)      # z, r
                 for j in range(units):
-                    reset_h[b, j] = x_b[units + j] * h[b, j]         # r * h_{t-1}
+                    reset_h[b, j] = z_b[units + j] * h[b, j]         # r * h_{t-1}
             np.dot(reset_h, recurrent_h, out=candidate_part)
             for b in range(batch):
                 for j in range(units):
-                    x[b, 2 * units + j] += candidate_part[b, j]
+                    z[b, 2 * units + j] += candidate_part[b, j]
         for b in range(batch):
-            x_b, h_b = x[b], h[b]
+            z_b, h_b = z[b], h[b]
             if not skipped(mask, b, t):
-                activate(x_b[2 * units:], activation)
+                activate(z_b[2 * units:], activation)
                 for j in range(units):
-                    h_b[j] = x_b[j] * h_b[j] + (1 - x_b[j]) * x_b[2 * units + j]
+                    h_b[j] = z_b[j] * h_b[j] + (1 - z_b[j]) * z_b[2 * units + j]
             if write_sequence:
                 sequence[b, t] = h_b

@@ -99,9 +99,9 @@ class _RNN(Layer):
             )
         return input_shape
 
-    def _input_bias(self):
-        """The part of the bias added to the projected inputs (all of it, but for GRU reset_after)."""
-        return self.bias if self.use_bias else None
+    def _on_weights_set(self):
+        # Laid out once for the kernels: a bias always (zeros without one).
+        self._bias = self.bias if self.use_bias else np.zeros(self.kernel.shape[1], self.dtype)
 
     # ----------------------------------------------------------------- shapes and masks
     def compute_output_shape(self, input_shape):
@@ -205,7 +205,7 @@ class _RNN(Layer):
             ``[output, *final_states]``.
         """
         x = self._check_inputs(inputs)
-        batch, timesteps, input_dim = x.shape
+        batch, timesteps = x.shape[:2]
         if mask is not None:
             mask = self._check_mask(mask, (batch, timesteps))
         states = self._initial_states(initial_state, batch)
@@ -214,20 +214,13 @@ class _RNN(Layer):
         if self.go_backwards:
             x = x[::-1]
             mask = None if mask is None else mask[:, ::-1]
-
-        # The input projection for every timestep and gate at once: one (T*B, I) x (I, G*U) matmul.
-        x = np.ascontiguousarray(x, dtype=self.dtype).reshape(timesteps * batch, input_dim)
-        projected = x @ self.kernel
-        bias = self._input_bias()
-        if bias is not None:
-            projected += bias
-        projected = projected.reshape(timesteps, batch, self.kernel.shape[1])
+        x = np.ascontiguousarray(x, dtype=self.dtype)
 
         sequence = (np.empty((batch, timesteps, self._state_sizes()[0]), self.dtype) if self.return_sequences
                     else _EMPTY_SEQUENCE[self.dtype])
         kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
         if batch:
-            self._run(backends.kernels(), projected, kernel_mask, states, sequence)
+            self._run(backends.kernels(), x, kernel_mask, states, sequence)
 
         output = sequence if self.return_sequences else states[0].copy()
         if mask is not None:
@@ -314,8 +307,9 @@ class SimpleRNN(_RNN):
         super().__init__(units, activation, use_bias, return_sequences, return_state, go_backwards,
                          dtype, seed, name, weights, input_shape, batch_input_shape, **options)
 
-    def _run(self, kernels, projected, mask, states, sequence):
-        kernels.simple_rnn(projected, self.recurrent_kernel, mask, self._activation, states[0], sequence)
+    def _run(self, kernels, x, mask, states, sequence):
+        kernels.simple_rnn(x, self.kernel, self._bias, self.recurrent_kernel, mask, self._activation,
+                           states[0], sequence)
 
 
 class LSTM(_RNN):
@@ -390,10 +384,11 @@ class LSTM(_RNN):
         return weights
 
     def _on_weights_set(self):
+        super()._on_weights_set()
         self._projection = self.projection if self.proj_size else _EMPTY_PROJECTION[self.dtype]
 
-    def _run(self, kernels, projected, mask, states, sequence):
-        kernels.lstm(projected, self.recurrent_kernel, self._projection, mask, self._activation,
+    def _run(self, kernels, x, mask, states, sequence):
+        kernels.lstm(x, self.kernel, self._bias, self.recurrent_kernel, self._projection, mask, self._activation,
                      self._recurrent_activation, states[0], states[1], sequence)
 
 
@@ -454,19 +449,14 @@ class GRU(_RNN):
     def _on_weights_set(self):
         # Laid out once for the kernel: the input bias joins the projection, the recurrent bias
         # (zeros when there is none) is added to h @ recurrent_kernel.
-        width = 3 * self.units
+        zeros = np.zeros(3 * self.units, self.dtype)
         if self.use_bias and self.reset_after:
-            self._recurrent_bias = self.bias[1]
+            self._bias, self._recurrent_bias = self.bias
         else:
-            self._recurrent_bias = np.zeros(width, self.dtype)
+            self._bias, self._recurrent_bias = (self.bias if self.use_bias else zeros), zeros
 
-    def _input_bias(self):
-        if not self.use_bias:
-            return None
-        return self.bias[0] if self.reset_after else self.bias
-
-    def _run(self, kernels, projected, mask, states, sequence):
-        kernels.gru(projected, self.recurrent_kernel, self._recurrent_bias, mask, self._activation,
+    def _run(self, kernels, x, mask, states, sequence):
+        kernels.gru(x, self.kernel, self._bias, self.recurrent_kernel, self._recurrent_bias, mask, self._activation,
                     self._recurrent_activation, self.reset_after, states[0], sequence)
 
 

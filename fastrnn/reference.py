@@ -1,14 +1,15 @@
 """The NumPy reference recurrences: the specification, the test oracle, the "numpy" backend.
 
-Each function is one cell's recurrence over time, written for clarity rather than speed, in
+Each function is one cell over a whole sequence, written for clarity rather than speed, in
 Keras's math and names. It has exactly the signature of the compiled kernels
 (``csrc/_kernels.pyx``, ``fastrnn/_numba.py``), so the three are interchangeable behind the backend
-registry: the layer projects the inputs (``x @ kernel + bias``, one matrix multiply over all
-timesteps), reverses time for ``go_backwards`` and allocates every array; a kernel only loops.
+registry: the layer validates, lays the inputs out time-major, reverses time for
+``go_backwards`` and allocates every output; a kernel computes.
 
-Array contract, shared by every backend (B batch, T timesteps, U units):
+Array contract, shared by every backend (T timesteps, B batch, I inputs, U units, G gates):
 
-- ``inputs``: (T, B, G*U), the projected inputs (G gates), time-major, read only.
+- ``x``: (T, B, I), the inputs, time-major, read only.
+- ``kernel``: (I, G*U); ``bias``: (G*U,), zeros for a layer without bias; read only.
 - ``recurrent_kernel``: (U, G*U), read only, gates in Keras order.
 - ``mask``: (B, T) uint8, nonzero where the step is processed; shape (0, 0) for no mask.
 - ``activation``, ``recurrent_activation``: integer codes from `fastrnn.activations.CODES`.
@@ -25,13 +26,14 @@ from . import activations
 __all__ = ["gru", "lstm", "simple_rnn"]
 
 
-def simple_rnn(inputs, recurrent_kernel, mask, activation, h, sequence):
-    r"""Run the SimpleRNN recurrence in place, in NumPy.
+def simple_rnn(x, kernel, bias, recurrent_kernel, mask, activation, h, sequence):
+    r"""Run a SimpleRNN over a sequence, in place, in NumPy.
 
     Parameters
     ----------
-    inputs : ndarray, shape (timesteps, batch, units)
-        ``x_t @ kernel + bias`` for every step.
+    x : ndarray, shape (timesteps, batch, input_dim)
+    kernel : ndarray, shape (input_dim, units)
+    bias : ndarray, shape (units,)
     recurrent_kernel : ndarray, shape (units, units)
     mask : ndarray of uint8, shape (batch, timesteps), or shape (0, 0) for no mask
     activation : int
@@ -46,17 +48,20 @@ def simple_rnn(inputs, recurrent_kernel, mask, activation, h, sequence):
     .. math:: h_t = \mathrm{act}(x_t W_x + b + h_{t-1} W_h)
     """
     act = activations.by_code(activation)
-    for t in range(inputs.shape[0]):
-        h_new = act(inputs[t] + h @ recurrent_kernel)
+    for t in range(x.shape[0]):
+        h_new = act(x[t] @ kernel + bias + h @ recurrent_kernel)
         _update(t, mask, (h,), (h_new,), sequence)
 
 
-def lstm(inputs, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c, sequence):
-    r"""Run the LSTM recurrence in place, in NumPy (Keras gate order i, f, c, o).
+def lstm(x, kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c,
+         sequence):
+    r"""Run an LSTM over a sequence, in place, in NumPy (Keras gate order i, f, c, o).
 
     Parameters
     ----------
-    inputs : ndarray, shape (timesteps, batch, 4 * units)
+    x : ndarray, shape (timesteps, batch, input_dim)
+    kernel : ndarray, shape (input_dim, 4 * units)
+    bias : ndarray, shape (4 * units,)
     recurrent_kernel : ndarray, shape (state, 4 * units)
     projection : ndarray, shape (units, state), or (0, 0) for none (then state = units)
         PyTorch's ``proj_size``: ``h_t`` is projected after each step.
@@ -79,8 +84,8 @@ def lstm(inputs, recurrent_kernel, projection, mask, activation, recurrent_activ
     """
     act = activations.by_code(activation)
     rec_act = activations.by_code(recurrent_activation)
-    for t in range(inputs.shape[0]):
-        z_i, z_f, z_c, z_o = np.split(inputs[t] + h @ recurrent_kernel, 4, axis=1)
+    for t in range(x.shape[0]):
+        z_i, z_f, z_c, z_o = np.split(x[t] @ kernel + bias + h @ recurrent_kernel, 4, axis=1)
         c_new = rec_act(z_f) * c + rec_act(z_i) * act(z_c)
         h_new = rec_act(z_o) * act(c_new)
         if projection.size:
@@ -88,17 +93,18 @@ def lstm(inputs, recurrent_kernel, projection, mask, activation, recurrent_activ
         _update(t, mask, (h, c), (h_new, c_new), sequence)
 
 
-def gru(inputs, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation,
-        reset_after, h, sequence):
-    r"""Run the GRU recurrence in place, in NumPy (Keras gate order z, r, h).
+def gru(x, kernel, input_bias, recurrent_kernel, recurrent_bias, mask, activation,
+        recurrent_activation, reset_after, h, sequence):
+    r"""Run a GRU over a sequence, in place, in NumPy (Keras gate order z, r, h).
 
     Parameters
     ----------
-    inputs : ndarray, shape (timesteps, batch, 3 * units)
-        ``x_t @ kernel + input_bias``.
+    x : ndarray, shape (timesteps, batch, input_dim)
+    kernel : ndarray, shape (input_dim, 3 * units)
+    input_bias : ndarray, shape (3 * units,)
     recurrent_kernel : ndarray, shape (units, 3 * units)
     recurrent_bias : ndarray, shape (3 * units,)
-        Added to ``h @ recurrent_kernel`` with ``reset_after``; ignored otherwise.
+        Added to ``h @ recurrent_kernel`` with ``reset_after``; zeros otherwise.
     reset_after : bool
         Apply the reset gate after the recurrent product (Keras 3's default, PyTorch's form).
     mask, activation, recurrent_activation, h, sequence
@@ -106,6 +112,8 @@ def gru(inputs, recurrent_kernel, recurrent_bias, mask, activation, recurrent_ac
 
     Notes
     -----
+    With :math:`x = x_t W_x + b_x`:
+
     .. math::
         z &= \sigma(x_z + h_{t-1} U_z [+ b_z']), \quad r = \sigma(x_r + h_{t-1} U_r [+ b_r']) \\
         \tilde h &= \mathrm{act}(x_h + r \odot (h_{t-1} U_h + b_h'))
@@ -114,16 +122,16 @@ def gru(inputs, recurrent_kernel, recurrent_bias, mask, activation, recurrent_ac
     """
     act = activations.by_code(activation)
     rec_act = activations.by_code(recurrent_activation)
-    u_zr, u_h = recurrent_kernel[:, :-h.shape[1]], recurrent_kernel[:, -h.shape[1]:]
-    for t in range(inputs.shape[0]):
-        x_zr, x_h = np.split(inputs[t], [2 * h.shape[1]], axis=1)
+    units = h.shape[1]
+    for t in range(x.shape[0]):
+        x_zr, x_h = np.split(x[t] @ kernel + input_bias, [2 * units], axis=1)
         if reset_after:
-            g_zr, g_h = np.split(h @ recurrent_kernel + recurrent_bias, [2 * h.shape[1]], axis=1)
+            g_zr, g_h = np.split(h @ recurrent_kernel + recurrent_bias, [2 * units], axis=1)
             z, r = np.split(rec_act(x_zr + g_zr), 2, axis=1)
             candidate = act(x_h + r * g_h)
         else:
-            z, r = np.split(rec_act(x_zr + h @ u_zr), 2, axis=1)
-            candidate = act(x_h + (r * h) @ u_h)
+            z, r = np.split(rec_act(x_zr + h @ recurrent_kernel[:, :2 * units]), 2, axis=1)
+            candidate = act(x_h + (r * h) @ recurrent_kernel[:, 2 * units:])
         h_new = z * h + (1 - z) * candidate
         _update(t, mask, (h,), (h_new,), sequence)
 
