@@ -49,7 +49,7 @@ SHAPES = [
 ]
 MODES = ["sequence", "last"]  # return_sequences=True; the last step only
 ENGINES = ["fastrnn", "torch", "onnxruntime", "keras"]
-QUICK = {"cells": "LSTM", "shapes": "0,2,5", "budget": 0.7}
+QUICK = {"cells": "LSTM", "shapes": "0,2,5", "budget": 1.5}
 DEFAULT_BUDGET = 2.0    # seconds of timing rounds per row
 TOLERANCE = 1e-4        # largest absolute difference from the NumPy reference
 SEED = 0
@@ -299,10 +299,15 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def load_average():
+    """The 1-minute load average as text: above the core count, other processes disturb the timings."""
+    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "?"
+
+
 def header(packages, skipped, roof, args):
     """The report's first lines: date, machine, load, versions, backend, roofline, skipped engines."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "?"
+    load = load_average()
     machine = f"{cpu_model()}, {cores} cores available ({os.cpu_count()} in all), {platform.machine()}"
     versions = [f"fastrnn {fastrnn.__version__} (backend {args.default_backend})", f"numpy {np.__version__}"]
     versions += [f"{name} {module.__version__}" for name, module in packages.items()]
@@ -471,7 +476,7 @@ def main(argv=None):
     report += ["", *table, "", "## Summary", ""]
     report += summary(rows, ratios, roof)
     report += ["", "## Every engine (median time per call)", "", *engine_table(rows), ""]
-    report.append(minimal_call(args, packages))
+    report += [minimal_call(args, packages), "", f"Load average at the end: {load_average()}"]
     text = "\n".join(report)
     print(text)
     if args.markdown:

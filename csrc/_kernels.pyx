@@ -74,6 +74,16 @@ cdef extern from "fast_math.h":
     void fr_exp_f32(float* v, Py_ssize_t n) noexcept nogil
     void fr_elu_f32(float* v, Py_ssize_t n, double alpha, double scale) noexcept nogil
 
+cdef extern from "small_gemm.h":
+    void fr_small_gemm_f32(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
+                           const float* b, Py_ssize_t ldb, float beta, float* c, Py_ssize_t ldc) noexcept nogil
+    void fr_small_gemm_f64(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
+                           const double* b, Py_ssize_t ldb, double beta, double* c, Py_ssize_t ldc) noexcept nogil
+
+# Below this many multiply-adds a product runs in small_gemm.h: a BLAS call costs more than
+# that (measured in bench/test_bench_gemm.py).
+cdef Py_ssize_t SMALL_GEMM = 1 << 17
+
 cdef double SELU_ALPHA = 1.6732632423543772848170429916717
 cdef double SELU_SCALE = 1.0507009873554804934193349852946
 cdef double SQRT1_2 = 0.70710678118654752440084436210485
@@ -196,13 +206,18 @@ cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* 
                       const floating* b, Py_ssize_t ldb, floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
     """Row-major ``C[m, n] = A[m, k] @ B[k, n] + beta * C`` with leading dimensions lda, ldb, ldc.
 
-    BLAS is column-major, where a row-major matrix reads as its transpose: so compute
-    ``C^T = B^T @ A^T``.
+    Small products run in small_gemm.h; the others in BLAS, which is column-major, where a
+    row-major matrix reads as its transpose: so it computes ``C^T = B^T @ A^T``.
     """
     cdef char no = b"N"
     cdef int m_ = <int> m, n_ = <int> n, k_ = <int> k, lda_ = <int> lda, ldb_ = <int> ldb, ldc_ = <int> ldc
     cdef floating one = 1
-    if floating is float:
+    if m * n * k < SMALL_GEMM:
+        if floating is float:
+            fr_small_gemm_f32(m, n, k, a, lda, b, ldb, beta, c, ldc)
+        else:
+            fr_small_gemm_f64(m, n, k, a, lda, b, ldb, beta, c, ldc)
+    elif floating is float:
         sgemm(&no, &no, &n_, &m_, &k_, &one, <float*> b, &ldb_, <float*> a, &lda_, &beta, c, &ldc_)
     else:
         dgemm(&no, &no, &n_, &m_, &k_, &one, <double*> b, &ldb_, <double*> a, &lda_, &beta, c, &ldc_)

@@ -284,7 +284,7 @@ class Layer:
 
     def __call__(self, inputs, *args, **kwargs):
         """Run the layer on arrays, or record it in a functional model when given `Input` tensors."""
-        if is_symbolic(inputs):
+        if type(inputs) is not np.ndarray and is_symbolic(inputs):
             return self._call_symbolic(inputs, *args, **kwargs)
         return self.call(inputs, *args, **kwargs)
 

@@ -51,6 +51,7 @@ class _RNN(Layer):
                  zero_output_for_mask=False, dropout=0.0, recurrent_dropout=0.0, unroll=False):
         super().__init__(name, dtype, input_shape, batch_input_shape)
         self.units = positive_int(units, "units")
+        self._sizes = tuple(self._state_sizes())
         self._activation = activations.code(activation)
         self.activation = "linear" if activation is None else activation.lower()
         if self._has_recurrent_activation:
@@ -164,7 +165,7 @@ class _RNN(Layer):
 
     def _initial_states(self, initial_state, batch):
         if initial_state is None:
-            return [np.zeros((batch, size), self.dtype) for size in self._state_sizes()]
+            return [np.zeros((batch, size), self.dtype) for size in self._sizes]
         states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
         if len(states) != self._n_states:
             raise ValueError(
@@ -216,13 +217,14 @@ class _RNN(Layer):
             mask = None if mask is None else mask[:, ::-1]
         x = np.ascontiguousarray(x, dtype=self.dtype)
 
-        sequence = (np.empty((batch, timesteps, self._state_sizes()[0]), self.dtype) if self.return_sequences
+        sequence = (np.empty((batch, timesteps, self._sizes[0]), self.dtype) if self.return_sequences
                     else _EMPTY_SEQUENCE[self.dtype])
         kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
         if batch:
             self._run(backends.kernels(), x, kernel_mask, states, sequence)
 
-        output = sequence if self.return_sequences else states[0].copy()
+        # With return_state the output must not alias the state it is returned beside.
+        output = sequence if self.return_sequences else states[0].copy() if self.return_state else states[0]
         if mask is not None:
             if self.return_sequences and self.zero_output_for_mask:
                 output[~mask] = 0
