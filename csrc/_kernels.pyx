@@ -81,8 +81,8 @@ cdef extern from "small_gemm.h":
                            const double* b, Py_ssize_t ldb, double beta, double* c, Py_ssize_t ldc) noexcept nogil
 
 # Below this many multiply-adds a product runs in small_gemm.h: a BLAS call costs more than
-# that (measured in bench/test_bench_gemm.py).
-cdef Py_ssize_t SMALL_GEMM = 1 << 17
+# that (measured with bench/test_bench_gemm.py: at 2**22 multiply-adds they are about even).
+cdef Py_ssize_t SMALL_GEMM = 1 << 22
 
 cdef double SELU_ALPHA = 1.6732632423543772848170429916717
 cdef double SELU_SCALE = 1.0507009873554804934193349852946
