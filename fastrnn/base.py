@@ -251,6 +251,9 @@ class Layer:
             )
         return int(sum(w.size for w in self.weights))
 
+    def reset_states(self):
+        """Forget carried states (only stateful recurrent layers have any)."""
+
     def get_config(self):
         """The constructor arguments of this layer, without weights, under Keras's names.
 

@@ -4,6 +4,8 @@ Both check every shape when they are built, before any computation, and then run
 in order, passing masks along as Keras does. `predict` runs large inputs in batches; `summary`
 prints a Keras-like table.
 """
+import sys
+
 import numpy as np
 
 from .base import Layer, Node, Symbolic, unique_name
@@ -79,6 +81,47 @@ def _format_bytes(n):
         n /= 1024
 
 
+def _unpad(x, lengths):
+    """The rows of a padded (batch, timesteps, ...) array, cut to their lengths."""
+    lengths = np.asarray(lengths)
+    if lengths.ndim != 1 or lengths.dtype.kind not in "iu" or len(lengths) != len(x):
+        raise ValueError(f"lengths must be one integer per row of x ({len(x)} rows), got {lengths!r}")
+    if np.any(lengths < 1) or np.any(lengths > np.shape(x)[1]):
+        raise ValueError(f"lengths must be between 1 and the padded length {np.shape(x)[1]}, "
+                         f"got {lengths.min()} to {lengths.max()}")
+    return [x[i, :length] for i, length in enumerate(lengths)]
+
+
+class _progress:
+    """A progress bar on stderr for `total` items when `verbose`; tqdm's if installed."""
+
+    def __init__(self, total, verbose):
+        self.total, self.verbose, self.done, self.bar = total, verbose, 0, None
+
+    def __enter__(self):
+        if self.verbose:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=self.total, unit="seq", file=sys.stderr)
+            except ImportError:
+                pass
+        return self.advance
+
+    def advance(self, count):
+        self.done += count
+        if self.bar is not None:
+            self.bar.update(count)
+        elif self.verbose:
+            print(f"\r{self.done}/{self.total} sequences", end="", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+        elif self.verbose:
+            print(file=sys.stderr)
+
+
 class _Model:
     """What Sequential and Model share: weights over all layers, predict and summary."""
 
@@ -94,6 +137,27 @@ class _Model:
             if layer.name == name:
                 return layer
         raise ValueError(f"model {self.name!r} has no layer {name!r}; it has {[l.name for l in self.layers]}")
+
+    def reset_states(self):
+        """Forget the states carried by stateful layers (Keras's ``model.reset_states()``)."""
+        for layer in self.layers:
+            layer.reset_states()
+
+    def stream(self, batch_size=1):
+        """A `fastrnn.streaming.Stream` over this model: feed it one step or chunk at a time.
+
+        Parameters
+        ----------
+        batch_size : int, default 1
+            The number of sequences advanced together.
+
+        Returns
+        -------
+        fastrnn.streaming.Stream
+        """
+        from .streaming import Stream
+
+        return Stream(self, batch_size)
 
     def count_params(self):
         """Return the number of weights of all layers."""
@@ -137,38 +201,98 @@ class _Model:
 
         load_weights(self, path)
 
-    def predict(self, x, batch_size=None, verbose=0):
+    def predict(self, x, batch_size=None, verbose=0, lengths=None, out=None):
         """Run the model on `x` in batches and return what Keras's ``predict`` returns.
 
         Parameters
         ----------
-        x : array_like or list of array_like
-            The input(s), batch axis first; memory-mapped arrays work.
+        x : array_like, list of array_like, or list of sequences
+            The input (batch axis first; ``np.memmap`` works, read chunk by chunk), a list with
+            one array per input of a multi-input model, or, for a single-input model, a list of
+            sequences of different lengths (each ``(timesteps_i, ...)``): see Notes.
         batch_size : int, optional
             Rows per batch (default 1024). Results do not depend on it.
-        verbose : ignored
-            Accepted for Keras compatibility.
+        verbose : int, default 0
+            1 draws a progress bar on stderr (tqdm when installed).
+        lengths : array_like of int, optional
+            The true length of each row of a padded `x`: rows are run unpadded, as a ragged list.
+        out : ndarray or list of ndarray, optional
+            Where to write the outputs (for example ``np.lib.format.open_memmap`` arrays, for
+            outputs larger than memory); they are returned.
 
         Returns
         -------
         ndarray or list of ndarray
-            One array per model output, all rows.
+            One array per model output, all rows; for ragged input, one entry per sequence (an
+            array when every sequence's output has the same shape, else a list).
+
+        Notes
+        -----
+        Memory: besides the outputs (allocated once, or `out`), a call holds one batch's inputs
+        and intermediate activations, about ``batch_size * timesteps * width * 4`` bytes for the
+        widest layer (times its gate count), never a copy of the whole input.
+
+        Ragged input is grouped by length internally, so a mixed batch costs about what its
+        real steps cost, and the results come back in the original order, equal to running
+        each sequence alone.
         """
-        batch_size = 1024 if batch_size is None else int(batch_size)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        batch_size = 1024 if batch_size is None else batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        single = self._n_inputs() == 1
+        if lengths is not None:
+            if not single:
+                raise ValueError(f"lengths= applies to single-input models; {self.name!r} has {self._n_inputs()} inputs")
+            x = _unpad(x, lengths)
+        if single and isinstance(x, (list, tuple)):
+            return self._predict_ragged(list(x), batch_size, verbose)
         inputs = list(x) if isinstance(x, (list, tuple)) else [x]
         rows = {len(a) for a in inputs}
         if len(rows) != 1:
             raise ValueError(f"model {self.name!r} needs inputs with one number of rows, got {sorted(rows)}")
         n = rows.pop()
-        pieces = []
-        for start in range(0, max(n, 1), batch_size):
-            chunk = [a[start:start + batch_size] for a in inputs]
-            out = self(chunk if isinstance(x, (list, tuple)) else chunk[0])
-            pieces.append(out if isinstance(out, list) else [out])
-        outputs = [np.concatenate(parts) for parts in zip(*pieces)]
+        outputs = None if out is None else (list(out) if isinstance(out, (list, tuple)) else [out])
+        with _progress(n, verbose) as advance:
+            for start in range(0, n, batch_size):
+                chunk = [np.asarray(a[start:start + batch_size]) for a in inputs]
+                result = self(chunk if len(chunk) > 1 else chunk[0])
+                result = result if isinstance(result, list) else [result]
+                if outputs is None:
+                    outputs = [np.empty((n,) + r.shape[1:], r.dtype) for r in result]
+                for target, r in zip(outputs, result):
+                    target[start:start + len(r)] = r
+                advance(len(chunk[0]))
+        if outputs is None:   # no rows at all: the outputs' shapes from a probe of one row
+            probe = self([np.zeros((1,) + tuple(np.shape(a))[1:], np.asarray(a).dtype) for a in inputs]
+                         if len(inputs) > 1 else np.zeros((1,) + np.shape(inputs[0])[1:], np.asarray(inputs[0]).dtype))
+            outputs = [np.empty((0,) + p.shape[1:], p.dtype) for p in (probe if isinstance(probe, list) else [probe])]
         return outputs if len(outputs) > 1 else outputs[0]
+
+    def _n_inputs(self):
+        return len(self.inputs) if hasattr(self, "inputs") else 1
+
+    def _predict_ragged(self, sequences, batch_size, verbose):
+        """Run sequences of different lengths, grouped by length; results in the original order."""
+        sequences = [np.asarray(s) for s in sequences]
+        ranks = {s.ndim for s in sequences}
+        if len(ranks) > 1 or not sequences or sequences[0].ndim < 1:
+            raise ValueError(f"ragged input to model {self.name!r} must be sequences of one rank, "
+                             f"(timesteps_i, ...) each; got shapes {[s.shape for s in sequences[:5]]}")
+        lengths = np.array([len(s) for s in sequences])
+        results = [None] * len(sequences)
+        with _progress(len(sequences), verbose) as advance:
+            for length in np.unique(lengths):
+                members = np.flatnonzero(lengths == length)
+                for start in range(0, len(members), batch_size):
+                    rows = members[start:start + batch_size]
+                    out = self(np.stack([sequences[i] for i in rows]))
+                    out = out if isinstance(out, list) else [out]
+                    for k, i in enumerate(rows):
+                        results[i] = [o[k] for o in out]
+                    advance(len(rows))
+        per_output = [[r[j] for r in results] for j in range(len(results[0]))]
+        stacked = [np.stack(o) if len({a.shape for a in o}) == 1 else o for o in per_output]
+        return stacked if len(stacked) > 1 else stacked[0]
 
     def summary(self, print_fn=None):
         """Print a Keras-like table of layers, output shapes and parameter counts.

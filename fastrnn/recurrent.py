@@ -44,11 +44,11 @@ class _RNN(Layer):
     _has_recurrent_activation = False
     _has_weights = True
     _config_keys = ("units", "activation", "use_bias", "return_sequences", "return_state",
-                    "go_backwards", "zero_output_for_mask")
+                    "go_backwards", "stateful", "zero_output_for_mask")
 
     def __init__(self, units, activation, use_bias, return_sequences, return_state, go_backwards,
                  dtype, seed, name, weights, input_shape, batch_input_shape, recurrent_activation=None,
-                 zero_output_for_mask=False, dropout=0.0, recurrent_dropout=0.0, unroll=False):
+                 zero_output_for_mask=False, stateful=False, dropout=0.0, recurrent_dropout=0.0, unroll=False):
         super().__init__(name, dtype, input_shape, batch_input_shape)
         self.units = positive_int(units, "units")
         self._sizes = tuple(self._state_sizes())
@@ -63,6 +63,10 @@ class _RNN(Layer):
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.zero_output_for_mask = bool(zero_output_for_mask)
+        # A stateful layer starts each call from the states its previous call ended with, as in
+        # Keras; those states are shared by every caller, so such a layer is not for threads.
+        self.stateful = bool(stateful)
+        self._carried = None
         # Training-time options, accepted so Keras code runs as written; inference ignores them.
         self.dropout, self.recurrent_dropout, self.unroll = dropout, recurrent_dropout, unroll
         self.seed = seed
@@ -191,7 +195,8 @@ class _RNN(Layer):
         inputs : array_like, shape (batch, timesteps, input_dim)
             Cast to the layer's dtype; any memory layout is accepted.
         initial_state : array_like or list of array_like, optional
-            The states before the first step, shape ``(batch, units)`` each; zeros by default.
+            The states before the first step, shape ``(batch, units)`` each; zeros by default
+            (a ``stateful`` layer starts from where its previous call ended).
         mask : array_like of bool, shape (batch, timesteps), optional
             False skips a step: the states are carried over and the previous output repeated
             (zeros before a sequence's first unmasked step), as in Keras.
@@ -205,6 +210,23 @@ class _RNN(Layer):
             (in processing order, i.e. reversed with ``go_backwards``); with ``return_state``,
             ``[output, *final_states]``.
         """
+        if self.stateful and initial_state is None:
+            initial_state = self._carried
+        output, states = self._forward(inputs, initial_state, mask, self.return_sequences)
+        if self.stateful:
+            self._carried = [state.copy() for state in states]
+        if self.return_state:
+            # The output must not alias the state it is returned beside.
+            return [output if self.return_sequences else output.copy(), *states]
+        return output
+
+    def reset_states(self):
+        """Forget the states a ``stateful`` layer carries from call to call (zeros next time)."""
+        self._carried = None
+
+    def _forward(self, inputs, initial_state, mask, return_sequences):
+        """The recurrence over `inputs`: ``(output, final_states)``; the output is the sequence or
+        the last step's (which may be the final h itself, not a copy)."""
         x = self._check_inputs(inputs)
         batch, timesteps = x.shape[:2]
         if mask is not None:
@@ -217,23 +239,23 @@ class _RNN(Layer):
             mask = None if mask is None else mask[:, ::-1]
         x = np.ascontiguousarray(x, dtype=self.dtype)
 
-        sequence = (np.empty((batch, timesteps, self._sizes[0]), self.dtype) if self.return_sequences
+        sequence = (np.empty((batch, timesteps, self._sizes[0]), self.dtype) if return_sequences
                     else _EMPTY_SEQUENCE[self.dtype])
         kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
         if batch:
             self._run(backends.kernels(), x, kernel_mask, states, sequence)
 
-        # With return_state the output must not alias the state it is returned beside.
-        output = sequence if self.return_sequences else states[0].copy() if self.return_state else states[0]
+        output = sequence if return_sequences else states[0]
         if mask is not None:
-            if self.return_sequences and self.zero_output_for_mask:
+            output = output.copy() if output is states[0] else output
+            if return_sequences and self.zero_output_for_mask:
                 output[~mask] = 0
             else:
                 # Keras's previous output starts at zeros: outputs before a row's first unmasked
                 # step (all of them for a fully masked row) are zeros, whatever the initial state.
                 started = np.logical_or.accumulate(mask, axis=1)
-                output[~(started if self.return_sequences else started[:, -1])] = 0
-        return [output, *states] if self.return_state else output
+                output[~(started if return_sequences else started[:, -1])] = 0
+        return output, states
 
     def _call_symbolic(self, inputs, initial_state=None, **kwargs):
         if initial_state is not None:
@@ -272,6 +294,9 @@ _RNN_PARAMETERS = """
         ``(timesteps, input_dim)`` or ``(batch, timesteps, input_dim)``; builds the layer at once.
     zero_output_for_mask : bool, default False
         Output zeros at masked steps instead of repeating the previous output.
+    stateful : bool, default False
+        Start each call from the final states of the previous one (``reset_states()`` forgets
+        them), as Keras's stateful layers; such a layer must not be shared between threads.
     dropout, recurrent_dropout, unroll
         Training options, accepted for compatibility and ignored."""
 
@@ -665,6 +690,11 @@ class Bidirectional(Layer):
 
     def count_params(self):
         return self.forward_layer.count_params() + self.backward_layer.count_params()
+
+    def reset_states(self):
+        """Forget the states that stateful inner layers carry."""
+        self.forward_layer.reset_states()
+        self.backward_layer.reset_states()
 
     def get_config(self):
         """Keras's Bidirectional config: name, merge_mode and both inner layers' configs."""

@@ -39,7 +39,7 @@ MAX_ARCHIVE_MEMBER_BYTES = 2 ** 32  # uncompressed size of one member of a .kera
 MAX_CONFIG_BYTES = 64 * 2 ** 20
 
 _RNN_KEYS = ("units", "activation", "use_bias", "return_sequences", "return_state", "go_backwards",
-             "zero_output_for_mask")
+             "stateful", "zero_output_for_mask")
 # Keras class name -> (fastrnn class, configuration keys it takes)
 SUPPORTED_LAYERS = {
     "SimpleRNN": (R.SimpleRNN, _RNN_KEYS),
@@ -129,8 +129,6 @@ def layer_from_config(spec, source, keras2=False, native=False):
     keys = keys + (_NATIVE_ONLY_KEYS.get(class_name, ()) if native else ())
     if config.get("time_major"):
         raise ModelFileError(f"{source}: layer {name!r} is time_major; fastrnn takes (batch, time, features)")
-    if config.get("stateful"):
-        raise ModelFileError(f"{source}: layer {name!r} is stateful, which this version of fastrnn does not load")
     kwargs = {key: config[key] for key in keys if key in config}
     for key in ("activation", "recurrent_activation"):
         if key in kwargs:

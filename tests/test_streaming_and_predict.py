@@ -1,0 +1,153 @@
+"""Streaming, stateful layers, and large and ragged batch inference."""
+import numpy as np
+import pytest
+
+import fastrnn as fr
+from conftest import load_fixture
+
+CELLS = {"simple_rnn": fr.SimpleRNN, "lstm": fr.LSTM, "gru": fr.GRU}
+
+
+def stacked(cell, last_only=False, seed=0):
+    layer = CELLS[cell]
+    return fr.Sequential([
+        fr.Input((None, 3)),
+        layer(6, return_sequences=True, seed=seed),
+        layer(5, return_sequences=not last_only, seed=seed + 1),
+        fr.Dense(2, activation="tanh", seed=seed + 2),
+    ])
+
+
+def inputs(batch=3, timesteps=11, seed=0):
+    return np.random.default_rng(seed).standard_normal((batch, timesteps, 3)).astype(np.float32)
+
+
+# ------------------------------------------------------------------ streaming
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stream_in_random_chunks_equals_whole_sequence(backend_name, cell, seed):
+    model, x = stacked(cell), inputs(seed=seed)
+    expected = model(x)
+    stream = model.stream(batch_size=3)
+    cuts = np.sort(np.random.default_rng(seed).choice(np.arange(1, 11), size=3, replace=False))
+    pieces = [stream(chunk) for chunk in np.split(x, cuts, axis=1)]
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_stream_steps_of_a_last_step_model(cell):
+    model, x = stacked(cell, last_only=True), inputs()
+    stream = model.stream(3)
+    for t in range(x.shape[1]):
+        output = stream.step(x[:, t])
+        np.testing.assert_allclose(output, model(x[:, :t + 1]), rtol=0, atol=1e-6)
+    stream.reset()
+    np.testing.assert_allclose(stream(x), model(x), rtol=0, atol=1e-6)
+
+
+def test_stream_state_can_be_read_and_set():
+    model, x = stacked("lstm"), inputs()
+    stream = model.stream(3)
+    stream(x[:, :4])
+    saved = stream.states
+    assert [len(s) for s in saved] == [2, 2] and saved[0][0].shape == (3, 6)
+    after = stream(x[:, 4:])
+    stream.states = saved
+    np.testing.assert_array_equal(stream(x[:, 4:]), after)
+    with pytest.raises(ValueError, match="expected initial_state of shape \\(3, 6\\)"):
+        stream.states = [[np.zeros((2, 6))] * 2, saved[1]]
+
+
+def test_models_that_cannot_stream_say_why():
+    with pytest.raises(ValueError, match="layer 'bi' .* because its backward direction starts from the end"):
+        fr.Sequential([fr.Input((None, 3)), fr.Bidirectional(fr.GRU(2), name="bi")]).stream()
+    with pytest.raises(ValueError, match="because it runs backwards"):
+        fr.Sequential([fr.Input((None, 3)), fr.GRU(2, go_backwards=True)]).stream()
+    with pytest.raises(ValueError, match="mixes timesteps"):
+        fr.Sequential([fr.Input((4, 3)), fr.Flatten(), fr.Dense(1)]).stream()
+    with pytest.raises(ValueError, match=r"takes chunks of shape \(2, steps, ...\), got \(3, 11, 3\)"):
+        stacked("gru").stream(2)(inputs())
+
+
+def test_each_stream_keeps_its_own_state():
+    model, x = stacked("gru"), inputs()
+    a, b = model.stream(3), model.stream(3)
+    a(x[:, :5])
+    np.testing.assert_allclose(b(x[:, :5]), model(x[:, :5]), rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------------------------ stateful Keras layers
+STATEFUL, STATEFUL_ARRAYS = load_fixture("files/expected_stateful.npz")
+FILES = [(case, f) for case in STATEFUL for f in case["files"]]
+
+
+@pytest.mark.parametrize("case, filename", FILES, ids=[f for _, f in FILES])
+def test_stateful_keras_model_carries_state_until_reset(case, filename):
+    from test_load import FILES as FOLDER
+
+    model = fr.load(FOLDER / filename)
+    name = case["name"]
+    for k in range(3):
+        if k == 2:
+            model.reset_states()
+        np.testing.assert_allclose(model(STATEFUL_ARRAYS[f"{name}.in{k}"]), STATEFUL_ARRAYS[f"{name}.call{k}"],
+                                   rtol=0, atol=1e-5)
+
+
+def test_stateful_layer_round_trips_through_native_format(tmp_path):
+    layer = fr.LSTM(3, stateful=True, return_sequences=True, seed=0)
+    model = fr.Sequential([fr.Input((4, 2)), layer])
+    model.save(tmp_path / "m.npz")
+    again = fr.load(tmp_path / "m.npz")
+    x = inputs(batch=2, timesteps=4)[..., :2]
+    first, second = again(x), again(x)
+    assert not np.allclose(first, second)
+    continuous = fr.LSTM(3, return_sequences=True, weights=layer.get_weights())
+    np.testing.assert_allclose(second, continuous(np.concatenate([x, x], axis=1))[:, 4:], rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------------------------ large and ragged batches
+def test_predict_memmap_larger_than_a_batch_into_a_memmap(tmp_path):
+    model = stacked("lstm")
+    x = inputs(batch=50, timesteps=6)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    out = np.lib.format.open_memmap(tmp_path / "y.npy", mode="w+", dtype=np.float32, shape=(50, 6, 2))
+    result = model.predict(mapped, batch_size=7, out=out)
+    assert result is out
+    out.flush()
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model(x), rtol=0, atol=1e-6)
+
+
+def test_predict_empty_input_keeps_output_shape():
+    assert stacked("gru").predict(np.zeros((0, 4, 3), np.float32)).shape == (0, 4, 2)
+
+
+@pytest.mark.parametrize("last_only", [False, True])
+def test_ragged_predict_equals_each_sequence_alone(backend_name, last_only):
+    model = stacked("gru", last_only=last_only)
+    rng = np.random.default_rng(3)
+    sequences = [rng.standard_normal((length, 3)).astype(np.float32) for length in [5, 2, 9, 2, 5, 1, 7]]
+    result = model.predict(sequences, batch_size=2)
+    assert len(result) == len(sequences)
+    for sequence, got in zip(sequences, result):
+        np.testing.assert_allclose(got, model(sequence[None])[0], rtol=0, atol=1e-6)
+    if last_only:
+        assert isinstance(result, np.ndarray) and result.shape == (7, 2)
+
+
+def test_lengths_argument_unpads(backend_name):
+    model = stacked("lstm", last_only=True)
+    x = inputs(batch=4, timesteps=8)
+    lengths = np.array([8, 3, 5, 1])
+    result = model.predict(x, lengths=lengths)
+    for i, length in enumerate(lengths):
+        np.testing.assert_allclose(result[i], model(x[i:i + 1, :length])[0], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="between 1 and the padded length 8"):
+        model.predict(x, lengths=[8, 9, 1, 1])
+
+
+def test_predict_progress_bar(capsys):
+    model = stacked("gru")
+    model.predict(inputs(batch=5), batch_size=2, verbose=1)
+    assert "5" in capsys.readouterr().err
