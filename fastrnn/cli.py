@@ -1,16 +1,424 @@
-"""The ``fastrnn`` command (also ``python -m fastrnn``)."""
+"""The ``fastrnn`` command (also ``python -m fastrnn``): info, predict, bench, demo and config.
+
+Every failure is reported as one line on stderr, ``fastrnn: error: ...``, with exit status 1;
+usage errors exit with status 2 (argparse). ``fastrnn --debug COMMAND ...`` prints the traceback
+too. Reading inputs and writing predictions chunk by chunk lives in `fastrnn._cli_io`.
+"""
 import argparse
+import contextlib
+import json
+import os
 import sys
 import time
+import traceback
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ._cli_io import (CommandError, PredictionWriter, Progress, batch_axis, check_inputs, format_shape,
+                      input_specs, open_inputs, output_names, output_path, take_rows)
 
 DATA = Path(__file__).parent / "data"
 
 
-def demo():
+# ----------------------------------------------------------------------------- loading models
+def _load(args):
+    """Load ``args.model``, passing the PyTorch options that were given on the command line."""
+    import fastrnn
+
+    options = {"batch_first": args.batch_first or None, "prefix": args.prefix, "nonlinearity": args.nonlinearity}
+    return fastrnn.load(args.model, **{key: value for key, value in options.items() if value is not None})
+
+
+def _is_torch(model):
+    return hasattr(model, "batch_first")
+
+
+def _keras_version_in_zip(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("metadata.json")).get("keras_version")
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile):
+        return None
+
+
+def _h5_attribute(path, name):
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        value = h5.attrs.get(name, b"")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _torch_container(path):
+    # The loader's own test, so that info and load never disagree about a file.
+    from .io.torch import _is_safetensors
+
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if _is_safetensors(head):
+        return ".safetensors"
+    return "torch.save .pt (zip)" if head.startswith(b"PK") else "legacy torch.save .pt"
+
+
+def _native_origin(path):
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            header = json.loads(str(archive["__fastrnn__"]))
+        return f", fastrnn {header['fastrnn_version']}, a {header['model']['class_name']}"
+    except (KeyError, ValueError, TypeError, OSError):
+        return ""
+
+
+def describe_format(path):
+    """Say which file format `path` is in and which framework wrote it.
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    str
+        e.g. ``"Keras 3 .keras archive (Keras 3.15.1)"`` or ``"PyTorch state dict (.safetensors)"``.
+    """
+    from .io import _format
+
+    kind = _format(path)
+    if kind == "keras":
+        return f"Keras 3 .keras archive (Keras {_keras_version_in_zip(path) or 'version not recorded'})"
+    if kind == "keras_h5":
+        version, backend = _h5_attribute(path, "keras_version"), _h5_attribute(path, "backend")
+        major = {"2": "Keras 2", "3": "Keras 3"}.get(version[:1], "Keras")
+        saved_by = f"Keras {version}" if version else "keras_version not recorded"
+        return f"{major} HDF5 .h5 ({saved_by}{', ' + backend + ' backend' if backend else ''})"
+    if kind == "torch":
+        return f"PyTorch state dict ({_torch_container(path)})"
+    return f"fastrnn .npz (model.save{_native_origin(path)})"
+
+
+# ----------------------------------------------------------------------------- info
+def _weights_dtype(model):
+    dtypes = sorted({np.dtype(layer.dtype).name for layer in model.layers if layer.weights})
+    return ", ".join(dtypes) or "float32"
+
+
+def _output_specs(model):
+    if hasattr(model, "outputs"):
+        return [(t.name, t.shape) for t in model.outputs]
+    return [(None, model.output_shape)]
+
+
+def _print_keras_info(model):
+    model.summary(print_fn=print)
+    print(f"dtype:    {_weights_dtype(model)}")
+    for spec in input_specs(model):
+        name = f"{spec.name} " if spec.name else ""
+        print(f"input:    {name}{format_shape(spec.shape)} {spec.dtype.name}")
+    for name, shape in _output_specs(model):
+        print(f"output:   {name + ' ' if name else ''}{format_shape(shape)}")
+
+
+def _print_torch_info(model):
+    directions = "bidirectional" if model.bidirectional else "unidirectional"
+    sizes = f"input_size {model.input_size}, hidden_size {model.hidden_size}"
+    if model.proj_size:
+        sizes += f", proj_size {model.proj_size}"
+    layout = "(batch, time, features)" if model.batch_first else "(time, batch, features): --batch-first if not"
+    print(f"mode:     {model.mode} (torch.nn.{model.mode}{', ' + model.nonlinearity if model.mode == 'RNN' else ''})")
+    print(f"sizes:    {sizes}")
+    print(f"layers:   {model.num_layers}, {directions}, {'with' if model.bias else 'without'} bias")
+    print(f"batch_first: {model.batch_first}, inputs {layout}")
+    print(f"dtype:    {model.dtype.name}")
+
+
+def info(args):
+    """``fastrnn info MODEL``: print what the model is, where it comes from and what runs it.
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+    """
+    import fastrnn
+
+    model = _load(args)
+    if _is_torch(model):
+        _print_torch_info(model)
+    else:
+        _print_keras_info(model)
+    print(f"params:   {model.count_params():,}")
+    print(f"format:   {describe_format(args.model)}")
+    print(f"backend:  {fastrnn.backend()}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- predict
+@contextlib.contextmanager
+def _limited_threads(count):
+    """Limit BLAS (and OpenMP) threads to `count` while the block runs, with threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("fastrnn: warning: --threads needs threadpoolctl (pip install threadpoolctl); "
+              "running with the default number of threads", file=sys.stderr)
+        yield
+        return
+    # threadpoolctl limits the libraries loaded when it is called: load the kernels' BLAS first.
+    import fastrnn
+
+    fastrnn.backend()
+    with threadpool_limits(limits=count):
+        yield
+
+
+@contextlib.contextmanager
+def _backend(name):
+    """Run the block on backend `name`, then go back to the previous one (main may be called in-process)."""
+    import fastrnn
+
+    previous = fastrnn.backend()
+    fastrnn.set_backend(name)
+    try:
+        yield
+    finally:
+        fastrnn.set_backend(previous)
+
+
+def _predict_chunk(model, chunk, batch_size):
+    """The model's outputs for one chunk of inputs, as a list of arrays."""
+    if _is_torch(model):
+        output, _ = model(chunk[0])     # torch's (output, h_n): the sequence output is the prediction
+        return [output]
+    outputs = model.predict(chunk if len(chunk) > 1 else chunk[0], batch_size=batch_size)
+    return outputs if isinstance(outputs, list) else [outputs]
+
+
+def _count_outputs(model):
+    return len(getattr(model, "outputs", [None]))
+
+
+def _run_chunks(model, arrays, rows, writer, progress, batch_size):
+    axis = batch_axis(model)
+    # One chunk even for zero rows: the output file then still gets its shape and dtype.
+    for start in range(0, max(rows, 1), batch_size):
+        chunk = [take_rows(array, axis, start, start + batch_size) for array in arrays]
+        outputs = _predict_chunk(model, chunk, batch_size)
+        writer.write(start, outputs)
+        progress.update(outputs[0].shape[axis])
+
+
+def predict(args):
+    """``fastrnn predict MODEL INPUT``: run the model over a file of inputs, chunk by chunk.
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+    """
+    model = _load(args)
+    arrays = open_inputs(args.input, model, args.input_name)
+    rows = check_inputs(args.input, arrays, model)
+    count = _count_outputs(model)
+    path = output_path(args.input, args.output, several=count > 1)
+    writer = PredictionWriter(path, output_names(model, count), rows, batch_axis(model))
+    with contextlib.ExitStack() as stack:
+        if args.backend:
+            stack.enter_context(_backend(args.backend))
+        if args.threads:
+            stack.enter_context(_limited_threads(args.threads))
+        progress = Progress(rows, enabled=sys.stderr.isatty() and not args.quiet)
+        start = time.perf_counter()
+        try:
+            _run_chunks(model, arrays, rows, writer, progress, args.batch_size)
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            progress.close()
+        elapsed = time.perf_counter() - start
+    print(f"{rows} sequences in {elapsed:.2f} s ({rows / max(elapsed, 1e-9):,.0f} sequences/s) -> {path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- bench
+def _vocabulary(model):
+    """The smallest Embedding vocabulary in the model: random tokens must fit every one."""
+    sizes = [layer.input_dim for layer in model.layers if type(layer).__name__ == "Embedding"]
+    return min(sizes) if sizes else 2
+
+
+def bench_inputs(model, batch, timesteps, seed=0):
+    """Random inputs of the model's input shapes: free sizes filled from `batch` and `timesteps`.
+
+    Integer inputs (token ids for an Embedding) are drawn within the vocabulary.
+
+    Returns
+    -------
+    list of ndarray
+        One per model input.
+    """
+    rng, axis, arrays = np.random.default_rng(seed), batch_axis(model), []
+    for spec in input_specs(model):
+        if spec.shape is None:
+            raise CommandError("the model does not declare its input shape")
+        shape = tuple(batch if i == axis else (timesteps if d is None else d) for i, d in enumerate(spec.shape))
+        if spec.dtype.kind in "iu":
+            arrays.append(rng.integers(0, _vocabulary(model), size=shape).astype(spec.dtype))
+        else:
+            arrays.append(rng.standard_normal(shape).astype(spec.dtype))
+    return arrays
+
+
+def _time_calls(call, seconds):
+    """Per-call times of `call` over about `seconds`, after one untimed call (JIT, caches)."""
+    call()
+    times, end = [], time.perf_counter() + seconds
+    while not times or time.perf_counter() < end:
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return np.array(times)
+
+
+def _format_seconds(seconds):
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale or unit == "us":
+            return f"{seconds / scale:.1f} {unit}"
+
+
+def _swap_first_gates(matrix, hidden):
+    """Swap the first two gate blocks along axis 0: Keras's GRU z, r, h <-> torch's r, z, n."""
+    return np.concatenate([matrix[hidden:2 * hidden], matrix[:hidden], matrix[2 * hidden:]])
+
+
+def _torch_tensors(model, weights, suffix):
+    """One direction's Keras-layout weights as torch tensors (the inverse of `fastrnn.io.torch`)."""
+    kernel, recurrent, rest, hidden = weights[0], weights[1], weights[2:], model.hidden_size
+    if model.mode == "GRU":
+        tensors = {"weight_ih": _swap_first_gates(kernel.T, hidden), "weight_hh": _swap_first_gates(recurrent.T, hidden)}
+        if model.bias:
+            tensors.update(bias_ih=_swap_first_gates(rest[0][0], hidden), bias_hh=_swap_first_gates(rest[0][1], hidden))
+    else:
+        tensors = {"weight_ih": kernel.T, "weight_hh": recurrent.T}
+        if model.bias:
+            # fastrnn keeps only bias_ih + bias_hh; all of it in bias_ih gives the same sums.
+            tensors.update(bias_ih=rest[0], bias_hh=np.zeros_like(rest[0]))
+        if model.proj_size:
+            tensors["weight_hr"] = rest[-1].T
+    return {f"{name}{suffix}": np.ascontiguousarray(value) for name, value in tensors.items()}
+
+
+def torch_module(model):
+    """The ``torch.nn.RNN``/``LSTM``/``GRU`` equivalent to a `TorchRNN`, with the same weights.
+
+    Parameters
+    ----------
+    model : TorchRNN
+
+    Returns
+    -------
+    torch.nn.Module
+        In eval mode.
+    """
+    import torch
+
+    options = dict(num_layers=model.num_layers, bias=model.bias, batch_first=model.batch_first,
+                   bidirectional=model.bidirectional, dtype=getattr(torch, model.dtype.name))
+    if model.mode == "RNN":
+        options["nonlinearity"] = model.nonlinearity
+    if model.proj_size:
+        options["proj_size"] = model.proj_size
+    module = getattr(torch.nn, model.mode)(model.input_size, model.hidden_size, **options)
+    state = {}
+    for index, layer in enumerate(model.layers):
+        cells = [layer.forward_layer, layer.backward_layer] if model.bidirectional else [layer]
+        for cell, suffix in zip(cells, (f"_l{index}", f"_l{index}_reverse")):
+            state.update(_torch_tensors(model, cell.get_weights(), suffix))
+    module.load_state_dict({key: torch.from_numpy(value) for key, value in state.items()})
+    return module.eval()
+
+
+def _bench_torch(model, x, seconds, notes):
+    """Time the torch module equivalent to `model` on `x`; add to `notes` how it compares."""
+    try:
+        import torch
+    except ImportError:
+        notes.append("torch: not installed, not timed")
+        return None
+    module, tensor = torch_module(model), torch.from_numpy(x)
+    with torch.inference_mode():
+        difference = np.abs(module(tensor)[0].numpy() - model(x)[0]).max()
+        times = _time_calls(lambda: module(tensor), seconds)
+    notes.append(f"torch {torch.__version__}: same weights, largest difference from fastrnn {difference:.1e}")
+    return times
+
+
+def bench(args):
+    """``fastrnn bench MODEL``: time the model on random inputs on every available backend.
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+    """
+    import fastrnn
+    from fastrnn.backends import available
+
+    model = _load(args)
+    inputs = bench_inputs(model, args.batch, args.timesteps)
+    if _is_torch(model):
+        def call():
+            return model(inputs[0])
+    else:
+        def call():
+            return model(inputs if len(inputs) > 1 else inputs[0])
+    results, notes = {}, []
+    for name, reason in available().items():
+        if reason is not None:
+            notes.append(f"{name}: unavailable, not timed ({reason})")
+            continue
+        with _backend(name):
+            results[name] = _time_calls(call, args.seconds)
+    if _is_torch(model):
+        times = _bench_torch(model, inputs[0], args.seconds, notes)
+        if times is not None:
+            results["torch"] = times
+    notes.append("onnxruntime: not timed (fastrnn does not export models to ONNX)")
+    shapes = ", ".join(f"{format_shape(x.shape)} {x.dtype.name}" for x in inputs)
+    print(f"{args.model}: inputs {shapes}, about {args.seconds:g} s per engine")
+    print(f"{'engine':<10}{'p50':>12}{'p99':>12}{'sequences/s':>16}")
+    for name, times in results.items():
+        rate = args.batch * len(times) / times.sum()
+        print(f"{name:<10}{_format_seconds(np.percentile(times, 50)):>12}"
+              f"{_format_seconds(np.percentile(times, 99)):>12}{rate:>16,.0f}")
+    for note in notes:
+        print(note)
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo
+def _plot_forecasts(path, series, starts, window, y_true, y_keras, y):
+    """Draw the test series and the three sets of next-value forecasts into `path`."""
+    # A bare Figure, not pyplot: no GUI backend and no global state.
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    axes = figure.subplots()
+    targets = np.asarray(starts) + window
+    axes.plot(series, color="0.75", linewidth=1, label="test series")
+    axes.plot(targets, y_true.ravel(), "o", markerfacecolor="none", color="black", label="truth")
+    axes.plot(targets, y_keras.ravel(), "x", color="tab:blue", label="Keras")
+    axes.plot(targets, y.ravel(), "+", markersize=10, color="tab:orange", label="fastrnn")
+    axes.set(xlabel="step", ylabel="value",
+             title=f"Next-value forecasts after windows of {window} steps: the bundled forecaster")
+    axes.legend()
+    figure.savefig(path)
+
+
+def demo(plot=None):
     """Run the README's main job: load the bundled Keras-trained forecaster and check it.
 
     Loads ``fastrnn/data/forecaster.keras`` (an LSTM -> GRU -> Dense model trained by
@@ -19,16 +427,33 @@ def demo():
     Keras's own predictions stored beside the model, and times the call against the NumPy
     reference.
 
+    Parameters
+    ----------
+    plot : str, optional
+        Also draw the test series, the truth and both sets of forecasts into this image file
+        (needs matplotlib).
+
     Returns
     -------
     float
         The largest absolute difference between fastrnn's and Keras's predictions.
+
+    Raises
+    ------
+    CommandError
+        If `plot` is given and matplotlib is not installed (checked before anything runs).
     """
     import fastrnn
 
+    if plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CommandError("--plot needs matplotlib: pip install matplotlib") from None
     model = fastrnn.load(DATA / "forecaster.keras")
     with np.load(DATA / "forecaster_expected.npz", allow_pickle=False) as expected:
         x, y_true, y_keras = expected["x"], expected["y_true"], expected["y_keras"]
+        series, starts = expected["series"], expected["starts"]
     name = fastrnn.backend()
     print(f"fastrnn {fastrnn.__version__}, backend: {name}")
     print(f"bundled model: {DATA / 'forecaster.keras'} (trained with Keras by examples/train_forecaster.py)")
@@ -44,13 +469,13 @@ def demo():
           f"{float(np.mean((y.ravel() - y_true.ravel()) ** 2)):.4f}")
 
     times = {name: _time_per_call(model, x)}
-    fastrnn.set_backend("numpy")
-    try:
+    with _backend("numpy"):
         times["numpy reference"] = _time_per_call(model, x)
-    finally:
-        fastrnn.set_backend(name)
     print("time per batch: " + ", ".join(f"{k} {t * 1e6:.1f} us" for k, t in times.items())
           + f" ({times['numpy reference'] / times[name]:.1f}x)")
+    if plot is not None:
+        _plot_forecasts(plot, series, starts, x.shape[1], y_true, y_keras, y)
+        print(f"plot written to {plot}")
     return error
 
 
@@ -62,6 +487,101 @@ def _time_per_call(layer, x, seconds=0.2):
     return (time.perf_counter() - start) / calls
 
 
+# ----------------------------------------------------------------------------- command line
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _model_options():
+    """The MODEL argument and what a PyTorch state dict cannot tell, shared by info, predict and bench."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("model", metavar="MODEL", help="a .keras, .h5, .safetensors, .pt or fastrnn .npz file")
+    torch = parent.add_argument_group("PyTorch files")
+    torch.add_argument("--batch-first", action="store_true", help="inputs are (batch, time, features)")
+    torch.add_argument("--prefix", help="select one module's tensors, e.g. encoder.rnn.")
+    torch.add_argument("--nonlinearity", choices=("tanh", "relu"), help="the activation of an nn.RNN")
+    return parent
+
+
+def build_parser():
+    """The ``fastrnn`` argument parser, one subcommand per job."""
+    parser = argparse.ArgumentParser(prog="fastrnn", description="Fast CPU inference for trained RNNs.")
+    parser.add_argument("--debug", action="store_true", help="on an error, print the traceback too")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    model = _model_options()
+
+    info_parser = commands.add_parser("info", parents=[model], help="describe a model file")
+    info_parser.set_defaults(run=info)
+
+    run = commands.add_parser("predict", parents=[model], help="run a model over a .npy or .npz of inputs")
+    run.add_argument("input", metavar="INPUT", help=".npy (memory-mapped) or .npz (one array per model input)")
+    run.add_argument("-o", "--output", metavar="OUTPUT", help=".npy, or .npz for several outputs "
+                     "(default: INPUT's stem + .pred.npy or .pred.npz)")
+    run.add_argument("--batch-size", type=_positive(int), default=1024, metavar="N", help="rows per chunk (1024)")
+    run.add_argument("--threads", type=_positive(int), metavar="N", help="limit BLAS threads (threadpoolctl)")
+    run.add_argument("--backend", metavar="NAME", help="cython, numba or numpy (default: fastrnn's choice)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--input-name", action="extend", nargs="+", metavar="NAME",
+                     help="the .npz arrays for the model's inputs, in order")
+    run.set_defaults(run=predict)
+
+    timing = commands.add_parser("bench", parents=[model], help="time a model on every available backend")
+    timing.add_argument("--batch", type=_positive(int), default=1, metavar="N", help="sequences per call (1)")
+    timing.add_argument("--timesteps", type=_positive(int), default=32, metavar="N",
+                        help="timesteps where the model leaves them free (32)")
+    timing.add_argument("--seconds", type=_positive(float), default=1.0, metavar="S",
+                        help="time spent per engine (1)")
+    timing.set_defaults(run=bench)
+
+    example = commands.add_parser("demo", help="run the bundled Keras-trained example model and check it")
+    example.add_argument("--plot", metavar="FILE.png", help="draw the forecasts (needs matplotlib)")
+    example.set_defaults(run=_demo)
+
+    config = commands.add_parser("config", help="print version, backend and build information")
+    config.set_defaults(run=_config)
+    return parser
+
+
+def _demo(args):
+    return 0 if demo(args.plot) <= 1e-5 else 1
+
+
+def _config(args):
+    import fastrnn
+
+    fastrnn.show_config()
+    return 0
+
+
+def _one_line(exc):
+    """The error message of `exc` on one line."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        text = f"{exc.filename}: {exc.strerror or exc}"
+    elif isinstance(exc, (CommandError, ValueError, TypeError, ImportError, OSError)):
+        text = str(exc)
+    else:
+        # Not an error fastrnn expects: its type helps whoever reads the report.
+        text = f"{type(exc).__name__}: {exc}"
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
+
+
+def _silence_stdout():
+    """After a broken pipe: send stdout to /dev/null, so that Python's final flush cannot fail too."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass  # not a real file (e.g. captured by a test): nothing will be flushed to a pipe
+
+
 def main(argv=None):
     """Entry point of the ``fastrnn`` command; returns the exit status.
 
@@ -69,18 +589,30 @@ def main(argv=None):
     ----------
     argv : list of str, optional
         Arguments without the program name; ``sys.argv[1:]`` by default.
-    """
-    parser = argparse.ArgumentParser(prog="fastrnn", description="Fast CPU inference for trained RNNs.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="run the bundled Keras-trained example model and check it")
-    commands.add_parser("config", help="print version, backend and build information")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        return 0 if demo() <= 1e-5 else 1
-    import fastrnn
 
-    fastrnn.show_config()
-    return 0
+    Returns
+    -------
+    int
+        0 on success, 1 on a failure (reported as one line on stderr). Usage errors raise
+        ``SystemExit(2)``, as argparse does.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        status = args.run(args)
+        # Flushed here, so that a closed pipe (``fastrnn info m.keras | head -1``) is caught below.
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        _silence_stdout()
+        return 1
+    except KeyboardInterrupt:
+        print("fastrnn: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"fastrnn: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -414,6 +414,17 @@ def _keras3_datasets(layer, group, source):
     return numbered(group.get("vars"))
 
 
+def _legacy_read(root, layer, source):
+    """Set `layer`'s weights from its group under `root` in a legacy HDF5 file (Keras 2 or 3)."""
+    group = root.get(layer.name)
+    if group is None:
+        if layer._has_weights:
+            raise ModelFileError(f"{source}: no weights for layer {layer.name!r} in the file "
+                                 f"(it has {list(root.keys())[:20]})")
+        return
+    _assign_weights(layer, _legacy_datasets(group, source, layer.name), source)
+
+
 def _legacy_datasets(group, source, layer_name):
     """The datasets of one layer of a legacy HDF5 file, in ``weight_names`` order."""
     names = group.attrs.get("weight_names", [])
@@ -531,16 +542,7 @@ def load_h5(path):
         weights = h5.get("model_weights")
         if weights is None:
             raise ModelFileError(f"{source}: no model_weights group")
-
-        def read(layer):
-            group = weights.get(layer.name)
-            if group is None:
-                if layer._has_weights:
-                    raise ModelFileError(f"{source}: no weights for layer {layer.name!r}")
-                return
-            _assign_weights(layer, _legacy_datasets(group, source, layer.name), source)
-
-        return model_from_config(config, source, read, keras2=keras2)
+        return model_from_config(config, source, lambda layer: _legacy_read(weights, layer, source), keras2=keras2)
 
 
 def load_weights(model, path):
@@ -578,10 +580,4 @@ def load_weights(model, path):
             return
         root = h5["model_weights"] if "model_weights" in h5 else h5
         for layer in model_layers:
-            group = root.get(layer.name)
-            if group is None:
-                if layer._has_weights:
-                    raise ModelFileError(f"{source}: no weights for layer {layer.name!r} in the file "
-                                         f"(it has {list(root.keys())[:20]})")
-                continue
-            _assign_weights(layer, _legacy_datasets(group, source, layer.name), source)
+            _legacy_read(root, layer, source)

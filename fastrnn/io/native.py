@@ -11,6 +11,7 @@ Layout (a NumPy ``.npz``, read with ``allow_pickle=False``, so loading runs no c
 
 A deployment needs neither h5py nor torch to read it.
 """
+import io
 import json
 import zipfile
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from ..errors import ModelFileError
 
-__all__ = ["load_native", "save"]
+__all__ = ["from_bytes", "load_native", "save", "to_bytes"]
 
 FORMAT_KEY = "__fastrnn__"
 VERSION = 1
@@ -82,6 +83,29 @@ def save(model, path):
     path : str or os.PathLike
         Written as given (``np.savez`` adds ``.npz`` to a name without that suffix).
     """
+    with open(path, "wb") as f:
+        _write(model, f)
+
+
+def to_bytes(model):
+    """Return `model` in fastrnn's own format, as the bytes `save` would write to a file.
+
+    `from_bytes` reads them back exactly; this is how models pickle (``__reduce__``).
+
+    Parameters
+    ----------
+    model : Sequential, Model or TorchRNN
+
+    Returns
+    -------
+    bytes
+    """
+    buffer = io.BytesIO()
+    _write(model, buffer)
+    return buffer.getvalue()
+
+
+def _write(model, f):
     from .. import __version__
 
     header = {"format": "fastrnn", "version": VERSION, "fastrnn_version": __version__, "model": _model_config(model)}
@@ -89,8 +113,7 @@ def save(model, path):
     for layer in model.layers:
         for i, weight in enumerate(layer.weights):
             arrays[f"{layer.name}/{i}"] = weight
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    np.savez(f, **arrays)
 
 
 def is_native(path):
@@ -110,12 +133,39 @@ def load_native(path):
     ModelFileError
         If the file is damaged, from a newer fastrnn, or its weights do not fit its configuration.
     """
+    return _read(path, str(path))
+
+
+def from_bytes(data, source="bytes"):
+    """Read a model from the bytes `to_bytes` returned (or the contents of a file `save` wrote).
+
+    As safe as `load_native`: NumPy reads the arrays with ``allow_pickle=False``, so no code runs.
+
+    Parameters
+    ----------
+    data : bytes-like
+    source : str, default "bytes"
+        What error messages call the data.
+
+    Returns
+    -------
+    Sequential, Model or TorchRNN
+
+    Raises
+    ------
+    ModelFileError
+        If the data are damaged, from a newer fastrnn, or the weights do not fit the configuration.
+    """
+    return _read(io.BytesIO(data), source)
+
+
+def _read(file, source):
+    """Read a model from `file` (a path or a binary file object); `source` names it in errors."""
     from ..models import TorchRNN
     from .keras import MAX_WEIGHT_BYTES, model_from_config
 
-    source = str(path)
     try:
-        archive = np.load(path, allow_pickle=False)
+        archive = np.load(file, allow_pickle=False)
     except Exception as exc:
         raise ModelFileError(f"{source}: not a readable fastrnn file ({exc})") from exc
     with archive:
