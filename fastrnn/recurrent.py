@@ -243,7 +243,7 @@ class _RNN(Layer):
                     else _EMPTY_SEQUENCE[self.dtype])
         kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
         if batch:
-            self._run(backends.kernels(), x, kernel_mask, states, sequence)
+            self._run(backends.kernels_for(self.dtype), x, kernel_mask, states, sequence)
 
         output = sequence if return_sequences else states[0]
         if mask is not None:

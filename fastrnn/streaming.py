@@ -6,8 +6,10 @@ embedded use: a sensor reading, an audio frame or a token arrives, the model adv
 """
 import numpy as np
 
+from . import backends
 from . import layers as L
 from . import recurrent as R
+from .recurrent import _EMPTY_SEQUENCE
 
 __all__ = ["Stream"]
 
@@ -77,6 +79,7 @@ class Stream:
         self._recurrent = [layer for layer in model.layers if isinstance(layer, R._RNN)]
         # A model whose last recurrent layer returns sequences gives (batch, n, ...) per chunk.
         self._sequence_output = not self._recurrent or self._recurrent[-1].return_sequences
+        self._fast_step = False
         self.reset()
 
     def reset(self):
@@ -117,7 +120,38 @@ class Stream:
         return x
 
     def step(self, x_t):
-        """Advance every sequence by one timestep `x_t` ``(batch, ...)``; return that step's output."""
+        """Advance every sequence by one timestep `x_t` ``(batch, ...)``; return that step's output.
+
+        The embedded hot path: after the first step's checks, each recurrent layer's kernel
+        updates the stream's states in place, with no per-step validation or copies.
+        """
         x = np.asarray(x_t)
+        if self._fast_step and x.shape == self._step_shape and x.dtype == self._step_dtype:
+            return self._step_in_place(x)
         output = self(x[:, None])
+        self._fast_step = self._can_step_fast(x)
         return output[:, 0] if self._sequence_output else output
+
+    def _can_step_fast(self, x):
+        """Whether later steps shaped like `x` can skip the checks (the first layer is recurrent)."""
+        self._step_shape, self._step_dtype = x.shape, x.dtype
+        first = self.model.layers[0] if self.model.layers else None
+        return (isinstance(first, R._RNN) and x.ndim == 2 and x.dtype == first.dtype
+                and x.shape[1] == first.input_shape[-1])
+
+    def _step_in_place(self, x):
+        empty_mask = np.empty((0, 0), np.uint8)
+        recurrent = 0
+        x = np.ascontiguousarray(x)
+        for layer in self.model.layers:
+            if isinstance(layer, R._RNN):
+                states = self._states[recurrent]
+                # One timestep, time-major: (1, batch, features); the kernel updates the states.
+                layer._run(backends.kernels_for(layer.dtype), x[None], empty_mask, states,
+                           _EMPTY_SEQUENCE[layer.dtype])
+                x = states[0]
+                recurrent += 1
+            else:
+                x = layer.call(x)
+        # The last state is the stream's own, updated in place by the next step: hand out a copy.
+        return x.copy() if recurrent and x is self._states[recurrent - 1][0] else x

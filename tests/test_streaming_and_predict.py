@@ -69,6 +69,19 @@ def test_models_that_cannot_stream_say_why():
         stacked("gru").stream(2)(inputs())
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_steps_mixed_with_chunks_and_dtypes(backend_name, cell):
+    model, x = stacked(cell), inputs(batch=2)
+    stream = model.stream(2)
+    outputs = [stream.step(x[:, 0]), stream.step(x[:, 1]), stream.step(x[:, 2].astype(np.float64))]
+    outputs += list(np.moveaxis(stream(x[:, 3:6]), 1, 0))
+    outputs += [stream.step(x[:, t]) for t in range(6, 11)]
+    np.testing.assert_allclose(np.stack(outputs, axis=1), model(x), rtol=0, atol=1e-6)
+    kept = outputs[-1].copy()
+    stream.step(x[:, 0])
+    np.testing.assert_array_equal(outputs[-1], kept)   # a returned step is never overwritten
+
+
 def test_each_stream_keeps_its_own_state():
     model, x = stacked("gru"), inputs()
     a, b = model.stream(3), model.stream(3)
