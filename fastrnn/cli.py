@@ -6,18 +6,18 @@ too. Reading inputs and writing predictions chunk by chunk lives in `fastrnn._cl
 """
 import argparse
 import contextlib
-import json
 import os
 import sys
 import time
 import traceback
-import zipfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ._cli_io import (CommandError, PredictionWriter, Progress, batch_axis, check_inputs, format_shape,
-                      input_specs, open_inputs, output_names, output_path, take_rows)
+from ._cli_io import (CommandError, PredictionWriter, Progress, batch_axis, bench_inputs, check_inputs,
+                      describe_format, format_seconds, format_shape, input_specs, is_torch, open_inputs,
+                      output_names, output_path, take_rows, time_calls, torch_module)
 
 DATA = Path(__file__).parent / "data"
 
@@ -31,73 +31,6 @@ def _load(args):
     return fastrnn.load(args.model, **{key: value for key, value in options.items() if value is not None})
 
 
-def _is_torch(model):
-    return hasattr(model, "batch_first")
-
-
-def _keras_version_in_zip(path):
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read("metadata.json")).get("keras_version")
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile):
-        return None
-
-
-def _h5_attribute(path, name):
-    import h5py
-
-    with h5py.File(path, "r") as h5:
-        value = h5.attrs.get(name, b"")
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _torch_container(path):
-    # The loader's own test, so that info and load never disagree about a file.
-    from .io.torch import _is_safetensors
-
-    with open(path, "rb") as f:
-        head = f.read(9)
-    if _is_safetensors(head):
-        return ".safetensors"
-    return "torch.save .pt (zip)" if head.startswith(b"PK") else "legacy torch.save .pt"
-
-
-def _native_origin(path):
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            header = json.loads(str(archive["__fastrnn__"]))
-        return f", fastrnn {header['fastrnn_version']}, a {header['model']['class_name']}"
-    except (KeyError, ValueError, TypeError, OSError):
-        return ""
-
-
-def describe_format(path):
-    """Say which file format `path` is in and which framework wrote it.
-
-    Parameters
-    ----------
-    path : str
-
-    Returns
-    -------
-    str
-        e.g. ``"Keras 3 .keras archive (Keras 3.15.1)"`` or ``"PyTorch state dict (.safetensors)"``.
-    """
-    from .io import _format
-
-    kind = _format(path)
-    if kind == "keras":
-        return f"Keras 3 .keras archive (Keras {_keras_version_in_zip(path) or 'version not recorded'})"
-    if kind == "keras_h5":
-        version, backend = _h5_attribute(path, "keras_version"), _h5_attribute(path, "backend")
-        major = {"2": "Keras 2", "3": "Keras 3"}.get(version[:1], "Keras")
-        saved_by = f"Keras {version}" if version else "keras_version not recorded"
-        return f"{major} HDF5 .h5 ({saved_by}{', ' + backend + ' backend' if backend else ''})"
-    if kind == "torch":
-        return f"PyTorch state dict ({_torch_container(path)})"
-    return f"fastrnn .npz (model.save{_native_origin(path)})"
-
-
 # ----------------------------------------------------------------------------- info
 def _weights_dtype(model):
     dtypes = sorted({np.dtype(layer.dtype).name for layer in model.layers if layer.weights})
@@ -105,19 +38,12 @@ def _weights_dtype(model):
 
 
 def _output_specs(model):
+    if is_torch(model):
+        size = (model.proj_size or model.hidden_size) * (2 if model.bidirectional else 1)
+        return [("output", (None, None, size))]
     if hasattr(model, "outputs"):
         return [(t.name, t.shape) for t in model.outputs]
     return [(None, model.output_shape)]
-
-
-def _print_keras_info(model):
-    model.summary(print_fn=print)
-    print(f"dtype:    {_weights_dtype(model)}")
-    for spec in input_specs(model):
-        name = f"{spec.name} " if spec.name else ""
-        print(f"input:    {name}{format_shape(spec.shape)} {spec.dtype.name}")
-    for name, shape in _output_specs(model):
-        print(f"output:   {name + ' ' if name else ''}{format_shape(shape)}")
 
 
 def _print_torch_info(model):
@@ -125,12 +51,12 @@ def _print_torch_info(model):
     sizes = f"input_size {model.input_size}, hidden_size {model.hidden_size}"
     if model.proj_size:
         sizes += f", proj_size {model.proj_size}"
-    layout = "(batch, time, features)" if model.batch_first else "(time, batch, features): --batch-first if not"
+    layout = ("(batch, time, features)" if model.batch_first
+              else "(time, batch, features); pass --batch-first for (batch, time, features)")
     print(f"mode:     {model.mode} (torch.nn.{model.mode}{', ' + model.nonlinearity if model.mode == 'RNN' else ''})")
     print(f"sizes:    {sizes}")
     print(f"layers:   {model.num_layers}, {directions}, {'with' if model.bias else 'without'} bias")
-    print(f"batch_first: {model.batch_first}, inputs {layout}")
-    print(f"dtype:    {model.dtype.name}")
+    print(f"batch_first: {model.batch_first} (inputs and outputs are {layout})")
 
 
 def info(args):
@@ -144,12 +70,18 @@ def info(args):
     import fastrnn
 
     model = _load(args)
-    if _is_torch(model):
+    if is_torch(model):
         _print_torch_info(model)
     else:
-        _print_keras_info(model)
-    print(f"params:   {model.count_params():,}")
+        model.summary(print_fn=print)
     print(f"format:   {describe_format(args.model)}")
+    print(f"dtype:    {model.dtype.name if is_torch(model) else _weights_dtype(model)}")
+    for spec in input_specs(model):
+        name = f"{spec.name} " if spec.name else ""
+        print(f"input:    {name}{format_shape(spec.shape)} {spec.dtype.name}")
+    for name, shape in _output_specs(model):
+        print(f"output:   {name + ' ' if name else ''}{format_shape(shape)}")
+    print(f"params:   {model.count_params():,}")
     print(f"backend:  {fastrnn.backend()}")
     return 0
 
@@ -165,10 +97,7 @@ def _limited_threads(count):
               "running with the default number of threads", file=sys.stderr)
         yield
         return
-    # threadpoolctl limits the libraries loaded when it is called: load the kernels' BLAS first.
-    import fastrnn
-
-    fastrnn.backend()
+    # threadpoolctl limits the libraries loaded when it is called: the caller loads the kernels first.
     with threadpool_limits(limits=count):
         yield
 
@@ -188,7 +117,7 @@ def _backend(name):
 
 def _predict_chunk(model, chunk, batch_size):
     """The model's outputs for one chunk of inputs, as a list of arrays."""
-    if _is_torch(model):
+    if is_torch(model):
         output, _ = model(chunk[0])     # torch's (output, h_n): the sequence output is the prediction
         return [output]
     outputs = model.predict(chunk if len(chunk) > 1 else chunk[0], batch_size=batch_size)
@@ -217,6 +146,8 @@ def predict(args):
     int
         The exit status, 0.
     """
+    import fastrnn
+
     model = _load(args)
     arrays = open_inputs(args.input, model, args.input_name)
     rows = check_inputs(args.input, arrays, model)
@@ -226,6 +157,9 @@ def predict(args):
     with contextlib.ExitStack() as stack:
         if args.backend:
             stack.enter_context(_backend(args.backend))
+        # Import the kernels now (a third of a second): before threadpoolctl looks for their BLAS
+        # library, and before the clock starts.
+        fastrnn.backend()
         if args.threads:
             stack.enter_context(_limited_threads(args.threads))
         progress = Progress(rows, enabled=sys.stderr.isatty() and not args.quiet)
@@ -244,103 +178,6 @@ def predict(args):
 
 
 # ----------------------------------------------------------------------------- bench
-def _vocabulary(model):
-    """The smallest Embedding vocabulary in the model: random tokens must fit every one."""
-    sizes = [layer.input_dim for layer in model.layers if type(layer).__name__ == "Embedding"]
-    return min(sizes) if sizes else 2
-
-
-def bench_inputs(model, batch, timesteps, seed=0):
-    """Random inputs of the model's input shapes: free sizes filled from `batch` and `timesteps`.
-
-    Integer inputs (token ids for an Embedding) are drawn within the vocabulary.
-
-    Returns
-    -------
-    list of ndarray
-        One per model input.
-    """
-    rng, axis, arrays = np.random.default_rng(seed), batch_axis(model), []
-    for spec in input_specs(model):
-        if spec.shape is None:
-            raise CommandError("the model does not declare its input shape")
-        shape = tuple(batch if i == axis else (timesteps if d is None else d) for i, d in enumerate(spec.shape))
-        if spec.dtype.kind in "iu":
-            arrays.append(rng.integers(0, _vocabulary(model), size=shape).astype(spec.dtype))
-        else:
-            arrays.append(rng.standard_normal(shape).astype(spec.dtype))
-    return arrays
-
-
-def _time_calls(call, seconds):
-    """Per-call times of `call` over about `seconds`, after one untimed call (JIT, caches)."""
-    call()
-    times, end = [], time.perf_counter() + seconds
-    while not times or time.perf_counter() < end:
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return np.array(times)
-
-
-def _format_seconds(seconds):
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale or unit == "us":
-            return f"{seconds / scale:.1f} {unit}"
-
-
-def _swap_first_gates(matrix, hidden):
-    """Swap the first two gate blocks along axis 0: Keras's GRU z, r, h <-> torch's r, z, n."""
-    return np.concatenate([matrix[hidden:2 * hidden], matrix[:hidden], matrix[2 * hidden:]])
-
-
-def _torch_tensors(model, weights, suffix):
-    """One direction's Keras-layout weights as torch tensors (the inverse of `fastrnn.io.torch`)."""
-    kernel, recurrent, rest, hidden = weights[0], weights[1], weights[2:], model.hidden_size
-    if model.mode == "GRU":
-        tensors = {"weight_ih": _swap_first_gates(kernel.T, hidden), "weight_hh": _swap_first_gates(recurrent.T, hidden)}
-        if model.bias:
-            tensors.update(bias_ih=_swap_first_gates(rest[0][0], hidden), bias_hh=_swap_first_gates(rest[0][1], hidden))
-    else:
-        tensors = {"weight_ih": kernel.T, "weight_hh": recurrent.T}
-        if model.bias:
-            # fastrnn keeps only bias_ih + bias_hh; all of it in bias_ih gives the same sums.
-            tensors.update(bias_ih=rest[0], bias_hh=np.zeros_like(rest[0]))
-        if model.proj_size:
-            tensors["weight_hr"] = rest[-1].T
-    return {f"{name}{suffix}": np.ascontiguousarray(value) for name, value in tensors.items()}
-
-
-def torch_module(model):
-    """The ``torch.nn.RNN``/``LSTM``/``GRU`` equivalent to a `TorchRNN`, with the same weights.
-
-    Parameters
-    ----------
-    model : TorchRNN
-
-    Returns
-    -------
-    torch.nn.Module
-        In eval mode.
-    """
-    import torch
-
-    options = dict(num_layers=model.num_layers, bias=model.bias, batch_first=model.batch_first,
-                   bidirectional=model.bidirectional, dtype=getattr(torch, model.dtype.name))
-    if model.mode == "RNN":
-        options["nonlinearity"] = model.nonlinearity
-    if model.proj_size:
-        options["proj_size"] = model.proj_size
-    module = getattr(torch.nn, model.mode)(model.input_size, model.hidden_size, **options)
-    state = {}
-    for index, layer in enumerate(model.layers):
-        cells = [layer.forward_layer, layer.backward_layer] if model.bidirectional else [layer]
-        for cell, suffix in zip(cells, (f"_l{index}", f"_l{index}_reverse")):
-            state.update(_torch_tensors(model, cell.get_weights(), suffix))
-    module.load_state_dict({key: torch.from_numpy(value) for key, value in state.items()})
-    return module.eval()
-
-
 def _bench_torch(model, x, seconds, notes):
     """Time the torch module equivalent to `model` on `x`; add to `notes` how it compares."""
     try:
@@ -349,9 +186,11 @@ def _bench_torch(model, x, seconds, notes):
         notes.append("torch: not installed, not timed")
         return None
     module, tensor = torch_module(model), torch.from_numpy(x)
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        # torch notes on stderr that oneDNN lacks LSTM projections: not the user's concern here.
+        warnings.filterwarnings("ignore", "LSTM with projections is not supported with oneDNN")
         difference = np.abs(module(tensor)[0].numpy() - model(x)[0]).max()
-        times = _time_calls(lambda: module(tensor), seconds)
+        times = time_calls(lambda: module(tensor), seconds)
     notes.append(f"torch {torch.__version__}: same weights, largest difference from fastrnn {difference:.1e}")
     return times
 
@@ -364,36 +203,36 @@ def bench(args):
     int
         The exit status, 0.
     """
-    import fastrnn
     from fastrnn.backends import available
 
     model = _load(args)
     inputs = bench_inputs(model, args.batch, args.timesteps)
-    if _is_torch(model):
-        def call():
-            return model(inputs[0])
-    else:
-        def call():
-            return model(inputs if len(inputs) > 1 else inputs[0])
+    x = inputs if len(inputs) > 1 else inputs[0]
+
+    def call():
+        return model(x)
+
     results, notes = {}, []
     for name, reason in available().items():
         if reason is not None:
             notes.append(f"{name}: unavailable, not timed ({reason})")
             continue
         with _backend(name):
-            results[name] = _time_calls(call, args.seconds)
-    if _is_torch(model):
+            results[name] = time_calls(call, args.seconds)
+    if is_torch(model):
         times = _bench_torch(model, inputs[0], args.seconds, notes)
         if times is not None:
             results["torch"] = times
     notes.append("onnxruntime: not timed (fastrnn does not export models to ONNX)")
     shapes = ", ".join(f"{format_shape(x.shape)} {x.dtype.name}" for x in inputs)
+    if batch_axis(model) == 1:
+        shapes += " (time, batch, features)"
     print(f"{args.model}: inputs {shapes}, about {args.seconds:g} s per engine")
     print(f"{'engine':<10}{'p50':>12}{'p99':>12}{'sequences/s':>16}")
     for name, times in results.items():
         rate = args.batch * len(times) / times.sum()
-        print(f"{name:<10}{_format_seconds(np.percentile(times, 50)):>12}"
-              f"{_format_seconds(np.percentile(times, 99)):>12}{rate:>16,.0f}")
+        print(f"{name:<10}{format_seconds(np.percentile(times, 50)):>12}"
+              f"{format_seconds(np.percentile(times, 99)):>12}{rate:>16,.0f}")
     for note in notes:
         print(note)
     return 0
@@ -414,7 +253,7 @@ def _plot_forecasts(path, series, starts, window, y_true, y_keras, y):
     axes.plot(targets, y.ravel(), "+", markersize=10, color="tab:orange", label="fastrnn")
     axes.set(xlabel="step", ylabel="value",
              title=f"Next-value forecasts after windows of {window} steps: the bundled forecaster")
-    axes.legend()
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))   # beside the axes: it hides no forecast
     figure.savefig(path)
 
 
