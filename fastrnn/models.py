@@ -138,6 +138,13 @@ class _Model:
                 return layer
         raise ValueError(f"model {self.name!r} has no layer {name!r}; it has {[l.name for l in self.layers]}")
 
+    def __reduce__(self):
+        # Models pickle through fastrnn's own format (weights and configuration, no code), so
+        # they ship to other processes such as dask workers.
+        from .io.native import from_bytes, to_bytes
+
+        return from_bytes, (to_bytes(self),)
+
     def reset_states(self):
         """Forget the states carried by stateful layers (Keras's ``model.reset_states()``)."""
         for layer in self.layers:
@@ -629,6 +636,11 @@ class TorchRNN:
             cell = _TORCH_CELLS[mode](self.hidden_size, name=f"{mode.lower()}_l{index}", **options)
             self.layers.append(Bidirectional(cell, name=f"{mode.lower()}_l{index}_bidirectional")
                                if bidirectional else cell)
+
+    def __reduce__(self):
+        from .io.native import from_bytes, to_bytes
+
+        return from_bytes, (to_bytes(self),)
 
     def get_config(self):
         """The constructor arguments, as a dict."""
