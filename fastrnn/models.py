@@ -218,7 +218,8 @@ class _Model:
             one array per input of a multi-input model, or, for a single-input model, a list of
             sequences of different lengths (each ``(timesteps_i, ...)``): see Notes.
         batch_size : int, optional
-            Rows per batch (default 1024). Results do not depend on it.
+            Rows per batch (default 1024). Results depend on it only by float rounding
+            (the matrix products sum in a different order for different row counts).
         verbose : int, default 0
             1 draws a progress bar on stderr (tqdm when installed).
         lengths : array_like of int, optional
