@@ -48,9 +48,31 @@ FASTRNN_MULTIVERSION static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, 
             }                                                                                   \
         }                                                                                       \
     }                                                                                           \
-    /* Edges: the last m % 4 rows (all columns), the last n % (2 L) columns of the others. */  \
+    /* The last m % 4 rows (batch 1 is all of it): one row, four vectors of columns at a time. */\
+    const Py_ssize_t n_wide = n - n % (4 * L);                                                  \
+    for (Py_ssize_t i = m_main; i < m; i++) {                                                   \
+        for (Py_ssize_t j = 0; j < n_wide; j += 4 * L) {                                        \
+            V acc[4] = {{0}};                                                                   \
+            for (Py_ssize_t p = 0; p < k; p++) {                                                \
+                const T a_ip = a[i * lda + p];                                                  \
+                for (int q = 0; q < 4; q++) {                                                   \
+                    V b_q;                                                                      \
+                    memcpy(&b_q, b + p * ldb + j + q * L, sizeof b_q);                          \
+                    acc[q] += a_ip * b_q;                                                       \
+                }                                                                               \
+            }                                                                                   \
+            for (int q = 0; q < 4; q++) {                                                       \
+                T *c_q = c + i * ldc + j + q * L;                                               \
+                V old;                                                                          \
+                memcpy(&old, c_q, sizeof old);                                                  \
+                V sum = beta == 0 ? acc[q] : acc[q] + old;                                      \
+                memcpy(c_q, &sum, sizeof sum);                                                  \
+            }                                                                                   \
+        }                                                                                       \
+    }                                                                                           \
+    /* Edges: the columns the blocks above left, row by row. */                                \
     for (Py_ssize_t i = 0; i < m; i++) {                                                        \
-        const Py_ssize_t j0 = i < m_main ? n_main : 0;                                          \
+        const Py_ssize_t j0 = i < m_main ? n_main : n_wide;                                     \
         T *c_i = c + i * ldc;                                                                   \
         if (beta == 0) for (Py_ssize_t j = j0; j < n; j++) c_i[j] = 0;                          \
         for (Py_ssize_t p = 0; p < k; p++) {                                                    \

@@ -9,6 +9,7 @@ import numpy as np
 from . import backends
 from . import layers as L
 from . import recurrent as R
+from .recurrent import _EMPTY_MASK as _NO_MASK
 from .recurrent import _EMPTY_SEQUENCE
 
 __all__ = ["Stream"]
@@ -79,13 +80,14 @@ class Stream:
         self._recurrent = [layer for layer in model.layers if isinstance(layer, R._RNN)]
         # A model whose last recurrent layer returns sequences gives (batch, n, ...) per chunk.
         self._sequence_output = not self._recurrent or self._recurrent[-1].return_sequences
-        self._fast_step = False
+        self._steps = None
         self.reset()
 
     def reset(self):
         """Start new sequences: every recurrent state back to zeros."""
         self._states = [[np.zeros((self.batch_size, size), layer.dtype) for size in layer._sizes]
                         for layer in self._recurrent]
+        self._steps = None   # they were bound to the old state arrays
 
     @property
     def states(self):
@@ -101,6 +103,7 @@ class Stream:
         for layer, given in zip(self._recurrent, values):
             checked.append(layer._initial_states(given, self.batch_size))
         self._states = checked
+        self._steps = None
 
     def __call__(self, chunk):
         """Advance every sequence by the steps of `chunk` ``(batch, n, ...)``; see the class notes."""
@@ -112,8 +115,10 @@ class Stream:
         for layer in self.model.layers:
             if isinstance(layer, R._RNN):
                 x, states = layer._forward(x, self._states[recurrent], None, layer.return_sequences)
-                # The state stays the stream's own: never an array handed back to the caller.
-                self._states[recurrent] = [s.copy() if s is x else s for s in states]
+                # Copied into the stream's own arrays: never one handed back to the caller, and
+                # the prepared steps stay bound to them.
+                for own, new in zip(self._states[recurrent], states):
+                    own[...] = new
                 recurrent += 1
             else:
                 x = layer.call(x)
@@ -122,36 +127,41 @@ class Stream:
     def step(self, x_t):
         """Advance every sequence by one timestep `x_t` ``(batch, ...)``; return that step's output.
 
-        The embedded hot path: after the first step's checks, each recurrent layer's kernel
-        updates the stream's states in place, with no per-step validation or copies.
+        The embedded hot path: once a step of this shape has passed the checks, each layer is a
+        prepared call and each recurrent kernel updates the stream's states in place, with no
+        validation, allocation or copy but the returned output's.
         """
         x = np.asarray(x_t)
-        if self._fast_step and x.shape == self._step_shape and x.dtype == self._step_dtype:
-            return self._step_in_place(x)
+        if self._steps is not None and x.shape == self._step_shape and x.dtype == self._step_dtype:
+            x = x if x.flags.c_contiguous else np.ascontiguousarray(x)
+            for run in self._steps:
+                x = run(x)
+            # A last state is the stream's own, updated in place next step: hand out a copy.
+            return x.copy() if self._last_is_state else x
         output = self(x[:, None])
-        self._fast_step = self._can_step_fast(x)
+        self._prepare_steps(x)
         return output[:, 0] if self._sequence_output else output
 
-    def _can_step_fast(self, x):
-        """Whether later steps shaped like `x` can skip the checks (the first layer is recurrent)."""
-        self._step_shape, self._step_dtype = x.shape, x.dtype
+    def _prepare_steps(self, x):
+        """Bind each layer's step to the stream's current states, when the fast path applies."""
+        self._steps, self._step_shape, self._step_dtype = None, x.shape, x.dtype
         first = self.model.layers[0] if self.model.layers else None
-        return (isinstance(first, R._RNN) and x.ndim == 2 and x.dtype == first.dtype
-                and x.shape[1] == first.input_shape[-1])
-
-    def _step_in_place(self, x):
-        empty_mask = np.empty((0, 0), np.uint8)
-        recurrent = 0
-        x = np.ascontiguousarray(x)
+        if not (isinstance(first, R._RNN) and x.ndim == 2 and x.dtype == first.dtype
+                and x.shape[1] == first.input_shape[-1]):
+            return
+        steps, recurrent = [], iter(self._states)
         for layer in self.model.layers:
-            if isinstance(layer, R._RNN):
-                states = self._states[recurrent]
-                # One timestep, time-major: (1, batch, features); the kernel updates the states.
-                layer._run(backends.kernels_for(layer.dtype), x[None], empty_mask, states,
-                           _EMPTY_SEQUENCE[layer.dtype])
-                x = states[0]
-                recurrent += 1
-            else:
-                x = layer.call(x)
-        # The last state is the stream's own, updated in place by the next step: hand out a copy.
-        return x.copy() if recurrent and x is self._states[recurrent - 1][0] else x
+            steps.append(_recurrent_step(layer, next(recurrent)) if isinstance(layer, R._RNN) else layer.call)
+        self._steps = steps
+        self._last_is_state = isinstance(self.model.layers[-1], R._RNN)
+
+
+def _recurrent_step(layer, states):
+    """One timestep of `layer` on (batch, features), updating `states` in place; returns h."""
+    kernels = backends.kernels_for(layer.dtype)
+    sequence = _EMPTY_SEQUENCE[layer.dtype]
+
+    def run(x):
+        layer._run(kernels, x[None], _NO_MASK, states, sequence)   # time-major (1, batch, features)
+        return states[0]
+    return run
