@@ -1,0 +1,33 @@
+"""Run every compiled kernel on awkward shapes, for a memory checker.
+
+``bash bench/memcheck.sh`` runs this under valgrind's memcheck and fails on any invalid read or
+write, use of uninitialised memory, or invalid free in fastrnn's extension. Shapes cover batch 1
+to 9 (the micro-kernel's row blocks and remainders), units 1 to 33 (vector widths and their
+edges), a timestep or several, masks, projections, both GRU forms, float32 and float64.
+"""
+import itertools
+
+import numpy as np
+
+import fastrnn
+
+fastrnn.set_backend("cython")
+rng = np.random.default_rng(0)
+cases = 0
+for dtype, batch, units, timesteps in itertools.product(("float32", "float64"), (1, 4, 9), (1, 5, 8, 33), (1, 3)):
+    x = rng.standard_normal((batch, timesteps, 3)).astype(dtype)
+    mask = rng.random((batch, timesteps)) > 0.3
+    layers = [fastrnn.SimpleRNN(units, return_sequences=True, dtype=dtype, seed=0),
+              fastrnn.LSTM(units, return_sequences=True, return_state=True, dtype=dtype, seed=0),
+              fastrnn.LSTM(units, proj_size=max(1, units // 2), return_sequences=True, dtype=dtype, seed=0),
+              fastrnn.GRU(units, return_sequences=True, dtype=dtype, seed=0),
+              fastrnn.GRU(units, reset_after=False, go_backwards=True, dtype=dtype, seed=0)]
+    for layer in layers:
+        layer(x)
+        layer(x, mask=mask)
+        cases += 2
+    activations = rng.standard_normal(units * 7).astype(dtype)
+    for code in sorted(set(fastrnn.activations.CODES.values())):
+        fastrnn._kernels.activation(activations.copy(), code)
+        cases += 1
+print(f"memcheck: ran {cases} kernel calls")

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run the compiled kernels under valgrind memcheck (see bench/memcheck.py); exit 1 on any error
+# in fastrnn's extension. PYTHONMALLOC=malloc lets valgrind see Python's allocations too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log=$(mktemp)
+PYTHONMALLOC=malloc valgrind --tool=memcheck --error-limit=no --num-callers=30 \
+    python bench/memcheck.py 2> "$log" || true
+tail -n 1 "$log"
+# Python itself reports a few benign issues; count only errors with a fastrnn frame.
+errors=$(grep -E "^==[0-9]+== (Invalid (read|write|free)|Conditional jump|Use of uninitialised|Mismatched free)" -A 12 "$log" \
+         | grep -c "_kernels" || true)
+echo "memcheck: $errors error(s) in fastrnn's extension (full log: $log)"
+[ "$errors" -eq 0 ]
