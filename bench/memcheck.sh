@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
+python=$(python3 -c "import sys; print(sys.executable)")   # the interpreter, not a shim script
 PYTHONMALLOC=malloc valgrind --tool=memcheck --error-limit=no --num-callers=30 \
-    python bench/memcheck.py 2> "$log" || true
-tail -n 1 "$log"
+    "$python" bench/memcheck.py 2> "$log" || true
+grep -E "ERROR SUMMARY" "$log" || { echo "memcheck: valgrind did not run the interpreter"; exit 1; }
 # Python itself reports a few benign issues; count only errors with a fastrnn frame.
 errors=$(grep -E "^==[0-9]+== (Invalid (read|write|free)|Conditional jump|Use of uninitialised|Mismatched free)" -A 12 "$log" \
          | grep -c "_kernels" || true)
