@@ -8,6 +8,7 @@ import numpy as np
 
 from . import activations
 from .base import Layer, positive_int
+from .initializers import glorot_uniform
 
 __all__ = [
     "Activation", "Add", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
@@ -73,9 +74,7 @@ class Dense(Layer):
         return shapes
 
     def _initial_weights(self, shapes, rng):
-        fan_in, fan_out = shapes["kernel"]
-        limit = np.sqrt(6.0 / (fan_in + fan_out))   # glorot_uniform, Keras's default
-        kernel = rng.uniform(-limit, limit, size=shapes["kernel"]).astype(self.dtype)
+        kernel = glorot_uniform(shapes["kernel"], rng, self.dtype)
         return [kernel] + ([np.zeros(self.units, self.dtype)] if self.use_bias else [])
 
     def compute_output_shape(self, input_shape):

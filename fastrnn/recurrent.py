@@ -12,23 +12,9 @@ import numpy as np
 
 from . import activations, backends
 from .base import Layer, Symbolic, as_numeric, positive_int
+from .initializers import glorot_uniform, orthogonal
 
 __all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN"]
-
-
-def glorot_uniform(shape, rng, dtype):
-    """Keras's ``glorot_uniform``: U(-l, l) with ``l = sqrt(6 / (fan_in + fan_out))``."""
-    fan_in, fan_out = shape
-    limit = np.sqrt(6.0 / (fan_in + fan_out))
-    return rng.uniform(-limit, limit, size=shape).astype(dtype)
-
-
-def orthogonal(shape, rng, dtype):
-    """Keras's ``orthogonal``: orthonormal rows or columns from the QR of a normal matrix."""
-    rows, cols = shape
-    q, r = np.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
-    q *= np.sign(np.diag(r))  # makes the decomposition unique, hence uniformly distributed
-    return (q.T if rows < cols else q).astype(dtype)
 
 
 _EMPTY_MASK = np.empty((0, 0), np.uint8)

@@ -45,3 +45,13 @@ def load_fixture(filename):
     with np.load(Path(__file__).parent / "data" / filename, allow_pickle=False) as data:
         arrays = {key: data[key] for key in data.files}
     return json.loads(str(arrays.pop("index"))), arrays
+
+
+def on_reference(fn):
+    """Run `fn` with the NumPy reference as the backend (the oracle of the backend tests)."""
+    previous = fastrnn.backend()
+    fastrnn.set_backend("numpy")
+    try:
+        return fn()
+    finally:
+        fastrnn.set_backend(previous)

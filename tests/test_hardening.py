@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastrnn as fr
+from conftest import on_reference
 
 DTYPES = [np.int8, np.int64, np.uint8, np.bool_, np.float16, np.float32, np.float64, np.complex64,
           np.object_, np.str_]
@@ -21,14 +22,6 @@ def model(seed=0):
 
 MODEL = model()
 
-
-def on_reference(fn):
-    previous = fr.backend()
-    fr.set_backend("numpy")
-    try:
-        return fn()
-    finally:
-        fr.set_backend(previous)
 
 
 @st.composite

@@ -8,7 +8,7 @@ import pytest
 
 import fastrnn
 from fastrnn import activations
-from conftest import assert_close
+from conftest import assert_close, on_reference
 
 DTYPES = ("float32", "float64")
 BATCH, TIMESTEPS, INPUT_DIM, UNITS = 5, 7, 4, 6
@@ -44,15 +44,6 @@ def make_inputs(dtype="float32", seed=1, batch=BATCH, timesteps=TIMESTEPS, cell=
     states = [rng.standard_normal((batch, size)).astype(dtype) for size in sizes]
     return x, mask, states if len(states) > 1 else states[0]
 
-
-def on_reference(fn):
-    """Run `fn` with the NumPy reference as the backend."""
-    previous = fastrnn.backend()
-    fastrnn.set_backend("numpy")
-    try:
-        return fn()
-    finally:
-        fastrnn.set_backend(previous)
 
 
 OPTIONS = list(itertools.product([False, True], repeat=6))
