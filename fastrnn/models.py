@@ -81,6 +81,22 @@ def _format_bytes(n):
         n /= 1024
 
 
+def _length_groups(lengths, batch_size, similar):
+    """Indices of sequences to run together: equal lengths, or with `similar`, lengths within
+    a quarter of the group's shortest (so padding costs at most about a fifth of the work)."""
+    order = np.argsort(lengths, kind="stable")
+    groups, start = [], 0
+    while start < len(order):
+        shortest = lengths[order[start]]
+        limit = shortest + (shortest // 4 if similar else 0)
+        stop = start
+        while stop < len(order) and stop - start < batch_size and lengths[order[stop]] <= limit:
+            stop += 1
+        groups.append(order[start:stop])
+        start = stop
+    return groups
+
+
 def _unpad(x, lengths):
     """The rows of a padded (batch, timesteps, ...) array, cut to their lengths."""
     lengths = np.asarray(lengths)
@@ -280,7 +296,12 @@ class _Model:
         return len(self.inputs) if hasattr(self, "inputs") else 1
 
     def _predict_ragged(self, sequences, batch_size, verbose):
-        """Run sequences of different lengths, grouped by length; results in the original order."""
+        """Run sequences of different lengths in groups; results in the original order.
+
+        A model whose layers all honour masks (recurrent layers first, per-step layers after)
+        runs groups of similar lengths padded and masked, which Keras's mask semantics make
+        equal to running each sequence alone; any other model runs groups of equal lengths.
+        """
         sequences = [np.asarray(s) for s in sequences]
         ranks = {s.ndim for s in sequences}
         if len(ranks) > 1 or not sequences or sequences[0].ndim < 1:
@@ -289,18 +310,37 @@ class _Model:
         lengths = np.array([len(s) for s in sequences])
         results = [None] * len(sequences)
         with _progress(len(sequences), verbose) as advance:
-            for length in np.unique(lengths):
-                members = np.flatnonzero(lengths == length)
-                for start in range(0, len(members), batch_size):
-                    rows = members[start:start + batch_size]
+            for rows in _length_groups(lengths, batch_size, similar=self._masks_faithfully()):
+                longest = lengths[rows].max()
+                if lengths[rows].min() == longest:
                     out = self(np.stack([sequences[i] for i in rows]))
-                    out = out if isinstance(out, list) else [out]
+                else:
+                    x = np.zeros((len(rows), longest) + sequences[rows[0]].shape[1:],
+                                 np.result_type(*[sequences[i] for i in rows]))
                     for k, i in enumerate(rows):
-                        results[i] = [o[k] for o in out]
-                    advance(len(rows))
+                        x[k, :lengths[i]] = sequences[i]
+                    out = self(x, mask=np.arange(longest) < lengths[rows][:, None])
+                out = out if isinstance(out, list) else [out]
+                for k, i in enumerate(rows):
+                    # A (batch, time, ...) output is cut back to the sequence's own length.
+                    results[i] = [o[k, :lengths[i]] if o.ndim >= 3 else o[k] for o in out]
+                advance(len(rows))
         per_output = [[r[j] for r in results] for j in range(len(results[0]))]
         stacked = [np.stack(o) if len({a.shape for a in o}) == 1 else o for o in per_output]
         return stacked if len(stacked) > 1 else stacked[0]
+
+    def _masks_faithfully(self):
+        """Whether padding plus a mask gives exactly the unpadded results for this model."""
+        from .layers import Activation, Dense, Dropout, GaussianDropout, GaussianNoise, SpatialDropout1D, TimeDistributed
+        from .recurrent import _RNN
+
+        per_step = (Dense, TimeDistributed, Activation, Dropout, SpatialDropout1D, GaussianNoise, GaussianDropout)
+        layers = self.layers if isinstance(self, Sequential) else []
+        # go_backwards returns its sequence reversed while its mask passes on unreversed (as in
+        # Keras), so what follows it would see a shifted mask: only Bidirectional flips back.
+        return (bool(layers) and isinstance(layers[0], (_RNN, Bidirectional))
+                and all(isinstance(l, (_RNN, Bidirectional) + per_step) for l in layers)
+                and not any(getattr(l, "stateful", False) or getattr(l, "go_backwards", False) for l in layers))
 
     def summary(self, print_fn=None):
         """Print a Keras-like table of layers, output shapes and parameter counts.

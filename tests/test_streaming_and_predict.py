@@ -149,6 +149,23 @@ def test_ragged_predict_equals_each_sequence_alone(backend_name, last_only):
         assert isinstance(result, np.ndarray) and result.shape == (7, 2)
 
 
+@pytest.mark.parametrize("kind", ["forward", "backwards", "bidirectional", "masking"])  # backwards: equal lengths
+def test_ragged_groups_of_similar_lengths_run_padded_and_masked(backend_name, kind):
+    # Lengths within a quarter of each other share a padded, masked batch: Keras's mask
+    # semantics make that equal to each sequence alone, forwards and backwards.
+    inner = {"forward": fr.LSTM(4, return_sequences=True, seed=0),
+             "backwards": fr.GRU(4, return_sequences=True, go_backwards=True, seed=0),
+             "bidirectional": fr.Bidirectional(fr.GRU(3, return_sequences=True, seed=0), merge_mode="sum"),
+             "masking": fr.Masking()}[kind]
+    layers = [fr.Input((None, 3)), inner, fr.GRU(3, seed=1), fr.Dense(2, seed=2)]
+    model = fr.Sequential(layers)
+    rng = np.random.default_rng(5)
+    sequences = [rng.standard_normal((length, 3)).astype(np.float32) for length in [20, 24, 22, 25, 21]]
+    result = model.predict(sequences)
+    for sequence, got in zip(sequences, result):
+        np.testing.assert_allclose(got, model(sequence[None])[0], rtol=0, atol=1e-6)
+
+
 def test_lengths_argument_unpads(backend_name):
     model = stacked("lstm", last_only=True)
     x = inputs(batch=4, timesteps=8)
