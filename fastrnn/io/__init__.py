@@ -20,11 +20,16 @@ def _format(path):
     if head.startswith(_HDF5_MAGIC):
         return "keras_h5"
     if head.startswith(b"PK\x03\x04"):
+        from .keras import MAX_ARCHIVE_MEMBERS, ZIP_ERRORS
+
         try:
             with zipfile.ZipFile(path) as archive:
-                names = set(archive.namelist())
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+                names = archive.namelist()
+        except ZIP_ERRORS as exc:
             raise ModelFileError(f"{path}: a damaged zip archive ({exc})") from exc
+        if len(names) > MAX_ARCHIVE_MEMBERS:
+            raise ModelFileError(f"{path}: a zip archive of {len(names)} members, more than {MAX_ARCHIVE_MEMBERS}; refused")
+        names = set(names)
         if "__fastrnn__.npy" in names:
             return "native"
         if "config.json" in names:

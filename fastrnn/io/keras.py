@@ -20,8 +20,10 @@ Every weight is checked against the shape its configuration implies before it is
 malformed or hostile file fails with a `ModelFileError` that names the file, the layer and the
 problem, before any large allocation. Optimizer state in a file is ignored.
 """
+import contextlib
 import io
 import json
+import mmap
 import zipfile
 
 import numpy as np
@@ -36,7 +38,10 @@ __all__ = ["load_h5", "load_keras", "load_weights", "model_from_config", "SUPPOR
 
 MAX_WEIGHT_BYTES = 2 ** 31          # per weight array; a claim beyond it is refused before reading
 MAX_ARCHIVE_MEMBER_BYTES = 2 ** 32  # uncompressed size of one member of a .keras archive
+MAX_ARCHIVE_MEMBERS = 10000         # members of a zip archive (.keras, fastrnn .npz, PyTorch .pt)
 MAX_CONFIG_BYTES = 64 * 2 ** 20
+MAX_NESTING = 16                    # wrapper layers (Bidirectional, TimeDistributed) inside each other
+MAX_REPEATS = 2 ** 20               # RepeatVector's n, which no weights bound
 
 _RNN_KEYS = ("units", "activation", "use_bias", "return_sequences", "return_state", "go_backwards",
              "stateful", "zero_output_for_mask")
@@ -70,11 +75,17 @@ _NATIVE_ONLY_KEYS = {"LSTM": ("proj_size",)}   # fastrnn's own extensions, in fa
 
 
 # ---------------------------------------------------------------------------------- configs
+def _dtype_name(dtype):
+    """A dtype in a Keras config: a name, or a DTypePolicy ``{"config": {"name": ...}}``."""
+    if isinstance(dtype, dict):
+        policy = dtype.get("config") or {}
+        return policy.get("name", "float32") if isinstance(policy, dict) else policy
+    return dtype
+
+
 def _dtype(config, source, name):
     """The layer dtype of a Keras config: a name or a DTypePolicy; float32 or float64 only."""
-    dtype = config.get("dtype", "float32") or "float32"
-    if isinstance(dtype, dict):
-        dtype = (dtype.get("config") or {}).get("name", "float32")
+    dtype = _dtype_name(config.get("dtype", "float32") or "float32")
     if dtype not in ("float32", "float64"):
         raise ModelFileError(f"{source}: layer {name!r} uses dtype policy {dtype!r}; fastrnn runs "
                              "float32 or float64 models")
@@ -92,7 +103,7 @@ def _activation(value, keras2):
     return value
 
 
-def layer_from_config(spec, source, keras2=False, native=False):
+def layer_from_config(spec, source, keras2=False, native=False, _depth=0):
     """Build an unbuilt fastrnn layer from a Keras layer spec ``{"class_name", "config"}``.
 
     Parameters
@@ -113,7 +124,11 @@ def layer_from_config(spec, source, keras2=False, native=False):
     """
     if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
         raise ModelFileError(f"{source}: a layer entry is not a {{'class_name', 'config'}} object: {str(spec)[:200]}")
+    if _depth > MAX_NESTING:
+        raise ModelFileError(f"{source}: layers nested more than {MAX_NESTING} deep in wrappers")
     class_name, config = spec.get("class_name"), spec["config"]
+    if not isinstance(class_name, str):
+        raise ModelFileError(f"{source}: a layer's class_name is {str(class_name)[:100]}, not a string")
     name = config.get("name")
     if not isinstance(name, str) or not name:
         raise ModelFileError(f"{source}: a {class_name} layer has no name")
@@ -130,17 +145,22 @@ def layer_from_config(spec, source, keras2=False, native=False):
     if config.get("time_major"):
         raise ModelFileError(f"{source}: layer {name!r} is time_major; fastrnn takes (batch, time, features)")
     kwargs = {key: config[key] for key in keys if key in config}
-    for key in ("activation", "recurrent_activation"):
-        if key in kwargs:
-            kwargs[key] = _activation(kwargs[key], keras2)
+    if isinstance(kwargs.get("n"), int) and kwargs["n"] > MAX_REPEATS:
+        raise ModelFileError(f"{source}: layer {name!r} repeats its input n={kwargs['n']} times, more than the "
+                             f"{MAX_REPEATS} fastrnn accepts from a file")
+    if not isinstance(kwargs.get("mask_value", 0.0), (int, float)):
+        raise ModelFileError(f"{source}: layer {name!r} has mask_value {str(kwargs['mask_value'])[:100]}, not a number")
     try:
+        for key in ("activation", "recurrent_activation"):
+            if key in kwargs:
+                kwargs[key] = _activation(kwargs[key], keras2)
         if class_name == "Bidirectional":
-            forward = layer_from_config(config.get("layer"), source, keras2, native)
+            forward = layer_from_config(config.get("layer"), source, keras2, native, _depth + 1)
             backward = config.get("backward_layer")
-            backward = None if backward is None else layer_from_config(backward, source, keras2, native)
+            backward = None if backward is None else layer_from_config(backward, source, keras2, native, _depth + 1)
             return cls(forward, backward_layer=backward, name=name, **kwargs)
         if class_name == "TimeDistributed":
-            return cls(layer_from_config(config.get("layer"), source, keras2, native), name=name)
+            return cls(layer_from_config(config.get("layer"), source, keras2, native, _depth + 1), name=name)
         return cls(name=name, dtype=_dtype(config, source, name), **kwargs)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ModelFileError):
@@ -149,16 +169,18 @@ def layer_from_config(spec, source, keras2=False, native=False):
 
 
 def _input_layer(spec, source):
-    config = spec["config"]
+    config = spec.get("config")
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{source}: an input layer has no config")
     shape = config.get("batch_shape", config.get("batch_input_shape"))
-    if not isinstance(shape, list) or not all(d is None or (isinstance(d, int) and d > 0) for d in shape):
-        raise ModelFileError(f"{source}: input layer {config.get('name')!r} has an invalid shape {shape!r}")
-    dtype = config.get("dtype") or "float32"
-    if isinstance(dtype, dict):
-        dtype = (dtype.get("config") or {}).get("name", "float32")
+    if not isinstance(shape, list) or not all(d is None or (type(d) is int and d > 0) for d in shape):
+        raise ModelFileError(f"{source}: input layer {config.get('name')!r} has an invalid shape {str(shape)[:100]}")
     try:
+        dtype = np.dtype(_dtype_name(config.get("dtype") or "float32"))
+        if dtype.kind not in "biuf":
+            raise TypeError(f"dtype {dtype} is not a number type")
         return Input(batch_shape=shape, dtype=dtype, name=config.get("name"))
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{source}: input layer {config.get('name')!r}: {exc}") from exc
 
 
@@ -228,6 +250,8 @@ def _functional(body, layer_specs, source, read_weights, keras2, native):
         if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
             raise ModelFileError(f"{source}: a layer entry is not a Keras layer spec: {str(spec)[:200]}")
         name = spec.get("name", spec["config"].get("name"))
+        if not isinstance(name, str):
+            raise ModelFileError(f"{source}: a layer's name is {str(name)[:100]}, not a string")
         if name in layers_by_name:
             raise ModelFileError(f"{source}: two layers are called {name!r}")
         if spec.get("class_name") == "InputLayer":
@@ -242,7 +266,8 @@ def _functional(body, layer_specs, source, read_weights, keras2, native):
 def _tensor_ref(value, source):
     """(layer name, node index, tensor index) of a Keras 3 ``__keras_tensor__`` or a Keras 2 list."""
     if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-        history = value.get("config", {}).get("keras_history")
+        config = value.get("config")
+        history = config.get("keras_history") if isinstance(config, dict) else None
     else:
         history = value
     if (not isinstance(history, (list, tuple)) or len(history) < 3 or not isinstance(history[0], str)
@@ -280,9 +305,11 @@ def _wire_functional(body, specs, layers_by_name, source):
             raise ModelFileError(f"{source}: layer {name!r} has malformed inbound_nodes")
         for node_index, node in enumerate(nodes):
             if isinstance(node, dict):   # Keras 3
-                args = [resolve(a) for a in node.get("args", [])]
-                kwargs = {k: resolve(v) for k, v in (node.get("kwargs") or {}).items()
-                          if k in ("initial_state",) and v is not None}
+                args, kwargs = node.get("args", []), node.get("kwargs") or {}
+                if not isinstance(args, list) or not isinstance(kwargs, dict):
+                    raise ModelFileError(f"{source}: layer {name!r} has a malformed inbound node")
+                args = [resolve(a) for a in args]
+                kwargs = {k: resolve(v) for k, v in kwargs.items() if k in ("initial_state",) and v is not None}
                 inputs = args[0] if len(args) == 1 else args
             elif isinstance(node, list):  # Keras 2: a list of [layer, node, tensor, kwargs]
                 refs = [tensor(_tensor_ref(entry, source)) for entry in node]
@@ -318,6 +345,49 @@ def _wire_functional(body, specs, layers_by_name, source):
 
 
 # ---------------------------------------------------------------------------------- weights
+# What h5py raises on a damaged or hostile file: objects that cannot be opened or read, dangling
+# links (KeyError, OSError), link cycles and corrupt B-trees (RuntimeError), unknown string
+# encodings and types (TypeError), names that are not UTF-8 (UnicodeError, a ValueError).
+_H5_ERRORS = (OSError, KeyError, RuntimeError, TypeError, ValueError)
+
+
+@contextlib.contextmanager
+def _reading(source, what):
+    """Report what h5py raises while reading `what` from `source` as a ModelFileError."""
+    try:
+        yield
+    except ModelFileError:
+        raise
+    except _H5_ERRORS as exc:
+        raise ModelFileError(f"{source}: cannot read {what} ({type(exc).__name__}: {exc})") from exc
+
+
+def _attribute(obj, name, default=None):
+    """Attribute `name` of an HDF5 object (`default` if it has none), read only if it holds text or
+    numbers: libhdf5 can crash converting a damaged variable-length sequence or other exotic type."""
+    if name not in obj.attrs:
+        return default
+    h5py = _h5py()
+    kind = h5py.h5a.open(obj.id, name.encode()).get_type()
+    if not isinstance(kind, (h5py.h5t.TypeStringID, h5py.h5t.TypeIntegerID, h5py.h5t.TypeFloatID)):
+        raise TypeError(f"attribute {name!r} of {obj.name} is of HDF5 type class {kind.get_class()}, "
+                        "not text or numbers")
+    return obj.attrs[name]
+
+
+def _text(value):
+    """An HDF5 attribute as a str (from str or UTF-8 bytes, possibly in a 0-d array), else None."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return value if isinstance(value, str) else None
+
+
+def _is_group(obj):
+    return obj is not None and hasattr(obj, "keys")
+
+
 def _assign_weights(layer, datasets, source):
     """Check `datasets` (h5py datasets, in Keras order) against `layer`, then read and set them."""
     if isinstance(layer, R.Bidirectional):
@@ -336,8 +406,10 @@ def _assign_weights(layer, datasets, source):
 
 
 def _checked_arrays(layer, datasets, source):
-    if not datasets or any(not hasattr(d, "shape") for d in datasets):
+    if not datasets:
         raise ModelFileError(f"{source}: no weights for layer {layer.name!r} ({type(layer).__name__})")
+    if any(not isinstance(getattr(d, "shape", None), tuple) for d in datasets):   # a group, an empty dataset
+        raise ModelFileError(f"{source}: a weight of layer {layer.name!r} ({type(layer).__name__}) is not an array")
     try:
         input_shape = layer._input_shape_from_weights(datasets) if not layer.built else layer.input_shape
     except (ValueError, IndexError) as exc:
@@ -373,17 +445,17 @@ class _Keras3Groups:
     """
 
     def __init__(self, weights_file, source):
-        self.root = weights_file.get("layers")
-        if self.root is None or not hasattr(self.root, "keys"):
-            raise ModelFileError(f"{source}: no 'layers' group in the weights (not a Keras 3 weights file)")
-        self.by_name, self.counters = {}, {}
-        for key in self.root.keys():
-            vars_group = self.root[key].get("vars") if hasattr(self.root[key], "get") else None
-            name = vars_group.attrs.get("name") if vars_group is not None else None
-            if isinstance(name, bytes):
-                name = name.decode()
-            if name:
-                self.by_name[name] = self.root[key]
+        with _reading(source, "the 'layers' group of the weights"):
+            self.root = weights_file.get("layers")
+            if not _is_group(self.root):
+                raise ModelFileError(f"{source}: no 'layers' group in the weights (not a Keras 3 weights file)")
+            self.by_name, self.counters = {}, {}
+            for key in self.root.keys():
+                group = self.root[key]
+                vars_group = group.get("vars") if _is_group(group) else None
+                name = _text(_attribute(vars_group, "name")) if _is_group(vars_group) else None
+                if name:
+                    self.by_name[name] = group
 
     def __getitem__(self, layer):
         base = snake_case(type(layer).__name__)
@@ -392,15 +464,21 @@ class _Keras3Groups:
         return self.by_name.get(layer.name, self.root.get(base if n == 0 else f"{base}_{n}"))
 
 
+def _keras3_read(groups, layer, source):
+    """Set `layer`'s weights from its group in a Keras 3 weights file (`groups`: a `_Keras3Groups`)."""
+    with _reading(source, f"the weights of layer {layer.name!r}"):
+        _assign_weights(layer, _keras3_datasets(layer, groups[layer], source), source)
+
+
 def _keras3_datasets(layer, group, source):
     """The datasets of `layer` under its Keras 3 group, in Keras order."""
     def numbered(vars_group):
-        if vars_group is None:
+        if not _is_group(vars_group):
             return []
         keys = sorted(vars_group.keys(), key=lambda k: int(k) if str(k).isdigit() else -1)
         return [vars_group[k] for k in keys]
 
-    if group is None:
+    if not _is_group(group):
         if layer._has_weights:
             raise ModelFileError(f"{source}: no weights for layer {layer.name!r} ({type(layer).__name__})")
         return []
@@ -416,21 +494,26 @@ def _keras3_datasets(layer, group, source):
 
 def _legacy_read(root, layer, source):
     """Set `layer`'s weights from its group under `root` in a legacy HDF5 file (Keras 2 or 3)."""
-    group = root.get(layer.name)
-    if group is None:
-        if layer._has_weights:
-            raise ModelFileError(f"{source}: no weights for layer {layer.name!r} in the file "
-                                 f"(it has {list(root.keys())[:20]})")
-        return
-    _assign_weights(layer, _legacy_datasets(group, source, layer.name), source)
+    with _reading(source, f"the weights of layer {layer.name!r}"):
+        group = root.get(layer.name)
+        if not _is_group(group):
+            if layer._has_weights:
+                raise ModelFileError(f"{source}: no weights for layer {layer.name!r} in the file "
+                                     f"(it has {list(root.keys())[:20]})")
+            return
+        _assign_weights(layer, _legacy_datasets(group, source, layer.name), source)
 
 
 def _legacy_datasets(group, source, layer_name):
     """The datasets of one layer of a legacy HDF5 file, in ``weight_names`` order."""
-    names = group.attrs.get("weight_names", [])
+    names = _attribute(group, "weight_names", [])
+    if not isinstance(names, (list, np.ndarray)) or np.ndim(names) != 1:
+        raise ModelFileError(f"{source}: the weight_names of layer {layer_name!r} are not a list of names")
     datasets = []
     for name in names:
-        name = name.decode() if isinstance(name, bytes) else str(name)
+        name = _text(name)
+        if name is None:
+            raise ModelFileError(f"{source}: the weight_names of layer {layer_name!r} are not a list of names")
         if name not in group:
             raise ModelFileError(f"{source}: weight {name!r} of layer {layer_name!r} is listed but missing")
         datasets.append(group[name])
@@ -446,11 +529,49 @@ def _h5py():
     return h5py
 
 
+def _check_global_heaps(data, source):
+    """Refuse an HDF5 file with a global heap collection that would hang libhdf5.
+
+    libhdf5 (2.0 and earlier) decodes a global heap collection (where variable-length strings such
+    as Keras's ``model_config`` live) by stepping from object to object by the size each claims;
+    in a damaged collection, a free-space object of size 0, or a size that wraps the pointer, makes
+    it loop forever, holding the GIL. Every collection starts with ``GCOL`` and version 1, and
+    libhdf5 reads none past the end of the file, so each one in `data` (bytes or an mmap) is walked
+    here as libhdf5 would walk it.
+    """
+    sizes = {0: 14, 1: 14, 2: 10, 3: 10}                 # superblock version -> offset of "size of lengths"
+    version = data[8] if len(data) > 16 else None
+    width = data[sizes[version]] if version in sizes else 8
+    width = width if width in (2, 4, 8) else 8
+    header, steps, wrap = 8 + width, 0, 2 ** 64
+    at = data.find(b"GCOL\x01")
+    while at >= 0:
+        end = at + int.from_bytes(data[at + 8:at + header], "little")
+        position = at + header
+        while end <= len(data) and position + header <= end:
+            index = int.from_bytes(data[position:position + 2], "little")
+            size = int.from_bytes(data[position + 8:position + header], "little")
+            step = (header + (size + 7) % wrap // 8 * 8) % wrap if index else size
+            steps += 1
+            if step == 0 or step >= 2 ** 63 or steps > 10 ** 6:
+                raise ModelFileError(f"{source}: a damaged HDF5 global heap (at byte {at}); refused")
+            position += step
+        at = data.find(b"GCOL\x01", at + 4)
+
+
 def _open_h5(data_or_path, source):
     h5py = _h5py()
     try:
-        handle = io.BytesIO(data_or_path) if isinstance(data_or_path, bytes) else data_or_path
+        if isinstance(data_or_path, bytes):
+            _check_global_heaps(data_or_path, source)
+            handle = io.BytesIO(data_or_path)
+        else:
+            with open(data_or_path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                _check_global_heaps(data, source)
+            handle = data_or_path
         return h5py.File(handle, "r")
+    except ModelFileError:
+        raise
     except Exception as exc:
         raise ModelFileError(f"{source}: not a readable HDF5 file ({exc})") from exc
 
@@ -464,13 +585,32 @@ def _json(text, source, what):
         raise ModelFileError(f"{source}: {what} is not valid JSON ({exc})") from exc
 
 
-def _read_member(archive, name, source):
+# What zipfile raises for a damaged archive (NotImplementedError: an unknown zip version).
+ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError)
+
+
+def _open_archive(path, source):
+    """A zip archive, open, with at most MAX_ARCHIVE_MEMBERS members (nothing is extracted)."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except ZIP_ERRORS as exc:
+        raise ModelFileError(f"{source}: not a readable .keras archive ({exc})") from exc
+    if len(archive.infolist()) > MAX_ARCHIVE_MEMBERS:
+        archive.close()
+        raise ModelFileError(f"{source}: the archive has more than {MAX_ARCHIVE_MEMBERS} members; refused")
+    return archive
+
+
+def _read_member(archive, name, source, limit=None):
+    """The bytes of member `name`, refused before decompression if it claims more than `limit`
+    (default MAX_ARCHIVE_MEMBER_BYTES)."""
+    limit = MAX_ARCHIVE_MEMBER_BYTES if limit is None else limit
     try:
         info = archive.getinfo(name)
     except KeyError:
         raise ModelFileError(f"{source}: the archive has no {name!r} (members: {archive.namelist()[:10]})") from None
-    if info.file_size > MAX_ARCHIVE_MEMBER_BYTES:
-        raise ModelFileError(f"{source}: {name!r} claims {info.file_size} bytes uncompressed; refused")
+    if info.file_size > limit:
+        raise ModelFileError(f"{source}: {name!r} claims {info.file_size} bytes uncompressed, more than {limit}; refused")
     try:
         return archive.read(name)
     except Exception as exc:
@@ -494,23 +634,18 @@ def load_keras(path):
         For a damaged archive, an unsupported layer, or weights that do not fit the configuration.
     """
     source = str(path)
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ModelFileError(f"{source}: not a readable .keras archive ({exc})") from exc
-    with archive:
-        config = _json(_read_member(archive, "config.json", source), source, "config.json")
+    with _open_archive(path, source) as archive:
+        config = _json(_read_member(archive, "config.json", source, MAX_CONFIG_BYTES), source, "config.json")
         weights = _read_member(archive, "model.weights.h5", source)
     with _open_h5(weights, source) as h5:
         groups = _Keras3Groups(h5, source)
-        return model_from_config(config, source, lambda layer: _assign_weights(
-            layer, _keras3_datasets(layer, groups[layer], source), source))
+        return model_from_config(config, source, lambda layer: _keras3_read(groups, layer, source))
 
 
-def _is_keras2(h5, config):
-    version = h5.attrs.get("keras_version", b"")
-    version = version.decode() if isinstance(version, bytes) else str(version)
-    return version.startswith("2.") or (version == "" and "module" not in config)
+def _is_keras2(version, config):
+    """Whether a legacy file was written by Keras 2, from its ``keras_version`` attribute (text or None)."""
+    version = version or ""
+    return version.startswith("2.") or (version == "" and isinstance(config, dict) and "module" not in config)
 
 
 def load_h5(path):
@@ -532,17 +667,21 @@ def load_h5(path):
     """
     source = str(path)
     with _open_h5(path, source) as h5:
-        raw = h5.attrs.get("model_config")
-        if raw is None:
-            hint = (" It holds weights only: build the model with fastrnn and call model.load_weights(path)."
-                    if "layer_names" in h5.attrs or "layers" in h5 else "")
-            raise ModelFileError(f"{source}: no model_config attribute, so not a Keras full-model file.{hint}")
-        config = _json(raw.decode() if isinstance(raw, bytes) else str(raw), source, "model_config")
-        keras2 = _is_keras2(h5, config)
-        weights = h5.get("model_weights")
-        if weights is None:
+        with _reading(source, "the file's attributes"):
+            raw = _attribute(h5, "model_config")
+            if raw is None:
+                hint = (" It holds weights only: build the model with fastrnn and call model.load_weights(path)."
+                        if "layer_names" in h5.attrs or "layers" in h5 else "")
+                raise ModelFileError(f"{source}: no model_config attribute, so not a Keras full-model file.{hint}")
+            text, version = _text(raw), _text(_attribute(h5, "keras_version"))
+            weights = h5.get("model_weights")
+        if text is None:
+            raise ModelFileError(f"{source}: the model_config attribute is not text but {type(raw).__name__}")
+        config = _json(text, source, "model_config")
+        if not _is_group(weights):
             raise ModelFileError(f"{source}: no model_weights group")
-        return model_from_config(config, source, lambda layer: _legacy_read(weights, layer, source), keras2=keras2)
+        return model_from_config(config, source, lambda layer: _legacy_read(weights, layer, source),
+                                 keras2=_is_keras2(version, config))
 
 
 def load_weights(model, path):
@@ -566,18 +705,22 @@ def load_weights(model, path):
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic == b"PK\x03\x04":
-        with zipfile.ZipFile(path) as archive:
+        with _open_archive(path, source) as archive:
             data = _read_member(archive, "model.weights.h5", source)
         h5_context = _open_h5(data, source)
     else:
         h5_context = _open_h5(path, source)
     with h5_context as h5:
         model_layers = [layer for layer in model.layers if not isinstance(layer, InputLayer)]
-        if "layers" in h5:
+        with _reading(source, "the weights file's groups"):
+            keras3 = "layers" in h5
+            root = h5 if keras3 or "model_weights" not in h5 else h5["model_weights"]
+        if keras3:
             groups = _Keras3Groups(h5, source)
             for layer in model_layers:
-                _assign_weights(layer, _keras3_datasets(layer, groups[layer], source), source)
+                _keras3_read(groups, layer, source)
             return
-        root = h5["model_weights"] if "model_weights" in h5 else h5
+        if not _is_group(root):
+            raise ModelFileError(f"{source}: model_weights is not a group")
         for layer in model_layers:
             _legacy_read(root, layer, source)

@@ -159,18 +159,66 @@ def from_bytes(data, source="bytes"):
     return _read(io.BytesIO(data), source)
 
 
+def _member(archive, key, limit, source):
+    """The array `key` of the open ``.npz`` `archive`, refused before it is read if its zip entry or
+    its ``.npy`` header claims more than `limit` bytes, or more data than the entry holds."""
+    try:
+        info = archive.zip.getinfo(key + ".npy")
+    except KeyError:
+        raise ModelFileError(f"{source}: {key!r} is not a NumPy array (.npy) member") from None
+    if info.file_size > limit:
+        raise ModelFileError(f"{source}: {key!r} claims {info.file_size} bytes; refused")
+    try:
+        with archive.zip.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f".npy format version {version}")
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(member)
+        claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if claimed > info.file_size:
+            raise ValueError(f"its header claims {shape} values of {dtype}, more than the {info.file_size} bytes stored")
+        return archive[key]
+    except Exception as exc:
+        raise ModelFileError(f"{source}: cannot read {key!r} ({exc})") from exc
+
+
+def _torch_rnn(config, n_arrays, source):
+    """A TorchRNN from its saved configuration, its number of layers checked against the file."""
+    from ..models import TorchRNN
+
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{source}: bad TorchRNN configuration {str(config)[:100]}")
+    num_layers = config.get("num_layers", 1)
+    if not isinstance(num_layers, int) or not 0 < num_layers <= n_arrays:
+        raise ModelFileError(f"{source}: bad TorchRNN configuration (num_layers {num_layers!r}, "
+                             f"for {n_arrays} weight arrays)")
+    try:
+        return TorchRNN(**config, initialize=False)
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise ModelFileError(f"{source}: bad TorchRNN configuration ({exc})") from exc
+
+
 def _read(file, source):
     """Read a model from `file` (a path or a binary file object); `source` names it in errors."""
-    from ..models import TorchRNN
-    from .keras import MAX_WEIGHT_BYTES, model_from_config
+    from .keras import MAX_ARCHIVE_MEMBERS, MAX_CONFIG_BYTES, MAX_WEIGHT_BYTES, model_from_config
 
     try:
         archive = np.load(file, allow_pickle=False)
     except Exception as exc:
         raise ModelFileError(f"{source}: not a readable fastrnn file ({exc})") from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):      # a single .npy array
+        raise ModelFileError(f"{source}: not a fastrnn file (a single NumPy array)")
     with archive:
+        if len(archive.zip.infolist()) > MAX_ARCHIVE_MEMBERS:
+            raise ModelFileError(f"{source}: the archive has more than {MAX_ARCHIVE_MEMBERS} members; refused")
+        if FORMAT_KEY not in archive.files:
+            raise ModelFileError(f"{source}: not a fastrnn file (no {FORMAT_KEY!r})")
+        text = _member(archive, FORMAT_KEY, 4 * MAX_CONFIG_BYTES, source)   # 4 bytes a character
         try:
-            header = json.loads(str(archive[FORMAT_KEY]))
+            if text.dtype.kind != "U" or text.ndim != 0:
+                raise ValueError(f"an array of {text.dtype}, shape {text.shape}")
+            header = json.loads(str(text))
         except Exception as exc:
             raise ModelFileError(f"{source}: damaged fastrnn header ({exc})") from exc
         if not isinstance(header, dict) or header.get("format") != "fastrnn":
@@ -180,16 +228,11 @@ def _read(file, source):
 
         def read_weights(layer):
             keys = sorted((k for k in archive.files if k.startswith(layer.name + "/")
-                           and k[len(layer.name) + 1:].isdigit()), key=lambda k: int(k.rsplit("/", 1)[1]))
-            arrays = []
-            for key in keys:
-                member = archive.zip.getinfo(key + ".npy")
-                if member.file_size > MAX_WEIGHT_BYTES:
-                    raise ModelFileError(f"{source}: weight {key!r} claims {member.file_size} bytes; refused")
-                try:
-                    arrays.append(archive[key])
-                except Exception as exc:
-                    raise ModelFileError(f"{source}: cannot read weight {key!r} ({exc})") from exc
+                           and k[len(layer.name) + 1:].isdecimal()), key=lambda k: int(k.rsplit("/", 1)[1]))
+            arrays = [_member(archive, key, MAX_WEIGHT_BYTES, source) for key in keys]
+            for key, array in zip(keys, arrays):
+                if array.dtype.kind != "f":
+                    raise ModelFileError(f"{source}: weight {key!r} has dtype {array.dtype}, expected floating point")
             if arrays or layer._has_weights:
                 try:
                     layer.set_weights(arrays)
@@ -198,12 +241,13 @@ def _read(file, source):
 
         model = header.get("model")
         if isinstance(model, dict) and model.get("class_name") == "TorchRNN":
-            config = model.get("config") or {}
-            try:
-                rnn = TorchRNN(**config, initialize=False)
-            except (TypeError, ValueError, KeyError) as exc:
-                raise ModelFileError(f"{source}: bad TorchRNN configuration ({exc})") from exc
+            rnn = _torch_rnn(model.get("config") or {}, len(archive.files) - 1, source)
+            size = rnn.input_size
             for layer in rnn.layers:
                 read_weights(layer)
+                if not layer.built or layer.input_shape[-1] != size:
+                    raise ModelFileError(f"{source}: the weights of layer {layer.name!r} do not fit inputs of "
+                                         f"size {size}")
+                size = (2 if rnn.bidirectional else 1) * (rnn.proj_size or rnn.hidden_size)
             return rnn
         return model_from_config(model, source, read_weights, native=True)

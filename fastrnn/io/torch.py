@@ -63,6 +63,8 @@ def from_state_dict(state_dict, prefix="", nonlinearity="tanh", batch_first=Fals
 
     tensors = {}
     for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise ModelFileError(f"{source}: a tensor is named {key!r}, not a string")
         if not key.startswith(prefix):
             continue
         name = key[len(prefix):]
@@ -70,18 +72,19 @@ def from_state_dict(state_dict, prefix="", nonlinearity="tanh", batch_first=Fals
         if match is None:
             raise ModelFileError(f"{source}: unexpected tensor {key!r} for a torch RNN/LSTM/GRU"
                                  f"{' under prefix ' + repr(prefix) if prefix else ''}")
-        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
-        if array.dtype.kind != "f":
-            raise ModelFileError(f"{source}: tensor {key!r} has dtype {array.dtype}, expected floating point")
-        tensors[name] = array
+        tensors[name] = _array(value, key, 2 if name.startswith("weight") else 1, source)
     if "weight_ih_l0" not in tensors:
         raise ModelFileError(f"{source}: no torch RNN/LSTM/GRU weights (weight_ih_l0) "
                              f"{'under prefix ' + repr(prefix) if prefix else 'found'}; "
-                             f"tensors: {sorted(state_dict)[:10]}")
+                             f"tensors: {sorted(map(str, state_dict))[:10]}")
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
 
-    num_layers = 1 + max(int(_KEY.match(k).group(2)) for k in tensors)
+    layer_indexes = sorted({int(_KEY.match(k).group(2)) for k in tensors})
+    if layer_indexes != list(range(len(layer_indexes))):
+        raise ModelFileError(f"{source}: tensors for layers {layer_indexes[:10]}{'...' if len(layer_indexes) > 10 else ''}; "
+                             f"expected layers 0 to {len(layer_indexes) - 1}")
+    num_layers = len(layer_indexes)
     bidirectional = any(k.endswith("_reverse") for k in tensors)
     bias = "bias_ih_l0" in tensors
     proj_size = tensors["weight_hr_l0"].shape[0] if "weight_hr_l0" in tensors else 0
@@ -119,6 +122,24 @@ def from_state_dict(state_dict, prefix="", nonlinearity="tanh", batch_first=Fals
         raise ModelFileError(f"{source}: unexpected tensor(s) {[prefix + k for k in extra]} for a "
                              f"{num_layers}-layer {'bidirectional ' if bidirectional else ''}{mode}")
     return model
+
+
+def _array(value, key, rank, source):
+    """A state dict entry as a NumPy array: floating point, of `rank` dimensions, none empty, and
+    at most MAX_WEIGHT_BYTES (a stride-0 view can claim any size)."""
+    from .keras import MAX_WEIGHT_BYTES
+
+    try:
+        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+    except (TypeError, ValueError, RuntimeError, NotImplementedError) as exc:   # bfloat16, sparse, meta tensors
+        raise ModelFileError(f"{source}: tensor {key!r} cannot be read as a NumPy array ({exc})") from exc
+    if array.dtype.kind != "f":
+        raise ModelFileError(f"{source}: tensor {key!r} has dtype {array.dtype}, expected floating point")
+    if array.ndim != rank or 0 in array.shape:
+        raise ModelFileError(f"{source}: tensor {key!r} has shape {array.shape}, expected {rank} non-empty dimensions")
+    if array.nbytes > MAX_WEIGHT_BYTES:
+        raise ModelFileError(f"{source}: tensor {key!r} claims shape {array.shape}, more than fastrnn reads")
+    return array
 
 
 def _shape(tensors, name, source, expected):
