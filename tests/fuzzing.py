@@ -708,14 +708,18 @@ def _flat(value):
 
 def sample_inputs(model):
     """Inputs of the shapes `model` declares (unknown sizes taken from the layers that read them,
-    else 2 for the batch and 3 elsewhere), or None if unknown, too large, or not one a fixed
-    Reshape of a variable size could take."""
+    else the batch size another input declares or 2, and 3 elsewhere), or None if unknown, too
+    large, or not one a fixed Reshape of a variable size could take."""
     from fastrnn.models import TorchRNN
+
+    declared = [model.input_shape] if isinstance(model, fastrnn.Sequential) else [
+        t.shape for t in getattr(model, "inputs", [])]
+    batch = next((shape[0] for shape in declared if shape and shape[0] is not None), 2)   # one batch size for all
 
     def make(shape, dtype):
         if any(isinstance(layer, fastrnn.Reshape) for layer in model.layers) and None in shape[1:]:
             return None
-        shape = tuple(2 if i == 0 and d is None else (3 if d is None else d) for i, d in enumerate(shape))
+        shape = tuple(batch if i == 0 and d is None else (3 if d is None else d) for i, d in enumerate(shape))
         if math.prod(shape) > MAX_INPUT_VALUES:
             return None
         return np.zeros(shape, dtype) if dtype.kind in "iu" else np.full(shape, 0.5, dtype)
