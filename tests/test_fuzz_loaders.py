@@ -202,6 +202,7 @@ def set_in(path, value):
     (["config", "layers", 2, "config", "dtype", "config"], [[[]]], r"uses dtype policy \[\[\[\]\]\]"),
     (["config", "layers", 2, "inbound_nodes", 0, "args"], float("nan"), "malformed inbound node"),
     (["config", "layers", 2, "inbound_nodes", 0, "args", 0, "config"], True, "not to a layer output"),
+    (["config", "layers", 3, "class_name"], "Flatten", r"layer 'decoder' \(Flatten\) is given an initial_state"),
 ])
 def test_config_fields_of_the_wrong_type(tmp_path, path, value, message):
     refused(edit_keras_config(tmp_path, set_in(path, value)), message)

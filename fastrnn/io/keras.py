@@ -310,6 +310,9 @@ def _wire_functional(body, specs, layers_by_name, source):
                     raise ModelFileError(f"{source}: layer {name!r} has a malformed inbound node")
                 args = [resolve(a) for a in args]
                 kwargs = {k: resolve(v) for k, v in kwargs.items() if k in ("initial_state",) and v is not None}
+                if kwargs and not isinstance(layer, (R._RNN, R.Bidirectional)):
+                    raise ModelFileError(f"{source}: layer {name!r} ({type(layer).__name__}) is given an "
+                                         "initial_state, which only recurrent layers take")
                 inputs = args[0] if len(args) == 1 else args
             elif isinstance(node, list):  # Keras 2: a list of [layer, node, tensor, kwargs]
                 refs = [tensor(_tensor_ref(entry, source)) for entry in node]
