@@ -28,7 +28,8 @@ def _format(path):
         except ZIP_ERRORS as exc:
             raise ModelFileError(f"{path}: a damaged zip archive ({exc})") from exc
         if len(names) > MAX_ARCHIVE_MEMBERS:
-            raise ModelFileError(f"{path}: a zip archive of {len(names)} members, more than {MAX_ARCHIVE_MEMBERS}; refused")
+            raise ModelFileError(f"{path}: a zip archive of {len(names)} members, more than {MAX_ARCHIVE_MEMBERS}; "
+                                 "refused")
         names = set(names)
         if "__fastrnn__.npy" in names:
             return "native"

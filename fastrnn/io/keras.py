@@ -613,7 +613,8 @@ def _read_member(archive, name, source, limit=None):
     except KeyError:
         raise ModelFileError(f"{source}: the archive has no {name!r} (members: {archive.namelist()[:10]})") from None
     if info.file_size > limit:
-        raise ModelFileError(f"{source}: {name!r} claims {info.file_size} bytes uncompressed, more than {limit}; refused")
+        raise ModelFileError(f"{source}: {name!r} claims {info.file_size} bytes uncompressed, more than {limit}; "
+                             "refused")
     try:
         return archive.read(name)
     except Exception as exc:

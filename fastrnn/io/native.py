@@ -173,11 +173,12 @@ def _member(archive, key, limit, source):
             version = np.lib.format.read_magic(member)
             if version not in ((1, 0), (2, 0)):
                 raise ValueError(f".npy format version {version}")
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read_header(member)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            shape, _, dtype = read_header[version](member)
         claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
         if claimed > info.file_size:
-            raise ValueError(f"its header claims {shape} values of {dtype}, more than the {info.file_size} bytes stored")
+            raise ValueError(f"its header claims {shape} values of {dtype}, more than the {info.file_size} "
+                             "bytes stored")
         return archive[key]
     except Exception as exc:
         raise ModelFileError(f"{source}: cannot read {key!r} ({exc})") from exc

@@ -82,8 +82,8 @@ def from_state_dict(state_dict, prefix="", nonlinearity="tanh", batch_first=Fals
 
     layer_indexes = sorted({int(_KEY.match(k).group(2)) for k in tensors})
     if layer_indexes != list(range(len(layer_indexes))):
-        raise ModelFileError(f"{source}: tensors for layers {layer_indexes[:10]}{'...' if len(layer_indexes) > 10 else ''}; "
-                             f"expected layers 0 to {len(layer_indexes) - 1}")
+        raise ModelFileError(f"{source}: tensors for layers {layer_indexes[:10]}"
+                             f"{'...' if len(layer_indexes) > 10 else ''}; expected layers 0 to {len(layer_indexes) - 1}")
     num_layers = len(layer_indexes)
     bidirectional = any(k.endswith("_reverse") for k in tensors)
     bias = "bias_ih_l0" in tensors
