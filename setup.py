@@ -3,6 +3,7 @@
 Everything else (metadata, dependencies, extras) lives in pyproject.toml.
 """
 import Cython
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -13,11 +14,12 @@ CFLAGS = ["-O3", "-fno-trapping-math"]
 kernels = Extension(
     "fastrnn._kernels",
     ["csrc/_kernels.pyx"],
-    include_dirs=["csrc"],
+    include_dirs=["csrc", numpy.get_include()],
     depends=["csrc/fast_math.h", "csrc/small_gemm.h"],
     extra_compile_args=CFLAGS,
     # Recorded in the extension so that fastrnn.show_config() can say how it was built.
     define_macros=[
+        ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
         ("FASTRNN_CYTHON_VERSION", '"%s"' % Cython.__version__),
         ("FASTRNN_CFLAGS", '"%s"' % " ".join(CFLAGS)),
     ],

@@ -16,11 +16,14 @@ Design:
 - The GIL is released for the whole recurrence, so calls from several threads run in parallel.
   Nothing is shared between calls: scratch memory is allocated per call.
 """
+cimport numpy as cnp
 from cython cimport floating
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 from libc.math cimport erf, erff, exp, expf, expm1, expm1f, log1p, log1pf, tanh, tanhf
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
+
+cnp.import_array()
 
 cdef extern from *:
     """
@@ -232,67 +235,254 @@ cdef void* alloc_scratch(size_t nbytes) except NULL nogil:
     return p
 
 
-cdef inline bint skipped(const unsigned char[:, ::1] mask, Py_ssize_t b, Py_ssize_t t) noexcept nogil:
-    return mask.shape[0] > 0 and not mask[b, t]
+# ------------------------------------------------------------------------------- the array contract
+# The entry points take ndarrays and check them with NumPy's C API (type, rank, contiguity, shapes):
+# a few integer comparisons, where typed memoryviews cost ~0.25 us each to acquire, which was
+# most of a one-step call. The cores below them see only pointers and sizes.
+
+cdef inline cnp.npy_intp* shape_of(object array, const char* name, int typenum, int ndim,
+                                 bint writable) except NULL:
+    """The dimensions of `array` after checking its type, rank, C order and, for outputs, writability."""
+    if not cnp.PyArray_Check(array):
+        raise TypeError(f"kernel argument {name.decode()}: expected a NumPy array, got {type(array).__name__}")
+    cdef cnp.ndarray a = <cnp.ndarray> array
+    if (cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_NDIM(a) != ndim or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+            or (writable and not cnp.PyArray_ISWRITEABLE(a))):
+        raise ValueError(
+            f"kernel argument {name.decode()}: expected a C-contiguous{' writable' if writable else ''} "
+            f"{ndim}-d {cnp.PyArray_DescrFromType(typenum)} array, got a {a.ndim}-d {a.dtype} array"
+            f"{'' if a.flags.c_contiguous else ' (not C-contiguous)'}"
+            f"{'' if a.flags.writeable or not writable else ' (read-only)'}")
+    return cnp.PyArray_DIMS(a)
 
 
-cdef floating* project(const floating[:, :, ::1] x, const floating[:, ::1] kernel,
-                       const floating[::1] bias) except NULL nogil:
+cdef inline void* data(object array) noexcept:
+    return cnp.PyArray_DATA(<cnp.ndarray> array)
+
+
+cdef int check_shape(const char* name, cnp.npy_intp* shape, int ndim,
+                     Py_ssize_t d0, Py_ssize_t d1=0, Py_ssize_t d2=0) except -1:
+    """Raise ValueError unless the first `ndim` of `shape` are (d0, d1, d2)."""
+    cdef Py_ssize_t expected[3]
+    expected[:] = [d0, d1, d2]
+    cdef int i
+    for i in range(ndim):
+        if shape[i] != expected[i]:
+            raise ValueError(f"kernel argument {name.decode()}: expected shape "
+                             f"{tuple(expected[j] for j in range(ndim))}, got {tuple(shape[j] for j in range(ndim))}")
+    return 0
+
+
+cdef inline int typenum_of(object state) except -1:
+    """The precision of a call, taken from its state ``h``: float32 or float64."""
+    if cnp.PyArray_Check(state):
+        typenum = cnp.PyArray_TYPE(<cnp.ndarray> state)
+        if typenum == cnp.NPY_FLOAT32 or typenum == cnp.NPY_FLOAT64:
+            return typenum
+    raise TypeError(f"kernel state h: expected a float32 or float64 array, got {getattr(state, 'dtype', type(state))}")
+
+
+cdef inline const unsigned char* mask_data(object mask, Py_ssize_t batch, Py_ssize_t timesteps) except? NULL:
+    """The mask's rows, or NULL for the empty (0, 0) mask that means every step is processed."""
+    cdef cnp.npy_intp* shape = shape_of(mask, b"mask", cnp.NPY_UINT8, 2, False)
+    if shape[0] == 0 and shape[1] == 0:
+        return NULL
+    check_shape(b"mask", shape, 2, batch, timesteps)
+    return <const unsigned char*> data(mask)
+
+
+cdef inline void* sequence_data(object sequence, int typenum, Py_ssize_t batch, Py_ssize_t timesteps,
+                                Py_ssize_t width) except? NULL:
+    """The sequence output's data, or NULL for the empty (0, 0, 0) array that skips it."""
+    cdef cnp.npy_intp* shape = shape_of(sequence, b"sequence", typenum, 3, True)
+    if shape[0] == 0 and shape[1] == 0 and shape[2] == 0:
+        return NULL
+    check_shape(b"sequence", shape, 3, batch, timesteps, width)
+    return data(sequence)
+
+
+# ------------------------------------------------------------------------------------- the cores
+
+cdef inline bint skipped(const unsigned char* mask, Py_ssize_t timesteps, Py_ssize_t b,
+                         Py_ssize_t t) noexcept nogil:
+    return mask != NULL and not mask[b * timesteps + t]
+
+
+cdef floating* project(Py_ssize_t rows, Py_ssize_t inputs, Py_ssize_t width, const floating* x,
+                       const floating* kernel, const floating* bias) except NULL nogil:
     """The hoisted input projection, ``x @ kernel + bias`` for every step and row: one GEMM.
 
-    Returns (T * B, width) scratch that the caller frees; step t's rows start at t * B * width.
+    Returns (rows, width) scratch that the caller frees; step t's rows start at t * B * width.
     """
-    cdef Py_ssize_t rows = x.shape[0] * x.shape[1], width = kernel.shape[1], r
     cdef floating* projected = <floating*> alloc_scratch(rows * width * sizeof(floating))
+    cdef Py_ssize_t r
     for r in range(rows):
-        memcpy(projected + r * width, &bias[0], width * sizeof(floating))
-    gemm(rows, width, x.shape[2], &x[0, 0, 0], x.shape[2], &kernel[0, 0], width, 1, projected, width)
+        memcpy(projected + r * width, bias, width * sizeof(floating))
+    gemm(rows, width, inputs, x, inputs, kernel, width, 1, projected, width)
     return projected
 
 
-def simple_rnn(const floating[:, :, ::1] x,                 # IN  (T, B, I) time-major inputs
-               const floating[:, ::1] kernel,               # IN  (I, U)
-               const floating[::1] bias,                    # IN  (U,), zeros without a bias
-               const floating[:, ::1] recurrent_kernel,     # IN  (U, U)
-               const unsigned char[:, ::1] mask,            # IN  (B, T), or (0, 0) for no mask
-               int activation,
-               floating[:, ::1] h,                          # IN/OUT (B, U) initial -> final state
-               floating[:, :, ::1] sequence):               # OUT (B, T, U), or (0, 0, 0) to skip
-    """SimpleRNN: ``h_t = act(x_t @ kernel + bias + h_{t-1} @ recurrent_kernel)``, in place.
-
-    See fastrnn/reference.py for the contract; this is its compiled twin.
-    """
-    cdef Py_ssize_t timesteps = x.shape[0], batch = x.shape[1], units = h.shape[1]
-    cdef bint write_sequence = sequence.shape[0] > 0
+cdef int simple_rnn_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_ssize_t units,
+                         const floating* x, const floating* kernel, const floating* bias,
+                         const floating* recurrent_kernel, const unsigned char* mask, int activation,
+                         floating* h, floating* sequence) except -1 nogil:
     cdef size_t row_bytes = units * sizeof(floating)
     cdef Py_ssize_t b, t
-    cdef floating* projected
     cdef floating* z
-    with nogil:
-        projected = project(x, kernel, bias)
-        for t in range(timesteps):
-            z = projected + t * batch * units
-            gemm(batch, units, units, &h[0, 0], units, &recurrent_kernel[0, 0], units, 1, z, units)
+    cdef floating* projected = project(timesteps * batch, inputs, units, x, kernel, bias)
+    for t in range(timesteps):
+        z = projected + t * batch * units
+        gemm(batch, units, units, h, units, recurrent_kernel, units, 1, z, units)
+        for b in range(batch):
+            if not skipped(mask, timesteps, b, t):
+                activate(z + b * units, units, activation)
+                memcpy(h + b * units, z + b * units, row_bytes)
+            if sequence != NULL:
+                memcpy(sequence + (b * timesteps + t) * units, h + b * units, row_bytes)
+    free(projected)
+    return 0
+
+
+cdef int lstm_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_ssize_t units,
+                   Py_ssize_t state, const floating* x, const floating* kernel, const floating* bias,
+                   const floating* recurrent_kernel, const floating* projection,
+                   const unsigned char* mask, int activation, int recurrent_activation,
+                   floating* h, floating* c, floating* sequence) except -1 nogil:
+    cdef Py_ssize_t width = 4 * units, b, t, j
+    cdef floating* z
+    cdef floating* z_b
+    cdef floating* c_b
+    cdef floating* projected = project(timesteps * batch, inputs, width, x, kernel, bias)
+    cdef floating* out = <floating*> alloc_scratch(batch * state * sizeof(floating))  # o * act(c) @ projection
+    for t in range(timesteps):
+        z = projected + t * batch * width
+        gemm(batch, width, state, h, state, recurrent_kernel, width, 1, z, width)
+        for b in range(batch):
+            if skipped(mask, timesteps, b, t):
+                continue
+            z_b, c_b = z + b * width, c + b * units
+            activate(z_b, 2 * units, recurrent_activation)             # i, f
+            activate(z_b + 2 * units, units, activation)               # candidate
+            activate(z_b + 3 * units, units, recurrent_activation)     # o
+            for j in range(units):
+                c_b[j] = z_b[units + j] * c_b[j] + z_b[j] * z_b[2 * units + j]
+                z_b[2 * units + j] = c_b[j]    # the candidate slot now holds act(c_t)
+            activate(z_b + 2 * units, units, activation)
+            for j in range(units):
+                z_b[2 * units + j] *= z_b[3 * units + j]                # o * act(c_t)
+            if projection == NULL:
+                memcpy(h + b * state, z_b + 2 * units, units * sizeof(floating))
+        if projection != NULL:
+            gemm(batch, state, units, z + 2 * units, width, projection, state, 0, out, state)
             for b in range(batch):
-                if not skipped(mask, b, t):
-                    activate(z + b * units, units, activation)
-                    memcpy(&h[b, 0], z + b * units, row_bytes)
-                if write_sequence:
-                    memcpy(&sequence[b, t, 0], &h[b, 0], row_bytes)
-        free(projected)
+                if not skipped(mask, timesteps, b, t):
+                    memcpy(h + b * state, out + b * state, state * sizeof(floating))
+        if sequence != NULL:
+            for b in range(batch):
+                memcpy(sequence + (b * timesteps + t) * state, h + b * state, state * sizeof(floating))
+    free(out)
+    free(projected)
+    return 0
 
 
-def lstm(const floating[:, :, ::1] x,                       # IN  (T, B, I) time-major inputs
-         const floating[:, ::1] kernel,                     # IN  (I, 4U)
-         const floating[::1] bias,                          # IN  (4U,), zeros without a bias
-         const floating[:, ::1] recurrent_kernel,           # IN  (P, 4U), gates i, f, c, o
-         const floating[:, ::1] projection,                 # IN  (U, P), or (0, 0): P = U
-         const unsigned char[:, ::1] mask,                  # IN  (B, T), or (0, 0) for no mask
+cdef int gru_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_ssize_t units,
+                  const floating* x, const floating* kernel, const floating* input_bias,
+                  const floating* recurrent_kernel, const floating* recurrent_bias,
+                  const unsigned char* mask, int activation, int recurrent_activation, bint reset_after,
+                  floating* h, floating* sequence) except -1 nogil:
+    cdef Py_ssize_t width = 3 * units, b, t, j
+    cdef floating* z
+    cdef floating* z_b
+    cdef floating* g_b
+    cdef floating* h_b
+    cdef floating* projected = project(timesteps * batch, inputs, width, x, kernel, input_bias)
+    # g: the recurrent side of the gates (reset_after), or r * h (before).
+    cdef floating* g = <floating*> alloc_scratch(batch * width * sizeof(floating))
+    for t in range(timesteps):
+        z = projected + t * batch * width
+        if reset_after:
+            for b in range(batch):
+                memcpy(g + b * width, recurrent_bias, width * sizeof(floating))
+            gemm(batch, width, units, h, units, recurrent_kernel, width, 1, g, width)
+            for b in range(batch):
+                z_b, g_b = z + b * width, g + b * width
+                for j in range(2 * units):
+                    z_b[j] += g_b[j]
+                activate(z_b, 2 * units, recurrent_activation)          # z, r
+                for j in range(units):
+                    z_b[2 * units + j] += z_b[units + j] * g_b[2 * units + j]
+        else:
+            gemm(batch, 2 * units, units, h, units, recurrent_kernel, width, 1, z, width)
+            for b in range(batch):
+                z_b, g_b, h_b = z + b * width, g + b * units, h + b * units
+                activate(z_b, 2 * units, recurrent_activation)          # z, r
+                for j in range(units):
+                    g_b[j] = z_b[units + j] * h_b[j]                   # r * h_{t-1}
+            gemm(batch, units, units, g, units, recurrent_kernel + 2 * units, width, 1, z + 2 * units, width)
+        for b in range(batch):
+            z_b, h_b = z + b * width, h + b * units
+            if not skipped(mask, timesteps, b, t):
+                activate(z_b + 2 * units, units, activation)
+                for j in range(units):
+                    h_b[j] = z_b[j] * h_b[j] + (1 - z_b[j]) * z_b[2 * units + j]
+            if sequence != NULL:
+                memcpy(sequence + (b * timesteps + t) * units, h_b, units * sizeof(floating))
+    free(g)
+    free(projected)
+    return 0
+
+
+# ------------------------------------------------------------------------------- the entry points
+
+def simple_rnn(x,                   # IN  (T, B, I) time-major inputs
+               kernel,              # IN  (I, U)
+               bias,                # IN  (U,), zeros without a bias
+               recurrent_kernel,    # IN  (U, U)
+               mask,                # IN  (B, T) uint8, or (0, 0) for no mask
+               int activation,
+               h,                   # IN/OUT (B, U) initial -> final state
+               sequence):           # OUT (B, T, U), or (0, 0, 0) to skip
+    """SimpleRNN: ``h_t = act(x_t @ kernel + bias + h_{t-1} @ recurrent_kernel)``, in place.
+
+    See fastrnn/reference.py for the contract; this is its compiled twin. Every array is
+    float32, or every one float64 (the mask is uint8), C-contiguous.
+    """
+    cdef int typenum = typenum_of(h)
+    cdef cnp.npy_intp* xs = shape_of(x, b"x", typenum, 3, False)
+    cdef Py_ssize_t T = xs[0], B = xs[1], I = xs[2]
+    cdef Py_ssize_t U = shape_of(h, b"h", typenum, 2, True)[1]
+    check_shape(b"h", cnp.PyArray_DIMS(<cnp.ndarray> h), 2, B, U)
+    check_shape(b"kernel", shape_of(kernel, b"kernel", typenum, 2, False), 2, I, U)
+    check_shape(b"bias", shape_of(bias, b"bias", typenum, 1, False), 1, U)
+    check_shape(b"recurrent_kernel", shape_of(recurrent_kernel, b"recurrent_kernel", typenum, 2, False), 2, U, U)
+    cdef const unsigned char* m = mask_data(mask, B, T)
+    cdef void* seq = sequence_data(sequence, typenum, B, T, U)
+    cdef void* px = data(x)
+    cdef void* pk = data(kernel)
+    cdef void* pb = data(bias)
+    cdef void* pr = data(recurrent_kernel)
+    cdef void* ph = data(h)
+    if typenum == cnp.NPY_FLOAT32:
+        with nogil:
+            simple_rnn_core(T, B, I, U, <float*> px, <float*> pk, <float*> pb, <float*> pr, m, activation,
+                            <float*> ph, <float*> seq)
+    else:
+        with nogil:
+            simple_rnn_core(T, B, I, U, <double*> px, <double*> pk, <double*> pb, <double*> pr, m, activation,
+                            <double*> ph, <double*> seq)
+
+
+def lstm(x,                         # IN  (T, B, I) time-major inputs
+         kernel,                    # IN  (I, 4U)
+         bias,                      # IN  (4U,), zeros without a bias
+         recurrent_kernel,          # IN  (P, 4U), gates i, f, c, o
+         projection,                # IN  (U, P), or (0, 0): P = U
+         mask,                      # IN  (B, T) uint8, or (0, 0) for no mask
          int activation,
          int recurrent_activation,
-         floating[:, ::1] h,                                # IN/OUT (B, P)
-         floating[:, ::1] c,                                # IN/OUT (B, U)
-         floating[:, :, ::1] sequence):                     # OUT (B, T, P), or (0, 0, 0) to skip
+         h,                         # IN/OUT (B, P)
+         c,                         # IN/OUT (B, U)
+         sequence):                 # OUT (B, T, P), or (0, 0, 0) to skip
     """LSTM, gates fused: one product with the whole (P, 4U) recurrent kernel per step.
 
     ``z = x_t @ kernel + bias + h_{t-1} @ recurrent_kernel``;
@@ -300,61 +490,52 @@ def lstm(const floating[:, :, ::1] x,                       # IN  (T, B, I) time
     ``c_t = f * c_{t-1} + i * act(z_c)``; ``h_t = o * act(c_t)``, then ``h_t @ projection``
     when there is one (PyTorch's proj_size; P is its size).
     """
-    cdef Py_ssize_t timesteps = x.shape[0], batch = x.shape[1]
-    cdef Py_ssize_t units = c.shape[1], state = h.shape[1], width = 4 * units
-    cdef bint use_projection = projection.shape[0] > 0
-    cdef bint write_sequence = sequence.shape[0] > 0
-    cdef Py_ssize_t b, t, j
-    cdef floating* projected
-    cdef floating* z
-    cdef floating* z_b
-    cdef floating* c_b
-    cdef floating* out
-    with nogil:
-        projected = project(x, kernel, bias)
-        out = <floating*> alloc_scratch(batch * state * sizeof(floating))   # o * act(c) @ projection
-        for t in range(timesteps):
-            z = projected + t * batch * width
-            gemm(batch, width, state, &h[0, 0], state, &recurrent_kernel[0, 0], width, 1, z, width)
-            for b in range(batch):
-                z_b = z + b * width
-                c_b = &c[b, 0]
-                if skipped(mask, b, t):
-                    continue
-                activate(z_b, 2 * units, recurrent_activation)             # i, f
-                activate(z_b + 2 * units, units, activation)               # candidate
-                activate(z_b + 3 * units, units, recurrent_activation)     # o
-                for j in range(units):
-                    c_b[j] = z_b[units + j] * c_b[j] + z_b[j] * z_b[2 * units + j]
-                    z_b[2 * units + j] = c_b[j]    # the candidate slot now holds act(c_t)
-                activate(z_b + 2 * units, units, activation)
-                for j in range(units):
-                    z_b[2 * units + j] *= z_b[3 * units + j]                # o * act(c_t)
-                if not use_projection:
-                    memcpy(&h[b, 0], z_b + 2 * units, units * sizeof(floating))
-            if use_projection:
-                gemm(batch, state, units, z + 2 * units, width, &projection[0, 0], state, 0, out, state)
-                for b in range(batch):
-                    if not skipped(mask, b, t):
-                        memcpy(&h[b, 0], out + b * state, state * sizeof(floating))
-            if write_sequence:
-                for b in range(batch):
-                    memcpy(&sequence[b, t, 0], &h[b, 0], state * sizeof(floating))
-        free(out)
-        free(projected)
+    cdef int typenum = typenum_of(h)
+    cdef cnp.npy_intp* xs = shape_of(x, b"x", typenum, 3, False)
+    cdef Py_ssize_t T = xs[0], B = xs[1], I = xs[2]
+    cdef Py_ssize_t U = shape_of(c, b"c", typenum, 2, True)[1]
+    cdef Py_ssize_t P = shape_of(h, b"h", typenum, 2, True)[1]
+    check_shape(b"c", cnp.PyArray_DIMS(<cnp.ndarray> c), 2, B, U)
+    check_shape(b"h", cnp.PyArray_DIMS(<cnp.ndarray> h), 2, B, P)
+    check_shape(b"kernel", shape_of(kernel, b"kernel", typenum, 2, False), 2, I, 4 * U)
+    check_shape(b"bias", shape_of(bias, b"bias", typenum, 1, False), 1, 4 * U)
+    check_shape(b"recurrent_kernel", shape_of(recurrent_kernel, b"recurrent_kernel", typenum, 2, False), 2, P, 4 * U)
+    cdef cnp.npy_intp* ps = shape_of(projection, b"projection", typenum, 2, False)
+    cdef bint projected = ps[0] != 0 or ps[1] != 0
+    if projected:
+        check_shape(b"projection", ps, 2, U, P)
+    elif P != U:
+        raise ValueError(f"kernel argument h: expected shape {(B, U)} without a projection, got {(B, P)}")
+    cdef const unsigned char* m = mask_data(mask, B, T)
+    cdef void* seq = sequence_data(sequence, typenum, B, T, P)
+    cdef void* px = data(x)
+    cdef void* pk = data(kernel)
+    cdef void* pb = data(bias)
+    cdef void* pr = data(recurrent_kernel)
+    cdef void* pp = data(projection) if projected else NULL
+    cdef void* ph = data(h)
+    cdef void* pc = data(c)
+    if typenum == cnp.NPY_FLOAT32:
+        with nogil:
+            lstm_core(T, B, I, U, P, <float*> px, <float*> pk, <float*> pb, <float*> pr, <float*> pp, m,
+                      activation, recurrent_activation, <float*> ph, <float*> pc, <float*> seq)
+    else:
+        with nogil:
+            lstm_core(T, B, I, U, P, <double*> px, <double*> pk, <double*> pb, <double*> pr, <double*> pp, m,
+                      activation, recurrent_activation, <double*> ph, <double*> pc, <double*> seq)
 
 
-def gru(const floating[:, :, ::1] x,                        # IN  (T, B, I) time-major inputs
-        const floating[:, ::1] kernel,                      # IN  (I, 3U)
-        const floating[::1] input_bias,                     # IN  (3U,), zeros without a bias
-        const floating[:, ::1] recurrent_kernel,            # IN  (U, 3U), gates z, r, h
-        const floating[::1] recurrent_bias,                 # IN  (3U,), zeros unless reset_after
-        const unsigned char[:, ::1] mask,                   # IN  (B, T), or (0, 0) for no mask
+def gru(x,                          # IN  (T, B, I) time-major inputs
+        kernel,                     # IN  (I, 3U)
+        input_bias,                 # IN  (3U,), zeros without a bias
+        recurrent_kernel,           # IN  (U, 3U), gates z, r, h
+        recurrent_bias,             # IN  (3U,), zeros unless reset_after
+        mask,                       # IN  (B, T) uint8, or (0, 0) for no mask
         int activation,
         int recurrent_activation,
         bint reset_after,
-        floating[:, ::1] h,                                 # IN/OUT (B, U)
-        floating[:, :, ::1] sequence):                      # OUT (B, T, U), or (0, 0, 0) to skip
+        h,                          # IN/OUT (B, U)
+        sequence):                  # OUT (B, T, U), or (0, 0, 0) to skip
     """GRU in both Keras formulations, with ``x = x_t @ kernel + input_bias``.
 
     ``reset_after`` (Keras 3 and PyTorch): one product with the whole recurrent kernel per step,
@@ -363,58 +544,44 @@ def gru(const floating[:, :, ::1] x,                        # IN  (T, B, I) time
     ``hh = act(x_h + (r * h_{t-1}) @ recurrent_kernel[:, 2U:])``. Both end with
     ``h_t = z * h_{t-1} + (1 - z) * hh``.
     """
-    cdef Py_ssize_t timesteps = x.shape[0], batch = x.shape[1], units = h.shape[1]
-    cdef Py_ssize_t width = 3 * units
-    cdef bint write_sequence = sequence.shape[0] > 0
-    cdef Py_ssize_t b, t, j
-    cdef floating* projected
-    cdef floating* z
-    cdef floating* g
-    cdef floating* z_b
-    cdef floating* g_b
-    cdef floating* h_b
-    with nogil:
-        projected = project(x, kernel, input_bias)
-        # g: the recurrent side of the gates (reset_after), or r * h (before).
-        g = <floating*> alloc_scratch(batch * width * sizeof(floating))
-        for t in range(timesteps):
-            z = projected + t * batch * width
-            if reset_after:
-                for b in range(batch):
-                    memcpy(g + b * width, &recurrent_bias[0], width * sizeof(floating))
-                gemm(batch, width, units, &h[0, 0], units, &recurrent_kernel[0, 0], width, 1, g, width)
-                for b in range(batch):
-                    z_b, g_b = z + b * width, g + b * width
-                    for j in range(2 * units):
-                        z_b[j] += g_b[j]
-                    activate(z_b, 2 * units, recurrent_activation)          # z, r
-                    for j in range(units):
-                        z_b[2 * units + j] += z_b[units + j] * g_b[2 * units + j]
-            else:
-                gemm(batch, 2 * units, units, &h[0, 0], units, &recurrent_kernel[0, 0], width, 1, z, width)
-                for b in range(batch):
-                    z_b, g_b, h_b = z + b * width, g + b * units, &h[b, 0]
-                    activate(z_b, 2 * units, recurrent_activation)          # z, r
-                    for j in range(units):
-                        g_b[j] = z_b[units + j] * h_b[j]                   # r * h_{t-1}
-                gemm(batch, units, units, g, units, &recurrent_kernel[0, 2 * units], width, 1,
-                     z + 2 * units, width)
-            for b in range(batch):
-                z_b, h_b = z + b * width, &h[b, 0]
-                if not skipped(mask, b, t):
-                    activate(z_b + 2 * units, units, activation)
-                    for j in range(units):
-                        h_b[j] = z_b[j] * h_b[j] + (1 - z_b[j]) * z_b[2 * units + j]
-                if write_sequence:
-                    memcpy(&sequence[b, t, 0], h_b, units * sizeof(floating))
-        free(g)
-        free(projected)
+    cdef int typenum = typenum_of(h)
+    cdef cnp.npy_intp* xs = shape_of(x, b"x", typenum, 3, False)
+    cdef Py_ssize_t T = xs[0], B = xs[1], I = xs[2]
+    cdef Py_ssize_t U = shape_of(h, b"h", typenum, 2, True)[1]
+    check_shape(b"h", cnp.PyArray_DIMS(<cnp.ndarray> h), 2, B, U)
+    check_shape(b"kernel", shape_of(kernel, b"kernel", typenum, 2, False), 2, I, 3 * U)
+    check_shape(b"input_bias", shape_of(input_bias, b"input_bias", typenum, 1, False), 1, 3 * U)
+    check_shape(b"recurrent_kernel", shape_of(recurrent_kernel, b"recurrent_kernel", typenum, 2, False), 2, U, 3 * U)
+    check_shape(b"recurrent_bias", shape_of(recurrent_bias, b"recurrent_bias", typenum, 1, False), 1, 3 * U)
+    cdef const unsigned char* m = mask_data(mask, B, T)
+    cdef void* seq = sequence_data(sequence, typenum, B, T, U)
+    cdef void* px = data(x)
+    cdef void* pk = data(kernel)
+    cdef void* pb = data(input_bias)
+    cdef void* pr = data(recurrent_kernel)
+    cdef void* prb = data(recurrent_bias)
+    cdef void* ph = data(h)
+    if typenum == cnp.NPY_FLOAT32:
+        with nogil:
+            gru_core(T, B, I, U, <float*> px, <float*> pk, <float*> pb, <float*> pr, <float*> prb, m,
+                     activation, recurrent_activation, reset_after, <float*> ph, <float*> seq)
+    else:
+        with nogil:
+            gru_core(T, B, I, U, <double*> px, <double*> pk, <double*> pb, <double*> pr, <double*> prb, m,
+                     activation, recurrent_activation, reset_after, <double*> ph, <double*> seq)
 
 
-def activation(floating[::1] values, int activation):                 # IN/OUT (n,)
+def activation(values, int activation):     # IN/OUT (n,) float32 or float64
     """Apply the activation with code `activation` to `values` in place, as the kernels do.
 
     Exposed so that tests can hold the compiled activations to their accuracy bounds.
     """
-    with nogil:
-        activate(&values[0], values.shape[0], activation)
+    cdef int typenum = typenum_of(values)
+    cdef Py_ssize_t n = shape_of(values, b"values", typenum, 1, True)[0]
+    cdef void* p = data(values)
+    if typenum == cnp.NPY_FLOAT32:
+        with nogil:
+            activate(<float*> p, n, activation)
+    else:
+        with nogil:
+            activate(<double*> p, n, activation)

@@ -84,3 +84,44 @@ def test_show_config_reports_the_choice(capsys):
     assert out.startswith(f"fastrnn {fastrnn.__version__}\nbackend: {fastrnn.backend()}")
     assert "gcc" in out or "clang" in out
     assert f"numpy {np.__version__}, BLAS:" in out
+
+
+def _lstm_arguments(dtype=np.float32, T=3, B=2, I=5, U=4):
+    """Valid arguments of the compiled LSTM kernel, as a dict in signature order."""
+    rng = np.random.default_rng(0)
+    return dict(x=rng.standard_normal((T, B, I)).astype(dtype), kernel=np.zeros((I, 4 * U), dtype),
+                bias=np.zeros(4 * U, dtype), recurrent_kernel=np.zeros((U, 4 * U), dtype),
+                projection=np.empty((0, 0), dtype), mask=np.empty((0, 0), np.uint8), activation=1,
+                recurrent_activation=2, h=np.zeros((B, U), dtype), c=np.zeros((B, U), dtype),
+                sequence=np.empty((0, 0, 0), dtype))
+
+
+@pytest.mark.parametrize("name, value, error, message", [
+    ("x", np.zeros((3, 2, 6), np.float32), ValueError, r"kernel argument kernel: expected shape \(6, 16\)"),
+    ("x", np.zeros((3, 2, 5), np.float64), ValueError, "kernel argument x: expected .*float32"),
+    ("x", np.zeros((3, 5, 2), np.float32).transpose(0, 2, 1), ValueError, "not C-contiguous"),
+    ("x", [[[0.0] * 5] * 2] * 3, TypeError, "expected a NumPy array, got list"),
+    ("h", np.zeros((2, 4), np.float16), TypeError, "float32 or float64"),
+    ("c", np.zeros((2, 5), np.float32), ValueError, "kernel argument kernel: expected shape"),
+    ("mask", np.ones((3, 2), np.uint8), ValueError, r"kernel argument mask: expected shape \(2, 3\)"),
+    ("mask", np.ones((2, 3), bool), ValueError, "kernel argument mask"),
+    ("sequence", np.zeros((2, 3, 5), np.float32), ValueError, r"kernel argument sequence: expected shape \(2, 3, 4\)"),
+    ("projection", np.zeros((4, 3), np.float32), ValueError, r"kernel argument projection: expected shape \(4, 4\)"),
+])
+def test_compiled_kernel_checks_its_arguments(name, value, error, message):
+    """The compiled kernels trust no caller: a wrong array is an exception, never a bad read."""
+    _kernels = pytest.importorskip("fastrnn._kernels")
+    arguments = _lstm_arguments()
+    arguments[name] = value
+    with pytest.raises(error, match=message):
+        _kernels.lstm(*arguments.values())
+
+
+def test_compiled_kernel_refuses_read_only_outputs():
+    _kernels = pytest.importorskip("fastrnn._kernels")
+    arguments = _lstm_arguments(np.float64)
+    arguments["h"].flags.writeable = False
+    with pytest.raises(ValueError, match="kernel argument h: .*read-only"):
+        _kernels.lstm(*arguments.values())
+    arguments = _lstm_arguments(np.float64)
+    _kernels.lstm(*arguments.values())   # and the valid call runs
