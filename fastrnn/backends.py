@@ -9,11 +9,8 @@ extension and of numba.
 """
 import os
 import platform
-import types
 
-import numpy as np
-
-__all__ = ["available", "backend", "kernels", "kernels_for", "set_backend", "show_config"]
+__all__ = ["available", "backend", "kernels", "set_backend", "show_config"]
 
 
 def _import_cython():
@@ -108,39 +105,6 @@ def kernels():
         env = os.environ.get("FASTRNN_BACKEND", "").strip().lower()
         _select(env or "auto", "FASTRNN_BACKEND" if env and env != "auto" else "auto")
     return _active[1]
-
-
-_SPECIALIZED = {}   # (backend module, dtype) -> namespace of its kernels for that dtype
-_CELLS = ("simple_rnn", "lstm", "gru")
-
-
-def kernels_for(dtype):
-    """The active backend's kernels for `dtype`, resolved once (a small call costs less).
-
-    The compiled kernels are fused over float32 and float64; picking the specialisation here,
-    once, saves their per-call type dispatch. Other backends' functions are returned as they are.
-
-    Parameters
-    ----------
-    dtype : numpy.dtype
-        float32 or float64.
-
-    Returns
-    -------
-    types.SimpleNamespace
-        ``simple_rnn``, ``lstm`` and ``gru`` callables with the kernel contract.
-    """
-    module = kernels()
-    key = (module, dtype)
-    found = _SPECIALIZED.get(key)
-    if found is None:
-        ctype = "float" if dtype == np.float32 else "double"
-        functions = {}
-        for name in _CELLS:
-            function = getattr(module, name)
-            functions[name] = getattr(function, "__signatures__", {}).get(ctype, function)
-        found = _SPECIALIZED[key] = types.SimpleNamespace(**functions)
-    return found
 
 
 def backend():

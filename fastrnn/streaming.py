@@ -158,7 +158,7 @@ class Stream:
 
 def _recurrent_step(layer, states):
     """One timestep of `layer` on (batch, features), updating `states` in place; returns h."""
-    kernels = backends.kernels_for(layer.dtype)
+    kernels = backends.kernels()
     sequence = _EMPTY_SEQUENCE[layer.dtype]
 
     def run(x):

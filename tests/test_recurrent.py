@@ -65,6 +65,29 @@ def test_backend_matches_reference(backend_name, cell, dtype, return_sequences, 
     assert_close(layer(x, **kwargs), expected, dtype)
 
 
+FUSED = list(itertools.product(["simple_rnn", "lstm", "gru"], [1, 2, 3, 5], [8, 24], [False, True],
+                               [False, True]))
+
+
+@pytest.mark.parametrize("cell, batch, units, with_mask, go_backwards", FUSED,
+                         ids=["%s-b%d-u%d-mask%d-back%d" % f for f in FUSED])
+def test_fused_float32_steps_match_reference(backend_name, cell, batch, units, with_mask, go_backwards):
+    """float32 with the default activations and units a multiple of 8 take the compiled kernels'
+    fused path (csrc/fused_steps.h): both row blocks (pairs and a last single row), several unit
+    blocks, masks, initial states and the state alternating between buffers (odd and even T)."""
+    cls, options = CELLS[cell]
+    layer = cls(units, **options, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    layer.build((None, None, INPUT_DIM))
+    rng = np.random.default_rng(units + batch)
+    layer.set_weights([rng.uniform(-0.5, 0.5, w.shape) for w in layer.get_weights()])
+    for timesteps in (1, 4, 7):
+        x = rng.standard_normal((batch, timesteps, INPUT_DIM)).astype(np.float32)
+        mask = rng.random((batch, timesteps)) < 0.7 if with_mask else None
+        h0 = [rng.standard_normal((batch, units)).astype(np.float32) for _ in layer._state_sizes()]
+        expected = on_reference(lambda: layer(x, mask=mask, initial_state=h0))
+        assert_close(layer(x, mask=mask, initial_state=h0), expected, np.float32)
+
+
 ROLES = [("simple_rnn", "activation")] + [(cell, role) for cell in GATED
                                           for role in ("activation", "recurrent_activation")]
 
