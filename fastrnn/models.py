@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from .base import Layer, Node, Symbolic, unique_name
+from .base import Layer, Node, Symbolic, positive_int, unique_name
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 __all__ = ["Input", "InputLayer", "Model", "Sequential", "TorchRNN"]
@@ -638,7 +638,9 @@ class TorchRNN:
     ----------
     mode : {"RNN", "LSTM", "GRU"}
     input_size, hidden_size, num_layers, bias, batch_first, bidirectional, proj_size, nonlinearity
-        As for the torch module (``nonlinearity`` for RNN, ``proj_size`` for LSTM).
+        As for the torch module (``nonlinearity`` for RNN, ``proj_size`` for LSTM). Sizes must be
+        positive integers (not bools), and ``num_layers`` at most 10,000
+        (``fastrnn.io.keras.MAX_LAYERS``); anything else is a ValueError naming the argument.
     dtype : {"float32", "float64"}, default "float32"
     seed : int, optional
     initialize : bool, default True
@@ -657,13 +659,23 @@ class TorchRNN:
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  bidirectional=False, proj_size=0, nonlinearity="tanh", dtype="float32", seed=None,
                  initialize=True):
+        from .io.keras import MAX_LAYERS
+
         if mode not in _TORCH_CELLS:
             raise ValueError(f"mode must be 'RNN', 'LSTM' or 'GRU', got {mode!r}")
         if proj_size and mode != "LSTM":
             raise ValueError(f"proj_size is an LSTM option, got it for {mode}")
-        self.mode, self.input_size, self.hidden_size = mode, int(input_size), int(hidden_size)
-        self.num_layers, self.bias, self.batch_first = int(num_layers), bool(bias), bool(batch_first)
-        self.bidirectional, self.proj_size, self.nonlinearity = bool(bidirectional), int(proj_size or 0), nonlinearity
+        # Checked before the layers are made: a huge num_layers would otherwise build layers
+        # until memory runs out, and int() would quietly accept True, 2.5 or "2".
+        num_layers = positive_int(num_layers, "num_layers")
+        if num_layers > MAX_LAYERS:
+            raise ValueError(f"num_layers must be at most {MAX_LAYERS}, got {num_layers}")
+        self.mode, self.num_layers = mode, num_layers
+        self.input_size = positive_int(input_size, "input_size")
+        self.hidden_size = positive_int(hidden_size, "hidden_size")
+        self.proj_size = 0 if proj_size is None or proj_size == 0 else positive_int(proj_size, "proj_size")
+        self.bias, self.batch_first = bool(bias), bool(batch_first)
+        self.bidirectional, self.nonlinearity = bool(bidirectional), nonlinearity
         self.dtype = np.dtype(dtype)
         directions = 2 if bidirectional else 1
         self.layers = []

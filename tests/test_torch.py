@@ -82,6 +82,28 @@ def test_wrong_hx_shape_is_named():
         model(x, (np.zeros((2, len(x), 4)), np.zeros((1, len(x), 4))))
 
 
+@pytest.mark.parametrize("num_layers", [0, -1, True, 2.5, "2", None, 10 ** 9])
+def test_torch_rnn_refuses_absurd_layer_counts(num_layers):
+    # 10**9 must fail at once, not build layers until memory runs out.
+    with pytest.raises(ValueError, match="num_layers"):
+        fastrnn.TorchRNN("GRU", 3, 4, num_layers=num_layers, initialize=False)
+
+
+@pytest.mark.parametrize("argument", ["input_size", "hidden_size"])
+@pytest.mark.parametrize("value", [0, True, 2.5])
+def test_torch_rnn_refuses_sizes_that_are_not_positive_integers(argument, value):
+    sizes = {"input_size": 3, "hidden_size": 4, argument: value}
+    with pytest.raises(ValueError, match=argument):
+        fastrnn.TorchRNN("GRU", **sizes)
+
+
+def test_torch_rnn_takes_numpy_integers():
+    model = fastrnn.TorchRNN("LSTM", np.int64(3), np.int32(4), num_layers=np.int64(2), proj_size=np.int64(2))
+    assert (model.input_size, model.hidden_size, model.num_layers, model.proj_size) == (3, 4, 2, 2)
+    with pytest.raises(ValueError, match="proj_size"):
+        fastrnn.TorchRNN("LSTM", 3, 4, proj_size=-1)
+
+
 class FakeTorchGRU:
     """What from_torch reads of a torch module (torch itself is not a test dependency)."""
 

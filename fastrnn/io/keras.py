@@ -42,6 +42,7 @@ MAX_ARCHIVE_MEMBERS = 10000         # members of a zip archive (.keras, fastrnn 
 MAX_CONFIG_BYTES = 64 * 2 ** 20
 MAX_NESTING = 16                    # wrapper layers (Bidirectional, TimeDistributed) inside each other
 MAX_REPEATS = 2 ** 20               # RepeatVector's n, which no weights bound
+MAX_LAYERS = MAX_ARCHIVE_MEMBERS    # a TorchRNN's num_layers: no file can hold the weights of more
 
 _RNN_KEYS = ("units", "activation", "use_bias", "return_sequences", "return_state", "go_backwards",
              "stateful", "zero_output_for_mask")
