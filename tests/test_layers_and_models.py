@@ -179,6 +179,19 @@ def test_functional_graph_errors():
         fr.Model(x, np.zeros(3))
 
 
+@pytest.mark.parametrize("shape", [(True, 3), (None, False), (2.0, 3), ("4", 3), (-1, 3), (0, 3), 3])
+def test_input_refuses_dimensions_that_are_not_integers(shape):
+    with pytest.raises(ValueError, match="shape"):
+        fr.Input(shape)
+
+
+def test_input_takes_numpy_integer_dimensions():
+    assert fr.Input((np.int64(4), None)).shape == (None, 4, None)
+    assert fr.Input(batch_shape=(np.int32(2), 3)).shape == (2, 3)
+    with pytest.raises(ValueError, match="batch_size"):
+        fr.Input((3,), batch_size=True)
+
+
 def test_shared_layer_and_weights_round_trip():
     x1, x2 = fr.Input((4, 3)), fr.Input((4, 3))
     shared = fr.LSTM(2, seed=0)
