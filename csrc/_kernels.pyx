@@ -83,19 +83,6 @@ cdef extern from "small_gemm.h":
     void fr_small_gemm_f64(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
                            const double* b, Py_ssize_t ldb, double beta, double* c, Py_ssize_t ldc) noexcept nogil
 
-cdef extern from "fused_steps.h":
-    # One float32 step with the gates fused into the product (tanh/sigmoid, units % 8 == 0).
-    void fr_pack_gates_f32(Py_ssize_t units, int gates, const float* w, float* packed) noexcept nogil
-    void fr_lstm_step_f32(Py_ssize_t batch, Py_ssize_t units, const float* h, const float* w, const float* z,
-                          float* c, float* h_next, const unsigned char* active,
-                          Py_ssize_t active_stride) noexcept nogil
-    void fr_gru_step_f32(Py_ssize_t batch, Py_ssize_t units, const float* h, const float* w, const float* rb,
-                         const float* z, float* h_next, const unsigned char* active,
-                         Py_ssize_t active_stride) noexcept nogil
-    void fr_simple_rnn_step_f32(Py_ssize_t batch, Py_ssize_t units, const float* h, const float* w,
-                                const float* z, float* h_next, const unsigned char* active,
-                                Py_ssize_t active_stride) noexcept nogil
-
 # Below this many multiply-adds a product runs in small_gemm.h: a BLAS call costs more than
 # that (measured with bench/test_bench_gemm.py: at 2**22 multiply-adds they are about even).
 cdef Py_ssize_t SMALL_GEMM = 1 << 22
@@ -335,41 +322,6 @@ cdef floating* project(Py_ssize_t rows, Py_ssize_t inputs, Py_ssize_t width, con
     return projected
 
 
-cdef int fused_steps(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t units, int gates,
-                      const float* projected, const float* recurrent_kernel, const float* recurrent_bias,
-                      const unsigned char* mask, float* h, float* c, float* scratch,
-                      float* sequence) except -1 nogil:
-    """Every step of a cell through fused_steps.h (gates: 1 SimpleRNN, 3 GRU, 4 LSTM).
-
-    A step reads the old state and writes the new one elsewhere, so the state alternates
-    between `h` and `scratch` (batch * units floats) and ends in `h`.
-    """
-    cdef Py_ssize_t t, b, width = gates * units
-    cdef float* old = h
-    cdef float* new = scratch
-    cdef const float* z
-    cdef const unsigned char* active
-    cdef float* packed = <float*> alloc_scratch(units * width * sizeof(float))
-    fr_pack_gates_f32(units, gates, recurrent_kernel, packed)
-    for t in range(timesteps):
-        z = projected + t * batch * width
-        active = mask + t if mask != NULL else NULL
-        if gates == 4:
-            fr_lstm_step_f32(batch, units, old, packed, z, c, new, active, timesteps)
-        elif gates == 3:
-            fr_gru_step_f32(batch, units, old, packed, recurrent_bias, z, new, active, timesteps)
-        else:
-            fr_simple_rnn_step_f32(batch, units, old, packed, z, new, active, timesteps)
-        if sequence != NULL:
-            for b in range(batch):
-                memcpy(sequence + (b * timesteps + t) * units, new + b * units, units * sizeof(float))
-        old, new = new, old
-    free(packed)
-    if old != h:
-        memcpy(h, old, batch * units * sizeof(float))
-    return 0
-
-
 cdef int simple_rnn_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_ssize_t units,
                          const floating* x, const floating* kernel, const floating* bias,
                          const floating* recurrent_kernel, const unsigned char* mask, int activation,
@@ -378,15 +330,6 @@ cdef int simple_rnn_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inpu
     cdef Py_ssize_t b, t
     cdef floating* z
     cdef floating* projected = project(timesteps * batch, inputs, units, x, kernel, bias)
-    cdef floating* scratch
-    if floating is float:
-        if activation == TANH and units % 8 == 0:
-            scratch = <floating*> alloc_scratch(batch * units * sizeof(floating))
-            fused_steps(timesteps, batch, units, 1, projected, recurrent_kernel, NULL, mask, h, NULL,
-                        scratch, sequence)
-            free(scratch)
-            free(projected)
-            return 0
     for t in range(timesteps):
         z = projected + t * batch * units
         gemm(batch, units, units, h, units, recurrent_kernel, units, 1, z, units)
@@ -411,14 +354,6 @@ cdef int lstm_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py
     cdef floating* c_b
     cdef floating* projected = project(timesteps * batch, inputs, width, x, kernel, bias)
     cdef floating* out = <floating*> alloc_scratch(batch * state * sizeof(floating))  # o * act(c) @ projection
-    if floating is float:
-        if (projection == NULL and activation == TANH and recurrent_activation == SIGMOID
-                and units % 8 == 0):
-            fused_steps(timesteps, batch, units, 4, projected, recurrent_kernel, NULL, mask, h, c, out,
-                        sequence)
-            free(out)
-            free(projected)
-            return 0
     for t in range(timesteps):
         z = projected + t * batch * width
         gemm(batch, width, state, h, state, recurrent_kernel, width, 1, z, width)
@@ -463,13 +398,6 @@ cdef int gru_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_
     cdef floating* projected = project(timesteps * batch, inputs, width, x, kernel, input_bias)
     # g: the recurrent side of the gates (reset_after), or r * h (before).
     cdef floating* g = <floating*> alloc_scratch(batch * width * sizeof(floating))
-    if floating is float:
-        if reset_after and activation == TANH and recurrent_activation == SIGMOID and units % 8 == 0:
-            fused_steps(timesteps, batch, units, 3, projected, recurrent_kernel, recurrent_bias, mask, h,
-                        NULL, g, sequence)
-            free(g)
-            free(projected)
-            return 0
     for t in range(timesteps):
         z = projected + t * batch * width
         if reset_after:

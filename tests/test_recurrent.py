@@ -65,16 +65,16 @@ def test_backend_matches_reference(backend_name, cell, dtype, return_sequences, 
     assert_close(layer(x, **kwargs), expected, dtype)
 
 
-FUSED = list(itertools.product(["simple_rnn", "lstm", "gru"], [1, 2, 3, 5], [8, 24], [False, True],
-                               [False, True]))
+BLOCKS = list(itertools.product(["simple_rnn", "lstm", "gru"], [1, 2, 3, 5], [8, 24], [False, True],
+                                [False, True]))
 
 
-@pytest.mark.parametrize("cell, batch, units, with_mask, go_backwards", FUSED,
-                         ids=["%s-b%d-u%d-mask%d-back%d" % f for f in FUSED])
-def test_fused_float32_steps_match_reference(backend_name, cell, batch, units, with_mask, go_backwards):
-    """float32 with the default activations and units a multiple of 8 take the compiled kernels'
-    fused path (csrc/fused_steps.h): both row blocks (pairs and a last single row), several unit
-    blocks, masks, initial states and the state alternating between buffers (odd and even T)."""
+@pytest.mark.parametrize("cell, batch, units, with_mask, go_backwards", BLOCKS,
+                         ids=["%s-b%d-u%d-mask%d-back%d" % f for f in BLOCKS])
+def test_float32_vector_blocks_match_reference(backend_name, cell, batch, units, with_mask, go_backwards):
+    """float32 with the default activations and units a multiple of 8: the shapes where the
+    compiled kernels run whole vectors (csrc/small_gemm.h, csrc/fast_math.h) and their edges, with
+    masks and initial states, for one and several timesteps."""
     cls, options = CELLS[cell]
     layer = cls(units, **options, return_sequences=True, return_state=True, go_backwards=go_backwards)
     layer.build((None, None, INPUT_DIM))
