@@ -6,6 +6,7 @@ arrays runs it; calling it on `Symbolic` tensors (from `fastrnn.Input`) records 
 graph that `fastrnn.Model` runs, and checks the shapes then, so a chain of layers that does not fit
 fails while the model is being built, not in the middle of a forward pass.
 """
+import inspect
 import itertools
 import re
 import threading
@@ -17,6 +18,7 @@ __all__ = ["Layer", "Node", "Symbolic"]
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 _NAME_COUNTERS = {}
 _NAME_LOCK = threading.Lock()
+_CALL_PARAMETERS = {}   # layer class -> names of its call's arguments after inputs, or None for any
 
 
 def unique_name(base):
@@ -286,10 +288,49 @@ class Layer:
         raise NotImplementedError
 
     def __call__(self, inputs, *args, **kwargs):
-        """Run the layer on arrays, or record it in a functional model when given `Input` tensors."""
+        """Run the layer on arrays, or record it in a functional model when given `Input` tensors.
+
+        Arguments after `inputs` are those of the layer's `call` (``initial_state``, ``mask``),
+        checked here, so that a functional model refuses a wrong one while it is being built.
+        ``training`` is accepted by every layer and ignored where `call` has none, as in Keras.
+
+        Raises
+        ------
+        TypeError
+            If `call` takes no such argument (the message names the layer, the argument and
+            what `call` takes), or gets one twice.
+        """
+        if args or kwargs:
+            kwargs = self._call_arguments(args, kwargs)
         if type(inputs) is not np.ndarray and is_symbolic(inputs):
-            return self._call_symbolic(inputs, *args, **kwargs)
-        return self.call(inputs, *args, **kwargs)
+            return self._call_symbolic(inputs, **kwargs)
+        return self.call(inputs, **kwargs)
+
+    def _call_arguments(self, args, kwargs):
+        """`args` and `kwargs` of a call as keyword arguments of `call`, checked against its signature."""
+        cls = type(self)
+        if cls not in _CALL_PARAMETERS:
+            parameters = list(inspect.signature(cls.call).parameters.values())[2:]   # after self, inputs
+            _CALL_PARAMETERS[cls] = None if any(p.kind is p.VAR_KEYWORD for p in parameters) else tuple(
+                p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        names = _CALL_PARAMETERS[cls]
+        if names is None:
+            return kwargs
+        what = f"layer {self.name!r} ({cls.__name__})"
+        takes = ", ".join(f"{n}=" for n in names)
+        if len(args) > len(names):
+            raise TypeError(f"{what} takes {len(names)} argument{'s' * (len(names) != 1)} after its inputs "
+                            f"({', '.join(names)}), got {len(args)}")
+        merged = dict(zip(names, args))
+        for name, value in kwargs.items():
+            if name in merged:
+                raise TypeError(f"{what}: {name} given twice, by position and by name")
+            if name not in names:
+                if name == "training":   # Keras drops it for layers whose call has none
+                    continue
+                raise TypeError(f"{what} does not take {name}=; it takes {takes}")
+            merged[name] = value
+        return merged
 
     def _call_symbolic(self, inputs, **kwargs):
         shapes = [t.shape for t in inputs] if isinstance(inputs, (list, tuple)) else inputs.shape
@@ -299,6 +340,9 @@ class Layer:
                 f"layer {self.name!r} ({type(self).__name__}) cannot take inputs of shape {shapes}: "
                 f"it was built for {self.input_shape}"
             )
+        # The graph keeps only arguments that matter at inference (and that a saved model can
+        # record): training never does, and None is every argument's default.
+        kwargs = {key: value for key, value in kwargs.items() if key != "training" and value is not None}
         node = Node(self, inputs, kwargs)
         out_shapes = self.compute_output_shape(shapes)
         several = isinstance(out_shapes, list)

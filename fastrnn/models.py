@@ -623,7 +623,10 @@ class Model(_Model):
             args = resolve(node.inputs, values)
             in_mask = resolve(node.inputs, masks)
             kwargs = {key: resolve(value, values) for key, value in node.kwargs.items()}
-            out = node.layer.call(args, mask=in_mask, **kwargs)
+            # An explicit mask= replaces the one flowing in for this call only: as in Keras, the
+            # output's mask still derives from the input's.
+            explicit = kwargs.pop("mask", None)
+            out = node.layer.call(args, mask=in_mask if explicit is None else explicit, **kwargs)
             out_mask = node.layer.compute_mask(args, in_mask)
             several = len(node.outputs) > 1
             for i, tensor in enumerate(node.outputs):

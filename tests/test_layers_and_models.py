@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import fastrnn as fr
+from fastrnn.io.native import from_bytes, to_bytes
 
 
 def rng_inputs(*shape, seed=0):
@@ -190,6 +191,40 @@ def test_input_takes_numpy_integer_dimensions():
     assert fr.Input(batch_shape=(np.int32(2), 3)).shape == (2, 3)
     with pytest.raises(ValueError, match="batch_size"):
         fr.Input((3,), batch_size=True)
+
+
+def test_call_arguments_a_layer_does_not_take_fail_when_the_graph_is_built():
+    x = fr.Input((4, 3))
+    h = fr.Input((2,))
+    with pytest.raises(TypeError, match=r"layer 'flat' \(Flatten\) does not take initial_state="):
+        fr.Flatten(name="flat")(x, initial_state=[h])
+    with pytest.raises(TypeError, match="does not take initial_state="):
+        fr.Flatten()(rng_inputs(2, 4, 3), initial_state=[np.zeros((2, 2))])
+    with pytest.raises(TypeError, match=r"does not take masks=; it takes mask="):
+        fr.Dense(2)(x, masks=None)
+    with pytest.raises(TypeError, match=r"takes 1 argument after its inputs \(mask\), got 2"):
+        fr.Dense(2)(x, None, None)
+    with pytest.raises(TypeError, match="initial_state given twice"):
+        fr.LSTM(2)(x, [h, h], initial_state=[h, h])
+
+
+def test_training_is_accepted_and_ignored_by_every_layer_as_in_keras():
+    x = fr.Input((4, 3))
+    y = fr.Dense(2, seed=0)(fr.Flatten()(x, training=False), training=True)
+    model = fr.Model(x, fr.Dropout(0.5)(y, training=True))
+    data = rng_inputs(2, 4, 3)
+    np.testing.assert_array_equal(model(data), model.layers[-2](model.layers[1](data)))
+    np.testing.assert_array_equal(from_bytes(to_bytes(model))(data), model(data))   # nothing to save
+
+
+def test_explicit_mask_in_a_functional_model_replaces_the_one_flowing_in():
+    x, keep = fr.Input((4, 3)), fr.Input((4,), dtype="bool")
+    lstm = fr.LSTM(2, seed=0)
+    model = fr.Model([x, keep], lstm(x, mask=keep))
+    data, mask = rng_inputs(2, 4, 3), np.array([[True, True, False, False], [True] * 4])
+    np.testing.assert_array_equal(model([data, mask]), lstm(data, mask=mask))
+    saved_and_loaded = from_bytes(to_bytes(model))
+    np.testing.assert_array_equal(saved_and_loaded([data, mask]), lstm(data, mask=mask))
 
 
 def test_shared_layer_and_weights_round_trip():

@@ -310,8 +310,8 @@ def _wire_functional(body, specs, layers_by_name, source):
                 if not isinstance(args, list) or not isinstance(kwargs, dict):
                     raise ModelFileError(f"{source}: layer {name!r} has a malformed inbound node")
                 args = [resolve(a) for a in args]
-                kwargs = {k: resolve(v) for k, v in kwargs.items() if k in ("initial_state",) and v is not None}
-                if kwargs and not isinstance(layer, (R._RNN, R.Bidirectional)):
+                kwargs = {k: resolve(v) for k, v in kwargs.items() if k in ("initial_state", "mask") and v is not None}
+                if "initial_state" in kwargs and not isinstance(layer, (R._RNN, R.Bidirectional)):
                     raise ModelFileError(f"{source}: layer {name!r} ({type(layer).__name__}) is given an "
                                          "initial_state, which only recurrent layers take")
                 inputs = args[0] if len(args) == 1 else args
