@@ -165,17 +165,19 @@ class Embedding(Layer):
     def _tokens(self, inputs):
         tokens = np.asarray(inputs)
         if tokens.dtype.kind == "f":
-            if not np.array_equal(tokens, np.round(tokens)):
-                raise TypeError(f"input to layer {self.name!r} must be integer token ids, got non-integral floats")
+            # Keras casts float tokens to int32, which truncates toward zero: 1.9 is token 1.
+            if not np.all(np.isfinite(tokens)):
+                raise ValueError(f"input to layer {self.name!r} must be token ids, got NaN or infinite values")
+            tokens = np.trunc(tokens)     # still floats: checked below before the cast, which could wrap
         elif tokens.dtype.kind not in "iub":
             raise TypeError(f"input to layer {self.name!r} must be integer token ids, got dtype {tokens.dtype}")
-        tokens = tokens.astype(np.intp)
         if tokens.size and (tokens.min() < 0 or tokens.max() >= self.input_dim):
+            low, high = int(tokens.min()), int(tokens.max())
             raise ValueError(
                 f"layer {self.name!r} has a vocabulary of {self.input_dim} tokens (0..{self.input_dim - 1}), "
-                f"got token ids from {tokens.min()} to {tokens.max()}"
+                f"got token ids from {low} to {high}"
             )
-        return tokens
+        return tokens.astype(np.intp)
 
     def call(self, inputs, mask=None):
         """The embedding of each token: ``(...,)`` integers to ``(..., output_dim)``."""

@@ -39,7 +39,23 @@ def test_embedding_tokens_and_mask():
     with pytest.raises(ValueError, match="from -1"):
         embedding(np.array([[-1, 2]]))
     with pytest.raises(TypeError, match="integer token ids"):
-        embedding(np.array([[0.5, 1]]))
+        embedding(np.array([["a", "b"]]))
+
+
+def test_embedding_truncates_float_tokens_like_keras():
+    # Keras casts float tokens to int32, which truncates toward zero; the mask still reads the
+    # floats (so 0.5 is token 0, but not masked), as in Keras.
+    embedding = fr.Embedding(5, 2, mask_zero=True, seed=0)
+    tokens = np.array([[0.5, 1.9, -0.7, 4.99]], "float32")
+    np.testing.assert_array_equal(embedding(tokens), embedding.embeddings[[[0, 1, 0, 4]]])
+    np.testing.assert_array_equal(embedding.compute_mask(tokens), [[True, True, True, True]])
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            embedding(np.array([[1.0, bad]]))
+    with pytest.raises(ValueError, match=r"vocabulary of 5 tokens \(0..4\), got token ids from -1 to 5"):
+        embedding(np.array([[-1.5, 5.0]]))
+    with pytest.raises(ValueError, match="vocabulary of 5 tokens"):
+        embedding(np.array([[1e30]]))      # refused before the cast, which would wrap around
 
 
 def test_masking_zeroes_and_masks_only_all_equal_steps():
