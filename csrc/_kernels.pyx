@@ -87,6 +87,24 @@ cdef extern from "small_gemm.h":
 # that (measured with bench/test_bench_gemm.py: at 2**22 multiply-adds they are about even).
 cdef Py_ssize_t SMALL_GEMM = 1 << 22
 
+# SciPy's OpenBLAS runs a product on several threads, whose workers then spin for a while
+# waiting for the next one: inside a recurrence they take the core that the steps between
+# products run on (measured: an LSTM 256x50x128x256 ran 4x slower). So the kernels call BLAS with
+# a thread count of their own, set per call through OpenBLAS's openblas_set_num_threads_local
+# when fastrnn/backends.py finds it (NULL otherwise: the BLAS's own setting applies).
+ctypedef int (*set_threads_function)(int) noexcept nogil
+cdef set_threads_function blas_set_threads = NULL
+cdef int blas_threads = 1
+
+
+def set_blas_threads(size_t set_threads_address, int threads):
+    """Use `threads` threads in BLAS calls, set with the C function at `set_threads_address`
+    (OpenBLAS's ``openblas_set_num_threads_local``; 0 leaves the BLAS's own setting)."""
+    global blas_set_threads, blas_threads
+    blas_set_threads = <set_threads_function> set_threads_address
+    blas_threads = max(threads, 1)
+
+
 cdef double SELU_ALPHA = 1.6732632423543772848170429916717
 cdef double SELU_SCALE = 1.0507009873554804934193349852946
 cdef double SQRT1_2 = 0.70710678118654752440084436210485
@@ -220,10 +238,14 @@ cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* 
             fr_small_gemm_f32(m, n, k, a, lda, b, ldb, beta, c, ldc)
         else:
             fr_small_gemm_f64(m, n, k, a, lda, b, ldb, beta, c, ldc)
-    elif floating is float:
+        return
+    cdef int previous = blas_set_threads(blas_threads) if blas_set_threads != NULL else 0
+    if floating is float:
         sgemm(&no, &no, &n_, &m_, &k_, &one, <float*> b, &ldb_, <float*> a, &lda_, &beta, c, &ldc_)
     else:
         dgemm(&no, &no, &n_, &m_, &k_, &one, <double*> b, &ldb_, <double*> a, &lda_, &beta, c, &ldc_)
+    if blas_set_threads != NULL:
+        blas_set_threads(previous)
 
 
 cdef void* alloc_scratch(size_t nbytes) except NULL nogil:

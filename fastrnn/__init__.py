@@ -5,7 +5,7 @@ The public API: the layers (Keras names), the models, and the backend registry's
 """
 __version__ = "0.1.0"
 
-from .backends import backend, set_backend, show_config
+from .backends import backend, num_threads, set_backend, set_num_threads, show_config
 from .errors import ModelFileError
 from .io import load
 from .io.torch import from_torch
@@ -27,5 +27,5 @@ __all__ = [
     # loading
     "ModelFileError", "from_torch", "load",
     # backends
-    "backend", "set_backend", "show_config", "__version__",
+    "backend", "set_backend", "show_config", "num_threads", "set_num_threads", "__version__",
 ]

@@ -10,13 +10,28 @@ extension and of numba.
 import os
 import platform
 
-__all__ = ["available", "backend", "kernels", "set_backend", "show_config"]
+__all__ = ["available", "backend", "kernels", "num_threads", "set_backend", "set_num_threads", "show_config"]
 
 
 def _import_cython():
     from . import _kernels
 
+    _kernels.set_blas_threads(_blas_set_threads_address(), num_threads())
     return _kernels
+
+
+def _blas_set_threads_address():
+    """The address of ``openblas_set_num_threads_local`` in SciPy's BLAS, or 0 where there is none
+    (another BLAS, an older OpenBLAS): the compiled kernels set their BLAS thread count with it."""
+    import ctypes
+
+    from scipy.linalg import cython_blas
+
+    try:
+        function = ctypes.CDLL(cython_blas.__file__).openblas_set_num_threads_local
+    except (OSError, AttributeError):
+        return 0
+    return ctypes.cast(function, ctypes.c_void_p).value or 0
 
 
 def _import_numba():
@@ -35,6 +50,7 @@ def _import_numpy():
 _IMPORTERS = {"cython": _import_cython, "numba": _import_numba, "numpy": _import_numpy}
 
 _active = None  # (name, kernels module, how it was chosen); resolved on first use
+_threads = None  # set_num_threads's value; None until set or first read
 
 
 def _load(name):
@@ -97,6 +113,54 @@ def set_backend(name="auto"):
     >>> fastrnn.set_backend("auto")
     """
     _select(name, "set_backend" if name != "auto" else "auto")
+
+
+def _threads_from_environment():
+    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def num_threads():
+    """Return the number of threads a forward pass may use (see `set_num_threads`).
+
+    Examples
+    --------
+    >>> import fastrnn
+    >>> fastrnn.num_threads() >= 1
+    True
+    """
+    global _threads
+    if _threads is None:
+        _threads = _threads_from_environment()
+    return _threads
+
+
+def set_num_threads(n):
+    """Let each forward pass use up to `n` threads for its large matrix products.
+
+    The default is ``OMP_NUM_THREADS`` where it is set, else 1: the recurrence itself is
+    sequential in time, and on small machines a second thread costs more than it brings (see
+    bench/compare.py). Calls from several threads of your own run in parallel whatever this is.
+
+    Parameters
+    ----------
+    n : int
+        A positive number of threads.
+
+    Examples
+    --------
+    >>> import fastrnn
+    >>> fastrnn.set_num_threads(2)
+    >>> fastrnn.num_threads()
+    2
+    >>> fastrnn.set_num_threads(1)
+    """
+    global _threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
+    _threads = n
+    if _active is not None and _active[0] == "cython":
+        _active[1].set_blas_threads(_blas_set_threads_address(), n)
 
 
 def kernels():

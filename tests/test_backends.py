@@ -125,3 +125,33 @@ def test_compiled_kernel_refuses_read_only_outputs():
         _kernels.lstm(*arguments.values())
     arguments = _lstm_arguments(np.float64)
     _kernels.lstm(*arguments.values())   # and the valid call runs
+
+
+def test_num_threads_defaults_to_omp_num_threads():
+    code = "import fastrnn; print(fastrnn.num_threads())"
+    for value, expected in (("3", "3"), ("", "1"), ("junk", "1"), ("2,1", "2")):
+        env = dict(os.environ, OMP_NUM_THREADS=value)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == expected, (value, out.stdout, out.stderr)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, None])
+def test_set_num_threads_refuses_non_positive_integers(bad):
+    with pytest.raises(ValueError, match="positive integer"):
+        fastrnn.set_num_threads(bad)
+
+
+def test_results_do_not_depend_on_the_thread_count(backend_name):
+    """Large enough for BLAS (the threaded path) in both the projection and the steps."""
+    layer = fastrnn.LSTM(256, seed=0, return_sequences=True)
+    x = np.random.default_rng(0).standard_normal((64, 6, 96)).astype(np.float32)
+    previous = fastrnn.num_threads()
+    try:
+        fastrnn.set_num_threads(1)
+        one = layer(x)
+        fastrnn.set_num_threads(2)
+        two = layer(x)
+    finally:
+        fastrnn.set_num_threads(previous)
+    assert fastrnn.num_threads() == previous
+    np.testing.assert_allclose(one, two, rtol=0, atol=1e-6)
