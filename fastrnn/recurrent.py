@@ -18,6 +18,7 @@ __all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN"]
 
 
 _EMPTY_MASK = np.empty((0, 0), np.uint8)
+weights_generation = 0   # counts the weight assignments of every recurrent layer
 _EMPTY_SEQUENCE = {np.dtype(t): np.empty((0, 0, 0), t) for t in (np.float32, np.float64)}
 _EMPTY_PROJECTION = {np.dtype(t): np.empty((0, 0), t) for t in (np.float32, np.float64)}
 
@@ -93,6 +94,17 @@ class _RNN(Layer):
     def _on_weights_set(self):
         # Laid out once for the kernels: a bias always (zeros without one).
         self._bias = self.bias if self.use_bias else np.zeros(self.kernel.shape[1], self.dtype)
+        # Streams bind the weight arrays once (fastrnn/streaming.py); this tells them to rebind.
+        global weights_generation
+        weights_generation += 1
+
+    def _kernel_call(self, kernels, mask, states, sequence):
+        """The kernel and its arguments after the inputs: ``function(x, *arguments)`` runs it."""
+        raise NotImplementedError
+
+    def _run(self, kernels, x, mask, states, sequence):
+        function, arguments = self._kernel_call(kernels, mask, states, sequence)
+        function(x, *arguments)
 
     # ----------------------------------------------------------------- shapes and masks
     def compute_output_shape(self, input_shape):
@@ -324,9 +336,9 @@ class SimpleRNN(_RNN):
         super().__init__(units, activation, use_bias, return_sequences, return_state, go_backwards,
                          dtype, seed, name, weights, input_shape, batch_input_shape, **options)
 
-    def _run(self, kernels, x, mask, states, sequence):
-        kernels.simple_rnn(x, self.kernel, self._bias, self.recurrent_kernel, mask, self._activation,
-                           states[0], sequence)
+    def _kernel_call(self, kernels, mask, states, sequence):
+        return kernels.simple_rnn, (self.kernel, self._bias, self.recurrent_kernel, mask, self._activation,
+                                    states[0], sequence)
 
 
 class LSTM(_RNN):
@@ -404,9 +416,9 @@ class LSTM(_RNN):
         super()._on_weights_set()
         self._projection = self.projection if self.proj_size else _EMPTY_PROJECTION[self.dtype]
 
-    def _run(self, kernels, x, mask, states, sequence):
-        kernels.lstm(x, self.kernel, self._bias, self.recurrent_kernel, self._projection, mask, self._activation,
-                     self._recurrent_activation, states[0], states[1], sequence)
+    def _kernel_call(self, kernels, mask, states, sequence):
+        return kernels.lstm, (self.kernel, self._bias, self.recurrent_kernel, self._projection, mask,
+                              self._activation, self._recurrent_activation, states[0], states[1], sequence)
 
 
 class GRU(_RNN):
@@ -466,15 +478,16 @@ class GRU(_RNN):
     def _on_weights_set(self):
         # Laid out once for the kernel: the input bias joins the projection, the recurrent bias
         # (zeros when there is none) is added to h @ recurrent_kernel.
+        super()._on_weights_set()
         zeros = np.zeros(3 * self.units, self.dtype)
         if self.use_bias and self.reset_after:
             self._bias, self._recurrent_bias = self.bias
         else:
             self._bias, self._recurrent_bias = (self.bias if self.use_bias else zeros), zeros
 
-    def _run(self, kernels, x, mask, states, sequence):
-        kernels.gru(x, self.kernel, self._bias, self.recurrent_kernel, self._recurrent_bias, mask, self._activation,
-                    self._recurrent_activation, self.reset_after, states[0], sequence)
+    def _kernel_call(self, kernels, mask, states, sequence):
+        return kernels.gru, (self.kernel, self._bias, self.recurrent_kernel, self._recurrent_bias, mask,
+                             self._activation, self._recurrent_activation, self.reset_after, states[0], sequence)
 
 
 def _removeprefix(text, prefix):

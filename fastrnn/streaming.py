@@ -131,10 +131,11 @@ class Stream:
         prepared call and each recurrent kernel updates the stream's states in place, with no
         validation, allocation or copy but the returned output's.
         """
-        x = np.asarray(x_t)
-        if self._steps is not None and x.shape == self._step_shape and x.dtype == self._step_dtype:
-            x = x if x.flags.c_contiguous else np.ascontiguousarray(x)
-            for run in self._steps:
+        x = x_t if type(x_t) is np.ndarray else np.asarray(x_t)
+        steps = self._steps
+        if (steps is not None and x.shape == self._step_shape and x.dtype is self._step_dtype
+                and x.flags.c_contiguous and self._weights_generation == R.weights_generation):
+            for run in steps:
                 x = run(x)
             # A last state is the stream's own, updated in place next step: hand out a copy.
             return x.copy() if self._last_is_state else x
@@ -143,7 +144,8 @@ class Stream:
         return output[:, 0] if self._sequence_output else output
 
     def _prepare_steps(self, x):
-        """Bind each layer's step to the stream's current states, when the fast path applies."""
+        """Bind each layer's step to the stream's current states and weights, when the fast path
+        applies (the first layer recurrent, `x` of its dtype, C-contiguous)."""
         self._steps, self._step_shape, self._step_dtype = None, x.shape, x.dtype
         first = self.model.layers[0] if self.model.layers else None
         if not (isinstance(first, R._RNN) and x.ndim == 2 and x.dtype == first.dtype
@@ -153,15 +155,16 @@ class Stream:
         for layer in self.model.layers:
             steps.append(_recurrent_step(layer, next(recurrent)) if isinstance(layer, R._RNN) else layer.call)
         self._steps = steps
+        self._weights_generation = R.weights_generation
         self._last_is_state = isinstance(self.model.layers[-1], R._RNN)
 
 
 def _recurrent_step(layer, states):
     """One timestep of `layer` on (batch, features), updating `states` in place; returns h."""
-    kernels = backends.kernels()
-    sequence = _EMPTY_SEQUENCE[layer.dtype]
+    function, arguments = layer._kernel_call(backends.kernels(), _NO_MASK, states, _EMPTY_SEQUENCE[layer.dtype])
+    h = states[0]
 
     def run(x):
-        layer._run(kernels, x[None], _NO_MASK, states, sequence)   # time-major (1, batch, features)
-        return states[0]
+        function(x[None], *arguments)   # time-major (1, batch, features)
+        return h
     return run

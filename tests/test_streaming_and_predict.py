@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+import fastrnn
 import fastrnn as fr
 from conftest import load_fixture
 
@@ -181,3 +182,17 @@ def test_predict_progress_bar(capsys):
     model = stacked("gru")
     model.predict(inputs(batch=5), batch_size=2, verbose=1)
     assert "5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cell", [fastrnn.SimpleRNN, fastrnn.LSTM, fastrnn.GRU])
+def test_stream_step_sees_weights_set_between_steps(cell):
+    """The prepared step binds the weight arrays; a set_weights between steps must rebind them."""
+    model = fastrnn.Sequential([fastrnn.Input((None, 3)), cell(8, seed=0)])
+    stream = model.stream()
+    x = np.random.default_rng(0).standard_normal((1, 3)).astype(np.float32)
+    stream.step(x)
+    stream.step(x)
+    layer = model.layers[0]
+    layer.set_weights([w * 0.5 for w in layer.get_weights()])
+    expected = layer(x[:, None], initial_state=stream.states[0])
+    np.testing.assert_allclose(stream.step(x), expected, rtol=0, atol=1e-6)
