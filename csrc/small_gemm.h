@@ -17,6 +17,34 @@
  * for eight vector multiply-adds. GCC/Clang vector extensions keep it portable: 256-bit
  * vectors become AVX registers in the AVX2 clone and pairs of SSE registers otherwise. Edges
  * fall back to a plain loop. */
+/* Rows m_main .. m-1 of C, W vectors of L columns at a time from column n_wide on; moves
+ * n_wide past the columns it covered. A part of FASTRNN_SMALL_GEMM. */
+#define FR_ROW_BLOCKS(W, T, V, L)                                                               \
+    {                                                                                           \
+        const Py_ssize_t n_end = n_wide + (n - n_wide) / ((W) * L) * ((W) * L);                 \
+        for (Py_ssize_t i = m_main; i < m; i++) {                                               \
+            for (Py_ssize_t j = n_wide; j < n_end; j += (W) * L) {                              \
+                V acc[W] = {{0}};                                                               \
+                for (Py_ssize_t p = 0; p < k; p++) {                                            \
+                    const T a_ip = a[i * lda + p];                                              \
+                    for (int q = 0; q < (W); q++) {                                             \
+                        V b_q;                                                                  \
+                        memcpy(&b_q, b + p * ldb + j + q * L, sizeof b_q);                      \
+                        acc[q] += a_ip * b_q;                                                   \
+                    }                                                                           \
+                }                                                                               \
+                for (int q = 0; q < (W); q++) {                                                 \
+                    T *c_q = c + i * ldc + j + q * L;                                           \
+                    V old;                                                                      \
+                    memcpy(&old, c_q, sizeof old);                                              \
+                    V sum = beta == 0 ? acc[q] : acc[q] + old;                                  \
+                    memcpy(c_q, &sum, sizeof sum);                                              \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+        n_wide = n_end;                                                                         \
+    }
+
 #define FASTRNN_SMALL_GEMM(NAME, T, V, L)                                                      \
 typedef T V __attribute__((vector_size(32)));                                                  \
 FASTRNN_MULTIVERSION static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,                 \
@@ -48,28 +76,12 @@ FASTRNN_MULTIVERSION static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, 
             }                                                                                   \
         }                                                                                       \
     }                                                                                           \
-    /* The last m % 4 rows (batch 1 is all of it): one row, four vectors of columns at a time. */\
-    const Py_ssize_t n_wide = n - n % (4 * L);                                                  \
-    for (Py_ssize_t i = m_main; i < m; i++) {                                                   \
-        for (Py_ssize_t j = 0; j < n_wide; j += 4 * L) {                                        \
-            V acc[4] = {{0}};                                                                   \
-            for (Py_ssize_t p = 0; p < k; p++) {                                                \
-                const T a_ip = a[i * lda + p];                                                  \
-                for (int q = 0; q < 4; q++) {                                                   \
-                    V b_q;                                                                      \
-                    memcpy(&b_q, b + p * ldb + j + q * L, sizeof b_q);                          \
-                    acc[q] += a_ip * b_q;                                                       \
-                }                                                                               \
-            }                                                                                   \
-            for (int q = 0; q < 4; q++) {                                                       \
-                T *c_q = c + i * ldc + j + q * L;                                               \
-                V old;                                                                          \
-                memcpy(&old, c_q, sizeof old);                                                  \
-                V sum = beta == 0 ? acc[q] : acc[q] + old;                                      \
-                memcpy(c_q, &sum, sizeof sum);                                                  \
-            }                                                                                   \
-        }                                                                                       \
-    }                                                                                           \
+    /* The last m % 4 rows (batch 1 is all of it): one row, eight vectors of columns at a time,
+     * then four. Eight independent sums keep both FMA units busy through the multiply-add
+     * latency, where four leave half of them idle (a step at batch 1 is that latency). */    \
+    Py_ssize_t n_wide = 0;                                                                      \
+    FR_ROW_BLOCKS(8, T, V, L)                                                                   \
+    FR_ROW_BLOCKS(4, T, V, L)                                                                   \
     /* Edges: the columns the blocks above left, row by row. */                                \
     for (Py_ssize_t i = 0; i < m; i++) {                                                        \
         const Py_ssize_t j0 = i < m_main ? n_main : n_wide;                                     \
