@@ -102,10 +102,6 @@ class _RNN(Layer):
         """The kernel and its arguments after the inputs: ``function(x, *arguments)`` runs it."""
         raise NotImplementedError
 
-    def _run(self, kernels, x, mask, states, sequence):
-        function, arguments = self._kernel_call(kernels, mask, states, sequence)
-        function(x, *arguments)
-
     # ----------------------------------------------------------------- shapes and masks
     def compute_output_shape(self, input_shape):
         """Return the output shape for inputs of shape ``(batch, timesteps, input_dim)``.
@@ -170,8 +166,9 @@ class _RNN(Layer):
 
     def _initial_states(self, initial_state, batch):
         if initial_state is None:
-            dtype = self.dtype
-            return [np.zeros((batch, size), dtype) for size in self._sizes]
+            if self._n_states == 1:   # no comprehension: this is a fifth of a one-step call
+                return [np.zeros((batch, self._sizes[0]), self.dtype)]
+            return [np.zeros((batch, size), self.dtype) for size in self._sizes]
         states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
         if len(states) != self._n_states:
             raise ValueError(
@@ -230,7 +227,7 @@ class _RNN(Layer):
         """The recurrence over `inputs`: ``(output, final_states)``; the output is the sequence or
         the last step's (which may be the final h itself, not a copy)."""
         x = self._check_inputs(inputs)
-        batch, timesteps = x.shape[:2]
+        batch, timesteps, _ = x.shape
         if mask is not None:
             mask = self._check_mask(mask, (batch, timesteps))
         states = self._initial_states(initial_state, batch)
@@ -245,7 +242,8 @@ class _RNN(Layer):
                     else _EMPTY_SEQUENCE[self.dtype])
         kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
         if batch:
-            self._run(backends.kernels(), x, kernel_mask, states, sequence)
+            function, arguments = self._kernel_call(backends.kernels(), kernel_mask, states, sequence)
+            function(x, *arguments)
 
         output = sequence if return_sequences else states[0]
         if mask is not None:
