@@ -89,9 +89,10 @@ cdef Py_ssize_t SMALL_GEMM = 1 << 22
 
 # SciPy's OpenBLAS runs a product on several threads, whose workers then spin for a while
 # waiting for the next one: inside a recurrence they take the core that the steps between
-# products run on (measured: an LSTM 256x50x128x256 ran 4x slower). So the kernels call BLAS with
-# a thread count of their own, set per call through OpenBLAS's openblas_set_num_threads_local
-# when fastrnn/backends.py finds it (NULL otherwise: the BLAS's own setting applies).
+# products run on (measured: an LSTM 256x50x128x256 ran 4x slower). fastrnn splits a batch across
+# threads itself (fastrnn/recurrent.py), so the kernels call BLAS on one thread, set per call
+# with OpenBLAS's openblas_set_num_threads_local when fastrnn/backends.py finds it (NULL
+# otherwise: the BLAS's own setting applies).
 ctypedef int (*set_threads_function)(int) noexcept nogil
 cdef set_threads_function blas_set_threads = NULL
 cdef int blas_threads = 1

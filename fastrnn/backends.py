@@ -16,7 +16,8 @@ __all__ = ["available", "backend", "kernels", "num_threads", "set_backend", "set
 def _import_cython():
     from . import _kernels
 
-    _kernels.set_blas_threads(_blas_set_threads_address(), num_threads())
+    # One BLAS thread inside a kernel: fastrnn's own threads split the batch (fastrnn/recurrent.py).
+    _kernels.set_blas_threads(_blas_set_threads_address(), 1)
     return _kernels
 
 
@@ -116,8 +117,14 @@ def set_backend(name="auto"):
 
 
 def _threads_from_environment():
+    """``OMP_NUM_THREADS`` where it is a positive integer, else the CPUs this process may use."""
     value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    return int(value) if value.isdigit() and int(value) > 0 else 1
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
 
 
 def num_threads():
@@ -136,31 +143,32 @@ def num_threads():
 
 
 def set_num_threads(n):
-    """Let each forward pass use up to `n` threads for its large matrix products.
+    """Let a forward pass split its batch across up to `n` threads.
 
-    The default is ``OMP_NUM_THREADS`` where it is set, else 1: the recurrence itself is
-    sequential in time, and on small machines a second thread costs more than it brings (see
-    bench/compare.py). Calls from several threads of your own run in parallel whatever this is.
+    The rows of a batch are independent sequences, so each thread runs the whole recurrence for
+    its share of them; a call is split only when every part keeps at least 4 rows and enough
+    work to pay for the hand-off (a few milliseconds of it). The default is ``OMP_NUM_THREADS``
+    where it is set, else the number of CPUs this process may use. Calls from several threads of
+    your own run in parallel whatever this is.
 
     Parameters
     ----------
     n : int
-        A positive number of threads.
+        A positive number of threads; 1 runs every call on the calling thread.
 
     Examples
     --------
     >>> import fastrnn
-    >>> fastrnn.set_num_threads(2)
-    >>> fastrnn.num_threads()
-    2
+    >>> previous = fastrnn.num_threads()
     >>> fastrnn.set_num_threads(1)
+    >>> fastrnn.num_threads()
+    1
+    >>> fastrnn.set_num_threads(previous)
     """
     global _threads
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
     _threads = n
-    if _active is not None and _active[0] == "cython":
-        _active[1].set_blas_threads(_blas_set_threads_address(), n)
 
 
 def kernels():

@@ -5,6 +5,7 @@ masks, initial states and the assembly of outputs. SimpleRNN, LSTM and GRU decla
 count, states and weights, and which kernel runs them. Kernels come from the backend registry
 (fastrnn/backends.py) and only loop. `Bidirectional` composes two of them.
 """
+import concurrent.futures
 import copy
 import threading
 
@@ -21,6 +22,37 @@ _EMPTY_MASK = np.empty((0, 0), np.uint8)
 weights_generation = 0   # counts the weight assignments of every recurrent layer
 _EMPTY_SEQUENCE = {np.dtype(t): np.empty((0, 0, 0), t) for t in (np.float32, np.float64)}
 _EMPTY_PROJECTION = {np.dtype(t): np.empty((0, 0), t) for t in (np.float32, np.float64)}
+
+
+# A call is split across threads when each part gets at least this many multiply-adds (a thread
+# pool hand-off costs tens of microseconds) and this many rows (the kernels' products work on
+# blocks of 4 rows).
+_MIN_WORK_PER_THREAD = 1 << 23
+_MIN_ROWS_PER_THREAD = 4
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _executor():
+    """The thread pool that runs the parts of a split call (made once, as large as needed)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < backends.num_threads() - 1:
+            _pool = concurrent.futures.ThreadPoolExecutor(backends.num_threads() - 1, "fastrnn")
+        return _pool
+
+
+def _row_parts(batch, work_per_row):
+    """Slices of the batch for the threads of `fastrnn.set_num_threads` (one slice when splitting
+    does not pay); boundaries on multiples of 4 rows. Empty for an empty batch."""
+    if not batch:
+        return []
+    n = min(backends.num_threads(), batch // _MIN_ROWS_PER_THREAD,
+            batch * work_per_row // _MIN_WORK_PER_THREAD)
+    if n <= 1:
+        return [slice(None)]
+    bounds = [round(batch * i / n / 4) * 4 for i in range(n)] + [batch]
+    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
 
 
 class _RNN(Layer):
@@ -231,19 +263,27 @@ class _RNN(Layer):
         if mask is not None:
             mask = self._check_mask(mask, (batch, timesteps))
         states = self._initial_states(initial_state, batch)
-        # Time-major for the kernels: each step's rows are contiguous for its matrix product.
-        x = x.transpose(1, 0, 2)
         if self.go_backwards:
-            x = x[::-1]
+            x = x[:, ::-1]
             mask = None if mask is None else mask[:, ::-1]
-        x = np.ascontiguousarray(x, dtype=self.dtype)
-
         sequence = (np.empty((batch, timesteps, self._sizes[0]), self.dtype) if return_sequences
                     else _EMPTY_SEQUENCE[self.dtype])
         kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
-        if batch:
-            function, arguments = self._kernel_call(backends.kernels(), kernel_mask, states, sequence)
-            function(x, *arguments)
+        parts = _row_parts(batch, timesteps * self.kernel.size + timesteps * self.recurrent_kernel.size)
+        if len(parts) == 1:
+            self._run_rows(backends.kernels(), x, kernel_mask, states, sequence)
+        elif parts:
+            # Rows are independent sequences, so each thread runs the whole recurrence for its own
+            # rows, writing its slice of the states and the sequence: no step-by-step handshake.
+            kernels = backends.kernels()
+
+            def run(rows):
+                self._run_rows(kernels, x[rows], kernel_mask[rows], [state[rows] for state in states],
+                               sequence[rows])
+            others = [_executor().submit(run, rows) for rows in parts[1:]]
+            run(parts[0])   # the calling thread takes a part too, rather than wait idle
+            for future in others:
+                future.result()
 
         output = sequence if return_sequences else states[0]
         if mask is not None:
@@ -256,6 +296,13 @@ class _RNN(Layer):
                 started = np.logical_or.accumulate(mask, axis=1)
                 output[~(started if return_sequences else started[:, -1])] = 0
         return output, states
+
+    def _run_rows(self, kernels, x, mask, states, sequence):
+        """Run the kernel on the batch-major `x` rows, with their mask, states and sequence rows."""
+        # Time-major for the kernels: each step's rows are contiguous for its matrix product.
+        x = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
+        function, arguments = self._kernel_call(kernels, mask, states, sequence)
+        function(x, *arguments)
 
     def _call_symbolic(self, inputs, initial_state=None, **kwargs):
         if initial_state is not None:

@@ -88,6 +88,32 @@ def test_float32_vector_blocks_match_reference(backend_name, cell, batch, units,
         assert_close(layer(x, mask=mask, initial_state=h0), expected, np.float32)
 
 
+SPLIT = list(itertools.product(CELLS, DTYPES, [False, True], [False, True]))
+
+
+@pytest.mark.parametrize("cell, dtype, with_mask, go_backwards", SPLIT,
+                         ids=["%s-%s-mask%d-back%d" % o for o in SPLIT])
+def test_batch_split_across_threads_matches_reference(backend_name, monkeypatch, cell, dtype, with_mask,
+                                                      go_backwards):
+    """With the thresholds lowered, even this small batch is split across 3 threads (rows 0-4,
+    4-8, 8-13): each part writes its rows of the states and the sequence."""
+    from fastrnn import recurrent
+
+    monkeypatch.setattr(recurrent, "_MIN_WORK_PER_THREAD", 1)
+    previous = fastrnn.num_threads()
+    fastrnn.set_num_threads(3)
+    try:
+        assert recurrent._row_parts(13, 1) == [slice(0, 4), slice(4, 8), slice(8, 13)]
+        layer = make_layer(dtype, cell=cell, return_sequences=True, return_state=True,
+                           go_backwards=go_backwards)
+        x, mask, h0 = make_inputs(dtype, batch=13, cell=cell)
+        kwargs = {"mask": mask if with_mask else None, "initial_state": h0}
+        expected = on_reference(lambda: layer(x, **kwargs))
+        assert_close(layer(x, **kwargs), expected, dtype)
+    finally:
+        fastrnn.set_num_threads(previous)
+
+
 ROLES = [("simple_rnn", "activation")] + [(cell, role) for cell in GATED
                                           for role in ("activation", "recurrent_activation")]
 
