@@ -54,7 +54,8 @@ DEFAULT_BUDGET = 2.0    # seconds of timing rounds per row
 TOLERANCE = 1e-4        # largest absolute difference from the NumPy reference
 SEED = 0
 WARMUP_CALLS = 3
-SAMPLE_SECONDS = 1e-3   # a timed sample repeats a fast call until it lasts about this long
+SAMPLE_SECONDS = 0.05   # a timed sample repeats a call back to back until it lasts about this long
+SETTLE_SECONDS = 0.05   # a pause before each sample, for the previous engine's threads to park
 MIN_ROUNDS, MAX_ROUNDS = 5, 2000
 
 
@@ -220,8 +221,7 @@ def check(engine, expected):
 
 
 def take_sample(engine):
-    """Time `engine.repeats` calls and record the time per call."""
-    engine.prepare()
+    """Time `engine.repeats` back-to-back calls and record the time per call."""
     call = engine.call
     start = time.perf_counter()
     for _ in range(engine.repeats):
@@ -230,14 +230,19 @@ def take_sample(engine):
 
 
 def time_engines(engines, budget):
-    """Median seconds per call of each engine, from interleaved rounds.
+    """Median seconds per call of each engine, from interleaved rounds of warm blocks.
 
     Each engine is warmed up and given a number of calls per sample that makes a sample last
     about SAMPLE_SECONDS. Then every round takes one sample of each engine, starting with a
-    different engine each round, until `budget` seconds have passed (at least MIN_ROUNDS rounds).
+    different engine each round, until `budget` seconds have passed (at least MIN_ROUNDS
+    rounds). A sample is a block of back-to-back calls after a pause of SETTLE_SECONDS: the thread
+    pools of ONNX Runtime, PyTorch and OpenBLAS keep spinning after a call and take the cores of
+    whatever runs next (measured: fastrnn 9.4 ms alone, 13-16 ms when interleaved call by call
+    with ONNX Runtime on an LSTM 32x100x64x128), which no user who runs one engine sees.
     """
     for engine in engines:
         engine.times = []
+        engine.prepare()
         for _ in range(WARMUP_CALLS):
             take_sample(engine)
         engine.repeats = max(1, int(SAMPLE_SECONDS / statistics.median(engine.times)))
@@ -246,7 +251,10 @@ def time_engines(engines, budget):
     rounds = 0
     while rounds < MIN_ROUNDS or (time.perf_counter() < deadline and rounds < MAX_ROUNDS):
         for i in range(len(engines)):
-            take_sample(engines[(rounds + i) % len(engines)])
+            engine = engines[(rounds + i) % len(engines)]
+            engine.prepare()
+            time.sleep(SETTLE_SECONDS)
+            take_sample(engine)
         rounds += 1
     return {engine.name: statistics.median(engine.times) for engine in engines}
 

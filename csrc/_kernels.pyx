@@ -17,6 +17,7 @@ Design:
   Nothing is shared between calls: scratch memory is allocated per call.
 """
 cimport numpy as cnp
+import numpy as np
 from cython cimport floating
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 from libc.math cimport erf, erff, exp, expf, expm1, expm1f, log1p, log1pf, tanh, tanhf
@@ -376,7 +377,9 @@ cdef int lstm_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py
     cdef floating* z_b
     cdef floating* c_b
     cdef floating* projected = project(timesteps * batch, inputs, width, x, kernel, bias)
-    cdef floating* out = <floating*> alloc_scratch(batch * state * sizeof(floating))  # o * act(c) @ projection
+    cdef floating* out = NULL   # o * act(c) @ projection, when there is one
+    if projection != NULL:
+        out = <floating*> alloc_scratch(batch * state * sizeof(floating))
     for t in range(timesteps):
         z = projected + t * batch * width
         gemm(batch, width, state, h, state, recurrent_kernel, width, 1, z, width)
@@ -456,6 +459,123 @@ cdef int gru_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_
 
 
 # ------------------------------------------------------------------------------- the entry points
+# An entry point checks its arguments into a Call (pointers and sizes), then runs it without the
+# GIL. A Step keeps a Call for one timestep, so that a stream step checks only its new input.
+
+cdef enum Cell:
+    SIMPLE_RNN_CELL, LSTM_CELL, GRU_CELL
+
+cdef struct Call:
+    Cell cell
+    int typenum
+    Py_ssize_t timesteps, batch, inputs, units, state
+    void* x
+    void* kernel
+    void* bias
+    void* recurrent_kernel
+    void* extra                 # LSTM: projection or NULL; GRU: recurrent bias
+    const unsigned char* mask
+    int activation, recurrent_activation
+    bint reset_after
+    void* h
+    void* c
+    void* sequence
+
+
+cdef int run(const Call* k) except -1 nogil:
+    if k.typenum == cnp.NPY_FLOAT32:
+        if k.cell == SIMPLE_RNN_CELL:
+            simple_rnn_core(k.timesteps, k.batch, k.inputs, k.units, <float*> k.x, <float*> k.kernel,
+                            <float*> k.bias, <float*> k.recurrent_kernel, k.mask, k.activation, <float*> k.h,
+                            <float*> k.sequence)
+        elif k.cell == LSTM_CELL:
+            lstm_core(k.timesteps, k.batch, k.inputs, k.units, k.state, <float*> k.x, <float*> k.kernel,
+                      <float*> k.bias, <float*> k.recurrent_kernel, <float*> k.extra, k.mask, k.activation,
+                      k.recurrent_activation, <float*> k.h, <float*> k.c, <float*> k.sequence)
+        else:
+            gru_core(k.timesteps, k.batch, k.inputs, k.units, <float*> k.x, <float*> k.kernel, <float*> k.bias,
+                     <float*> k.recurrent_kernel, <float*> k.extra, k.mask, k.activation, k.recurrent_activation,
+                     k.reset_after, <float*> k.h, <float*> k.sequence)
+    else:
+        if k.cell == SIMPLE_RNN_CELL:
+            simple_rnn_core(k.timesteps, k.batch, k.inputs, k.units, <double*> k.x, <double*> k.kernel,
+                            <double*> k.bias, <double*> k.recurrent_kernel, k.mask, k.activation, <double*> k.h,
+                            <double*> k.sequence)
+        elif k.cell == LSTM_CELL:
+            lstm_core(k.timesteps, k.batch, k.inputs, k.units, k.state, <double*> k.x, <double*> k.kernel,
+                      <double*> k.bias, <double*> k.recurrent_kernel, <double*> k.extra, k.mask, k.activation,
+                      k.recurrent_activation, <double*> k.h, <double*> k.c, <double*> k.sequence)
+        else:
+            gru_core(k.timesteps, k.batch, k.inputs, k.units, <double*> k.x, <double*> k.kernel,
+                     <double*> k.bias, <double*> k.recurrent_kernel, <double*> k.extra, k.mask, k.activation,
+                     k.recurrent_activation, k.reset_after, <double*> k.h, <double*> k.sequence)
+    return 0
+
+
+cdef int check_inputs(Call* k, object x, object kernel, object bias, object recurrent_kernel,
+                      int gates) except -1:
+    """Fill the sizes and input pointers of `k` from x (T, B, I) and the weights (k.units and
+    k.state set, k.typenum too)."""
+    cdef cnp.npy_intp* xs = shape_of(x, b"x", k.typenum, 3, False)
+    k.timesteps, k.batch, k.inputs = xs[0], xs[1], xs[2]
+    check_shape(b"kernel", shape_of(kernel, b"kernel", k.typenum, 2, False), 2, k.inputs, gates * k.units)
+    check_shape(b"bias", shape_of(bias, b"bias", k.typenum, 1, False), 1, gates * k.units)
+    check_shape(b"recurrent_kernel", shape_of(recurrent_kernel, b"recurrent_kernel", k.typenum, 2, False), 2,
+                k.state, gates * k.units)
+    k.x, k.kernel, k.bias, k.recurrent_kernel = data(x), data(kernel), data(bias), data(recurrent_kernel)
+    return 0
+
+
+cdef int check_simple_rnn(Call* k, x, kernel, bias, recurrent_kernel, mask, int activation, h,
+                          sequence) except -1:
+    k.cell, k.typenum = SIMPLE_RNN_CELL, typenum_of(h)
+    k.units = k.state = shape_of(h, b"h", k.typenum, 2, True)[1]
+    check_inputs(k, x, kernel, bias, recurrent_kernel, 1)
+    check_shape(b"h", cnp.PyArray_DIMS(<cnp.ndarray> h), 2, k.batch, k.units)
+    k.mask = mask_data(mask, k.batch, k.timesteps)
+    k.sequence = sequence_data(sequence, k.typenum, k.batch, k.timesteps, k.units)
+    k.activation, k.h, k.c, k.extra = activation, data(h), NULL, NULL
+    return 0
+
+
+cdef int check_lstm(Call* k, x, kernel, bias, recurrent_kernel, projection, mask, int activation,
+                    int recurrent_activation, h, c, sequence) except -1:
+    k.cell, k.typenum = LSTM_CELL, typenum_of(h)
+    k.units = shape_of(c, b"c", k.typenum, 2, True)[1]
+    k.state = shape_of(h, b"h", k.typenum, 2, True)[1]
+    check_inputs(k, x, kernel, bias, recurrent_kernel, 4)
+    check_shape(b"c", cnp.PyArray_DIMS(<cnp.ndarray> c), 2, k.batch, k.units)
+    check_shape(b"h", cnp.PyArray_DIMS(<cnp.ndarray> h), 2, k.batch, k.state)
+    cdef cnp.npy_intp* ps = shape_of(projection, b"projection", k.typenum, 2, False)
+    if ps[0] != 0 or ps[1] != 0:
+        check_shape(b"projection", ps, 2, k.units, k.state)
+        k.extra = data(projection)
+    elif k.state != k.units:
+        raise ValueError(f"kernel argument h: expected shape {(k.batch, k.units)} without a projection, "
+                         f"got {(k.batch, k.state)}")
+    else:
+        k.extra = NULL
+    k.mask = mask_data(mask, k.batch, k.timesteps)
+    k.sequence = sequence_data(sequence, k.typenum, k.batch, k.timesteps, k.state)
+    k.activation, k.recurrent_activation, k.h, k.c = activation, recurrent_activation, data(h), data(c)
+    return 0
+
+
+cdef int check_gru(Call* k, x, kernel, input_bias, recurrent_kernel, recurrent_bias, mask, int activation,
+                   int recurrent_activation, bint reset_after, h, sequence) except -1:
+    k.cell, k.typenum = GRU_CELL, typenum_of(h)
+    k.units = k.state = shape_of(h, b"h", k.typenum, 2, True)[1]
+    check_inputs(k, x, kernel, input_bias, recurrent_kernel, 3)
+    check_shape(b"h", cnp.PyArray_DIMS(<cnp.ndarray> h), 2, k.batch, k.units)
+    check_shape(b"recurrent_bias", shape_of(recurrent_bias, b"recurrent_bias", k.typenum, 1, False), 1,
+                3 * k.units)
+    k.extra = data(recurrent_bias)
+    k.mask = mask_data(mask, k.batch, k.timesteps)
+    k.sequence = sequence_data(sequence, k.typenum, k.batch, k.timesteps, k.units)
+    k.activation, k.recurrent_activation, k.reset_after = activation, recurrent_activation, reset_after
+    k.h, k.c = data(h), NULL
+    return 0
+
 
 def simple_rnn(x,                   # IN  (T, B, I) time-major inputs
                kernel,              # IN  (I, U)
@@ -470,29 +590,10 @@ def simple_rnn(x,                   # IN  (T, B, I) time-major inputs
     See fastrnn/reference.py for the contract; this is its compiled twin. Every array is
     float32, or every one float64 (the mask is uint8), C-contiguous.
     """
-    cdef int typenum = typenum_of(h)
-    cdef cnp.npy_intp* xs = shape_of(x, b"x", typenum, 3, False)
-    cdef Py_ssize_t T = xs[0], B = xs[1], I = xs[2]
-    cdef Py_ssize_t U = shape_of(h, b"h", typenum, 2, True)[1]
-    check_shape(b"h", cnp.PyArray_DIMS(<cnp.ndarray> h), 2, B, U)
-    check_shape(b"kernel", shape_of(kernel, b"kernel", typenum, 2, False), 2, I, U)
-    check_shape(b"bias", shape_of(bias, b"bias", typenum, 1, False), 1, U)
-    check_shape(b"recurrent_kernel", shape_of(recurrent_kernel, b"recurrent_kernel", typenum, 2, False), 2, U, U)
-    cdef const unsigned char* m = mask_data(mask, B, T)
-    cdef void* seq = sequence_data(sequence, typenum, B, T, U)
-    cdef void* px = data(x)
-    cdef void* pk = data(kernel)
-    cdef void* pb = data(bias)
-    cdef void* pr = data(recurrent_kernel)
-    cdef void* ph = data(h)
-    if typenum == cnp.NPY_FLOAT32:
-        with nogil:
-            simple_rnn_core(T, B, I, U, <float*> px, <float*> pk, <float*> pb, <float*> pr, m, activation,
-                            <float*> ph, <float*> seq)
-    else:
-        with nogil:
-            simple_rnn_core(T, B, I, U, <double*> px, <double*> pk, <double*> pb, <double*> pr, m, activation,
-                            <double*> ph, <double*> seq)
+    cdef Call k
+    check_simple_rnn(&k, x, kernel, bias, recurrent_kernel, mask, activation, h, sequence)
+    with nogil:
+        run(&k)
 
 
 def lstm(x,                         # IN  (T, B, I) time-major inputs
@@ -513,39 +614,11 @@ def lstm(x,                         # IN  (T, B, I) time-major inputs
     ``c_t = f * c_{t-1} + i * act(z_c)``; ``h_t = o * act(c_t)``, then ``h_t @ projection``
     when there is one (PyTorch's proj_size; P is its size).
     """
-    cdef int typenum = typenum_of(h)
-    cdef cnp.npy_intp* xs = shape_of(x, b"x", typenum, 3, False)
-    cdef Py_ssize_t T = xs[0], B = xs[1], I = xs[2]
-    cdef Py_ssize_t U = shape_of(c, b"c", typenum, 2, True)[1]
-    cdef Py_ssize_t P = shape_of(h, b"h", typenum, 2, True)[1]
-    check_shape(b"c", cnp.PyArray_DIMS(<cnp.ndarray> c), 2, B, U)
-    check_shape(b"h", cnp.PyArray_DIMS(<cnp.ndarray> h), 2, B, P)
-    check_shape(b"kernel", shape_of(kernel, b"kernel", typenum, 2, False), 2, I, 4 * U)
-    check_shape(b"bias", shape_of(bias, b"bias", typenum, 1, False), 1, 4 * U)
-    check_shape(b"recurrent_kernel", shape_of(recurrent_kernel, b"recurrent_kernel", typenum, 2, False), 2, P, 4 * U)
-    cdef cnp.npy_intp* ps = shape_of(projection, b"projection", typenum, 2, False)
-    cdef bint projected = ps[0] != 0 or ps[1] != 0
-    if projected:
-        check_shape(b"projection", ps, 2, U, P)
-    elif P != U:
-        raise ValueError(f"kernel argument h: expected shape {(B, U)} without a projection, got {(B, P)}")
-    cdef const unsigned char* m = mask_data(mask, B, T)
-    cdef void* seq = sequence_data(sequence, typenum, B, T, P)
-    cdef void* px = data(x)
-    cdef void* pk = data(kernel)
-    cdef void* pb = data(bias)
-    cdef void* pr = data(recurrent_kernel)
-    cdef void* pp = data(projection) if projected else NULL
-    cdef void* ph = data(h)
-    cdef void* pc = data(c)
-    if typenum == cnp.NPY_FLOAT32:
-        with nogil:
-            lstm_core(T, B, I, U, P, <float*> px, <float*> pk, <float*> pb, <float*> pr, <float*> pp, m,
-                      activation, recurrent_activation, <float*> ph, <float*> pc, <float*> seq)
-    else:
-        with nogil:
-            lstm_core(T, B, I, U, P, <double*> px, <double*> pk, <double*> pb, <double*> pr, <double*> pp, m,
-                      activation, recurrent_activation, <double*> ph, <double*> pc, <double*> seq)
+    cdef Call k
+    check_lstm(&k, x, kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c,
+               sequence)
+    with nogil:
+        run(&k)
 
 
 def gru(x,                          # IN  (T, B, I) time-major inputs
@@ -567,31 +640,58 @@ def gru(x,                          # IN  (T, B, I) time-major inputs
     ``hh = act(x_h + (r * h_{t-1}) @ recurrent_kernel[:, 2U:])``. Both end with
     ``h_t = z * h_{t-1} + (1 - z) * hh``.
     """
-    cdef int typenum = typenum_of(h)
-    cdef cnp.npy_intp* xs = shape_of(x, b"x", typenum, 3, False)
-    cdef Py_ssize_t T = xs[0], B = xs[1], I = xs[2]
-    cdef Py_ssize_t U = shape_of(h, b"h", typenum, 2, True)[1]
-    check_shape(b"h", cnp.PyArray_DIMS(<cnp.ndarray> h), 2, B, U)
-    check_shape(b"kernel", shape_of(kernel, b"kernel", typenum, 2, False), 2, I, 3 * U)
-    check_shape(b"input_bias", shape_of(input_bias, b"input_bias", typenum, 1, False), 1, 3 * U)
-    check_shape(b"recurrent_kernel", shape_of(recurrent_kernel, b"recurrent_kernel", typenum, 2, False), 2, U, 3 * U)
-    check_shape(b"recurrent_bias", shape_of(recurrent_bias, b"recurrent_bias", typenum, 1, False), 1, 3 * U)
-    cdef const unsigned char* m = mask_data(mask, B, T)
-    cdef void* seq = sequence_data(sequence, typenum, B, T, U)
-    cdef void* px = data(x)
-    cdef void* pk = data(kernel)
-    cdef void* pb = data(input_bias)
-    cdef void* pr = data(recurrent_kernel)
-    cdef void* prb = data(recurrent_bias)
-    cdef void* ph = data(h)
-    if typenum == cnp.NPY_FLOAT32:
+    cdef Call k
+    check_gru(&k, x, kernel, input_bias, recurrent_kernel, recurrent_bias, mask, activation,
+              recurrent_activation, reset_after, h, sequence)
+    with nogil:
+        run(&k)
+
+
+cdef class Step:
+    """One timestep of a kernel with everything but the input bound: the embedded hot path.
+
+    ``Step(function, arguments)`` takes one of this module's kernels and the arguments it takes
+    after ``x``, with the empty mask and sequence; they are checked once, and kept alive.
+    ``step(x_t)`` for ``x_t`` of shape (batch, input_dim) advances the bound states in place and
+    returns a copy of h, the step's output. Weights and states must not be replaced afterwards
+    (fastrnn/streaming.py binds a new Step when they are).
+    """
+    cdef Call call
+    cdef tuple arguments
+    cdef object h
+
+    def __init__(self, function, tuple arguments):
+        cdef Py_ssize_t n = len(arguments)
+        # A stand-in input of one step: the kernel's own checks then bind everything else.
+        if function is simple_rnn and n == 7:
+            kernel, bias, recurrent_kernel, mask, activation, h, sequence = arguments
+            x = np.zeros((1, len(h), len(kernel)), h.dtype)
+            check_simple_rnn(&self.call, x, kernel, bias, recurrent_kernel, mask, activation, h, sequence)
+        elif function is lstm and n == 10:
+            kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c, sequence = arguments
+            x = np.zeros((1, len(h), len(kernel)), h.dtype)
+            check_lstm(&self.call, x, kernel, bias, recurrent_kernel, projection, mask, activation,
+                       recurrent_activation, h, c, sequence)
+        elif function is gru and n == 10:
+            kernel, bias, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation, reset_after, h, \
+                sequence = arguments
+            x = np.zeros((1, len(h), len(kernel)), h.dtype)
+            check_gru(&self.call, x, kernel, bias, recurrent_kernel, recurrent_bias, mask, activation,
+                      recurrent_activation, reset_after, h, sequence)
+        else:
+            raise TypeError(f"Step binds one of fastrnn._kernels' kernels and its arguments after x, "
+                            f"got {function!r} with {n}")
+        if self.call.mask != NULL or self.call.sequence != NULL:
+            raise ValueError("Step binds the empty mask and sequence: one step needs neither")
+        self.arguments, self.h = arguments, h
+
+    def __call__(self, x_t):
+        cdef cnp.npy_intp* shape = shape_of(x_t, b"x_t", self.call.typenum, 2, False)
+        check_shape(b"x_t", shape, 2, self.call.batch, self.call.inputs)
+        self.call.x = data(x_t)
         with nogil:
-            gru_core(T, B, I, U, <float*> px, <float*> pk, <float*> pb, <float*> pr, <float*> prb, m,
-                     activation, recurrent_activation, reset_after, <float*> ph, <float*> seq)
-    else:
-        with nogil:
-            gru_core(T, B, I, U, <double*> px, <double*> pk, <double*> pb, <double*> pr, <double*> prb, m,
-                     activation, recurrent_activation, reset_after, <double*> ph, <double*> seq)
+            run(&self.call)
+        return cnp.PyArray_NewCopy(<cnp.ndarray> self.h, cnp.NPY_CORDER)
 
 
 def activation(values, int activation):     # IN/OUT (n,) float32 or float64

@@ -126,6 +126,7 @@ class _RNN(Layer):
     def _on_weights_set(self):
         # Laid out once for the kernels: a bias always (zeros without one).
         self._bias = self.bias if self.use_bias else np.zeros(self.kernel.shape[1], self.dtype)
+        self._step_work = self.kernel.size + self.recurrent_kernel.size   # multiply-adds per row and step
         # Streams bind the weight arrays once (fastrnn/streaming.py); this tells them to rebind.
         global weights_generation
         weights_generation += 1
@@ -269,21 +270,11 @@ class _RNN(Layer):
         sequence = (np.empty((batch, timesteps, self._sizes[0]), self.dtype) if return_sequences
                     else _EMPTY_SEQUENCE[self.dtype])
         kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
-        parts = _row_parts(batch, timesteps * self.kernel.size + timesteps * self.recurrent_kernel.size)
-        if len(parts) == 1:
-            self._run_rows(backends.kernels(), x, kernel_mask, states, sequence)
-        elif parts:
-            # Rows are independent sequences, so each thread runs the whole recurrence for its own
-            # rows, writing its slice of the states and the sequence: no step-by-step handshake.
-            kernels = backends.kernels()
-
-            def run(rows):
-                self._run_rows(kernels, x[rows], kernel_mask[rows], [state[rows] for state in states],
-                               sequence[rows])
-            others = [_executor().submit(run, rows) for rows in parts[1:]]
-            run(parts[0])   # the calling thread takes a part too, rather than wait idle
-            for future in others:
-                future.result()
+        if batch * timesteps * self._step_work < 2 * _MIN_WORK_PER_THREAD:   # too small to split
+            if batch:
+                self._run_rows(backends.kernels(), x, kernel_mask, states, sequence)
+        else:
+            self._run_split(x, kernel_mask, states, sequence)
 
         output = sequence if return_sequences else states[0]
         if mask is not None:
@@ -296,6 +287,22 @@ class _RNN(Layer):
                 started = np.logical_or.accumulate(mask, axis=1)
                 output[~(started if return_sequences else started[:, -1])] = 0
         return output, states
+
+    def _run_split(self, x, mask, states, sequence):
+        """`_run_rows` over slices of the batch, on the threads of `fastrnn.set_num_threads`.
+
+        Rows are independent sequences, so each thread runs the whole recurrence for its own
+        rows, writing its slice of the states and the sequence: no step-by-step handshake.
+        """
+        kernels = backends.kernels()
+        parts = _row_parts(x.shape[0], x.shape[1] * self._step_work)
+
+        def run(rows):
+            self._run_rows(kernels, x[rows], mask[rows], [state[rows] for state in states], sequence[rows])
+        others = [_executor().submit(run, rows) for rows in parts[1:]]
+        run(parts[0])   # the calling thread takes a part too, rather than wait idle
+        for future in others:
+            future.result()
 
     def _run_rows(self, kernels, x, mask, states, sequence):
         """Run the kernel on the batch-major `x` rows, with their mask, states and sequence rows."""

@@ -131,14 +131,25 @@ class Stream:
         prepared call and each recurrent kernel updates the stream's states in place, with no
         validation, allocation or copy but the returned output's.
         """
-        x = x_t if type(x_t) is np.ndarray else np.asarray(x_t)
         steps = self._steps
-        if (steps is not None and x.shape == self._step_shape and x.dtype is self._step_dtype
-                and x.flags.c_contiguous and self._weights_generation == R.weights_generation):
-            for run in steps:
-                x = run(x)
-            # A last state is the stream's own, updated in place next step: hand out a copy.
-            return x.copy() if self._last_is_state else x
+        if steps is not None and self._weights_generation == R.weights_generation:
+            if self._checked_in_c:
+                # The compiled step checks its input (shape, dtype, layout) before it touches a
+                # state; what it refuses takes the general path below, which converts or explains.
+                try:
+                    x = steps[0](x_t)
+                except (TypeError, ValueError):
+                    x = None
+            else:
+                x = x_t if type(x_t) is np.ndarray else np.asarray(x_t)
+                fits = x.shape == self._step_shape and x.dtype is self._step_dtype and x.flags.c_contiguous
+                x = steps[0](x) if fits else None
+            if x is not None:
+                for run in steps[1:]:
+                    x = run(x)
+                # A last state is the stream's own, updated in place next step: hand out a copy.
+                return x.copy() if self._copy_last else x
+        x = np.asarray(x_t)
         output = self(x[:, None])
         self._prepare_steps(x)
         return output[:, 0] if self._sequence_output else output
@@ -156,12 +167,18 @@ class Stream:
             steps.append(_recurrent_step(layer, next(recurrent)) if isinstance(layer, R._RNN) else layer.call)
         self._steps = steps
         self._weights_generation = R.weights_generation
-        self._last_is_state = isinstance(self.model.layers[-1], R._RNN)
+        compiled = hasattr(backends.kernels(), "Step")
+        self._checked_in_c = compiled and isinstance(steps[0], backends.kernels().Step)
+        self._copy_last = isinstance(self.model.layers[-1], R._RNN) and not compiled
 
 
 def _recurrent_step(layer, states):
-    """One timestep of `layer` on (batch, features), updating `states` in place; returns h."""
-    function, arguments = layer._kernel_call(backends.kernels(), _NO_MASK, states, _EMPTY_SEQUENCE[layer.dtype])
+    """One timestep of `layer` on (batch, features), updating `states` in place; returns h (the
+    compiled backend's Step returns a copy of it, the others the state itself)."""
+    kernels = backends.kernels()
+    function, arguments = layer._kernel_call(kernels, _NO_MASK, states, _EMPTY_SEQUENCE[layer.dtype])
+    if hasattr(kernels, "Step"):
+        return kernels.Step(function, arguments)   # binds the weights and states in C, once
     h = states[0]
 
     def run(x):

@@ -156,3 +156,39 @@ def test_results_do_not_depend_on_the_thread_count(backend_name):
         fastrnn.set_num_threads(previous)
     assert fastrnn.num_threads() == previous
     np.testing.assert_allclose(one, two, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_step_matches_the_kernel_call(dtype):
+    """Step binds a kernel's weights and states once; each call equals a one-step kernel call."""
+    _kernels = pytest.importorskip("fastrnn._kernels")
+    arguments = _lstm_arguments(dtype, T=1)
+    twin = {name: value.copy() if isinstance(value, np.ndarray) else value for name, value in arguments.items()}
+    rng = np.random.default_rng(1)
+    for name in ("kernel", "recurrent_kernel", "bias"):
+        arguments[name][...] = twin[name][...] = rng.uniform(-0.5, 0.5, arguments[name].shape)
+    step = _kernels.Step(_kernels.lstm, tuple(list(arguments.values())[1:]))
+    for _ in range(3):
+        x_t = rng.standard_normal(arguments["x"].shape[1:]).astype(dtype)
+        output = step(x_t)
+        _kernels.lstm(x_t[None], *list(twin.values())[1:])
+        np.testing.assert_array_equal(output, twin["h"])
+        np.testing.assert_array_equal(arguments["c"], twin["c"])
+        assert output is not arguments["h"]
+
+
+def test_compiled_step_checks_its_input():
+    _kernels = pytest.importorskip("fastrnn._kernels")
+    arguments = _lstm_arguments(np.float32, T=1)
+    step = _kernels.Step(_kernels.lstm, tuple(list(arguments.values())[1:]))
+    for bad, message in ((np.zeros((2, 6), np.float32), r"x_t: expected shape \(2, 5\)"),
+                         (np.zeros((2, 5), np.float64), "x_t: expected .*float32"),
+                         (np.zeros((5, 2), np.float32).T, "not C-contiguous"),
+                         ([[0.0] * 5] * 2, "expected a NumPy array")):
+        with pytest.raises((ValueError, TypeError), match=message):
+            step(bad)
+    with pytest.raises(TypeError, match="binds one of"):
+        _kernels.Step(len, tuple(list(arguments.values())[1:]))
+    arguments["mask"] = np.ones((2, 1), np.uint8)
+    with pytest.raises(ValueError, match="empty mask and sequence"):
+        _kernels.Step(_kernels.lstm, tuple(list(arguments.values())[1:]))
