@@ -80,14 +80,14 @@ class Stream:
         self._recurrent = [layer for layer in model.layers if isinstance(layer, R._RNN)]
         # A model whose last recurrent layer returns sequences gives (batch, n, ...) per chunk.
         self._sequence_output = not self._recurrent or self._recurrent[-1].return_sequences
-        self._steps = None
+        self._first_step = None
         self.reset()
 
     def reset(self):
         """Start new sequences: every recurrent state back to zeros."""
         self._states = [[np.zeros((self.batch_size, size), layer.dtype) for size in layer._sizes]
                         for layer in self._recurrent]
-        self._steps = None   # they were bound to the old state arrays
+        self._first_step = None   # it was bound to the old state arrays
 
     @property
     def states(self):
@@ -103,7 +103,7 @@ class Stream:
         for layer, given in zip(self._recurrent, values):
             checked.append(layer._initial_states(given, self.batch_size))
         self._states = checked
-        self._steps = None
+        self._first_step = None
 
     def __call__(self, chunk):
         """Advance every sequence by the steps of `chunk` ``(batch, n, ...)``; see the class notes."""
@@ -131,21 +131,21 @@ class Stream:
         prepared call and each recurrent kernel updates the stream's states in place, with no
         validation, allocation or copy but the returned output's.
         """
-        steps = self._steps
-        if steps is not None and self._weights_generation == R.weights_generation:
+        first = self._first_step
+        if first is not None and self._weights_generation == R.weights_generation:
             if self._checked_in_c:
                 # The compiled step checks its input (shape, dtype, layout) before it touches a
                 # state; what it refuses takes the general path below, which converts or explains.
                 try:
-                    x = steps[0](x_t)
+                    x = first(x_t)
                 except (TypeError, ValueError):
                     x = None
             else:
                 x = x_t if type(x_t) is np.ndarray else np.asarray(x_t)
                 fits = x.shape == self._step_shape and x.dtype is self._step_dtype and x.flags.c_contiguous
-                x = steps[0](x) if fits else None
+                x = first(x) if fits else None
             if x is not None:
-                for run in steps[1:]:
+                for run in self._next_steps:
                     x = run(x)
                 # A last state is the stream's own, updated in place next step: hand out a copy.
                 return x.copy() if self._copy_last else x
@@ -157,7 +157,7 @@ class Stream:
     def _prepare_steps(self, x):
         """Bind each layer's step to the stream's current states and weights, when the fast path
         applies (the first layer recurrent, `x` of its dtype, C-contiguous)."""
-        self._steps, self._step_shape, self._step_dtype = None, x.shape, x.dtype
+        self._first_step, self._step_shape, self._step_dtype = None, x.shape, x.dtype
         first = self.model.layers[0] if self.model.layers else None
         if not (isinstance(first, R._RNN) and x.ndim == 2 and x.dtype == first.dtype
                 and x.shape[1] == first.input_shape[-1]):
@@ -165,7 +165,7 @@ class Stream:
         steps, recurrent = [], iter(self._states)
         for layer in self.model.layers:
             steps.append(_recurrent_step(layer, next(recurrent)) if isinstance(layer, R._RNN) else layer.call)
-        self._steps = steps
+        self._first_step, self._next_steps = steps[0], steps[1:]
         self._weights_generation = R.weights_generation
         compiled = hasattr(backends.kernels(), "Step")
         self._checked_in_c = compiled and isinstance(steps[0], backends.kernels().Step)
