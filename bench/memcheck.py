@@ -3,7 +3,8 @@
 ``bash bench/memcheck.sh`` runs this under valgrind's memcheck and fails on any invalid read or
 write, use of uninitialised memory, or invalid free in fastrnn's extension. Shapes cover batch 1
 to 9 (the micro-kernel's row blocks and remainders), units 1 to 33 (vector widths and their
-edges), a timestep or several, masks, projections, both GRU forms, float32 and float64.
+edges), a timestep or several, masks, projections, both GRU forms, float32 and float64; stream
+steps (the bound one-step `Step`) and batches split across threads.
 """
 import itertools
 
@@ -26,8 +27,19 @@ for dtype, batch, units, timesteps in itertools.product(("float32", "float64"), 
         layer(x)
         layer(x, mask=mask)
         cases += 2
+    for layer in layers[:4]:
+        stream = fastrnn.Sequential([fastrnn.Input((None, 3)), layer]).stream(batch_size=batch)
+        for t in range(timesteps):
+            stream.step(x[:, t])
+            cases += 1
     activations = rng.standard_normal(units * 7).astype(dtype)
     for code in sorted(set(fastrnn.activations.CODES.values())):
         fastrnn._kernels.activation(activations.copy(), code)
         cases += 1
+# A batch split across threads (fastrnn/recurrent.py): each part writes its own rows.
+fastrnn.set_num_threads(3)
+fastrnn.recurrent._MIN_WORK_PER_THREAD = 1
+for layer in (fastrnn.LSTM(8, return_sequences=True, seed=0), fastrnn.GRU(9, seed=0)):
+    layer(rng.standard_normal((13, 4, 3)).astype("float32"))
+    cases += 1
 print(f"memcheck: ran {cases} kernel calls")

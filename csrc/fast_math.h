@@ -87,7 +87,7 @@ FASTRNN_INLINE double fr_reduce(double x, double *scale)
 FASTRNN_INLINE double fr_sigmoid(double x)
 {
     double a = -fabs(x);
-    a = a > -110.0 ? a : -110.0;                       /* sigmoid(-110) rounds to 0 in float32 */
+    a = a < -110.0 ? -110.0 : a;                       /* sigmoid(-110) rounds to 0 in float32 */
     double scale, r = fr_reduce(a, &scale);
     double p = 1.0 / 5040.0;
     p = p * r + 1.0 / 720.0;
@@ -97,17 +97,17 @@ FASTRNN_INLINE double fr_sigmoid(double x)
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    /* e^-|x|; exactly 0 beyond the clamp, so that silu(-inf) = -inf * 0 is NaN, as in float64 */
-    double e = fabs(x) < 110.0 ? p * scale : 0.0;
+    /* e^-|x|; exactly 0 beyond the clamp, so that silu(-inf) = -inf * 0 is NaN, as in float64.
+     * The comparisons are written so that a NaN x stays NaN all the way through. */
+    double e = fabs(x) >= 110.0 ? 0.0 : p * scale;
     double s = 1.0 / (1.0 + e);
-    double result = x >= 0 ? s : e * s;
-    return x != x ? x : result;
+    return x >= 0 ? s : e * s;
 }
 
 FASTRNN_INLINE double fr_tanh(double x)
 {
     double a = fabs(x);
-    a = a < 10.0 ? a : 10.0;                           /* tanh(10) rounds to 1 in float32 */
+    a = a > 10.0 ? 10.0 : a;                           /* tanh(10) rounds to 1 in float32; NaN stays */
     /* tanh a = -m / (2 + m) with m = expm1(-2a): computed as 2^n expm1(r) + (2^n - 1), which
      * keeps full relative precision for small a, where 1 - e^-2a would cancel. */
     double scale, r = fr_reduce(-2.0 * a, &scale);
@@ -121,7 +121,7 @@ FASTRNN_INLINE double fr_tanh(double x)
     q = q * r + 1.0;
     double m = scale * (q * r) + (scale - 1.0);
     double t = -m / (2.0 + m);
-    return x != x ? x : copysign(t, x);
+    return copysign(t, x);
 }
 
 FASTRNN_INLINE double fr_expm1(double x)               /* for x <= 0 (elu's negative side) */
