@@ -27,7 +27,10 @@ for dtype, batch, units, timesteps in itertools.product(("float32", "float64"), 
         layer(x)
         layer(x, mask=mask)
         cases += 2
-    for layer in layers[:4]:
+    streamed = [fastrnn.SimpleRNN(units, dtype=dtype, seed=0), fastrnn.LSTM(units, dtype=dtype, seed=0),
+                fastrnn.LSTM(units, proj_size=max(1, units // 2), dtype=dtype, seed=0),
+                fastrnn.GRU(units, dtype=dtype, seed=0), fastrnn.GRU(units, reset_after=False, dtype=dtype, seed=0)]
+    for layer in streamed:
         stream = fastrnn.Sequential([fastrnn.Input((None, 3)), layer]).stream(batch_size=batch)
         for t in range(timesteps):
             stream.step(x[:, t])
