@@ -88,18 +88,16 @@ def info(args):
 
 # ----------------------------------------------------------------------------- predict
 @contextlib.contextmanager
-def _limited_threads(count):
-    """Limit BLAS (and OpenMP) threads to `count` while the block runs, with threadpoolctl."""
+def _threads(count):
+    """Run the block with `fastrnn.set_num_threads(count)`, the previous count restored after."""
+    import fastrnn
+
+    previous = fastrnn.num_threads()
+    fastrnn.set_num_threads(count)
     try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        print("fastrnn: warning: --threads needs threadpoolctl (pip install threadpoolctl); "
-              "running with the default number of threads", file=sys.stderr)
         yield
-        return
-    # threadpoolctl limits the libraries loaded when it is called: the caller loads the kernels first.
-    with threadpool_limits(limits=count):
-        yield
+    finally:
+        fastrnn.set_num_threads(previous)
 
 
 @contextlib.contextmanager
@@ -157,11 +155,9 @@ def predict(args):
     with contextlib.ExitStack() as stack:
         if args.backend:
             stack.enter_context(_backend(args.backend))
-        # Import the kernels now (a third of a second): before threadpoolctl looks for their BLAS
-        # library, and before the clock starts.
-        fastrnn.backend()
+        fastrnn.backend()   # import the kernels now (a third of a second), before the clock starts
         if args.threads:
-            stack.enter_context(_limited_threads(args.threads))
+            stack.enter_context(_threads(args.threads))
         progress = Progress(rows, enabled=sys.stderr.isatty() and not args.quiet)
         start = time.perf_counter()
         try:
@@ -366,7 +362,7 @@ def build_parser():
     run.add_argument("-o", "--output", metavar="OUTPUT", help=".npy, or .npz for several outputs "
                      "(default: INPUT's stem + .pred.npy or .pred.npz)")
     run.add_argument("--batch-size", type=_positive(int), default=1024, metavar="N", help="rows per chunk (1024)")
-    run.add_argument("--threads", type=_positive(int), metavar="N", help="limit BLAS threads (threadpoolctl)")
+    run.add_argument("--threads", type=_positive(int), metavar="N", help="threads a forward pass may use (fastrnn.set_num_threads; default: the CPUs)")
     run.add_argument("--backend", metavar="NAME", help="cython, numba or numpy (default: fastrnn's choice)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--input-name", action="extend", nargs="+", metavar="NAME",

@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -165,14 +166,14 @@ def test_predict_torch_time_first_chunks_the_batch_axis(capsys, tmp_path):
 
 def test_predict_backend_and_threads(capsys, tmp_path):
     x = random_inputs(tmp_path / "x.npy", (5, 5, 3))
-    before = fastrnn.backend()
-    status, _, err = run(capsys, "predict", KERAS, tmp_path / "x.npy", "--backend", "numpy", "--threads", "1")
-    assert status == 0
-    if importlib.util.find_spec("threadpoolctl") is None:
-        assert err.count("--threads needs threadpoolctl") == 1
-    else:
-        assert err == ""
-    assert fastrnn.backend() == before
+    before, threads = fastrnn.backend(), fastrnn.num_threads()
+    seen = []
+    real = fastrnn.set_num_threads
+    with mock.patch.object(fastrnn, "set_num_threads", side_effect=lambda n: (seen.append(n), real(n))):
+        status, _, err = run(capsys, "predict", KERAS, tmp_path / "x.npy", "--backend", "numpy", "--threads", "3")
+    assert status == 0 and err == ""
+    assert seen == [3, threads]   # set for the run, then restored
+    assert fastrnn.backend() == before and fastrnn.num_threads() == threads
     np.testing.assert_allclose(np.load(tmp_path / "x.pred.npy"), fastrnn.load(KERAS).predict(x), rtol=0, atol=1e-5)
 
 
