@@ -39,7 +39,10 @@ export PYTHONPATH="$work" LD_PRELOAD="$libasan" PYTHONMALLOC=malloc \
 status=0
 "$python" bench/memcheck.py > "$log" 2>&1 || status=$?
 if [ "$status" -eq 0 ] && [ "${1:-}" != "--quick" ]; then
+    # The memory-growth test measures the resident size, which ASan's quarantine of freed blocks
+    # (every Python object, with PYTHONMALLOC=malloc) grows by design: it runs in the plain build.
     "$python" -m pytest -x -q -p no:cacheprovider tests/test_recurrent.py tests/test_hardening.py \
+        --deselect tests/test_hardening.py::test_many_small_calls_do_not_grow_memory \
         >> "$log" 2>&1 || status=$?
 fi
 grep -E "memcheck: ran|passed|failed" "$log" || true
