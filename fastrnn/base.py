@@ -304,7 +304,7 @@ class Layer:
             kwargs = self._call_arguments(args, kwargs)
         if type(inputs) is not np.ndarray and is_symbolic(inputs):
             return self._call_symbolic(inputs, **kwargs)
-        return self.call(inputs, **kwargs)
+        return self.call(inputs, **kwargs) if kwargs else self.call(inputs)   # the plain call is faster
 
     def _call_arguments(self, args, kwargs):
         """`args` and `kwargs` of a call as keyword arguments of `call`, checked against its signature."""

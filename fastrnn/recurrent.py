@@ -71,6 +71,7 @@ class _RNN(Layer):
         super().__init__(name, dtype, input_shape, batch_input_shape)
         self.units = positive_int(units, "units")
         self._sizes = tuple(self._state_sizes())
+        self._no_sequence = _EMPTY_SEQUENCE[self.dtype]   # the kernels' "skip the sequence" output
         self._activation = activations.code(activation)
         self.activation = "linear" if activation is None else activation.lower()
         if self._has_recurrent_activation:
@@ -199,8 +200,6 @@ class _RNN(Layer):
 
     def _initial_states(self, initial_state, batch):
         if initial_state is None:
-            if self._n_states == 1:   # no comprehension: this is a fifth of a one-step call
-                return [np.zeros((batch, self._sizes[0]), self.dtype)]
             return [np.zeros((batch, size), self.dtype) for size in self._sizes]
         states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
         if len(states) != self._n_states:
@@ -263,12 +262,15 @@ class _RNN(Layer):
         batch, timesteps, _ = x.shape
         if mask is not None:
             mask = self._check_mask(mask, (batch, timesteps))
-        states = self._initial_states(initial_state, batch)
+        if initial_state is None and self._n_states == 1:   # inline: a tenth of a one-step call
+            states = [np.zeros((batch, self._sizes[0]), self.dtype)]
+        else:
+            states = self._initial_states(initial_state, batch)
         if self.go_backwards:
             x = x[:, ::-1]
             mask = None if mask is None else mask[:, ::-1]
         sequence = (np.empty((batch, timesteps, self._sizes[0]), self.dtype) if return_sequences
-                    else _EMPTY_SEQUENCE[self.dtype])
+                    else self._no_sequence)
         kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
         if batch * timesteps * self._step_work < 2 * _MIN_WORK_PER_THREAD:   # too small to split
             if batch:
