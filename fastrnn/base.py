@@ -50,6 +50,19 @@ def as_numeric(value, what, dtype):
     return array.astype(dtype, copy=False)
 
 
+def checked_shape(shape, what):
+    """`shape` as a tuple of positive ints and None; anything else is a ValueError naming `what`."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise ValueError(f"{what} must be a tuple of positive integers or None, got {shape!r}") from None
+    for d in dims:
+        # bool is an int to Python, but Input((True, 3)) is a mistake, not a shape (Keras refuses it too).
+        if d is not None and (isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or d < 1):
+            raise ValueError(f"{what} must be a tuple of positive integers or None, got {shape!r}")
+    return tuple(None if d is None else int(d) for d in dims)
+
+
 def positive_int(value, what):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{what} must be a positive integer, got {value!r}")
@@ -117,9 +130,10 @@ class Layer:
         self.dtype = float_dtype(dtype)
         self.name = name or unique_name(snake_case(type(self).__name__))
         if batch_input_shape is not None:
-            self.batch_input_shape = tuple(batch_input_shape)
+            self.batch_input_shape = checked_shape(batch_input_shape, f"batch_input_shape of layer {self.name!r}")
         elif input_shape is not None:
-            self.batch_input_shape = (batch_size, *tuple(input_shape))
+            self.batch_input_shape = (checked_shape([batch_size], f"batch_size of layer {self.name!r}")
+                                      + checked_shape(input_shape, f"input_shape of layer {self.name!r}"))
         else:
             self.batch_input_shape = None
         self.input_shape = None        # known once built

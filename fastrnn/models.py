@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from .base import Layer, Node, Symbolic, positive_int, unique_name
+from .base import Layer, Node, Symbolic, checked_shape, positive_int, unique_name
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 __all__ = ["Input", "InputLayer", "Model", "Sequential", "TorchRNN"]
@@ -22,7 +22,7 @@ class InputLayer(Layer):
     def __init__(self, batch_shape, dtype="float32", name=None):
         super().__init__(name or unique_name("input_layer"), "float32")
         self.input_dtype = np.dtype(dtype)
-        self.batch_shape = _shape(batch_shape, "Input batch_shape")
+        self.batch_shape = checked_shape(batch_shape, "Input batch_shape")
         self.input_shape = self.batch_shape
         self.output = Symbolic(self.batch_shape, self.input_dtype, Node(self, [], {}), 0, self.name)
 
@@ -65,21 +65,8 @@ def Input(shape=None, batch_size=None, dtype="float32", name=None, batch_shape=N
     if batch_shape is None:
         if shape is None:
             raise ValueError("Input needs shape= (one sample's shape) or batch_shape=")
-        batch_shape = _shape([batch_size], "Input batch_size") + _shape(shape, "Input shape")
+        batch_shape = checked_shape([batch_size], "Input batch_size") + checked_shape(shape, "Input shape")
     return InputLayer(batch_shape, dtype, name).output
-
-
-def _shape(shape, what):
-    """`shape` as a tuple of positive ints and None; anything else is a ValueError naming `what`."""
-    try:
-        dims = tuple(shape)
-    except TypeError:
-        raise ValueError(f"{what} must be a tuple of positive integers or None, got {shape!r}") from None
-    for d in dims:
-        # bool is an int to Python, but Input((True, 3)) is a mistake, not a shape (Keras refuses it too).
-        if d is not None and (isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or d < 1):
-            raise ValueError(f"{what} must be a tuple of positive integers or None, got {shape!r}")
-    return tuple(None if d is None else int(d) for d in dims)
 
 
 def _fits(given, declared):

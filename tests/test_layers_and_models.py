@@ -202,6 +202,16 @@ def test_input_refuses_dimensions_that_are_not_integers(shape):
         fr.Input(shape)
 
 
+@pytest.mark.parametrize("shape", [(True, 3), (None, False), (2.0, 3), ("4", 3), (-1, 3), (0, 3), 3])
+@pytest.mark.parametrize("keyword", ["input_shape", "batch_input_shape"])
+def test_layers_refuse_input_shapes_that_are_not_integers(shape, keyword):
+    given = shape if keyword == "input_shape" or not isinstance(shape, tuple) else (8, *shape)
+    with pytest.raises(ValueError, match=f"{keyword} of layer 'bad' must be a tuple of positive integers"):
+        fr.SimpleRNN(3, name="bad", **{keyword: given})
+    with pytest.raises(ValueError, match=f"{keyword} of layer 'bad_dense'"):
+        fr.Dense(3, name="bad_dense", **{keyword: given})
+
+
 def test_input_takes_numpy_integer_dimensions():
     assert fr.Input((np.int64(4), None)).shape == (None, 4, None)
     assert fr.Input(batch_shape=(np.int32(2), 3)).shape == (2, 3)
