@@ -7,6 +7,7 @@ count, states and weights, and which kernel runs them. Kernels come from the bac
 """
 import concurrent.futures
 import copy
+import os
 import threading
 
 import numpy as np
@@ -31,6 +32,17 @@ _MIN_WORK_PER_THREAD = 1 << 23
 _MIN_ROWS_PER_THREAD = 4
 _pool = None
 _pool_lock = threading.Lock()
+
+
+def _forget_pool():
+    # A forked child has none of its parent's pool threads (a submit would wait forever), and the
+    # lock may have been held by one of them.
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _executor():

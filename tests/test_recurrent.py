@@ -1,6 +1,7 @@
 """Recurrent layers: every cell x option x backend x dtype against the NumPy reference,
 invariants, input handling, initialisation and errors."""
 import itertools
+import os
 import threading
 
 import numpy as np
@@ -110,6 +111,40 @@ def test_batch_split_across_threads_matches_reference(backend_name, monkeypatch,
         kwargs = {"mask": mask if with_mask else None, "initial_state": h0}
         expected = on_reference(lambda: layer(x, **kwargs))
         assert_close(layer(x, **kwargs), expected, dtype)
+    finally:
+        fastrnn.set_num_threads(previous)
+
+
+def _split_call_in_child(queue):
+    from fastrnn import recurrent
+
+    recurrent._MIN_WORK_PER_THREAD = 1
+    layer = fastrnn.LSTM(8, seed=0)
+    queue.put(layer(np.ones((12, 3, 2), np.float32)).sum())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_splits_calls_without_hanging(monkeypatch):
+    """The parent's thread pool does not survive a fork: the child must make its own."""
+    import multiprocessing
+
+    from fastrnn import recurrent
+
+    monkeypatch.setattr(recurrent, "_MIN_WORK_PER_THREAD", 1)
+    previous = fastrnn.num_threads()
+    fastrnn.set_num_threads(2)
+    try:
+        layer = fastrnn.LSTM(8, seed=0)
+        expected = layer(np.ones((12, 3, 2), np.float32)).sum()   # the pool now exists
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_split_call_in_child, args=(queue,))
+        child.start()
+        child.join(timeout=60)
+        assert not child.is_alive(), "the forked child hung on a split call"
+        child.kill() if child.is_alive() else None
+        assert child.exitcode == 0
+        assert queue.get(timeout=5) == pytest.approx(expected, abs=1e-5)
     finally:
         fastrnn.set_num_threads(previous)
 
