@@ -452,7 +452,7 @@ def test_bad_weights_are_named():
         ({"units": 2, "activation": "tanhh"}, ValueError, "unknown activation 'tanhh'; supported: .*tanh"),
         ({"units": 2, "activation": np.tanh}, TypeError, "activation must be a name"),
         ({"units": 2, "dtype": "float16"}, TypeError, "dtype must be 'float32' or 'float64', got 'float16'"),
-        ({"units": 2, "input_shape": (3, 0)}, ValueError, "positive input_dim"),
+        ({"units": 2, "input_shape": (3, 0)}, ValueError, "input_shape of layer .* positive integers"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, error, message):
