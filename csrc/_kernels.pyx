@@ -80,13 +80,20 @@ cdef extern from "fast_math.h":
 
 cdef extern from "small_gemm.h":
     void fr_small_gemm_f32(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
-                           const float* b, Py_ssize_t ldb, float beta, float* c, Py_ssize_t ldc) noexcept nogil
+                           const float* b, Py_ssize_t ldb, const float* packed, float beta, float* c,
+                           Py_ssize_t ldc) noexcept nogil
     void fr_small_gemm_f64(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
-                           const double* b, Py_ssize_t ldb, double beta, double* c, Py_ssize_t ldc) noexcept nogil
+                           const double* b, Py_ssize_t ldb, const double* packed, double beta, double* c,
+                           Py_ssize_t ldc) noexcept nogil
+    void fr_pack_panels_f32(Py_ssize_t n, Py_ssize_t k, const float* b, Py_ssize_t ldb, float* packed) noexcept nogil
+    void fr_pack_panels_f64(Py_ssize_t n, Py_ssize_t k, const double* b, Py_ssize_t ldb,
+                            double* packed) noexcept nogil
 
-# Below this many multiply-adds a product runs in small_gemm.h: a BLAS call costs more than
-# that (measured with bench/test_bench_gemm.py: at 2**22 multiply-adds they are about even).
-cdef Py_ssize_t SMALL_GEMM = 1 << 22
+# Below this many multiply-adds a product runs in small_gemm.h: a BLAS call costs more than that.
+# Measured side by side on whole recurrences: with the recurrent kernel packed once per call
+# (pack_panels), the steps of up to 2**25 multiply-adds run as fast or faster there than in a
+# one-thread BLAS (SimpleRNN 32x100x256x512: 1.43x); unpacked, the two were even at 2**22.
+cdef Py_ssize_t SMALL_GEMM = 1 << 25
 
 # SciPy's OpenBLAS runs a product on several threads, whose workers then spin for a while
 # waiting for the next one: inside a recurrence they take the core that the steps between
@@ -226,20 +233,22 @@ cdef void activate(floating* v, Py_ssize_t n, int activation) noexcept nogil:
 
 
 cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a, Py_ssize_t lda,
-                      const floating* b, Py_ssize_t ldb, floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
+                      const floating* b, Py_ssize_t ldb, floating beta, floating* c, Py_ssize_t ldc,
+                      const floating* packed=NULL) noexcept nogil:
     """Row-major ``C[m, n] = A[m, k] @ B[k, n] + beta * C`` with leading dimensions lda, ldb, ldc.
 
-    Small products run in small_gemm.h; the others in BLAS, which is column-major, where a
-    row-major matrix reads as its transpose: so it computes ``C^T = B^T @ A^T``.
+    Small products run in small_gemm.h (reading B from `packed` when given, see `pack_panels`);
+    the others in BLAS, which is column-major, where a row-major matrix reads as its transpose:
+    so it computes ``C^T = B^T @ A^T``.
     """
     cdef char no = b"N"
     cdef int m_ = <int> m, n_ = <int> n, k_ = <int> k, lda_ = <int> lda, ldb_ = <int> ldb, ldc_ = <int> ldc
     cdef floating one = 1
     if m * n * k < SMALL_GEMM:
         if floating is float:
-            fr_small_gemm_f32(m, n, k, a, lda, b, ldb, beta, c, ldc)
+            fr_small_gemm_f32(m, n, k, a, lda, b, ldb, packed, beta, c, ldc)
         else:
-            fr_small_gemm_f64(m, n, k, a, lda, b, ldb, beta, c, ldc)
+            fr_small_gemm_f64(m, n, k, a, lda, b, ldb, packed, beta, c, ldc)
         return
     cdef int previous = blas_set_threads(blas_threads) if blas_set_threads != NULL else 0
     if floating is float:
@@ -257,6 +266,22 @@ cdef void* alloc_scratch(size_t nbytes) except NULL nogil:
         with gil:
             raise MemoryError(f"cannot allocate {nbytes} bytes of scratch")
     return p
+
+
+cdef int pack_panels(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t n, Py_ssize_t k, const floating* b,
+                     floating** packed) except -1 nogil:
+    """Set `packed` to the recurrent kernel `b` (k, n) packed for small_gemm.h's 4-row blocks (the
+    caller frees it), or to NULL where packing does not pay: one step (the copy would cost as much),
+    fewer than 4 rows (no 4-row block reads it) or a product large enough for BLAS."""
+    packed[0] = NULL
+    if timesteps < 2 or batch < 4 or batch * n * k >= SMALL_GEMM:
+        return 0
+    packed[0] = <floating*> alloc_scratch(n * k * sizeof(floating))
+    if floating is float:
+        fr_pack_panels_f32(n, k, b, n, packed[0])
+    else:
+        fr_pack_panels_f64(n, k, b, n, packed[0])
+    return 0
 
 
 # ------------------------------------------------------------------------------- the array contract
@@ -354,15 +379,18 @@ cdef int simple_rnn_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inpu
     cdef Py_ssize_t b, t
     cdef floating* z
     cdef floating* projected = project(timesteps * batch, inputs, units, x, kernel, bias)
+    cdef floating* packed
+    pack_panels(timesteps, batch, units, units, recurrent_kernel, &packed)
     for t in range(timesteps):
         z = projected + t * batch * units
-        gemm(batch, units, units, h, units, recurrent_kernel, units, 1, z, units)
+        gemm(batch, units, units, h, units, recurrent_kernel, units, 1, z, units, packed)
         for b in range(batch):
             if not skipped(mask, timesteps, b, t):
                 activate(z + b * units, units, activation)
                 memcpy(h + b * units, z + b * units, row_bytes)
             if sequence != NULL:
                 memcpy(sequence + (b * timesteps + t) * units, h + b * units, row_bytes)
+    free(packed)
     free(projected)
     return 0
 
@@ -380,9 +408,11 @@ cdef int lstm_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py
     cdef floating* out = NULL   # o * act(c) @ projection, when there is one
     if projection != NULL:
         out = <floating*> alloc_scratch(batch * state * sizeof(floating))
+    cdef floating* packed
+    pack_panels(timesteps, batch, width, state, recurrent_kernel, &packed)
     for t in range(timesteps):
         z = projected + t * batch * width
-        gemm(batch, width, state, h, state, recurrent_kernel, width, 1, z, width)
+        gemm(batch, width, state, h, state, recurrent_kernel, width, 1, z, width, packed)
         for b in range(batch):
             if skipped(mask, timesteps, b, t):
                 continue
@@ -406,6 +436,7 @@ cdef int lstm_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py
         if sequence != NULL:
             for b in range(batch):
                 memcpy(sequence + (b * timesteps + t) * state, h + b * state, state * sizeof(floating))
+    free(packed)
     free(out)
     free(projected)
     return 0
@@ -424,12 +455,14 @@ cdef int gru_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_
     cdef floating* projected = project(timesteps * batch, inputs, width, x, kernel, input_bias)
     # g: the recurrent side of the gates (reset_after), or r * h (before).
     cdef floating* g = <floating*> alloc_scratch(batch * width * sizeof(floating))
+    cdef floating* packed
+    pack_panels(timesteps if reset_after else 0, batch, width, units, recurrent_kernel, &packed)
     for t in range(timesteps):
         z = projected + t * batch * width
         if reset_after:
             for b in range(batch):
                 memcpy(g + b * width, recurrent_bias, width * sizeof(floating))
-            gemm(batch, width, units, h, units, recurrent_kernel, width, 1, g, width)
+            gemm(batch, width, units, h, units, recurrent_kernel, width, 1, g, width, packed)
             for b in range(batch):
                 z_b, g_b = z + b * width, g + b * width
                 for j in range(2 * units):
@@ -453,6 +486,7 @@ cdef int gru_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_
                     h_b[j] = z_b[j] * h_b[j] + (1 - z_b[j]) * z_b[2 * units + j]
             if sequence != NULL:
                 memcpy(sequence + (b * timesteps + t) * units, h_b, units * sizeof(floating))
+    free(packed)
     free(g)
     free(projected)
     return 0

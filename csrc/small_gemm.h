@@ -45,20 +45,33 @@
         n_wide = n_end;                                                                         \
     }
 
-#define FASTRNN_SMALL_GEMM(NAME, T, V, L)                                                      \
+#define FASTRNN_SMALL_GEMM(NAME, PACK, T, V, L)                                                \
 typedef T V __attribute__((vector_size(32)));                                                  \
+/* B's columns in panels of 2L, each panel's k rows one after another: the layout the 4-row     \
+ * blocks read, `packed` holding k * (n - n % 2L) values. A recurrent kernel is packed once per  \
+ * call and read every step; read in place, its rows are a power-of-two stride apart and a      \
+ * panel's rows crowd into a few cache sets, evicting each other before the next 4 rows. */     \
+static void PACK(Py_ssize_t n, Py_ssize_t k, const T *b, Py_ssize_t ldb, T *packed)             \
+{                                                                                               \
+    for (Py_ssize_t j = 0; j + 2 * L <= n; j += 2 * L)                                          \
+        for (Py_ssize_t p = 0; p < k; p++, packed += 2 * L)                                     \
+            memcpy(packed, b + p * ldb + j, 2 * L * sizeof(T));                                 \
+}                                                                                               \
+/* `packed` is B as PACK lays it out, or NULL to read B in place. */                            \
 FASTRNN_MULTIVERSION static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,                 \
                                       const T *a, Py_ssize_t lda, const T *b, Py_ssize_t ldb,   \
-                                      T beta, T *c, Py_ssize_t ldc)                             \
+                                      const T *packed, T beta, T *c, Py_ssize_t ldc)            \
 {                                                                                               \
     const Py_ssize_t m_main = m - m % 4, n_main = n - n % (2 * L);                              \
     for (Py_ssize_t i = 0; i < m_main; i += 4) {                                                \
         for (Py_ssize_t j = 0; j < n_main; j += 2 * L) {                                        \
             V acc[4][2] = {{{0}}};                                                              \
+            const T *b_j = packed ? packed + j * k : b + j;                                     \
+            const Py_ssize_t step = packed ? 2 * L : ldb;                                       \
             for (Py_ssize_t p = 0; p < k; p++) {                                                \
                 V b0, b1;                                                                       \
-                memcpy(&b0, b + p * ldb + j, sizeof b0);                                        \
-                memcpy(&b1, b + p * ldb + j + L, sizeof b1);                                    \
+                memcpy(&b0, b_j + p * step, sizeof b0);                                         \
+                memcpy(&b1, b_j + p * step + L, sizeof b1);                                     \
                 for (int r = 0; r < 4; r++) {                                                   \
                     const T a_rp = a[(i + r) * lda + p];                                        \
                     acc[r][0] += a_rp * b0;                                                     \
@@ -95,7 +108,7 @@ FASTRNN_MULTIVERSION static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, 
     }                                                                                           \
 }
 
-FASTRNN_SMALL_GEMM(fr_small_gemm_f32, float, fr_v8f, 8)
-FASTRNN_SMALL_GEMM(fr_small_gemm_f64, double, fr_v4d, 4)
+FASTRNN_SMALL_GEMM(fr_small_gemm_f32, fr_pack_panels_f32, float, fr_v8f, 8)
+FASTRNN_SMALL_GEMM(fr_small_gemm_f64, fr_pack_panels_f64, double, fr_v4d, 4)
 
 #endif
