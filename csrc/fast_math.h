@@ -3,11 +3,11 @@
  * Why: libm's tanhf/expf are scalar calls (~20 ns each here), and an LSTM step evaluates five
  * activations per unit, so they cost more than the step's matrix product on large shapes.
  *
- * How: every float32 activation is computed in double precision from one branch-free exp
- * (Cody-Waite range reduction, degree-10 Taylor polynomial, 2^n built from the bits of a
- * round-to-nearest shift; relative error below 3e-13), then rounded once to float. The float32
- * results are therefore within 1 ulp of the float64 function (tested over the whole float32
- * range in tests/test_fast_math.py). Loops are plain so the compiler vectorises them; on x86-64
+ * How: every float32 activation is computed in double precision from one branch-free range
+ * reduction (Cody-Waite, 2^n built from the bits of a round-to-nearest shift) and a short Taylor
+ * polynomial for e^r or e^r - 1 (relative error below 6e-9, a tenth of a float32 ulp), then
+ * rounded once to float: within 0.61 ulp of the float64 function (tested over the whole float32
+ * range in tests/test_fast_math.py, bound 2 ulp). Loops are plain so the compiler vectorises them; on x86-64
  * with GCC or Clang they are also compiled for AVX2+FMA and picked at run time.
  *
  * NaN propagates, +-inf saturate, -0.0 keeps its sign where the function does.
@@ -30,65 +30,23 @@
 #define FASTRNN_INLINE static inline
 #endif
 
-/* e^x in double: within ~3e-13 relative for |x| <= 700; 0 and inf beyond (as in float32). */
-FASTRNN_INLINE double fr_exp(double x)
-{
-    const double shift = 6755399441055744.0;          /* 1.5 * 2^52: rounds to an integer */
-    const double log2e = 1.4426950408889634;
-    const double ln2_hi = 6.93147180369123816490e-01;  /* Cody-Waite split of ln 2 */
-    const double ln2_lo = 1.90821492927058770002e-10;
-    double xc = x != x ? 0.0 : x;                      /* NaN handled at the end */
-    xc = xc > 700.0 ? 700.0 : xc;
-    xc = xc < -700.0 ? -700.0 : xc;
-    double shifted = xc * log2e + shift;
-    double n = shifted - shift;                        /* round(x / ln 2) */
-    double r = (xc - n * ln2_hi) - n * ln2_lo;         /* |r| <= ln(2) / 2 */
-    /* sum r^k / k! for k <= 10: the remainder, below 3e-13 relative for |r| <= ln(2) / 2, is
-     * far under float32's rounding, the precision these activations are for. */
-    double p = 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    int64_t bits;                                      /* 2^n: n's bits sit in the shifted value */
-    memcpy(&bits, &shifted, sizeof bits);
-    int64_t exponent = (bits - (int64_t)0x4338000000000000LL + 1023) << 52;
-    double scale;
-    memcpy(&scale, &exponent, sizeof scale);
-    double result = p * scale;
-    result = x < -700.0 ? 0.0 : result;                /* exact limits, so that 0 * inf stays NaN */
-    result = x > 700.0 ? INFINITY : result;
-    return x != x ? x : result;
-}
-
 /* x = n ln 2 + r with |r| <= ln(2) / 2 (Cody-Waite), for |x| <= 700; *scale = 2^n. */
 FASTRNN_INLINE double fr_reduce(double x, double *scale)
 {
     const double shift = 6755399441055744.0;          /* 1.5 * 2^52: rounds to an integer */
     double shifted = x * 1.4426950408889634 + shift;
     double n = shifted - shift;
-    int64_t bits;
+    int64_t bits;                                      /* 2^n: n's bits sit in the shifted value */
     memcpy(&bits, &shifted, sizeof bits);
     int64_t exponent = (bits - (int64_t)0x4338000000000000LL + 1023) << 52;
     memcpy(scale, &exponent, sizeof *scale);
     return (x - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
 }
 
-/* sigmoid and tanh are the two activations of every LSTM and GRU step, so they get their own
- * leaner exp: the argument is clamped where the float32 result is already exact, which removes
- * the general exp's special cases, and a degree-7 polynomial suffices (relative error below
- * 6e-9, a tenth of a float32 ulp). */
-FASTRNN_INLINE double fr_sigmoid(double x)
+/* e^r for |r| <= ln(2) / 2: Taylor to degree 7, relative error below 6e-9 (a tenth of a float32
+ * ulp; the float32 results are rounded from double once). */
+FASTRNN_INLINE double fr_exp_reduced(double r)
 {
-    double a = -fabs(x);
-    a = a < -110.0 ? -110.0 : a;                       /* sigmoid(-110) rounds to 0 in float32 */
-    double scale, r = fr_reduce(a, &scale);
     double p = 1.0 / 5040.0;
     p = p * r + 1.0 / 720.0;
     p = p * r + 1.0 / 120.0;
@@ -96,21 +54,13 @@ FASTRNN_INLINE double fr_sigmoid(double x)
     p = p * r + 1.0 / 6.0;
     p = p * r + 0.5;
     p = p * r + 1.0;
-    p = p * r + 1.0;
-    /* e^-|x|; exactly 0 beyond the clamp, so that silu(-inf) = -inf * 0 is NaN, as in float64.
-     * The comparisons are written so that a NaN x stays NaN all the way through. */
-    double e = fabs(x) >= 110.0 ? 0.0 : p * scale;
-    double s = 1.0 / (1.0 + e);
-    return x >= 0 ? s : e * s;
+    return p * r + 1.0;
 }
 
-FASTRNN_INLINE double fr_tanh(double x)
+/* e^r - 1 for |r| <= ln(2) / 2, to degree 8: full relative precision near 0, where e^r - 1 would
+ * cancel. With r from fr_reduce, e^x - 1 = 2^n (e^r - 1) + (2^n - 1). */
+FASTRNN_INLINE double fr_expm1_reduced(double r)
 {
-    double a = fabs(x);
-    a = a > 10.0 ? 10.0 : a;                           /* tanh(10) rounds to 1 in float32; NaN stays */
-    /* tanh a = -m / (2 + m) with m = expm1(-2a): computed as 2^n expm1(r) + (2^n - 1), which
-     * keeps full relative precision for small a, where 1 - e^-2a would cancel. */
-    double scale, r = fr_reduce(-2.0 * a, &scale);
     double q = 1.0 / 40320.0;
     q = q * r + 1.0 / 5040.0;
     q = q * r + 1.0 / 720.0;
@@ -119,16 +69,52 @@ FASTRNN_INLINE double fr_tanh(double x)
     q = q * r + 1.0 / 6.0;
     q = q * r + 0.5;
     q = q * r + 1.0;
-    double m = scale * (q * r) + (scale - 1.0);
+    return q * r;
+}
+
+/* e^x in double: 0 and inf beyond +-700 (as in float32). */
+FASTRNN_INLINE double fr_exp(double x)
+{
+    double xc = x != x ? 0.0 : x;                      /* NaN handled at the end */
+    xc = xc > 700.0 ? 700.0 : xc;
+    xc = xc < -700.0 ? -700.0 : xc;
+    double scale, r = fr_reduce(xc, &scale);
+    double result = fr_exp_reduced(r) * scale;
+    result = x < -700.0 ? 0.0 : result;                /* exact limits, so that 0 * inf stays NaN */
+    result = x > 700.0 ? INFINITY : result;
+    return x != x ? x : result;
+}
+
+/* sigmoid and tanh are the two activations of every LSTM and GRU step, so their arguments are
+ * clamped where the float32 result is already exact, which removes the general exp's special
+ * cases. The comparisons are written so that a NaN x stays NaN all the way through. */
+FASTRNN_INLINE double fr_sigmoid(double x)
+{
+    double a = -fabs(x);
+    a = a < -110.0 ? -110.0 : a;                       /* sigmoid(-110) rounds to 0 in float32 */
+    double scale, r = fr_reduce(a, &scale);
+    /* e^-|x|; exactly 0 beyond the clamp, so that silu(-inf) = -inf * 0 is NaN, as in float64 */
+    double e = fabs(x) >= 110.0 ? 0.0 : fr_exp_reduced(r) * scale;
+    double s = 1.0 / (1.0 + e);
+    return x >= 0 ? s : e * s;
+}
+
+FASTRNN_INLINE double fr_tanh(double x)
+{
+    double a = fabs(x);
+    a = a > 10.0 ? 10.0 : a;                           /* tanh(10) rounds to 1 in float32; NaN stays */
+    /* tanh a = -m / (2 + m) with m = expm1(-2a), which keeps full relative precision for small a,
+     * where 1 - e^-2a would cancel. */
+    double scale, r = fr_reduce(-2.0 * a, &scale);
+    double m = scale * fr_expm1_reduced(r) + (scale - 1.0);
     double t = -m / (2.0 + m);
     return copysign(t, x);
 }
 
 FASTRNN_INLINE double fr_expm1(double x)               /* for x <= 0 (elu's negative side) */
 {
-    double e = fr_exp(x) - 1.0;
-    double small = x + x * x * (0.5 + x * (1.0 / 6.0));   /* within 5e-11 relative below 1e-3 */
-    return fabs(x) < 1e-3 ? small : e;
+    double scale, r = fr_reduce(x < -700.0 ? -700.0 : x, &scale);   /* expm1(-700) is -1 */
+    return scale * fr_expm1_reduced(r) + (scale - 1.0);
 }
 
 FASTRNN_MULTIVERSION static void fr_tanh_f32(float *v, Py_ssize_t n)
