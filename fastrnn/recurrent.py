@@ -7,6 +7,7 @@ count, states and weights, and which kernel runs them. Kernels come from the bac
 """
 import concurrent.futures
 import copy
+import functools
 import os
 import threading
 
@@ -52,6 +53,23 @@ def _executor():
         if _pool is None or _pool._max_workers < backends.num_threads() - 1:
             _pool = concurrent.futures.ThreadPoolExecutor(backends.num_threads() - 1, "fastrnn")
         return _pool
+
+
+_unsplit = threading.local()   # .active: this thread already runs one of several parallel parts
+
+
+def _in_parallel(*calls):
+    """Run the `calls` (functions of no argument) at once, the first on this thread, and return
+    their results. Inside them no call splits again: a part that waits for parts queued behind
+    it could wait for a pool thread that is busy waiting itself."""
+    def unsplit(call):
+        _unsplit.active = True
+        try:
+            return call()
+        finally:
+            _unsplit.active = False
+    others = [_executor().submit(unsplit, call) for call in calls[1:]]
+    return [unsplit(calls[0])] + [future.result() for future in others]
 
 
 def _row_parts(batch, work_per_row):
@@ -284,7 +302,8 @@ class _RNN(Layer):
         sequence = (np.empty((batch, timesteps, self._sizes[0]), self.dtype) if return_sequences
                     else self._no_sequence)
         kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
-        if batch * timesteps * self._step_work < 2 * _MIN_WORK_PER_THREAD:   # too small to split
+        if (batch * timesteps * self._step_work < 2 * _MIN_WORK_PER_THREAD   # too small to split
+                or getattr(_unsplit, "active", False)):
             if batch:
                 self._run_rows(backends.kernels(), x, kernel_mask, states, sequence)
         else:
@@ -310,13 +329,9 @@ class _RNN(Layer):
         """
         kernels = backends.kernels()
         parts = _row_parts(x.shape[0], x.shape[1] * self._step_work)
-
-        def run(rows):
-            self._run_rows(kernels, x[rows], mask[rows], [state[rows] for state in states], sequence[rows])
-        others = [_executor().submit(run, rows) for rows in parts[1:]]
-        run(parts[0])   # the calling thread takes a part too, rather than wait idle
-        for future in others:
-            future.result()
+        _in_parallel(*(functools.partial(self._run_rows, kernels, x[rows], mask[rows],
+                                         [state[rows] for state in states], sequence[rows])
+                       for rows in parts))
 
     def _run_rows(self, kernels, x, mask, states, sequence):
         """Run the kernel on the batch-major `x` rows, with their mask, states and sequence rows."""
@@ -742,8 +757,12 @@ class Bidirectional(Layer):
                     f"states ({n} + {self.backward_layer._n_states} arrays)"
                 )
             forward_state, backward_state = list(initial_state[:n]), list(initial_state[n:])
-        forward = self.forward_layer.call(inputs, initial_state=forward_state, mask=mask)
-        backward = self.backward_layer.call(inputs, initial_state=backward_state, mask=mask)
+        directions = [functools.partial(layer.call, inputs, initial_state=state, mask=mask)
+                      for layer, state in ((self.forward_layer, forward_state), (self.backward_layer, backward_state))]
+        if self._directions_in_parallel(inputs):
+            forward, backward = _in_parallel(*directions)
+        else:
+            forward, backward = directions[0](), directions[1]()
         f_out, f_states = (forward[0], forward[1:]) if self.return_state else (forward, [])
         b_out, b_states = (backward[0], backward[1:]) if self.return_state else (backward, [])
         if self.return_sequences:
@@ -751,6 +770,15 @@ class Bidirectional(Layer):
         outputs = [f_out, b_out] if self.merge_mode is None else [_MERGES[self.merge_mode](f_out, b_out)]
         results = outputs + list(f_states) + list(b_states)
         return results if len(results) > 1 else results[0]
+
+    def _directions_in_parallel(self, inputs):
+        """Whether to run the two directions on two threads: with threads to spare, and enough work
+        that each direction pays for the hand-off."""
+        if backends.num_threads() < 2 or getattr(_unsplit, "active", False) or not self.forward_layer.built:
+            return False
+        shape = np.shape(inputs)
+        return (len(shape) == 3
+                and shape[0] * shape[1] * self.forward_layer._step_work >= _MIN_WORK_PER_THREAD)
 
     def _call_symbolic(self, inputs, initial_state=None, **kwargs):
         if initial_state is not None:

@@ -149,6 +149,32 @@ def test_a_forked_child_splits_calls_without_hanging(monkeypatch):
         fastrnn.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", None])
+def test_bidirectional_directions_in_parallel_match_reference(backend_name, monkeypatch, cell, merge_mode):
+    """With the thresholds lowered, the two directions run on two threads, and neither splits its
+    batch again (a pool thread waiting for work queued behind itself would never return)."""
+    from fastrnn import recurrent
+
+    monkeypatch.setattr(recurrent, "_MIN_WORK_PER_THREAD", 1)
+    previous = fastrnn.num_threads()
+    fastrnn.set_num_threads(2)
+    try:
+        layer = fastrnn.Bidirectional(make_layer("float32", cell=cell, return_sequences=True, return_state=True),
+                                      merge_mode=merge_mode)
+        x, mask, _ = make_inputs("float32", batch=13, cell=cell)
+        assert layer._directions_in_parallel(x)
+        expected = on_reference(lambda: layer(x, mask=mask))
+        outcome = []
+        worker = threading.Thread(target=lambda: outcome.append(layer(x, mask=mask)))
+        worker.start()
+        worker.join(timeout=60)
+        assert not worker.is_alive(), "the parallel directions deadlocked"
+        assert_close(outcome[0], expected, "float32")
+    finally:
+        fastrnn.set_num_threads(previous)
+
+
 ROLES = [("simple_rnn", "activation")] + [(cell, role) for cell in GATED
                                           for role in ("activation", "recurrent_activation")]
 
