@@ -4,12 +4,15 @@ Both check every shape when they are built, before any computation, and then run
 in order, passing masks along as Keras does. `predict` runs large inputs in batches; `summary`
 prints a Keras-like table.
 """
+import functools
 import sys
+import threading
 
 import numpy as np
 
 from .base import Layer, Node, Symbolic, checked_shape, positive_int, unique_name
-from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from .backends import num_threads
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _in_parallel
 
 __all__ = ["Input", "InputLayer", "Model", "Sequential", "TorchRNN"]
 
@@ -100,6 +103,20 @@ def _length_groups(lengths, batch_size, similar):
         groups.append(order[start:stop])
         start = stop
     return groups
+
+
+def _lanes(groups, lengths, count):
+    """`groups` dealt into at most `count` lists of about equal work (rows x longest length), the
+    largest first; one list when `count` is 1 or there is too little work to share."""
+    cost = [len(rows) * int(lengths[rows].max()) for rows in groups]
+    if count < 2 or len(groups) < 2 or sum(cost) < 1 << 12:
+        return [groups]
+    lanes, loads = [[] for _ in range(count)], [0] * count
+    for g in sorted(range(len(groups)), key=cost.__getitem__, reverse=True):
+        lightest = loads.index(min(loads))
+        lanes[lightest].append(groups[g])
+        loads[lightest] += cost[g]
+    return [lane for lane in lanes if lane]
 
 
 def _unpad(x, lengths):
@@ -314,8 +331,11 @@ class _Model:
                              f"(timesteps_i, ...) each; got shapes {[s.shape for s in sequences[:5]]}")
         lengths = np.array([len(s) for s in sequences])
         results = [None] * len(sequences)
-        with _progress(len(sequences), verbose) as advance:
-            for rows in _length_groups(lengths, batch_size, similar=self._masks_faithfully()):
+        groups = _length_groups(lengths, batch_size, similar=self._masks_faithfully())
+        lock = threading.Lock()
+
+        def run(lane):
+            for rows in lane:
                 longest = lengths[rows].max()
                 if lengths[rows].min() == longest:
                     out = self(np.stack([sequences[i] for i in rows]))
@@ -329,7 +349,19 @@ class _Model:
                 for k, i in enumerate(rows):
                     # A (batch, time, ...) output is cut back to the sequence's own length.
                     results[i] = [o[k, :lengths[i]] if o.ndim >= 3 else o[k] for o in out]
-                advance(len(rows))
+                with lock:
+                    advance(len(rows))
+
+        with _progress(len(sequences), verbose) as advance:
+            # Groups are independent, and each is too small to split its batch: they share the
+            # threads instead, in lanes of about equal work. Stateful layers carry state from one
+            # group to the next, so such models run the groups in order on one thread.
+            stateful = any(getattr(layer, "stateful", False) for layer in self.layers)
+            lanes = _lanes(groups, lengths, 1 if stateful else num_threads())
+            if len(lanes) > 1:
+                _in_parallel(*(functools.partial(run, lane) for lane in lanes))
+            else:
+                run(groups)
         per_output = [[r[j] for r in results] for j in range(len(results[0]))]
         stacked = [np.stack(o) if len({a.shape for a in o}) == 1 else o for o in per_output]
         return stacked if len(stacked) > 1 else stacked[0]

@@ -216,3 +216,34 @@ def test_stream_step_input_the_fast_path_refuses_takes_the_general_path(backend_
         np.testing.assert_array_equal(old, new)
     outputs.append(stream.step(xs[:, 4]))
     np.testing.assert_allclose(np.stack(outputs, axis=1), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_ragged_groups_share_the_threads(backend_name, monkeypatch, threads):
+    """Groups run in lanes on fastrnn's threads (any lane count, results in the original order,
+    progress counted once per sequence); a stateful model keeps them in order on one thread."""
+    from fastrnn import models
+
+    lanes = []
+    real = models._lanes
+    monkeypatch.setattr(models, "_lanes", lambda *args: lanes.append(real(*args)) or lanes[-1])
+    previous = fr.num_threads()
+    fr.set_num_threads(threads)
+    try:
+        model = stacked("gru")
+        rng = np.random.default_rng(4)
+        sequences = [rng.standard_normal((length, 3)).astype(np.float32) for length in rng.integers(1, 300, 60)]
+        result = model.predict(sequences, batch_size=4, verbose=1)
+        for sequence, got in zip(sequences, result):
+            np.testing.assert_allclose(got, model(sequence[None])[0], rtol=0, atol=1e-6)
+        assert len(lanes[-1]) == threads
+        assert sorted(i for lane in lanes[-1] for rows in lane for i in rows) == list(range(60))
+    finally:
+        fr.set_num_threads(previous)
+    stateful = fr.Sequential([fr.Input((None, 3)), fr.GRU(2, stateful=True, seed=0)])
+    fr.set_num_threads(3)
+    try:
+        stateful.predict([rng.standard_normal((50, 3)).astype(np.float32) for _ in range(8)], batch_size=2)
+        assert len(lanes[-1]) == 1
+    finally:
+        fr.set_num_threads(previous)
