@@ -126,9 +126,12 @@ def main(argv=None):
     # libraries already loaded, and an unlimited OpenBLAS's worker threads spin on the second
     # core between calls, which hides any parallelism (measured: 0.8x instead of 1.8x).
     backend = fastrnn.backend()
+    # Each call on one thread: fastrnn would otherwise split a large call across the cores itself
+    # (fastrnn.set_num_threads), and the sequential run would already use all of them.
+    fastrnn.set_num_threads(1)
     limit = threadpool_limits(1) if threadpool_limits else contextlib.nullcontext()
     print(f"fastrnn {fastrnn.__version__}, backend {backend}, {os.cpu_count()} CPUs, "
-          f"{args.threads} threads, best of {args.rounds} rounds; BLAS threads: "
+          f"{args.threads} threads, best of {args.rounds} rounds; fastrnn.set_num_threads(1); BLAS threads: "
           + ("1 (threadpoolctl)" if threadpool_limits else "not limited (no threadpoolctl)"))
     print()
     print(f"| {'workload':<46} | calls | sequential ms | threaded ms | speedup | efficiency "
