@@ -39,9 +39,9 @@ for dtype, batch, units, timesteps in itertools.product(("float32", "float64"), 
     for code in sorted(set(fastrnn.activations.CODES.values())):
         fastrnn._kernels.activation(activations.copy(), code)
         cases += 1
-# A batch split across threads (fastrnn/recurrent.py): each part writes its own rows.
+# A batch split across threads (fastrnn/parallel.py): each part writes its own rows.
 fastrnn.set_num_threads(3)
-fastrnn.recurrent._MIN_WORK_PER_THREAD = 1
+fastrnn.parallel.MIN_WORK_PER_PART = 1
 for layer in (fastrnn.LSTM(8, return_sequences=True, seed=0), fastrnn.GRU(9, seed=0)):
     layer(rng.standard_normal((13, 4, 3)).astype("float32"))
     cases += 1

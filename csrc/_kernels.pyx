@@ -98,20 +98,18 @@ cdef Py_ssize_t SMALL_GEMM = 1 << 25
 # SciPy's OpenBLAS runs a product on several threads, whose workers then spin for a while
 # waiting for the next one: inside a recurrence they take the core that the steps between
 # products run on (measured: an LSTM 256x50x128x256 ran 4x slower). fastrnn splits a batch across
-# threads itself (fastrnn/recurrent.py), so the kernels call BLAS on one thread, set per call
+# threads itself (fastrnn/parallel.py), so the kernels call BLAS on one thread, set per call
 # with OpenBLAS's openblas_set_num_threads_local when fastrnn/backends.py finds it (NULL
 # otherwise: the BLAS's own setting applies).
 ctypedef int (*set_threads_function)(int) noexcept nogil
 cdef set_threads_function blas_set_threads = NULL
-cdef int blas_threads = 1
 
 
-def set_blas_threads(size_t set_threads_address, int threads):
-    """Use `threads` threads in BLAS calls, set with the C function at `set_threads_address`
-    (OpenBLAS's ``openblas_set_num_threads_local``; 0 leaves the BLAS's own setting)."""
-    global blas_set_threads, blas_threads
+def use_blas_thread_control(size_t set_threads_address):
+    """Run BLAS calls on one thread, set per call with the C function at `set_threads_address`
+    (OpenBLAS's ``openblas_set_num_threads_local``); 0 leaves the BLAS's own setting."""
+    global blas_set_threads
     blas_set_threads = <set_threads_function> set_threads_address
-    blas_threads = max(threads, 1)
 
 
 cdef double SELU_ALPHA = 1.6732632423543772848170429916717
@@ -250,7 +248,7 @@ cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* 
         else:
             fr_small_gemm_f64(m, n, k, a, lda, b, ldb, packed, beta, c, ldc)
         return
-    cdef int previous = blas_set_threads(blas_threads) if blas_set_threads != NULL else 0
+    cdef int previous = blas_set_threads(1) if blas_set_threads != NULL else 0
     if floating is float:
         sgemm(&no, &no, &n_, &m_, &k_, &one, <float*> b, &ldb_, <float*> a, &lda_, &beta, c, &ldc_)
     else:
@@ -516,34 +514,27 @@ cdef struct Call:
     void* sequence
 
 
-cdef int run(const Call* k) except -1 nogil:
-    if k.typenum == cnp.NPY_FLOAT32:
-        if k.cell == SIMPLE_RNN_CELL:
-            simple_rnn_core(k.timesteps, k.batch, k.inputs, k.units, <float*> k.x, <float*> k.kernel,
-                            <float*> k.bias, <float*> k.recurrent_kernel, k.mask, k.activation, <float*> k.h,
-                            <float*> k.sequence)
-        elif k.cell == LSTM_CELL:
-            lstm_core(k.timesteps, k.batch, k.inputs, k.units, k.state, <float*> k.x, <float*> k.kernel,
-                      <float*> k.bias, <float*> k.recurrent_kernel, <float*> k.extra, k.mask, k.activation,
-                      k.recurrent_activation, <float*> k.h, <float*> k.c, <float*> k.sequence)
-        else:
-            gru_core(k.timesteps, k.batch, k.inputs, k.units, <float*> k.x, <float*> k.kernel, <float*> k.bias,
-                     <float*> k.recurrent_kernel, <float*> k.extra, k.mask, k.activation, k.recurrent_activation,
-                     k.reset_after, <float*> k.h, <float*> k.sequence)
+cdef int run_as(const Call* k, const floating* precision) except -1 nogil:
+    """Run `k` with its arrays read as `floating` (`precision` is only a type tag, NULL)."""
+    if k.cell == SIMPLE_RNN_CELL:
+        simple_rnn_core(k.timesteps, k.batch, k.inputs, k.units, <floating*> k.x, <floating*> k.kernel,
+                        <floating*> k.bias, <floating*> k.recurrent_kernel, k.mask, k.activation,
+                        <floating*> k.h, <floating*> k.sequence)
+    elif k.cell == LSTM_CELL:
+        lstm_core(k.timesteps, k.batch, k.inputs, k.units, k.state, <floating*> k.x, <floating*> k.kernel,
+                  <floating*> k.bias, <floating*> k.recurrent_kernel, <floating*> k.extra, k.mask, k.activation,
+                  k.recurrent_activation, <floating*> k.h, <floating*> k.c, <floating*> k.sequence)
     else:
-        if k.cell == SIMPLE_RNN_CELL:
-            simple_rnn_core(k.timesteps, k.batch, k.inputs, k.units, <double*> k.x, <double*> k.kernel,
-                            <double*> k.bias, <double*> k.recurrent_kernel, k.mask, k.activation, <double*> k.h,
-                            <double*> k.sequence)
-        elif k.cell == LSTM_CELL:
-            lstm_core(k.timesteps, k.batch, k.inputs, k.units, k.state, <double*> k.x, <double*> k.kernel,
-                      <double*> k.bias, <double*> k.recurrent_kernel, <double*> k.extra, k.mask, k.activation,
-                      k.recurrent_activation, <double*> k.h, <double*> k.c, <double*> k.sequence)
-        else:
-            gru_core(k.timesteps, k.batch, k.inputs, k.units, <double*> k.x, <double*> k.kernel,
-                     <double*> k.bias, <double*> k.recurrent_kernel, <double*> k.extra, k.mask, k.activation,
-                     k.recurrent_activation, k.reset_after, <double*> k.h, <double*> k.sequence)
+        gru_core(k.timesteps, k.batch, k.inputs, k.units, <floating*> k.x, <floating*> k.kernel,
+                 <floating*> k.bias, <floating*> k.recurrent_kernel, <floating*> k.extra, k.mask, k.activation,
+                 k.recurrent_activation, k.reset_after, <floating*> k.h, <floating*> k.sequence)
     return 0
+
+
+cdef inline int run(const Call* k) except -1 nogil:
+    if k.typenum == cnp.NPY_FLOAT32:
+        return run_as(k, <const float*> NULL)
+    return run_as(k, <const double*> NULL)
 
 
 cdef int check_inputs(Call* k, object x, object kernel, object bias, object recurrent_kernel,
@@ -720,6 +711,7 @@ cdef class Step:
         self.arguments, self.h = arguments, h
 
     def __call__(self, x_t):
+        """Advance the bound states by `x_t` (batch, input_dim); return a copy of h."""
         cdef cnp.npy_intp* shape = shape_of(x_t, b"x_t", self.call.typenum, 2, False)
         check_shape(b"x_t", shape, 2, self.call.batch, self.call.inputs)
         self.call.x = data(x_t)

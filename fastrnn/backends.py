@@ -17,7 +17,7 @@ def _import_cython():
     from . import _kernels
 
     # One BLAS thread inside a kernel: fastrnn's own threads split the batch (fastrnn/recurrent.py).
-    _kernels.set_blas_threads(_blas_set_threads_address(), 1)
+    _kernels.use_blas_thread_control(_blas_set_threads_address())
     return _kernels
 
 

@@ -10,9 +10,10 @@ import threading
 
 import numpy as np
 
-from .base import Layer, Node, Symbolic, checked_shape, positive_int, unique_name
+from . import parallel
 from .backends import num_threads
-from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _in_parallel
+from .base import Layer, Node, Symbolic, checked_shape, positive_int, unique_name
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 __all__ = ["Input", "InputLayer", "Model", "Sequential", "TorchRNN"]
 
@@ -359,7 +360,7 @@ class _Model:
             stateful = any(getattr(layer, "stateful", False) for layer in self.layers)
             lanes = _lanes(groups, lengths, 1 if stateful else num_threads())
             if len(lanes) > 1:
-                _in_parallel(*(functools.partial(run, lane) for lane in lanes))
+                parallel.run(*(functools.partial(run, lane) for lane in lanes))
             else:
                 run(groups)
         per_output = [[r[j] for r in results] for j in range(len(results[0]))]

@@ -5,15 +5,13 @@ masks, initial states and the assembly of outputs. SimpleRNN, LSTM and GRU decla
 count, states and weights, and which kernel runs them. Kernels come from the backend registry
 (fastrnn/backends.py) and only loop. `Bidirectional` composes two of them.
 """
-import concurrent.futures
 import copy
 import functools
-import os
 import threading
 
 import numpy as np
 
-from . import activations, backends
+from . import activations, backends, parallel
 from .base import Layer, Symbolic, as_numeric, positive_int
 from .initializers import glorot_uniform, orthogonal
 
@@ -24,65 +22,6 @@ _EMPTY_MASK = np.empty((0, 0), np.uint8)
 weights_generation = 0   # counts the weight assignments of every recurrent layer
 _EMPTY_SEQUENCE = {np.dtype(t): np.empty((0, 0, 0), t) for t in (np.float32, np.float64)}
 _EMPTY_PROJECTION = {np.dtype(t): np.empty((0, 0), t) for t in (np.float32, np.float64)}
-
-
-# A call is split across threads when each part gets at least this many multiply-adds (a thread
-# pool hand-off costs tens of microseconds) and this many rows (the kernels' products work on
-# blocks of 4 rows).
-_MIN_WORK_PER_THREAD = 1 << 23
-_MIN_ROWS_PER_THREAD = 4
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _forget_pool():
-    # A forked child has none of its parent's pool threads (a submit would wait forever), and the
-    # lock may have been held by one of them.
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _executor():
-    """The thread pool that runs the parts of a split call (made once, as large as needed)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool._max_workers < backends.num_threads() - 1:
-            _pool = concurrent.futures.ThreadPoolExecutor(backends.num_threads() - 1, "fastrnn")
-        return _pool
-
-
-_unsplit = threading.local()   # .active: this thread already runs one of several parallel parts
-
-
-def _in_parallel(*calls):
-    """Run the `calls` (functions of no argument) at once, the first on this thread, and return
-    their results. Inside them no call splits again: a part that waits for parts queued behind
-    it could wait for a pool thread that is busy waiting itself."""
-    def unsplit(call):
-        _unsplit.active = True
-        try:
-            return call()
-        finally:
-            _unsplit.active = False
-    others = [_executor().submit(unsplit, call) for call in calls[1:]]
-    return [unsplit(calls[0])] + [future.result() for future in others]
-
-
-def _row_parts(batch, work_per_row):
-    """Slices of the batch for the threads of `fastrnn.set_num_threads` (one slice when splitting
-    does not pay); boundaries on multiples of 4 rows. Empty for an empty batch."""
-    if not batch:
-        return []
-    n = min(backends.num_threads(), batch // _MIN_ROWS_PER_THREAD,
-            batch * work_per_row // _MIN_WORK_PER_THREAD)
-    if n <= 1:
-        return [slice(None)]
-    bounds = [round(batch * i / n / 4) * 4 for i in range(n)] + [batch]
-    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
 
 
 class _RNN(Layer):
@@ -302,8 +241,7 @@ class _RNN(Layer):
         sequence = (np.empty((batch, timesteps, self._sizes[0]), self.dtype) if return_sequences
                     else self._no_sequence)
         kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
-        if (batch * timesteps * self._step_work < 2 * _MIN_WORK_PER_THREAD   # too small to split
-                or getattr(_unsplit, "active", False)):
+        if not parallel.may_split(batch * timesteps * self._step_work // 2):
             if batch:
                 self._run_rows(backends.kernels(), x, kernel_mask, states, sequence)
         else:
@@ -328,8 +266,8 @@ class _RNN(Layer):
         rows, writing its slice of the states and the sequence: no step-by-step handshake.
         """
         kernels = backends.kernels()
-        parts = _row_parts(x.shape[0], x.shape[1] * self._step_work)
-        _in_parallel(*(functools.partial(self._run_rows, kernels, x[rows], mask[rows],
+        parts = parallel.row_parts(x.shape[0], x.shape[1] * self._step_work)
+        parallel.run(*(functools.partial(self._run_rows, kernels, x[rows], mask[rows],
                                          [state[rows] for state in states], sequence[rows])
                        for rows in parts))
 
@@ -760,7 +698,7 @@ class Bidirectional(Layer):
         directions = [functools.partial(layer.call, inputs, initial_state=state, mask=mask)
                       for layer, state in ((self.forward_layer, forward_state), (self.backward_layer, backward_state))]
         if self._directions_in_parallel(inputs):
-            forward, backward = _in_parallel(*directions)
+            forward, backward = parallel.run(*directions)
         else:
             forward, backward = directions[0](), directions[1]()
         f_out, f_states = (forward[0], forward[1:]) if self.return_state else (forward, [])
@@ -774,11 +712,9 @@ class Bidirectional(Layer):
     def _directions_in_parallel(self, inputs):
         """Whether to run the two directions on two threads: with threads to spare, and enough work
         that each direction pays for the hand-off."""
-        if backends.num_threads() < 2 or getattr(_unsplit, "active", False) or not self.forward_layer.built:
-            return False
         shape = np.shape(inputs)
-        return (len(shape) == 3
-                and shape[0] * shape[1] * self.forward_layer._step_work >= _MIN_WORK_PER_THREAD)
+        return (self.forward_layer.built and len(shape) == 3
+                and parallel.may_split(shape[0] * shape[1] * self.forward_layer._step_work))
 
     def _call_symbolic(self, inputs, initial_state=None, **kwargs):
         if initial_state is not None:

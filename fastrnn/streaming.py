@@ -10,7 +10,6 @@ from . import backends
 from . import layers as L
 from . import recurrent as R
 from .recurrent import _EMPTY_MASK as _NO_MASK
-from .recurrent import _EMPTY_SEQUENCE
 
 __all__ = ["Stream"]
 
@@ -167,16 +166,16 @@ class Stream:
             steps.append(_recurrent_step(layer, next(recurrent)) if isinstance(layer, R._RNN) else layer.call)
         self._first_step, self._next_steps = steps[0], steps[1:]
         self._weights_generation = R.weights_generation
-        compiled = hasattr(backends.kernels(), "Step")
-        self._checked_in_c = compiled and isinstance(steps[0], backends.kernels().Step)
-        self._copy_last = isinstance(self.model.layers[-1], R._RNN) and not compiled
+        # With the compiled backend every recurrent step is a Step, which returns a copy of h.
+        self._checked_in_c = isinstance(steps[0], getattr(backends.kernels(), "Step", ()))
+        self._copy_last = isinstance(self.model.layers[-1], R._RNN) and not self._checked_in_c
 
 
 def _recurrent_step(layer, states):
     """One timestep of `layer` on (batch, features), updating `states` in place; returns h (the
     compiled backend's Step returns a copy of it, the others the state itself)."""
     kernels = backends.kernels()
-    function, arguments = layer._kernel_call(kernels, _NO_MASK, states, _EMPTY_SEQUENCE[layer.dtype])
+    function, arguments = layer._kernel_call(kernels, _NO_MASK, states, layer._no_sequence)
     if hasattr(kernels, "Step"):
         return kernels.Step(function, arguments)   # binds the weights and states in C, once
     h = states[0]

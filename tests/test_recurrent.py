@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import activations
+from fastrnn import activations, parallel
 from conftest import assert_close, on_reference
 
 DTYPES = ("float32", "float64")
@@ -98,13 +98,11 @@ def test_batch_split_across_threads_matches_reference(backend_name, monkeypatch,
                                                       go_backwards):
     """With the thresholds lowered, even this small batch is split across 3 threads (rows 0-4,
     4-8, 8-13): each part writes its rows of the states and the sequence."""
-    from fastrnn import recurrent
-
-    monkeypatch.setattr(recurrent, "_MIN_WORK_PER_THREAD", 1)
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_PART", 1)
     previous = fastrnn.num_threads()
     fastrnn.set_num_threads(3)
     try:
-        assert recurrent._row_parts(13, 1) == [slice(0, 4), slice(4, 8), slice(8, 13)]
+        assert parallel.row_parts(13, 1) == [slice(0, 4), slice(4, 8), slice(8, 13)]
         layer = make_layer(dtype, cell=cell, return_sequences=True, return_state=True,
                            go_backwards=go_backwards)
         x, mask, h0 = make_inputs(dtype, batch=13, cell=cell)
@@ -116,9 +114,7 @@ def test_batch_split_across_threads_matches_reference(backend_name, monkeypatch,
 
 
 def _split_call_in_child(queue):
-    from fastrnn import recurrent
-
-    recurrent._MIN_WORK_PER_THREAD = 1
+    parallel.MIN_WORK_PER_PART = 1
     layer = fastrnn.LSTM(8, seed=0)
     queue.put(layer(np.ones((12, 3, 2), np.float32)).sum())
 
@@ -128,9 +124,7 @@ def test_a_forked_child_splits_calls_without_hanging(monkeypatch):
     """The parent's thread pool does not survive a fork: the child must make its own."""
     import multiprocessing
 
-    from fastrnn import recurrent
-
-    monkeypatch.setattr(recurrent, "_MIN_WORK_PER_THREAD", 1)
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_PART", 1)
     previous = fastrnn.num_threads()
     fastrnn.set_num_threads(2)
     try:
@@ -154,9 +148,7 @@ def test_a_forked_child_splits_calls_without_hanging(monkeypatch):
 def test_bidirectional_directions_in_parallel_match_reference(backend_name, monkeypatch, cell, merge_mode):
     """With the thresholds lowered, the two directions run on two threads, and neither splits its
     batch again (a pool thread waiting for work queued behind itself would never return)."""
-    from fastrnn import recurrent
-
-    monkeypatch.setattr(recurrent, "_MIN_WORK_PER_THREAD", 1)
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_PART", 1)
     previous = fastrnn.num_threads()
     fastrnn.set_num_threads(2)
     try:

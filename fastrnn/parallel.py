@@ -1,0 +1,74 @@
+"""fastrnn's own threads: independent work of one forward pass run at once.
+
+Three kinds of work are independent: the rows of a batch (each row is its own sequence), the two
+directions of a Bidirectional layer and the length groups of a ragged `predict`. They share one
+thread pool of ``fastrnn.set_num_threads(n) - 1`` threads, the calling thread taking a part too.
+Work is split only when each part pays for the hand-off (tens of microseconds), and never again
+inside a part: a part waiting for parts queued behind it could wait for a pool thread that is
+itself waiting.
+"""
+import concurrent.futures
+import os
+import threading
+
+from . import backends
+
+# A part needs at least this many multiply-adds, and a row part this many rows (the kernels'
+# products work on blocks of 4 rows). Measured: smaller splits ran slower than one thread.
+MIN_WORK_PER_PART = 1 << 23
+MIN_ROWS_PER_PART = 4
+
+_pool = None
+_pool_lock = threading.Lock()
+_part = threading.local()   # .active: this thread runs a part of a split
+
+
+def _forget_pool():
+    # A forked child has none of its parent's pool threads (a submit would wait forever), and the
+    # lock may have been held by one of them.
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _executor():
+    """The shared pool, made when first needed and remade larger when the thread count grows."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < backends.num_threads() - 1:
+            _pool = concurrent.futures.ThreadPoolExecutor(backends.num_threads() - 1, "fastrnn")
+        return _pool
+
+
+def may_split(work_per_part):
+    """Whether work can be split into parts of `work_per_part` multiply-adds: threads to spare,
+    enough work in each part, and not already inside a part."""
+    return (work_per_part >= MIN_WORK_PER_PART and backends.num_threads() > 1
+            and not getattr(_part, "active", False))
+
+
+def row_parts(batch, work_per_row):
+    """Slices of a batch of `batch` rows for the threads (one slice when splitting does not pay),
+    with boundaries on multiples of 4 rows."""
+    n = min(backends.num_threads(), batch // MIN_ROWS_PER_PART, batch * work_per_row // MIN_WORK_PER_PART)
+    if n <= 1:
+        return [slice(None)]
+    bounds = [round(batch * i / n / 4) * 4 for i in range(n)] + [batch]
+    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
+
+
+def run(*calls):
+    """Run the `calls` (functions of no argument) at once, the first on this thread, and return
+    their results in order; inside them, `may_split` is false."""
+    def part(call):
+        outer = getattr(_part, "active", False)
+        _part.active = True
+        try:
+            return call()
+        finally:
+            _part.active = outer
+    others = [_executor().submit(part, call) for call in calls[1:]]
+    return [part(calls[0])] + [future.result() for future in others]
