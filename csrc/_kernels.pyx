@@ -90,10 +90,14 @@ cdef extern from "small_gemm.h":
                             double* packed) noexcept nogil
 
 # Below this many multiply-adds a product runs in small_gemm.h: a BLAS call costs more than that.
-# Measured side by side on whole recurrences: with the recurrent kernel packed once per call
-# (pack_panels), the steps of up to 2**25 multiply-adds run as fast or faster there than in a
-# one-thread BLAS (SimpleRNN 32x100x256x512: 1.43x); unpacked, the two were even at 2**22.
+# Measured side by side on whole recurrences: unpacked, the two were even at 2**22 (the input
+# projection stays in BLAS above 2**25: 0.90-0.96x in small_gemm.h). A recurrent kernel packed
+# once per call (pack_panels) runs there up to 2**27, faster than a one-thread BLAS, which packs
+# it again at every step (29% of an LSTM 32x100x256x512 in BLAS): 1.43-1.44x at 2**25
+# (SimpleRNN 32x100x256x512, LSTM 32x100x256x512), 1.06-1.40x between 2**25 and 2**27,
+# 0.95-1.10x between 2**27 and 2**28.
 cdef Py_ssize_t SMALL_GEMM = 1 << 25
+cdef Py_ssize_t SMALL_GEMM_PACKED = 1 << 27
 
 # SciPy's OpenBLAS runs a product on several threads, whose workers then spin for a while
 # waiting for the next one: inside a recurrence they take the core that the steps between
@@ -235,14 +239,15 @@ cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* 
                       const floating* packed=NULL) noexcept nogil:
     """Row-major ``C[m, n] = A[m, k] @ B[k, n] + beta * C`` with leading dimensions lda, ldb, ldc.
 
-    Small products run in small_gemm.h (reading B from `packed` when given, see `pack_panels`);
+    Small products run in small_gemm.h (reading B from `packed` when given, see `pack_panels`;
+    packed, larger products count as small);
     the others in BLAS, which is column-major, where a row-major matrix reads as its transpose:
     so it computes ``C^T = B^T @ A^T``.
     """
     cdef char no = b"N"
     cdef int m_ = <int> m, n_ = <int> n, k_ = <int> k, lda_ = <int> lda, ldb_ = <int> ldb, ldc_ = <int> ldc
     cdef floating one = 1
-    if m * n * k < SMALL_GEMM:
+    if m * n * k < (SMALL_GEMM if packed == NULL else SMALL_GEMM_PACKED):
         if floating is float:
             fr_small_gemm_f32(m, n, k, a, lda, b, ldb, packed, beta, c, ldc)
         else:
@@ -272,7 +277,7 @@ cdef int pack_panels(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t n, Py_ss
     caller frees it), or to NULL where packing does not pay: one step (the copy would cost as much),
     fewer than 4 rows (no 4-row block reads it) or a product large enough for BLAS."""
     packed[0] = NULL
-    if timesteps < 2 or batch < 4 or batch * n * k >= SMALL_GEMM:
+    if timesteps < 2 or batch < 4 or batch * n * k >= SMALL_GEMM_PACKED:
         return 0
     packed[0] = <floating*> alloc_scratch(n * k * sizeof(floating))
     if floating is float:
