@@ -89,6 +89,26 @@ def test_float32_vector_blocks_match_reference(backend_name, cell, batch, units,
         assert_close(layer(x, mask=mask, initial_state=h0), expected, np.float32)
 
 
+LONE_ROWS = list(itertools.product(["simple_rnn", "lstm", "gru"], DTYPES, [1, 2, 3, 6], [False, True]))
+
+
+@pytest.mark.parametrize("cell, dtype, batch, with_mask", LONE_ROWS,
+                         ids=["%s-%s-b%d-mask%d" % (c, np.dtype(d).name, b, m) for c, d, b, m in LONE_ROWS])
+def test_lone_rows_reading_packed_kernels_match_reference(backend_name, cell, dtype, batch, with_mask):
+    """Rows outside 4-row blocks read a packed recurrent kernel once it is 16 KB or more (72
+    units: blocks of 8 and 4 vectors, then edges read in place), for one row alone and the
+    rows after a block."""
+    cls, options = CELLS[cell]
+    layer = cls(72, **options, return_sequences=True, return_state=True, dtype=dtype)
+    layer.build((None, None, INPUT_DIM))
+    rng = np.random.default_rng(batch)
+    layer.set_weights([rng.uniform(-0.3, 0.3, w.shape) for w in layer.get_weights()])
+    x = rng.standard_normal((batch, 5, INPUT_DIM)).astype(dtype)
+    mask = rng.random((batch, 5)) < 0.7 if with_mask else None
+    expected = on_reference(lambda: layer(x, mask=mask))
+    assert_close(layer(x, mask=mask), expected, dtype)
+
+
 SPLIT = list(itertools.product(CELLS, DTYPES, [False, True], [False, True]))
 
 
