@@ -379,17 +379,19 @@ cdef floating* project(Py_ssize_t rows, Py_ssize_t inputs, Py_ssize_t width, con
 
 cdef int simple_rnn_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_ssize_t units,
                          const floating* x, const floating* kernel, const floating* bias,
-                         const floating* recurrent_kernel, const unsigned char* mask, int activation,
-                         floating* h, floating* sequence) except -1 nogil:
+                         const floating* recurrent_kernel, const floating* prepacked, const unsigned char* mask,
+                         int activation, floating* h, floating* sequence) except -1 nogil:
     cdef size_t row_bytes = units * sizeof(floating)
     cdef Py_ssize_t b, t
     cdef floating* z
     cdef floating* projected = project(timesteps * batch, inputs, units, x, kernel, bias)
-    cdef floating* packed
-    pack_panels(timesteps, batch, units, units, recurrent_kernel, &packed)
+    cdef floating* packed = NULL
+    if prepacked == NULL:
+        pack_panels(timesteps, batch, units, units, recurrent_kernel, &packed)
+    cdef const floating* panels = prepacked if prepacked != NULL else packed
     for t in range(timesteps):
         z = projected + t * batch * units
-        gemm(batch, units, units, h, units, recurrent_kernel, units, 1, z, units, packed)
+        gemm(batch, units, units, h, units, recurrent_kernel, units, 1, z, units, panels)
         for b in range(batch):
             if not skipped(mask, timesteps, b, t):
                 activate(z + b * units, units, activation)
@@ -403,7 +405,7 @@ cdef int simple_rnn_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inpu
 
 cdef int lstm_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_ssize_t units,
                    Py_ssize_t state, const floating* x, const floating* kernel, const floating* bias,
-                   const floating* recurrent_kernel, const floating* projection,
+                   const floating* recurrent_kernel, const floating* prepacked, const floating* projection,
                    const unsigned char* mask, int activation, int recurrent_activation,
                    floating* h, floating* c, floating* sequence) except -1 nogil:
     cdef Py_ssize_t width = 4 * units, b, t, j
@@ -414,11 +416,13 @@ cdef int lstm_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py
     cdef floating* out = NULL   # o * act(c) @ projection, when there is one
     if projection != NULL:
         out = <floating*> alloc_scratch(batch * state * sizeof(floating))
-    cdef floating* packed
-    pack_panels(timesteps, batch, width, state, recurrent_kernel, &packed)
+    cdef floating* packed = NULL
+    if prepacked == NULL:
+        pack_panels(timesteps, batch, width, state, recurrent_kernel, &packed)
+    cdef const floating* panels = prepacked if prepacked != NULL else packed
     for t in range(timesteps):
         z = projected + t * batch * width
-        gemm(batch, width, state, h, state, recurrent_kernel, width, 1, z, width, packed)
+        gemm(batch, width, state, h, state, recurrent_kernel, width, 1, z, width, panels)
         for b in range(batch):
             if skipped(mask, timesteps, b, t):
                 continue
@@ -450,7 +454,7 @@ cdef int lstm_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py
 
 cdef int gru_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_ssize_t units,
                   const floating* x, const floating* kernel, const floating* input_bias,
-                  const floating* recurrent_kernel, const floating* recurrent_bias,
+                  const floating* recurrent_kernel, const floating* prepacked, const floating* recurrent_bias,
                   const unsigned char* mask, int activation, int recurrent_activation, bint reset_after,
                   floating* h, floating* sequence) except -1 nogil:
     cdef Py_ssize_t width = 3 * units, b, t, j
@@ -461,14 +465,16 @@ cdef int gru_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_
     cdef floating* projected = project(timesteps * batch, inputs, width, x, kernel, input_bias)
     # g: the recurrent side of the gates (reset_after), or r * h (before).
     cdef floating* g = <floating*> alloc_scratch(batch * width * sizeof(floating))
-    cdef floating* packed
-    pack_panels(timesteps if reset_after else 0, batch, width, units, recurrent_kernel, &packed)
+    cdef floating* packed = NULL
+    if prepacked == NULL:
+        pack_panels(timesteps if reset_after else 0, batch, width, units, recurrent_kernel, &packed)
+    cdef const floating* panels = prepacked if prepacked != NULL else packed
     for t in range(timesteps):
         z = projected + t * batch * width
         if reset_after:
             for b in range(batch):
                 memcpy(g + b * width, recurrent_bias, width * sizeof(floating))
-            gemm(batch, width, units, h, units, recurrent_kernel, width, 1, g, width, packed)
+            gemm(batch, width, units, h, units, recurrent_kernel, width, 1, g, width, panels)
             for b in range(batch):
                 z_b, g_b = z + b * width, g + b * width
                 for j in range(2 * units):
@@ -513,6 +519,7 @@ cdef struct Call:
     void* kernel
     void* bias
     void* recurrent_kernel
+    void* packed                # the recurrent kernel already packed (a Step's), or NULL
     void* extra                 # LSTM: projection or NULL; GRU: recurrent bias
     const unsigned char* mask
     int activation, recurrent_activation
@@ -526,16 +533,18 @@ cdef int run_as(const Call* k, const floating* precision) except -1 nogil:
     """Run `k` with its arrays read as `floating` (`precision` is only a type tag, NULL)."""
     if k.cell == SIMPLE_RNN_CELL:
         simple_rnn_core(k.timesteps, k.batch, k.inputs, k.units, <floating*> k.x, <floating*> k.kernel,
-                        <floating*> k.bias, <floating*> k.recurrent_kernel, k.mask, k.activation,
-                        <floating*> k.h, <floating*> k.sequence)
+                        <floating*> k.bias, <floating*> k.recurrent_kernel, <floating*> k.packed, k.mask,
+                        k.activation, <floating*> k.h, <floating*> k.sequence)
     elif k.cell == LSTM_CELL:
         lstm_core(k.timesteps, k.batch, k.inputs, k.units, k.state, <floating*> k.x, <floating*> k.kernel,
-                  <floating*> k.bias, <floating*> k.recurrent_kernel, <floating*> k.extra, k.mask, k.activation,
-                  k.recurrent_activation, <floating*> k.h, <floating*> k.c, <floating*> k.sequence)
+                  <floating*> k.bias, <floating*> k.recurrent_kernel, <floating*> k.packed, <floating*> k.extra,
+                  k.mask, k.activation, k.recurrent_activation, <floating*> k.h, <floating*> k.c,
+                  <floating*> k.sequence)
     else:
         gru_core(k.timesteps, k.batch, k.inputs, k.units, <floating*> k.x, <floating*> k.kernel,
-                 <floating*> k.bias, <floating*> k.recurrent_kernel, <floating*> k.extra, k.mask, k.activation,
-                 k.recurrent_activation, k.reset_after, <floating*> k.h, <floating*> k.sequence)
+                 <floating*> k.bias, <floating*> k.recurrent_kernel, <floating*> k.packed, <floating*> k.extra,
+                 k.mask, k.activation, k.recurrent_activation, k.reset_after, <floating*> k.h,
+                 <floating*> k.sequence)
     return 0
 
 
@@ -556,6 +565,7 @@ cdef int check_inputs(Call* k, object x, object kernel, object bias, object recu
     check_shape(b"recurrent_kernel", shape_of(recurrent_kernel, b"recurrent_kernel", k.typenum, 2, False), 2,
                 k.state, gates * k.units)
     k.x, k.kernel, k.bias, k.recurrent_kernel = data(x), data(kernel), data(bias), data(recurrent_kernel)
+    k.packed = NULL
     return 0
 
 
@@ -694,7 +704,11 @@ cdef class Step:
     cdef object h
 
     def __init__(self, function, tuple arguments):
-        cdef Py_ssize_t n = len(arguments)
+        cdef Py_ssize_t n = len(arguments), columns
+        cdef float* packed_float = NULL
+        cdef double* packed_double = NULL
+        free(self.call.packed)
+        self.call.packed = NULL
         # A stand-in input of one step: the kernel's own checks then bind everything else.
         if function is simple_rnn and n == 7:
             kernel, bias, recurrent_kernel, mask, activation, h, sequence = arguments
@@ -717,6 +731,26 @@ cdef class Step:
         if self.call.mask != NULL or self.call.sequence != NULL:
             raise ValueError("Step binds the empty mask and sequence: one step needs neither")
         self.arguments, self.h = arguments, h
+        # A kernel call of one step does not pack the recurrent kernel (see pack_panels); a stream
+        # runs many, so it is packed here once, on the same terms as a call of many steps.
+        columns = 0                     # a GRU resetting before its product uses two unpacked parts
+        if self.call.cell == SIMPLE_RNN_CELL:
+            columns = 1
+        elif self.call.cell == LSTM_CELL:
+            columns = 4
+        elif self.call.reset_after:
+            columns = 3
+        if self.call.typenum == cnp.NPY_FLOAT32:
+            pack_panels(2 if columns else 0, self.call.batch, columns * self.call.units, self.call.state,
+                        <const float*> self.call.recurrent_kernel, &packed_float)
+            self.call.packed = packed_float
+        else:
+            pack_panels(2 if columns else 0, self.call.batch, columns * self.call.units, self.call.state,
+                        <const double*> self.call.recurrent_kernel, &packed_double)
+            self.call.packed = packed_double
+
+    def __dealloc__(self):
+        free(self.call.packed)
 
     def __call__(self, x_t):
         """Advance the bound states by `x_t` (batch, input_dim); return a copy of h."""

@@ -158,11 +158,13 @@ def test_results_do_not_depend_on_the_thread_count(backend_name):
     np.testing.assert_allclose(one, two, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("batch, units", [(2, 4), (1, 72), (5, 40)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_compiled_step_matches_the_kernel_call(dtype):
-    """Step binds a kernel's weights and states once; each call equals a one-step kernel call."""
+def test_compiled_step_matches_the_kernel_call(dtype, batch, units):
+    """Step binds a kernel's weights and states once; each call equals a one-step kernel call.
+    From 16 KB of recurrent kernel, or 4 rows, the Step packs it and the one-step call does not."""
     _kernels = pytest.importorskip("fastrnn._kernels")
-    arguments = _lstm_arguments(dtype, T=1)
+    arguments = _lstm_arguments(dtype, T=1, B=batch, U=units)
     twin = {name: value.copy() if isinstance(value, np.ndarray) else value for name, value in arguments.items()}
     rng = np.random.default_rng(1)
     for name in ("kernel", "recurrent_kernel", "bias"):

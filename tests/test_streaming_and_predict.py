@@ -184,18 +184,20 @@ def test_predict_progress_bar(capsys):
     assert "5" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("units", [8, 72])    # 72: the compiled step packs the recurrent kernel
 @pytest.mark.parametrize("cell", [fastrnn.SimpleRNN, fastrnn.LSTM, fastrnn.GRU])
-def test_stream_step_sees_weights_set_between_steps(cell):
+def test_stream_step_sees_weights_set_between_steps(cell, units):
     """The prepared step binds the weight arrays; a set_weights between steps must rebind them."""
-    model = fastrnn.Sequential([fastrnn.Input((None, 3)), cell(8, seed=0)])
+    model = fastrnn.Sequential([fastrnn.Input((None, 3)), cell(units, seed=0)])
     stream = model.stream()
     x = np.random.default_rng(0).standard_normal((1, 3)).astype(np.float32)
     stream.step(x)
-    stream.step(x)
+    np.testing.assert_allclose(stream.step(x), model(np.stack([x, x], axis=1)), rtol=0, atol=1e-6)
     layer = model.layers[0]
     layer.set_weights([w * 0.5 for w in layer.get_weights()])
-    expected = layer(x[:, None], initial_state=stream.states[0])
-    np.testing.assert_allclose(stream.step(x), expected, rtol=0, atol=1e-6)
+    for _ in range(2):   # the general path, then the step bound to the new weights
+        expected = layer(x[:, None], initial_state=stream.states[0])
+        np.testing.assert_allclose(stream.step(x), expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("cell", [fastrnn.SimpleRNN, fastrnn.LSTM, fastrnn.GRU])
