@@ -1,0 +1,93 @@
+"""Two builds of the compiled kernels, side by side on one recurrence, in one process.
+
+This VM's timings drift by up to 30% from run to run, so a kernel change is judged against the
+build before it, interleaved in rounds: copy the extension aside, rebuild, and compare::
+
+    cp fastrnn/_kernels*.so /tmp/before.so
+    python setup.py build_ext --inplace -q
+    python bench/ab_kernels.py /tmp/before.so fastrnn/_kernels*.so --cell LSTM --shape 32,100,64,128
+
+Each build is loaded under its own module name and called directly (one thread, no layer
+overhead, time-major float32 or float64 inputs, no mask, last state only). Both outputs are
+compared before timing. Prints each build's median time, GFLOP/s and the ratio to the first.
+"""
+import argparse
+import importlib.util
+import time
+
+import numpy as np
+
+from fastrnn import activations, backends
+
+GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
+
+
+def load(path, n):
+    """The extension at `path` as module ``build<n>._kernels``, its BLAS held to one thread."""
+    spec = importlib.util.spec_from_file_location(f"build{n}._kernels", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.use_blas_thread_control(backends._blas_set_threads_address())
+    return module
+
+
+def recurrence(module, cell, x, kernel, recurrent_kernel):
+    """Run `cell` over `x` (T, B, I) with `module`'s kernel; return the final h."""
+    dtype, (timesteps, batch, _), units = x.dtype, x.shape, recurrent_kernel.shape[0]
+    bias, mask, sequence = np.zeros(kernel.shape[1], dtype), np.zeros((0, 0), np.uint8), np.zeros((0, 0, 0), dtype)
+    tanh, sigmoid = activations.code("tanh"), activations.code("sigmoid")
+    h = np.zeros((batch, units), dtype)
+    if cell == "SimpleRNN":
+        module.simple_rnn(x, kernel, bias, recurrent_kernel, mask, tanh, h, sequence)
+    elif cell == "LSTM":
+        c = np.zeros((batch, units), dtype)
+        module.lstm(x, kernel, bias, recurrent_kernel, np.zeros((0, 0), dtype), mask, tanh, sigmoid, h, c, sequence)
+    else:
+        module.gru(x, kernel, bias, recurrent_kernel, bias, mask, tanh, sigmoid, True, h, sequence)
+    return h
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("builds", nargs="+", help="paths of _kernels extension files; the first is the baseline")
+    parser.add_argument("--cell", choices=GATES, default="LSTM")
+    parser.add_argument("--shape", default="32,100,64,128", help="batch,timesteps,inputs,units")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--budget", type=float, default=3.0, help="seconds of timing in all")
+    args = parser.parse_args()
+    batch, timesteps, inputs, units = map(int, args.shape.split(","))
+    rng = np.random.default_rng(0)
+    dtype, gates = np.dtype(args.dtype), GATES[args.cell]
+    x = rng.standard_normal((timesteps, batch, inputs)).astype(dtype)
+    kernel = (0.1 * rng.standard_normal((inputs, gates * units))).astype(dtype)
+    recurrent_kernel = (0.1 * rng.standard_normal((units, gates * units))).astype(dtype)
+    modules = [load(path, n) for n, path in enumerate(args.builds)]
+
+    def run(module):
+        return recurrence(module, args.cell, x, kernel, recurrent_kernel)
+
+    first = run(modules[0])
+    for path, module in zip(args.builds[1:], modules[1:]):
+        difference = float(np.abs(run(module) - first).max())
+        print(f"{path}: max difference from {args.builds[0]}: {difference:.3g}")
+    start = time.perf_counter()
+    run(modules[0])
+    repeats = max(1, int(0.05 / (time.perf_counter() - start)))   # rounds of about 50 ms per build
+    times = [[] for _ in modules]
+    end = time.perf_counter() + args.budget
+    while time.perf_counter() < end:
+        for module, samples in zip(modules, times):
+            start = time.perf_counter()
+            for _ in range(repeats):
+                run(module)
+            samples.append((time.perf_counter() - start) / repeats)
+    flops = 2 * batch * timesteps * units * (inputs + units) * gates
+    medians = [float(np.median(samples)) for samples in times]
+    print(f"{args.cell} {batch}x{timesteps}x{inputs}x{units} {args.dtype}, one thread, {len(times[0])} rounds:")
+    for path, median in zip(args.builds, medians):
+        print(f"  {path}: {median * 1e3:.3f} ms, {flops / median / 1e9:.1f} GFLOP/s, "
+              f"{medians[0] / median:.2f}x the first")
+
+
+if __name__ == "__main__":
+    main()
