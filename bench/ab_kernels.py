@@ -33,7 +33,7 @@ def load(path, n):
 
 def recurrence(module, cell, x, kernel, recurrent_kernel):
     """Run `cell` over `x` (T, B, I) with `module`'s kernel; return the final h."""
-    dtype, (timesteps, batch, _), units = x.dtype, x.shape, recurrent_kernel.shape[0]
+    dtype, batch, units = x.dtype, x.shape[1], recurrent_kernel.shape[0]
     bias, mask, sequence = np.zeros(kernel.shape[1], dtype), np.zeros((0, 0), np.uint8), np.zeros((0, 0, 0), dtype)
     tanh, sigmoid = activations.code("tanh"), activations.code("sigmoid")
     h = np.zeros((batch, units), dtype)
