@@ -330,19 +330,20 @@ class Layer:
         names = _CALL_PARAMETERS[cls]
         if names is None:
             return kwargs
-        what = f"layer {self.name!r} ({cls.__name__})"
-        takes = ", ".join(f"{n}=" for n in names)
+        # The messages are formatted only when raised: this runs on every call with arguments.
+        def what():
+            return f"layer {self.name!r} ({cls.__name__})"
         if len(args) > len(names):
-            raise TypeError(f"{what} takes {len(names)} argument{'s' * (len(names) != 1)} after its inputs "
+            raise TypeError(f"{what()} takes {len(names)} argument{'s' * (len(names) != 1)} after its inputs "
                             f"({', '.join(names)}), got {len(args)}")
         merged = dict(zip(names, args))
         for name, value in kwargs.items():
             if name in merged:
-                raise TypeError(f"{what}: {name} given twice, by position and by name")
+                raise TypeError(f"{what()}: {name} given twice, by position and by name")
             if name not in names:
                 if name == "training":   # Keras drops it for layers whose call has none
                     continue
-                raise TypeError(f"{what} does not take {name}=; it takes {takes}")
+                raise TypeError(f"{what()} does not take {name}=; it takes {', '.join(f'{n}=' for n in names)}")
             merged[name] = value
         return merged
 
