@@ -239,10 +239,10 @@ cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* 
                       const floating* packed=NULL) noexcept nogil:
     """Row-major ``C[m, n] = A[m, k] @ B[k, n] + beta * C`` with leading dimensions lda, ldb, ldc.
 
-    Small products run in small_gemm.h (reading B from `packed` when given, see `pack_panels`;
-    packed, larger products count as small);
-    the others in BLAS, which is column-major, where a row-major matrix reads as its transpose:
-    so it computes ``C^T = B^T @ A^T``.
+    Small products run in small_gemm.h, reading B from `packed` when given (see `pack_panels`),
+    and with B packed the bound is SMALL_GEMM_PACKED. The others run in BLAS, which is
+    column-major, where a row-major matrix reads as its transpose: so it computes
+    ``C^T = B^T @ A^T``.
     """
     cdef char no = b"N"
     cdef int m_ = <int> m, n_ = <int> n, k_ = <int> k, lda_ = <int> lda, ldb_ = <int> ldb, ldc_ = <int> ldc
