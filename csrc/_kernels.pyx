@@ -92,7 +92,7 @@ cdef extern from "small_gemm.h":
 # Below this many multiply-adds a product runs in small_gemm.h: a BLAS call costs more than that.
 # Measured side by side on whole recurrences: unpacked, the two were even at 2**22 (the input
 # projection stays in BLAS above 2**25: 0.90-0.96x in small_gemm.h). A recurrent kernel packed
-# once per call (pack_panels) runs there up to 2**27, faster than a one-thread BLAS, which packs
+# once per call (pack_recurrent_kernel) runs there up to 2**27, faster than a one-thread BLAS, which packs
 # it again at every step (29% of an LSTM 32x100x256x512 in BLAS): 1.43-1.44x at 2**25
 # (SimpleRNN 32x100x256x512, LSTM 32x100x256x512), 1.06-1.40x between 2**25 and 2**27,
 # 0.95-1.10x between 2**27 and 2**28.
@@ -239,7 +239,7 @@ cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* 
                       const floating* packed=NULL) noexcept nogil:
     """Row-major ``C[m, n] = A[m, k] @ B[k, n] + beta * C`` with leading dimensions lda, ldb, ldc.
 
-    Small products run in small_gemm.h, reading B from `packed` when given (see `pack_panels`),
+    Small products run in small_gemm.h, reading B from `packed` when given (see `pack_recurrent_kernel`),
     and with B packed the bound is SMALL_GEMM_PACKED. The others run in BLAS, which is
     column-major, where a row-major matrix reads as its transpose: so it computes
     ``C^T = B^T @ A^T``.
@@ -269,25 +269,6 @@ cdef void* alloc_scratch(size_t nbytes) except NULL nogil:
         with gil:
             raise MemoryError(f"cannot allocate {nbytes} bytes of scratch")
     return p
-
-
-cdef int pack_panels(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t n, Py_ssize_t k, const floating* b,
-                     floating** packed) except -1 nogil:
-    """Set `packed` to the recurrent kernel `b` (k, n) packed in small_gemm.h's column panels (the
-    caller frees it), or to NULL where packing does not pay: one step (the copy would cost as
-    much), a product large enough for BLAS, or fewer than 4 rows (only lone rows read it) with a
-    kernel under 16 KB, which they read from L1 in place as fast (packed, a 1x20x16x32 GRU ran 8%
-    slower; a 1x100x32x64 LSTM, 64 KB, 1.16x faster)."""
-    packed[0] = NULL
-    if (timesteps < 2 or batch * n * k >= SMALL_GEMM_PACKED
-            or (batch < 4 and n * k * sizeof(floating) < 16384)):
-        return 0
-    packed[0] = <floating*> alloc_scratch(n * k * sizeof(floating))
-    if floating is float:
-        fr_pack_panels_f32(n, k, b, n, packed[0])
-    else:
-        fr_pack_panels_f64(n, k, b, n, packed[0])
-    return 0
 
 
 # ------------------------------------------------------------------------------- the array contract
@@ -379,33 +360,28 @@ cdef floating* project(Py_ssize_t rows, Py_ssize_t inputs, Py_ssize_t width, con
 
 cdef int simple_rnn_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_ssize_t units,
                          const floating* x, const floating* kernel, const floating* bias,
-                         const floating* recurrent_kernel, const floating* prepacked, const unsigned char* mask,
+                         const floating* recurrent_kernel, const floating* packed, const unsigned char* mask,
                          int activation, floating* h, floating* sequence) except -1 nogil:
     cdef size_t row_bytes = units * sizeof(floating)
     cdef Py_ssize_t b, t
     cdef floating* z
     cdef floating* projected = project(timesteps * batch, inputs, units, x, kernel, bias)
-    cdef floating* packed = NULL
-    if prepacked == NULL:
-        pack_panels(timesteps, batch, units, units, recurrent_kernel, &packed)
-    cdef const floating* panels = prepacked if prepacked != NULL else packed
     for t in range(timesteps):
         z = projected + t * batch * units
-        gemm(batch, units, units, h, units, recurrent_kernel, units, 1, z, units, panels)
+        gemm(batch, units, units, h, units, recurrent_kernel, units, 1, z, units, packed)
         for b in range(batch):
             if not skipped(mask, timesteps, b, t):
                 activate(z + b * units, units, activation)
                 memcpy(h + b * units, z + b * units, row_bytes)
             if sequence != NULL:
                 memcpy(sequence + (b * timesteps + t) * units, h + b * units, row_bytes)
-    free(packed)
     free(projected)
     return 0
 
 
 cdef int lstm_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_ssize_t units,
                    Py_ssize_t state, const floating* x, const floating* kernel, const floating* bias,
-                   const floating* recurrent_kernel, const floating* prepacked, const floating* projection,
+                   const floating* recurrent_kernel, const floating* packed, const floating* projection,
                    const unsigned char* mask, int activation, int recurrent_activation,
                    floating* h, floating* c, floating* sequence) except -1 nogil:
     cdef Py_ssize_t width = 4 * units, b, t, j
@@ -416,13 +392,9 @@ cdef int lstm_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py
     cdef floating* out = NULL   # o * act(c) @ projection, when there is one
     if projection != NULL:
         out = <floating*> alloc_scratch(batch * state * sizeof(floating))
-    cdef floating* packed = NULL
-    if prepacked == NULL:
-        pack_panels(timesteps, batch, width, state, recurrent_kernel, &packed)
-    cdef const floating* panels = prepacked if prepacked != NULL else packed
     for t in range(timesteps):
         z = projected + t * batch * width
-        gemm(batch, width, state, h, state, recurrent_kernel, width, 1, z, width, panels)
+        gemm(batch, width, state, h, state, recurrent_kernel, width, 1, z, width, packed)
         for b in range(batch):
             if skipped(mask, timesteps, b, t):
                 continue
@@ -446,7 +418,6 @@ cdef int lstm_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py
         if sequence != NULL:
             for b in range(batch):
                 memcpy(sequence + (b * timesteps + t) * state, h + b * state, state * sizeof(floating))
-    free(packed)
     free(out)
     free(projected)
     return 0
@@ -454,7 +425,7 @@ cdef int lstm_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py
 
 cdef int gru_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_ssize_t units,
                   const floating* x, const floating* kernel, const floating* input_bias,
-                  const floating* recurrent_kernel, const floating* prepacked, const floating* recurrent_bias,
+                  const floating* recurrent_kernel, const floating* packed, const floating* recurrent_bias,
                   const unsigned char* mask, int activation, int recurrent_activation, bint reset_after,
                   floating* h, floating* sequence) except -1 nogil:
     cdef Py_ssize_t width = 3 * units, b, t, j
@@ -465,16 +436,12 @@ cdef int gru_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_
     cdef floating* projected = project(timesteps * batch, inputs, width, x, kernel, input_bias)
     # g: the recurrent side of the gates (reset_after), or r * h (before).
     cdef floating* g = <floating*> alloc_scratch(batch * width * sizeof(floating))
-    cdef floating* packed = NULL
-    if prepacked == NULL:
-        pack_panels(timesteps if reset_after else 0, batch, width, units, recurrent_kernel, &packed)
-    cdef const floating* panels = prepacked if prepacked != NULL else packed
     for t in range(timesteps):
         z = projected + t * batch * width
         if reset_after:
             for b in range(batch):
                 memcpy(g + b * width, recurrent_bias, width * sizeof(floating))
-            gemm(batch, width, units, h, units, recurrent_kernel, width, 1, g, width, panels)
+            gemm(batch, width, units, h, units, recurrent_kernel, width, 1, g, width, packed)
             for b in range(batch):
                 z_b, g_b = z + b * width, g + b * width
                 for j in range(2 * units):
@@ -498,7 +465,6 @@ cdef int gru_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_
                     h_b[j] = z_b[j] * h_b[j] + (1 - z_b[j]) * z_b[2 * units + j]
             if sequence != NULL:
                 memcpy(sequence + (b * timesteps + t) * units, h_b, units * sizeof(floating))
-    free(packed)
     free(g)
     free(projected)
     return 0
@@ -548,10 +514,48 @@ cdef int run_as(const Call* k, const floating* precision) except -1 nogil:
     return 0
 
 
-cdef inline int run(const Call* k) except -1 nogil:
+cdef void* pack_recurrent_kernel(const Call* k, Py_ssize_t timesteps) except? NULL nogil:
+    """`k`'s recurrent kernel (state, G * units) packed in small_gemm.h's column panels for a run of
+    `timesteps` steps (the caller frees it), or NULL where packing does not pay: one step (the
+    copy would cost as much), a product large enough for BLAS, a GRU resetting before its product
+    (two unpacked parts), or fewer than 4 rows (only lone rows read it) with a kernel under 16 KB,
+    which they read from L1 in place as fast (packed, a 1x20x16x32 GRU ran 8% slower; a
+    1x100x32x64 LSTM, 64 KB, 1.16x faster)."""
+    cdef Py_ssize_t gates = 0
+    if k.cell == SIMPLE_RNN_CELL:
+        gates = 1
+    elif k.cell == LSTM_CELL:
+        gates = 4
+    elif k.reset_after:
+        gates = 3
+    cdef Py_ssize_t n = gates * k.units
+    cdef size_t size = sizeof(float) if k.typenum == cnp.NPY_FLOAT32 else sizeof(double)
+    if (gates == 0 or timesteps < 2 or k.batch * n * k.state >= SMALL_GEMM_PACKED
+            or (k.batch < 4 and n * k.state * size < 16384)):
+        return NULL
+    cdef void* packed = alloc_scratch(n * k.state * size)
     if k.typenum == cnp.NPY_FLOAT32:
-        return run_as(k, <const float*> NULL)
-    return run_as(k, <const double*> NULL)
+        fr_pack_panels_f32(n, k.state, <const float*> k.recurrent_kernel, n, <float*> packed)
+    else:
+        fr_pack_panels_f64(n, k.state, <const double*> k.recurrent_kernel, n, <double*> packed)
+    return packed
+
+
+cdef int run(Call* k) except -1 nogil:
+    """Run `k`, its recurrent kernel packed for this call unless it comes packed (a Step's)."""
+    cdef void* packed = NULL
+    if k.packed == NULL:
+        packed = k.packed = pack_recurrent_kernel(k, k.timesteps)
+    try:
+        if k.typenum == cnp.NPY_FLOAT32:
+            run_as(k, <const float*> NULL)
+        else:
+            run_as(k, <const double*> NULL)
+    finally:
+        if packed != NULL:
+            free(packed)
+            k.packed = NULL
+    return 0
 
 
 cdef int check_inputs(Call* k, object x, object kernel, object bias, object recurrent_kernel,
@@ -704,9 +708,7 @@ cdef class Step:
     cdef object h
 
     def __init__(self, function, tuple arguments):
-        cdef Py_ssize_t n = len(arguments), columns
-        cdef float* packed_float = NULL
-        cdef double* packed_double = NULL
+        cdef Py_ssize_t n = len(arguments)
         free(self.call.packed)
         self.call.packed = NULL
         # A stand-in input of one step: the kernel's own checks then bind everything else.
@@ -731,23 +733,9 @@ cdef class Step:
         if self.call.mask != NULL or self.call.sequence != NULL:
             raise ValueError("Step binds the empty mask and sequence: one step needs neither")
         self.arguments, self.h = arguments, h
-        # A kernel call of one step does not pack the recurrent kernel (see pack_panels); a stream
-        # runs many, so it is packed here once, on the same terms as a call of many steps.
-        columns = 0                     # a GRU resetting before its product uses two unpacked parts
-        if self.call.cell == SIMPLE_RNN_CELL:
-            columns = 1
-        elif self.call.cell == LSTM_CELL:
-            columns = 4
-        elif self.call.reset_after:
-            columns = 3
-        if self.call.typenum == cnp.NPY_FLOAT32:
-            pack_panels(2 if columns else 0, self.call.batch, columns * self.call.units, self.call.state,
-                        <const float*> self.call.recurrent_kernel, &packed_float)
-            self.call.packed = packed_float
-        else:
-            pack_panels(2 if columns else 0, self.call.batch, columns * self.call.units, self.call.state,
-                        <const double*> self.call.recurrent_kernel, &packed_double)
-            self.call.packed = packed_double
+        # A one-step call never packs the recurrent kernel; a stream runs many steps, so it is
+        # packed here once, on the terms of a call of many.
+        self.call.packed = pack_recurrent_kernel(&self.call, 2)
 
     def __dealloc__(self):
         free(self.call.packed)

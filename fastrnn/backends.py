@@ -16,7 +16,7 @@ __all__ = ["available", "backend", "kernels", "num_threads", "set_backend", "set
 def _import_cython():
     from . import _kernels
 
-    # One BLAS thread inside a kernel: fastrnn's own threads split the batch (fastrnn/recurrent.py).
+    # One BLAS thread inside a kernel: fastrnn's own threads split the work (fastrnn/parallel.py).
     _kernels.use_blas_thread_control(_blas_set_threads_address())
     return _kernels
 

@@ -19,6 +19,7 @@ MIN_WORK_PER_PART = 1 << 23
 MIN_ROWS_PER_PART = 4
 
 _pool = None
+_pool_size = 0
 _pool_lock = threading.Lock()
 _part = threading.local()   # .active: this thread runs a part of a split
 
@@ -26,8 +27,8 @@ _part = threading.local()   # .active: this thread runs a part of a split
 def _forget_pool():
     # A forked child has none of its parent's pool threads (a submit would wait forever), and the
     # lock may have been held by one of them.
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -35,11 +36,15 @@ if hasattr(os, "register_at_fork"):
 
 
 def _executor():
-    """The shared pool, made when first needed and remade larger when the thread count grows."""
-    global _pool
+    """The shared pool, made when first needed and remade larger when the thread count grows.
+
+    A smaller pool is dropped, not shut down: another thread may be about to submit to it.
+    """
+    global _pool, _pool_size
     with _pool_lock:
-        if _pool is None or _pool._max_workers < backends.num_threads() - 1:
-            _pool = concurrent.futures.ThreadPoolExecutor(backends.num_threads() - 1, "fastrnn")
+        wanted = backends.num_threads() - 1
+        if _pool is None or _pool_size < wanted:
+            _pool, _pool_size = concurrent.futures.ThreadPoolExecutor(wanted, "fastrnn"), wanted
         return _pool
 
 

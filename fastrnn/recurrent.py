@@ -19,9 +19,9 @@ __all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN"]
 
 
 _EMPTY_MASK = np.empty((0, 0), np.uint8)
-weights_generation = 0   # counts the weight assignments of every recurrent layer
 _EMPTY_SEQUENCE = {np.dtype(t): np.empty((0, 0, 0), t) for t in (np.float32, np.float64)}
 _EMPTY_PROJECTION = {np.dtype(t): np.empty((0, 0), t) for t in (np.float32, np.float64)}
+weights_generation = 0   # counts the weight assignments of every recurrent layer (streams rebind)
 
 
 class _RNN(Layer):
