@@ -95,11 +95,13 @@ FASTRNN_MULTIVERSION static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, 
         }                                                                                       \
     }                                                                                           \
     /* The last m % 4 rows (batch 1 is all of it): one row, eight vectors of columns at a time,
-     * then four. Eight independent sums keep both FMA units busy through the multiply-add
-     * latency, where four leave half of them idle (a step at batch 1 is that latency). */    \
+     * then four, then two (one panel). Eight independent sums keep both FMA units busy through
+     * the multiply-add latency, where four leave half of them idle (a step at batch 1 is that
+     * latency); the two-vector blocks spare the edge loop below a panel's columns. */         \
     Py_ssize_t n_wide = 0;                                                                      \
     FR_ROW_BLOCKS(8, T, V, L)                                                                   \
     FR_ROW_BLOCKS(4, T, V, L)                                                                   \
+    FR_ROW_BLOCKS(2, T, V, L)                                                                   \
     /* Edges: the columns the blocks above left, row by row. */                                \
     for (Py_ssize_t i = 0; i < m; i++) {                                                        \
         const Py_ssize_t j0 = i < m_main ? n_main : n_wide;                                     \
