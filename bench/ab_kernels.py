@@ -7,8 +7,10 @@ build before it, interleaved in rounds: copy the extension aside, rebuild, and c
     python setup.py build_ext --inplace -q
     python bench/ab_kernels.py /tmp/before.so fastrnn/_kernels*.so --cell LSTM --shape 32,100,64,128
 
-Each build is loaded under its own module name and called directly (one thread, no layer
-overhead, time-major float32 or float64 inputs, no mask, last state only). Both outputs are
+Each build is loaded under its own module name and called directly (no layer overhead,
+time-major float32 or float64 inputs, no mask, last state only). A path may end in ``@N`` to let
+that build's calls run on N threads of its team (one by default); the same build may be listed
+twice, as ``fastrnn/_kernels*.so@1 fastrnn/_kernels*.so@2``. Both outputs are
 compared before timing. Prints each build's median time, GFLOP/s and the ratio to the first.
 """
 import argparse
@@ -22,13 +24,23 @@ from fastrnn import activations, backends
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
 
 
-def load(path, n):
-    """The extension at `path` as module ``build<n>._kernels``, its BLAS held to one thread."""
-    spec = importlib.util.spec_from_file_location(f"build{n}._kernels", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.use_blas_thread_control(backends._blas_set_threads_address())
-    return module
+class Build:
+    """The extension at `path` (``PATH@THREADS``) as module ``build<n>._kernels``, its BLAS held to
+    one thread; its calls run on THREADS threads (builds without a team run on one)."""
+
+    def __init__(self, path, n):
+        path, _, threads = path.partition("@")
+        spec = importlib.util.spec_from_file_location(f"build{n}._kernels", path)
+        self.module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.module)
+        self.module.use_blas_thread_control(backends._blas_set_threads_address())
+        self.threads = int(threads or 1)
+
+    def __getattr__(self, name):
+        # A team is one per process: each build sets its thread count before each of its calls.
+        if hasattr(self.module, "configure"):
+            self.module.configure(threads=self.threads)
+        return getattr(self.module, name)
 
 
 def recurrence(module, cell, x, kernel, recurrent_kernel):
@@ -61,7 +73,7 @@ def main():
     x = rng.standard_normal((timesteps, batch, inputs)).astype(dtype)
     kernel = (0.1 * rng.standard_normal((inputs, gates * units))).astype(dtype)
     recurrent_kernel = (0.1 * rng.standard_normal((units, gates * units))).astype(dtype)
-    modules = [load(path, n) for n, path in enumerate(args.builds)]
+    modules = [Build(path, n) for n, path in enumerate(args.builds)]
 
     def run(module):
         return recurrence(module, args.cell, x, kernel, recurrent_kernel)
@@ -83,7 +95,7 @@ def main():
             samples.append((time.perf_counter() - start) / repeats)
     flops = 2 * batch * timesteps * units * (inputs + units) * gates
     medians = [float(np.median(samples)) for samples in times]
-    print(f"{args.cell} {batch}x{timesteps}x{inputs}x{units} {args.dtype}, one thread, {len(times[0])} rounds:")
+    print(f"{args.cell} {batch}x{timesteps}x{inputs}x{units} {args.dtype}, {len(times[0])} rounds:")
     for path, median in zip(args.builds, medians):
         print(f"  {path}: {median * 1e3:.3f} ms, {flops / median / 1e9:.1f} GFLOP/s, "
               f"{medians[0] / median:.2f}x the first")

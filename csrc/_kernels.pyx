@@ -4,17 +4,23 @@
 Design:
 - A kernel only computes. The layer (fastrnn/recurrent.py) validates, casts, lays the inputs
   out time-major, reverses time for ``go_backwards`` and allocates every output. A kernel reads
-  its inputs, writes preallocated outputs and returns nothing. It starts with the hoisted
-  input projection, ``x @ kernel + bias`` for all timesteps and gates in one GEMM. The array contract is the one documented in
-  fastrnn/reference.py, the specification; fastrnn/_numba.py mirrors this file line for line.
+  its inputs, writes preallocated outputs and returns nothing. The array contract is the one
+  documented in fastrnn/reference.py, the specification; fastrnn/_numba.py mirrors the cores.
 - One source for both precisions: the ``floating`` fused type, with the float or double libm
   function chosen at compile time (``if floating is float``), never a silent promotion.
+- Hoisted input projection: ``x @ kernel + bias`` for all gates and a chunk of timesteps in one
+  GEMM, just before those steps, so that it is still in cache when they read it.
 - Time-major: each step is one matrix product of the whole batch's states with the whole
-  recurrent kernel (all gates fused), ``Z = inputs[t] + H @ W``, through the BLAS that SciPy
-  ships (``scipy.linalg.cython_blas``): a tuned GEMM for large batches, a GEMV-sized call for
-  batch 1. The gates are then elementwise, row by row; a masked row keeps its state.
+  recurrent kernel (all gates fused), ``Z = inputs[t] + H @ W``: csrc/small_gemm.h below a
+  measured size (a BLAS call costs more than a small product; the kernel packed once per call),
+  else the BLAS that SciPy ships (``scipy.linalg.cython_blas``). The gates are then elementwise,
+  row by row; a masked row keeps its state.
+- Threads: a call with large enough steps splits every step's units among the threads of a
+  team (csrc/team.h), which meet after each step; see "the team" below. fastrnn/parallel.py
+  splits large batches by rows instead, and then each call runs alone.
 - The GIL is released for the whole recurrence, so calls from several threads run in parallel.
-  Nothing is shared between calls: scratch memory is allocated per call.
+  Nothing is shared between calls but the team, which a call finding it busy does without:
+  scratch memory is allocated per call.
 """
 cimport numpy as cnp
 import numpy as np
@@ -22,7 +28,7 @@ from cython cimport floating
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 from libc.math cimport erf, erff, exp, expf, expm1, expm1f, log1p, log1pf, tanh, tanhf
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 cnp.import_array()
 
@@ -98,6 +104,16 @@ cdef extern from "small_gemm.h":
 # 0.95-1.10x between 2**27 and 2**28.
 cdef Py_ssize_t SMALL_GEMM = 1 << 25
 cdef Py_ssize_t SMALL_GEMM_PACKED = 1 << 27
+
+# The input projection runs a chunk of steps at a time, just before they are needed, so that its
+# output is read from cache: enough steps for PROJECTED_ELEMENTS values and PROJECTED_ROWS rows
+# (fewer rows, and BLAS's copy of the kernel at each chunk costs more than it saves), in BLAS from
+# SMALL_PROJECTION multiply-adds. Measured on one thread against a projection of every step at
+# once: LSTM 512x20x64x64 1.08-1.15x, 64x100x256x512 1.11x, GRU 512x20x64x64 1.10x, the other
+# shapes 0.97-1.05x; in small_gemm.h up to 2**25, a chunk of one step ran 0.70x (LSTM 128x50x128x256).
+cdef Py_ssize_t PROJECTED_ELEMENTS = 1 << 16
+cdef Py_ssize_t PROJECTED_ROWS = 512
+cdef Py_ssize_t SMALL_PROJECTION = 1 << 22
 
 # SciPy's OpenBLAS runs a product on several threads, whose workers then spin for a while
 # waiting for the next one: inside a recurrence they take the core that the steps between
@@ -236,18 +252,18 @@ cdef void activate(floating* v, Py_ssize_t n, int activation) noexcept nogil:
 
 cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a, Py_ssize_t lda,
                       const floating* b, Py_ssize_t ldb, floating beta, floating* c, Py_ssize_t ldc,
-                      const floating* packed=NULL) noexcept nogil:
+                      const floating* packed=NULL, Py_ssize_t small=SMALL_GEMM) noexcept nogil:
     """Row-major ``C[m, n] = A[m, k] @ B[k, n] + beta * C`` with leading dimensions lda, ldb, ldc.
 
-    Small products run in small_gemm.h, reading B from `packed` when given (see `pack_recurrent_kernel`),
-    and with B packed the bound is SMALL_GEMM_PACKED. The others run in BLAS, which is
+    Products of fewer than `small` multiply-adds run in small_gemm.h, reading B from `packed`
+    when given (see `packs`), and with B packed the bound is SMALL_GEMM_PACKED. The others run in BLAS, which is
     column-major, where a row-major matrix reads as its transpose: so it computes
     ``C^T = B^T @ A^T``.
     """
     cdef char no = b"N"
     cdef int m_ = <int> m, n_ = <int> n, k_ = <int> k, lda_ = <int> lda, ldb_ = <int> ldb, ldc_ = <int> ldc
     cdef floating one = 1
-    if m * n * k < (SMALL_GEMM if packed == NULL else SMALL_GEMM_PACKED):
+    if m * n * k < (small if packed == NULL else SMALL_GEMM_PACKED):
         if floating is float:
             fr_small_gemm_f32(m, n, k, a, lda, b, ldb, packed, beta, c, ldc)
         else:
@@ -337,140 +353,7 @@ cdef inline void* sequence_data(object sequence, int typenum, Py_ssize_t batch, 
     return data(sequence)
 
 
-# ------------------------------------------------------------------------------------- the cores
-
-cdef inline bint skipped(const unsigned char* mask, Py_ssize_t timesteps, Py_ssize_t b,
-                         Py_ssize_t t) noexcept nogil:
-    return mask != NULL and not mask[b * timesteps + t]
-
-
-cdef floating* project(Py_ssize_t rows, Py_ssize_t inputs, Py_ssize_t width, const floating* x,
-                       const floating* kernel, const floating* bias) except NULL nogil:
-    """The hoisted input projection, ``x @ kernel + bias`` for every step and row: one GEMM.
-
-    Returns (rows, width) scratch that the caller frees; step t's rows start at t * B * width.
-    """
-    cdef floating* projected = <floating*> alloc_scratch(rows * width * sizeof(floating))
-    cdef Py_ssize_t r
-    for r in range(rows):
-        memcpy(projected + r * width, bias, width * sizeof(floating))
-    gemm(rows, width, inputs, x, inputs, kernel, width, 1, projected, width)
-    return projected
-
-
-cdef int simple_rnn_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_ssize_t units,
-                         const floating* x, const floating* kernel, const floating* bias,
-                         const floating* recurrent_kernel, const floating* packed, const unsigned char* mask,
-                         int activation, floating* h, floating* sequence) except -1 nogil:
-    cdef size_t row_bytes = units * sizeof(floating)
-    cdef Py_ssize_t b, t
-    cdef floating* z
-    cdef floating* projected = project(timesteps * batch, inputs, units, x, kernel, bias)
-    for t in range(timesteps):
-        z = projected + t * batch * units
-        gemm(batch, units, units, h, units, recurrent_kernel, units, 1, z, units, packed)
-        for b in range(batch):
-            if not skipped(mask, timesteps, b, t):
-                activate(z + b * units, units, activation)
-                memcpy(h + b * units, z + b * units, row_bytes)
-            if sequence != NULL:
-                memcpy(sequence + (b * timesteps + t) * units, h + b * units, row_bytes)
-    free(projected)
-    return 0
-
-
-cdef int lstm_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_ssize_t units,
-                   Py_ssize_t state, const floating* x, const floating* kernel, const floating* bias,
-                   const floating* recurrent_kernel, const floating* packed, const floating* projection,
-                   const unsigned char* mask, int activation, int recurrent_activation,
-                   floating* h, floating* c, floating* sequence) except -1 nogil:
-    cdef Py_ssize_t width = 4 * units, b, t, j
-    cdef floating* z
-    cdef floating* z_b
-    cdef floating* c_b
-    cdef floating* projected = project(timesteps * batch, inputs, width, x, kernel, bias)
-    cdef floating* out = NULL   # o * act(c) @ projection, when there is one
-    if projection != NULL:
-        out = <floating*> alloc_scratch(batch * state * sizeof(floating))
-    for t in range(timesteps):
-        z = projected + t * batch * width
-        gemm(batch, width, state, h, state, recurrent_kernel, width, 1, z, width, packed)
-        for b in range(batch):
-            if skipped(mask, timesteps, b, t):
-                continue
-            z_b, c_b = z + b * width, c + b * units
-            activate(z_b, 2 * units, recurrent_activation)             # i, f
-            activate(z_b + 2 * units, units, activation)               # candidate
-            activate(z_b + 3 * units, units, recurrent_activation)     # o
-            for j in range(units):
-                c_b[j] = z_b[units + j] * c_b[j] + z_b[j] * z_b[2 * units + j]
-                z_b[2 * units + j] = c_b[j]    # the candidate slot now holds act(c_t)
-            activate(z_b + 2 * units, units, activation)
-            for j in range(units):
-                z_b[2 * units + j] *= z_b[3 * units + j]                # o * act(c_t)
-            if projection == NULL:
-                memcpy(h + b * state, z_b + 2 * units, units * sizeof(floating))
-        if projection != NULL:
-            gemm(batch, state, units, z + 2 * units, width, projection, state, 0, out, state)
-            for b in range(batch):
-                if not skipped(mask, timesteps, b, t):
-                    memcpy(h + b * state, out + b * state, state * sizeof(floating))
-        if sequence != NULL:
-            for b in range(batch):
-                memcpy(sequence + (b * timesteps + t) * state, h + b * state, state * sizeof(floating))
-    free(out)
-    free(projected)
-    return 0
-
-
-cdef int gru_core(Py_ssize_t timesteps, Py_ssize_t batch, Py_ssize_t inputs, Py_ssize_t units,
-                  const floating* x, const floating* kernel, const floating* input_bias,
-                  const floating* recurrent_kernel, const floating* packed, const floating* recurrent_bias,
-                  const unsigned char* mask, int activation, int recurrent_activation, bint reset_after,
-                  floating* h, floating* sequence) except -1 nogil:
-    cdef Py_ssize_t width = 3 * units, b, t, j
-    cdef floating* z
-    cdef floating* z_b
-    cdef floating* g_b
-    cdef floating* h_b
-    cdef floating* projected = project(timesteps * batch, inputs, width, x, kernel, input_bias)
-    # g: the recurrent side of the gates (reset_after), or r * h (before).
-    cdef floating* g = <floating*> alloc_scratch(batch * width * sizeof(floating))
-    for t in range(timesteps):
-        z = projected + t * batch * width
-        if reset_after:
-            for b in range(batch):
-                memcpy(g + b * width, recurrent_bias, width * sizeof(floating))
-            gemm(batch, width, units, h, units, recurrent_kernel, width, 1, g, width, packed)
-            for b in range(batch):
-                z_b, g_b = z + b * width, g + b * width
-                for j in range(2 * units):
-                    z_b[j] += g_b[j]
-                activate(z_b, 2 * units, recurrent_activation)          # z, r
-                for j in range(units):
-                    z_b[2 * units + j] += z_b[units + j] * g_b[2 * units + j]
-        else:
-            gemm(batch, 2 * units, units, h, units, recurrent_kernel, width, 1, z, width)
-            for b in range(batch):
-                z_b, g_b, h_b = z + b * width, g + b * units, h + b * units
-                activate(z_b, 2 * units, recurrent_activation)          # z, r
-                for j in range(units):
-                    g_b[j] = z_b[units + j] * h_b[j]                   # r * h_{t-1}
-            gemm(batch, units, units, g, units, recurrent_kernel + 2 * units, width, 1, z + 2 * units, width)
-        for b in range(batch):
-            z_b, h_b = z + b * width, h + b * units
-            if not skipped(mask, timesteps, b, t):
-                activate(z_b + 2 * units, units, activation)
-                for j in range(units):
-                    h_b[j] = z_b[j] * h_b[j] + (1 - z_b[j]) * z_b[2 * units + j]
-            if sequence != NULL:
-                memcpy(sequence + (b * timesteps + t) * units, h_b, units * sizeof(floating))
-    free(g)
-    free(projected)
-    return 0
-
-
-# ------------------------------------------------------------------------------- the entry points
+# ------------------------------------------------------------------------------------- the calls
 # An entry point checks its arguments into a Call (pointers and sizes), then runs it without the
 # GIL. A Step keeps a Call for one timestep, so that a stream step checks only its new input.
 
@@ -495,45 +378,32 @@ cdef struct Call:
     void* sequence
 
 
-cdef int run_as(const Call* k, const floating* precision) except -1 nogil:
-    """Run `k` with its arrays read as `floating` (`precision` is only a type tag, NULL)."""
-    if k.cell == SIMPLE_RNN_CELL:
-        simple_rnn_core(k.timesteps, k.batch, k.inputs, k.units, <floating*> k.x, <floating*> k.kernel,
-                        <floating*> k.bias, <floating*> k.recurrent_kernel, <floating*> k.packed, k.mask,
-                        k.activation, <floating*> k.h, <floating*> k.sequence)
-    elif k.cell == LSTM_CELL:
-        lstm_core(k.timesteps, k.batch, k.inputs, k.units, k.state, <floating*> k.x, <floating*> k.kernel,
-                  <floating*> k.bias, <floating*> k.recurrent_kernel, <floating*> k.packed, <floating*> k.extra,
-                  k.mask, k.activation, k.recurrent_activation, <floating*> k.h, <floating*> k.c,
-                  <floating*> k.sequence)
-    else:
-        gru_core(k.timesteps, k.batch, k.inputs, k.units, <floating*> k.x, <floating*> k.kernel,
-                 <floating*> k.bias, <floating*> k.recurrent_kernel, <floating*> k.packed, <floating*> k.extra,
-                 k.mask, k.activation, k.recurrent_activation, k.reset_after, <floating*> k.h,
-                 <floating*> k.sequence)
-    return 0
+cdef inline Py_ssize_t gates_of(const Call* k) noexcept nogil:
+    return 1 if k.cell == SIMPLE_RNN_CELL else 4 if k.cell == LSTM_CELL else 3
 
 
-cdef void* pack_recurrent_kernel(const Call* k, Py_ssize_t timesteps) except? NULL nogil:
-    """`k`'s recurrent kernel (state, G * units) packed in small_gemm.h's column panels for a run of
-    `timesteps` steps (the caller frees it), or NULL where packing does not pay: one step (the
-    copy would cost as much), a product large enough for BLAS, a GRU resetting before its product
-    (two unpacked parts), or fewer than 4 rows (only lone rows read it) with a kernel under 16 KB,
-    which they read from L1 in place as fast (packed, a 1x20x16x32 GRU ran 8% slower; a
-    1x100x32x64 LSTM, 64 KB, 1.16x faster)."""
-    cdef Py_ssize_t gates = 0
-    if k.cell == SIMPLE_RNN_CELL:
-        gates = 1
-    elif k.cell == LSTM_CELL:
-        gates = 4
-    elif k.reset_after:
-        gates = 3
-    cdef Py_ssize_t n = gates * k.units
-    cdef size_t size = sizeof(float) if k.typenum == cnp.NPY_FLOAT32 else sizeof(double)
-    if (gates == 0 or timesteps < 2 or k.batch * n * k.state >= SMALL_GEMM_PACKED
-            or (k.batch < 4 and n * k.state * size < 16384)):
+cdef inline size_t itemsize(const Call* k) noexcept nogil:
+    return sizeof(float) if k.typenum == cnp.NPY_FLOAT32 else sizeof(double)
+
+
+cdef bint packs(const Call* k, Py_ssize_t columns, Py_ssize_t timesteps) noexcept nogil:
+    """Whether `timesteps` steps of `k` read a recurrent kernel of `columns` columns packed in
+    small_gemm.h's panels: not for one step (the copy would cost as much), a product large enough
+    for BLAS, a GRU resetting before its product (two unpacked parts), or fewer than 4 rows (only
+    lone rows read it) with a kernel under 16 KB, which they read from L1 in place as fast
+    (packed, a 1x20x16x32 GRU ran 8% slower; a 1x100x32x64 LSTM, 64 KB, 1.16x faster)."""
+    return not (timesteps < 2 or (k.cell == GRU_CELL and not k.reset_after)
+                or k.batch * columns * k.state >= SMALL_GEMM_PACKED
+                or (k.batch < 4 and columns * k.state * itemsize(k) < 16384))
+
+
+cdef void* pack_recurrent_kernel(const Call* k) except? NULL nogil:
+    """`k`'s recurrent kernel packed for a stream of steps (the caller frees it), or NULL where
+    packing does not pay."""
+    cdef Py_ssize_t n = gates_of(k) * k.units
+    if not packs(k, n, 2):
         return NULL
-    cdef void* packed = alloc_scratch(n * k.state * size)
+    cdef void* packed = alloc_scratch(n * k.state * itemsize(k))
     if k.typenum == cnp.NPY_FLOAT32:
         fr_pack_panels_f32(n, k.state, <const float*> k.recurrent_kernel, n, <float*> packed)
     else:
@@ -541,22 +411,402 @@ cdef void* pack_recurrent_kernel(const Call* k, Py_ssize_t timesteps) except? NU
     return packed
 
 
-cdef int run(Call* k) except -1 nogil:
-    """Run `k`, its recurrent kernel packed for this call unless it comes packed (a Step's)."""
-    cdef void* packed = NULL
-    if k.packed == NULL:
-        packed = k.packed = pack_recurrent_kernel(k, k.timesteps)
-    try:
-        if k.typenum == cnp.NPY_FLOAT32:
-            run_as(k, <const float*> NULL)
-        else:
-            run_as(k, <const double*> NULL)
-    finally:
-        if packed != NULL:
-            free(packed)
-            k.packed = NULL
+# -------------------------------------------------------------------------------------- the team
+# A call runs on several threads (csrc/team.h) when its steps are large enough. Thread `id` of n
+# owns units [start, start + width) of every gate: it projects its columns of the inputs, keeps
+# its columns of the recurrent kernel (copied together, packed when that pays) and computes its
+# units of each step's gates and states from the whole previous state. So h is double-buffered
+# (a step reads all of h_{t-1} while the threads write their parts of h_t) and the threads meet
+# at a barrier after each step. One thread is the same code with one slice of all the units.
+
+cdef extern from "team.h":
+    enum: FR_TEAM_MAX
+    ctypedef void (*fr_task)(void* arg, int id, int n) noexcept nogil
+    ctypedef struct fr_barrier:
+        pass
+    void fr_team_init() noexcept nogil
+    int fr_team_acquire(int wanted) noexcept nogil
+    int fr_team_try_hold() noexcept nogil
+    void fr_team_release() noexcept nogil
+    void fr_team_run(fr_task task, void* arg, int n) noexcept nogil
+    void fr_barrier_wait(fr_barrier* barrier, int id, int n, long long* steps) noexcept nogil
+
+fr_team_init()
+
+# A thread takes a share of a call only when each step gives it this many multiply-adds. Both
+# threads wait ~0.15 us at each step's barrier, and on this 2-vCPU VM a second thread sometimes
+# brings no speed at all (the host shares one core between them): measured 1t / 2t, paired runs,
+# at 8K per thread 0.44-1.06x, at 16K 1.10-1.53x (LSTM 2x100x32x64 1.13x, 8x50x32x64 1.17-1.6x,
+# GRU 2x100x64x128 1.53x, SimpleRNN 1x100x128x256 1.49x).
+cdef Py_ssize_t TEAM_MIN_STEP_WORK = 1 << 14
+cdef int team_size = 1              # fastrnn.set_num_threads
+cdef Py_ssize_t team_calls = 0      # calls run on more than one thread, for the tests
+
+
+def configure(threads=None, min_step_work=None, projected_elements=None, projected_rows=None):
+    """Set the kernels' tuning, each setting that is given, and return all of them as they were.
+
+    `threads` is the most threads a call may run on (fastrnn.set_num_threads sets it). The
+    others are measured defaults that tests lower to reach every path with small inputs:
+    `min_step_work` (TEAM_MIN_STEP_WORK), `projected_elements` and `projected_rows`
+    (PROJECTED_ELEMENTS, PROJECTED_ROWS).
+    """
+    global team_size, TEAM_MIN_STEP_WORK, PROJECTED_ELEMENTS, PROJECTED_ROWS
+    previous = {"threads": team_size, "min_step_work": TEAM_MIN_STEP_WORK,
+                "projected_elements": PROJECTED_ELEMENTS, "projected_rows": PROJECTED_ROWS}
+    if threads is not None:
+        team_size = max(1, min(threads, FR_TEAM_MAX))
+    if min_step_work is not None:
+        TEAM_MIN_STEP_WORK = min_step_work
+    if projected_elements is not None:
+        PROJECTED_ELEMENTS = max(1, projected_elements)
+    if projected_rows is not None:
+        PROJECTED_ROWS = max(1, projected_rows)
+    return previous
+
+
+def calls_on_several_threads():
+    """How many calls have run on more than one thread, for the tests."""
+    return team_calls
+
+
+def hold_threads():
+    """Take the team while fastrnn's own threads run parts of a pass, so that their calls run
+    alone; True if taken (then `release_threads`), False if a call holds it now."""
+    return bool(fr_team_try_hold())
+
+
+def release_threads():
+    """Give back the team taken by `hold_threads`."""
+    fr_team_release()
+
+
+cdef int threads_for(const Call* k) noexcept nogil:
+    """How many threads `k` should run on: one for a single step (a stream's), an LSTM with a
+    projection or a GRU resetting before its product (both need all units between two products
+    of a step); else up to team_size, each with a slice of at least a cache line of units and
+    TEAM_MIN_STEP_WORK multiply-adds per step."""
+    if (team_size < 2 or k.timesteps < 2 or k.packed != NULL or (k.cell == LSTM_CELL and k.extra != NULL)
+            or (k.cell == GRU_CELL and not k.reset_after)):
+        return 1
+    cdef Py_ssize_t step_work = k.batch * gates_of(k) * k.units * k.state
+    cdef Py_ssize_t n = min(<Py_ssize_t> team_size, k.units * <Py_ssize_t> itemsize(k) // 64)
+    while n > 1 and step_work < n * TEAM_MIN_STEP_WORK:
+        n -= 1
+    return <int> max(n, 1)
+
+
+cdef struct Slice:
+    Py_ssize_t start, width     # the thread's units, the same in every gate
+    void* projected             # (chunk * B, G * width): x_t @ kernel + bias, the slice's columns
+    Py_ssize_t chunk            # steps projected at once
+    void* recurrent_kernel      # (state, G * width): the slice's columns (the kernel itself if whole)
+    void* packed                # the same in small_gemm.h's panels, or NULL
+    bint pack                   # packed is to be filled (not a Step's, packed already)
+    void* gates                 # GRU: (B, G * width), the recurrent side of the gates or r * h
+    void* c                     # LSTM: (B, width), the slice's cell state
+
+cdef struct Plan:
+    const Call* k
+    void* memory                # the one allocation behind every pointer below
+    void* h[2]                  # (B, ldh) each: h_{t-1} and h_t of a step, in turn
+    Py_ssize_t ldh              # state rounded up to whole cache lines
+    fr_barrier barrier
+    Slice slices[FR_TEAM_MAX]
+
+
+cdef inline Py_ssize_t slice_start(Py_ssize_t units, int id, int n, Py_ssize_t align) noexcept nogil:
+    return units if id == n else units * id // n // align * align
+
+
+cdef inline Py_ssize_t take(Py_ssize_t* total, Py_ssize_t count, Py_ssize_t align) noexcept nogil:
+    """The offset of a new block of `count` elements in scratch of `total` so far, on a cache line."""
+    cdef Py_ssize_t offset = total[0]
+    total[0] += (count + align - 1) // align * align
+    return offset
+
+
+cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
+    """Lay out the scratch of `k` on `n` threads in one allocation (p.memory, freed by the caller).
+
+    Whatever a thread writes at each step (its slice of the states, its columns of the gates) lies
+    on cache lines of its own: a line that two threads write in turn travels between their cores
+    (this cost 0.5-0.9 us per step when the caller's h and c were written in place)."""
+    cdef size_t size = itemsize(k)
+    cdef Py_ssize_t align = 64 // size      # elements per cache line
+    cdef Py_ssize_t gates = gates_of(k), columns, id, total = 0
+    cdef Py_ssize_t offsets[FR_TEAM_MAX][5]   # each slice's blocks, in Slice's order
+    cdef Slice* sl
+    memset(p, 0, sizeof(Plan))
+    p.k = k
+    p.ldh = (k.state + align - 1) // align * align
+    cdef Py_ssize_t h_offsets[2]
+    h_offsets[0], h_offsets[1] = take(&total, k.batch * p.ldh, align), take(&total, k.batch * p.ldh, align)
+    for id in range(n):
+        sl = &p.slices[id]
+        sl.start = slice_start(k.units, id, n, align)
+        sl.width = slice_start(k.units, id + 1, n, align) - sl.start
+        columns = gates * sl.width
+        sl.pack = k.packed == NULL and packs(k, columns, k.timesteps)
+        sl.chunk = min(k.timesteps, max(PROJECTED_ELEMENTS // max(1, k.batch * columns),
+                                        (PROJECTED_ROWS + k.batch - 1) // max(1, k.batch)))
+        offsets[id][0] = take(&total, sl.chunk * k.batch * columns, align)
+        offsets[id][1] = take(&total, k.state * columns if n > 1 else 0, align)
+        offsets[id][2] = take(&total, k.state * columns if sl.pack else 0, align)
+        offsets[id][3] = take(&total, k.batch * columns if k.cell == GRU_CELL else 0, align)
+        offsets[id][4] = take(&total, k.batch * sl.width if k.cell == LSTM_CELL else 0, align)
+    p.memory = alloc_scratch(total * size + 64)
+    cdef char* base = <char*> p.memory + (64 - <size_t> p.memory % 64) % 64
+    p.h[0], p.h[1] = base + h_offsets[0] * size, base + h_offsets[1] * size
+    for id in range(n):
+        sl = &p.slices[id]
+        sl.projected = base + offsets[id][0] * size
+        sl.recurrent_kernel = base + offsets[id][1] * size if n > 1 else k.recurrent_kernel
+        sl.packed = base + offsets[id][2] * size if sl.pack else k.packed
+        sl.gates = base + offsets[id][3] * size if k.cell == GRU_CELL else NULL
+        sl.c = base + offsets[id][4] * size if k.cell == LSTM_CELL else NULL
     return 0
 
+
+cdef inline void copy_gates(floating* destination, const floating* source, Py_ssize_t units, Py_ssize_t gates,
+                            Py_ssize_t start, Py_ssize_t width) noexcept nogil:
+    """The slice's columns of each gate from a row of G * units, side by side in `destination`."""
+    cdef Py_ssize_t g
+    if width == units:
+        memcpy(destination, source, gates * units * sizeof(floating))
+    else:
+        for g in range(gates):
+            memcpy(destination + g * width, source + g * units + start, width * sizeof(floating))
+
+
+cdef void fill_slice(const Call* k, const Slice* sl, const floating* precision) noexcept nogil:
+    """The slice's recurrent kernel: its columns copied, then packed when planned."""
+    cdef Py_ssize_t gates = gates_of(k), units = k.units, s = sl.width, columns = gates * s, r
+    cdef floating* recurrent_kernel = <floating*> sl.recurrent_kernel
+    if recurrent_kernel != <floating*> k.recurrent_kernel:
+        for r in range(k.state):
+            copy_gates(recurrent_kernel + r * columns, <const floating*> k.recurrent_kernel + r * gates * units,
+                       units, gates, sl.start, s)
+    if sl.pack:
+        if floating is float:
+            fr_pack_panels_f32(columns, k.state, recurrent_kernel, columns, <float*> sl.packed)
+        else:
+            fr_pack_panels_f64(columns, k.state, recurrent_kernel, columns, <double*> sl.packed)
+
+
+cdef floating* projected_step(const Call* k, const Slice* sl, Py_ssize_t t, const floating* precision) noexcept nogil:
+    """The hoisted input projection of step t, ``x_t @ kernel + bias`` (B, G * width) for the
+    slice's columns, computed for sl.chunk steps at once when t starts a chunk: one GEMM per
+    gate, one in all when the slice is whole. `precision` is only a type tag."""
+    cdef Py_ssize_t gates = gates_of(k), units = k.units, s = sl.width, columns = gates * s, r, g
+    cdef Py_ssize_t rows = min(sl.chunk, k.timesteps - t) * k.batch
+    cdef floating* projected = <floating*> sl.projected
+    cdef const floating* x = <const floating*> k.x + t * k.batch * k.inputs
+    if t % sl.chunk:
+        return projected + t % sl.chunk * k.batch * columns
+    for r in range(rows):
+        copy_gates(projected + r * columns, <const floating*> k.bias, units, gates, sl.start, s)
+    if s == units:
+        gemm(rows, columns, k.inputs, x, k.inputs, <const floating*> k.kernel, columns, 1, projected, columns,
+             NULL, SMALL_PROJECTION)
+    else:
+        for g in range(gates):
+            gemm(rows, s, k.inputs, x, k.inputs, <const floating*> k.kernel + g * units + sl.start,
+                 gates * units, 1, projected + g * s, columns, NULL, SMALL_PROJECTION)
+    return projected
+
+
+# ------------------------------------------------------------------------------------- the cores
+# Each core runs every step of one slice. Step t reads h_tm1 (all units) and writes the slice's
+# units of h_t, the two scratch buffers of the plan in turn; at the end each thread copies its
+# units of the last state to the caller's h.
+
+cdef inline bint skipped(const unsigned char* mask, Py_ssize_t timesteps, Py_ssize_t b,
+                         Py_ssize_t t) noexcept nogil:
+    return mask != NULL and not mask[b * timesteps + t]
+
+
+cdef inline void end_step(Plan* p, int id, int n, long long* steps, floating** h_tm1,
+                          floating** h_t) noexcept nogil:
+    """Wait for every thread's part of h_t, then make it h_tm1."""
+    if n > 1:
+        fr_barrier_wait(&p.barrier, id, n, steps)
+    h_tm1[0], h_t[0] = h_t[0], h_tm1[0]
+
+
+cdef inline void copy_columns(floating* destination, Py_ssize_t ld_destination, const floating* source,
+                              Py_ssize_t ld_source, Py_ssize_t rows, Py_ssize_t count) noexcept nogil:
+    """`count` elements of each of `rows` rows, from rows `ld_source` apart to rows `ld_destination` apart."""
+    cdef Py_ssize_t r
+    for r in range(rows):
+        memcpy(destination + r * ld_destination, source + r * ld_source, count * sizeof(floating))
+
+
+cdef void simple_rnn_core(Plan* p, int id, int n, floating* h_tm1, floating* h_t) noexcept nogil:
+    cdef const Call* k = p.k
+    cdef const Slice* sl = &p.slices[id]
+    cdef Py_ssize_t batch = k.batch, units = k.units, ldh = p.ldh, s = sl.width, u0 = sl.start, b, t
+    cdef floating* sequence = <floating*> k.sequence
+    cdef floating* z
+    cdef long long steps = 0
+    for t in range(k.timesteps):
+        z = projected_step(k, sl, t, h_t)
+        gemm(batch, s, units, h_tm1, ldh, <floating*> sl.recurrent_kernel, s, 1, z, s, <floating*> sl.packed)
+        for b in range(batch):
+            if skipped(k.mask, k.timesteps, b, t):
+                memcpy(h_t + b * ldh + u0, h_tm1 + b * ldh + u0, s * sizeof(floating))
+            else:
+                activate(z + b * s, s, k.activation)
+                memcpy(h_t + b * ldh + u0, z + b * s, s * sizeof(floating))
+            if sequence != NULL:
+                memcpy(sequence + (b * k.timesteps + t) * units + u0, h_t + b * ldh + u0, s * sizeof(floating))
+        end_step(p, id, n, &steps, &h_tm1, &h_t)
+    copy_columns(<floating*> k.h + u0, units, h_tm1 + u0, ldh, batch, s)
+
+
+cdef void lstm_core(Plan* p, int id, int n, floating* h_tm1, floating* h_t) noexcept nogil:
+    cdef const Call* k = p.k
+    cdef const Slice* sl = &p.slices[id]
+    cdef Py_ssize_t batch = k.batch, units = k.units, state = k.state, ldh = p.ldh, s = sl.width, u0 = sl.start
+    cdef Py_ssize_t width = 4 * s, b, t, j
+    cdef const floating* projection = <const floating*> k.extra     # with it, one whole slice (n = 1)
+    cdef Py_ssize_t written = state if projection != NULL else s    # columns of h_t from u0 on
+    cdef floating* sequence = <floating*> k.sequence
+    cdef floating* c = <floating*> sl.c
+    cdef floating* z
+    cdef floating* z_b
+    cdef floating* c_b
+    cdef floating* out_b
+    cdef long long steps = 0
+    copy_columns(c, s, <const floating*> k.c + u0, units, batch, s)
+    for t in range(k.timesteps):
+        z = projected_step(k, sl, t, h_t)
+        gemm(batch, width, state, h_tm1, ldh, <floating*> sl.recurrent_kernel, width, 1, z, width,
+             <floating*> sl.packed)
+        for b in range(batch):
+            if skipped(k.mask, k.timesteps, b, t):
+                memcpy(h_t + b * ldh + u0, h_tm1 + b * ldh + u0, written * sizeof(floating))
+                continue
+            z_b, c_b = z + b * width, c + b * s
+            activate(z_b, 2 * s, k.recurrent_activation)             # i, f
+            activate(z_b + 2 * s, s, k.activation)                   # candidate
+            activate(z_b + 3 * s, s, k.recurrent_activation)         # o
+            for j in range(s):
+                c_b[j] = z_b[s + j] * c_b[j] + z_b[j] * z_b[2 * s + j]
+                z_b[2 * s + j] = c_b[j]      # the candidate slot now holds act(c_t)
+            activate(z_b + 2 * s, s, k.activation)
+            # o * act(c_t): h_t, or the projection's input, kept in the candidate slot
+            out_b = z_b + 2 * s if projection != NULL else h_t + b * ldh + u0
+            for j in range(s):
+                out_b[j] = z_b[2 * s + j] * z_b[3 * s + j]
+        if projection != NULL:
+            gemm(batch, state, units, z + 2 * units, width, projection, state, 0, h_t, ldh)
+            for b in range(batch):
+                if skipped(k.mask, k.timesteps, b, t):
+                    memcpy(h_t + b * ldh, h_tm1 + b * ldh, state * sizeof(floating))
+        if sequence != NULL:
+            for b in range(batch):
+                memcpy(sequence + (b * k.timesteps + t) * state + u0, h_t + b * ldh + u0,
+                       written * sizeof(floating))
+        end_step(p, id, n, &steps, &h_tm1, &h_t)
+    copy_columns(<floating*> k.h + u0, state, h_tm1 + u0, ldh, batch, written)
+    copy_columns(<floating*> k.c + u0, units, c, s, batch, s)
+
+
+cdef void gru_core(Plan* p, int id, int n, floating* h_tm1, floating* h_t) noexcept nogil:
+    cdef const Call* k = p.k
+    cdef const Slice* sl = &p.slices[id]
+    cdef Py_ssize_t batch = k.batch, units = k.units, ldh = p.ldh, s = sl.width, u0 = sl.start
+    cdef Py_ssize_t width = 3 * s, b, t, j
+    cdef const floating* recurrent_kernel = <floating*> sl.recurrent_kernel
+    cdef floating* sequence = <floating*> k.sequence
+    cdef floating* g = <floating*> sl.gates     # the recurrent side of the gates (reset_after), or r * h
+    cdef floating* z
+    cdef floating* z_b
+    cdef floating* g_b
+    cdef floating* h_b
+    cdef floating* h_tm1_b
+    cdef long long steps = 0
+    for t in range(k.timesteps):
+        z = projected_step(k, sl, t, h_t)
+        if k.reset_after:
+            for b in range(batch):
+                copy_gates(g + b * width, <const floating*> k.extra, units, 3, u0, s)
+            gemm(batch, width, units, h_tm1, ldh, recurrent_kernel, width, 1, g, width, <floating*> sl.packed)
+            for b in range(batch):
+                z_b, g_b = z + b * width, g + b * width
+                for j in range(2 * s):
+                    z_b[j] += g_b[j]
+                activate(z_b, 2 * s, k.recurrent_activation)          # z, r
+                for j in range(s):
+                    z_b[2 * s + j] += z_b[s + j] * g_b[2 * s + j]
+        else:   # one whole slice (n = 1): r * h_{t-1} needs every unit's r
+            gemm(batch, 2 * units, units, h_tm1, ldh, recurrent_kernel, width, 1, z, width)
+            for b in range(batch):
+                z_b, g_b, h_tm1_b = z + b * width, g + b * units, h_tm1 + b * ldh
+                activate(z_b, 2 * units, k.recurrent_activation)      # z, r
+                for j in range(units):
+                    g_b[j] = z_b[units + j] * h_tm1_b[j]
+            gemm(batch, units, units, g, units, recurrent_kernel + 2 * units, width, 1, z + 2 * units, width)
+        for b in range(batch):
+            z_b, h_b, h_tm1_b = z + b * width, h_t + b * ldh + u0, h_tm1 + b * ldh + u0
+            if skipped(k.mask, k.timesteps, b, t):
+                memcpy(h_b, h_tm1_b, s * sizeof(floating))
+            else:
+                activate(z_b + 2 * s, s, k.activation)
+                for j in range(s):
+                    h_b[j] = z_b[j] * h_tm1_b[j] + (1 - z_b[j]) * z_b[2 * s + j]
+            if sequence != NULL:
+                memcpy(sequence + (b * k.timesteps + t) * units + u0, h_b, s * sizeof(floating))
+        end_step(p, id, n, &steps, &h_tm1, &h_t)
+    copy_columns(<floating*> k.h + u0, units, h_tm1 + u0, ldh, batch, s)
+
+
+cdef void run_slice_as(Plan* p, int id, int n, const floating* precision) noexcept nogil:
+    """Thread `id` of `n`: fill its slice, then run every step of it (`precision` is a type tag)."""
+    fill_slice(p.k, &p.slices[id], precision)
+    if p.k.cell == SIMPLE_RNN_CELL:
+        simple_rnn_core(p, id, n, <floating*> p.h[0], <floating*> p.h[1])
+    elif p.k.cell == LSTM_CELL:
+        lstm_core(p, id, n, <floating*> p.h[0], <floating*> p.h[1])
+    else:
+        gru_core(p, id, n, <floating*> p.h[0], <floating*> p.h[1])
+
+
+cdef void run_slice(void* plan, int id, int n) noexcept nogil:
+    if (<Plan*> plan).k.typenum == cnp.NPY_FLOAT32:
+        run_slice_as(<Plan*> plan, id, n, <const float*> NULL)
+    else:
+        run_slice_as(<Plan*> plan, id, n, <const double*> NULL)
+
+
+cdef int run(Call* k) except -1 nogil:
+    """Run `k` on as many threads as pay (see threads_for), each on its slice of the units."""
+    global team_calls
+    cdef Plan plan
+    plan.memory = NULL
+    cdef int n = threads_for(k)
+    cdef size_t size = itemsize(k)
+    cdef Py_ssize_t b
+    if n > 1:
+        n = fr_team_acquire(n)
+    try:
+        plan_call(&plan, k, n)
+        for b in range(k.batch):    # h_0, read whole by every thread's first step
+            memcpy(<char*> plan.h[0] + b * plan.ldh * size, <char*> k.h + b * k.state * size, k.state * size)
+        if n > 1:
+            team_calls += 1
+            fr_team_run(run_slice, &plan, n)
+        else:
+            run_slice(&plan, 0, 1)
+    finally:
+        free(plan.memory)
+        if n > 1:
+            fr_team_release()
+    return 0
+
+
+# ------------------------------------------------------------------------------- the entry points
 
 cdef int check_inputs(Call* k, object x, object kernel, object bias, object recurrent_kernel,
                       int gates) except -1:
@@ -735,7 +985,7 @@ cdef class Step:
         self.arguments, self.h = arguments, h
         # A one-step call never packs the recurrent kernel; a stream runs many steps, so it is
         # packed here once, on the terms of a call of many.
-        self.call.packed = pack_recurrent_kernel(&self.call, 2)
+        self.call.packed = pack_recurrent_kernel(&self.call)
 
     def __dealloc__(self):
         free(self.call.packed)

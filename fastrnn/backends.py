@@ -9,6 +9,7 @@ extension and of numba.
 """
 import os
 import platform
+import sys
 
 __all__ = ["available", "backend", "kernels", "num_threads", "set_backend", "set_num_threads", "show_config"]
 
@@ -16,9 +17,16 @@ __all__ = ["available", "backend", "kernels", "num_threads", "set_backend", "set
 def _import_cython():
     from . import _kernels
 
-    # One BLAS thread inside a kernel: fastrnn's own threads split the work (fastrnn/parallel.py).
+    # One BLAS thread inside a kernel: fastrnn's own threads split the work (fastrnn/parallel.py
+    # and the kernels' team).
     _kernels.use_blas_thread_control(_blas_set_threads_address())
+    _kernels.configure(threads=num_threads())
     return _kernels
+
+
+def compiled():
+    """The compiled extension if it is loaded, else None (nothing is imported)."""
+    return sys.modules.get(f"{__package__}._kernels")
 
 
 def _blas_set_threads_address():
@@ -143,13 +151,15 @@ def num_threads():
 
 
 def set_num_threads(n):
-    """Let a forward pass split its batch across up to `n` threads.
+    """Let a forward pass run on up to `n` threads.
 
-    The rows of a batch are independent sequences, so each thread runs the whole recurrence for
-    its share of them; a call is split only when every part keeps at least 4 rows and enough
-    work to pay for the hand-off (a few milliseconds of it). The default is ``OMP_NUM_THREADS``
-    where it is set, else the number of CPUs this process may use. Calls from several threads of
-    your own run in parallel whatever this is.
+    The rows of a batch are independent sequences, so a large batch is split into parts, each
+    thread running the whole recurrence for its rows (when every part keeps at least 4 rows and
+    a few milliseconds of work). With the compiled backend, a call of fewer rows shares each
+    step's units among threads that meet after every step, when a step is large enough to pay
+    for that meeting. The default is ``OMP_NUM_THREADS`` where it is set, else the number of
+    CPUs this process may use. Calls from several threads of your own run in parallel whatever
+    this is.
 
     Parameters
     ----------
@@ -169,6 +179,8 @@ def set_num_threads(n):
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
     _threads = n
+    if compiled() is not None:
+        compiled().configure(threads=n)
 
 
 def kernels():

@@ -67,7 +67,10 @@ def row_parts(batch, work_per_row):
 
 def run(*calls):
     """Run the `calls` (functions of no argument) at once, the first on this thread, and return
-    their results in order; inside them, `may_split` is false."""
+    their results in order; inside them, `may_split` is false. A single call runs as it is (its
+    kernels may then use several threads themselves)."""
+    if len(calls) == 1:
+        return [calls[0]()]
     def part(call):
         outer = getattr(_part, "active", False)
         _part.active = True
@@ -75,5 +78,12 @@ def run(*calls):
             return call()
         finally:
             _part.active = outer
-    others = [_executor().submit(part, call) for call in calls[1:]]
-    return [part(calls[0])] + [future.result() for future in others]
+    # The parts take the compiled kernels' team, so that no call inside them starts more threads.
+    compiled = backends.compiled()
+    held = compiled is not None and compiled.hold_threads()
+    try:
+        others = [_executor().submit(part, call) for call in calls[1:]]
+        return [part(calls[0])] + [future.result() for future in others]
+    finally:
+        if held:
+            compiled.release_threads()

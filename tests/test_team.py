@@ -1,0 +1,223 @@
+"""The compiled kernels' own threads (csrc/team.h) and their chunked input projection.
+
+A call whose steps are large enough runs on a team of threads, each owning a slice of every
+gate's units, meeting after each step; the input projection runs a chunk of steps at a time.
+The defaults reach neither with small inputs, so these tests lower the thresholds (the kernels'
+`configure`) and check every cell, dtype and option against the NumPy reference, the team's
+bookkeeping (which calls ran on several threads), and its safety: concurrent callers, fastrnn's
+own row split, a forked child.
+"""
+import itertools
+import multiprocessing
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import _kernels, parallel
+from conftest import assert_close, on_reference
+
+DTYPES = ("float32", "float64")
+CELLS = {
+    "simple_rnn": (fastrnn.SimpleRNN, {}),
+    "lstm": (fastrnn.LSTM, {}),
+    "gru": (fastrnn.GRU, {"reset_after": True}),
+    "gru_reset_before": (fastrnn.GRU, {"reset_after": False}),
+    "lstm_projected": (fastrnn.LSTM, {"proj_size": 24}),
+}
+# Cells whose steps need every unit between two products: they run on one thread.
+ONE_THREAD = {"gru_reset_before", "lstm_projected"}
+INPUT_DIM, UNITS = 5, 72     # 72 units: slices of 16, 32 and 24 float32 units for three threads
+
+
+@pytest.fixture
+def tuned():
+    """Set the kernels' tuning for one test (the compiled backend active), then restore it."""
+    previous_backend = fastrnn.backend()
+    fastrnn.set_backend("cython")
+    previous = _kernels.configure()
+    yield _kernels.configure
+    _kernels.configure(**previous)
+    fastrnn.set_backend(previous_backend)
+
+
+def make_layer(cell, dtype, seed=0, **kwargs):
+    cls, options = CELLS[cell]
+    layer = cls(UNITS, **options, dtype=dtype, **kwargs)
+    layer.build((None, None, INPUT_DIM))
+    rng = np.random.default_rng(seed)
+    layer.set_weights([rng.uniform(-0.3, 0.3, w.shape) for w in layer.get_weights()])
+    return layer
+
+
+def make_inputs(layer, batch, timesteps, seed=1):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, timesteps, INPUT_DIM)).astype(layer.dtype)
+    mask = rng.random((batch, timesteps)) < 0.7
+    states = [rng.standard_normal((batch, size)).astype(layer.dtype) for size in layer._state_sizes()]
+    return x, mask, states
+
+
+TEAM = list(itertools.product(CELLS, DTYPES, [2, 3], [1, 4, 7], [False, True]))
+
+
+@pytest.mark.parametrize("cell, dtype, threads, batch, options", TEAM,
+                         ids=["%s-%s-t%d-b%d-opt%d" % c for c in TEAM])
+def test_team_matches_reference(tuned, cell, dtype, threads, batch, options):
+    """Every step split among 2 or 3 threads (unequal slices, a projection of one step at a time)
+    gives the reference's outputs and states, with masks, initial states and go_backwards; the
+    cells that need every unit between two products run on one thread."""
+    tuned(threads=threads, min_step_work=0, projected_elements=1, projected_rows=1)
+    layer = make_layer(cell, dtype, return_sequences=options, return_state=True, go_backwards=options)
+    x, mask, states = make_inputs(layer, batch, timesteps=5)
+    kwargs = {"mask": mask, "initial_state": states} if options else {}
+    expected = on_reference(lambda: layer(x, **kwargs))
+    before = _kernels.calls_on_several_threads()
+    assert_close(layer(x, **kwargs), expected, dtype)
+    assert _kernels.calls_on_several_threads() - before == (0 if cell in ONE_THREAD else 1)
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("timesteps", [1, 2, 3, 8])
+def test_team_runs_any_number_of_steps(tuned, cell, timesteps):
+    """The two state buffers take turns; the last state reaches the caller for odd and even step
+    counts; one step runs on the calling thread (a stream's step)."""
+    tuned(threads=2, min_step_work=0)
+    layer = make_layer(cell, "float64", return_sequences=True, return_state=True)
+    x, mask, states = make_inputs(layer, 3, timesteps)
+    expected = on_reference(lambda: layer(x, mask=mask, initial_state=states))
+    before = _kernels.calls_on_several_threads()
+    assert_close(layer(x, mask=mask, initial_state=states), expected, "float64")
+    assert _kernels.calls_on_several_threads() - before == (timesteps > 1)
+
+
+CHUNKS = list(itertools.product(["simple_rnn", "lstm", "gru", "gru_reset_before", "lstm_projected"],
+                                [(1, 1), (30, 1), (1, 6), (10**9, 1)]))
+
+
+@pytest.mark.parametrize("cell, chunk", CHUNKS, ids=["%s-e%d-r%d" % (c, *k) for c, k in CHUNKS])
+def test_chunked_input_projection_matches_reference(tuned, cell, chunk):
+    """The input projection computed one step, a few steps (chunks that do not divide the 7
+    steps) or every step at once."""
+    elements, rows = chunk
+    tuned(threads=1, projected_elements=elements, projected_rows=rows)
+    layer = make_layer(cell, "float32", return_sequences=True, return_state=True)
+    x, mask, states = make_inputs(layer, 3, timesteps=7)
+    expected = on_reference(lambda: layer(x, mask=mask, initial_state=states))
+    assert_close(layer(x, mask=mask, initial_state=states), expected, "float32")
+
+
+def test_team_threshold_and_slices(tuned):
+    """A call shares its steps only when each thread gets the measured minimum of work, and only
+    with slices of at least a cache line of units (16 float32 units)."""
+    def runs_on_team(units, batch, dtype="float32"):
+        layer = fastrnn.LSTM(units, seed=0, dtype=dtype)
+        before = _kernels.calls_on_several_threads()
+        layer(np.ones((batch, 3, 2), dtype))
+        return _kernels.calls_on_several_threads() > before
+
+    tuned(threads=2)
+    minimum = tuned()["min_step_work"]
+    assert minimum >= 1024
+    # LSTM steps: batch * 4 * units * units multiply-adds; a thread needs `minimum` of them.
+    assert runs_on_team(64, batch=2 * minimum // (4 * 64 * 64))
+    assert not runs_on_team(64, batch=2 * minimum // (4 * 64 * 64) - 1)
+    tuned(min_step_work=0)
+    assert runs_on_team(32, batch=1)                 # two slices of 16 float32 units
+    assert not runs_on_team(16, batch=1)             # one slice
+    assert not runs_on_team(8, batch=1, dtype="float64")
+    tuned(threads=1)
+    assert not runs_on_team(64, batch=64)
+
+
+def test_concurrent_callers_share_the_team_without_waiting(tuned):
+    """Calls from several threads at once: one takes the team, the others run alone; each
+    gets its own right answer and nothing hangs."""
+    tuned(threads=2, min_step_work=0)
+    layers = [make_layer(cell, "float32", seed=seed, return_sequences=True)
+              for seed, cell in enumerate(["simple_rnn", "lstm", "gru"] * 2)]
+    inputs = [make_inputs(layer, 3, 40, seed=seed)[0] for seed, layer in enumerate(layers)]
+    expected = [on_reference(lambda: layer(x)) for layer, x in zip(layers, inputs)]
+    before = _kernels.calls_on_several_threads()
+    results, errors = [None] * len(layers), []
+
+    def work(i):
+        try:
+            for _ in range(20):
+                results[i] = layers[i](inputs[i])
+                assert_close(results[i], expected[i], "float32")
+        except BaseException as exc:   # reported below: an assertion in a thread is lost otherwise
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(layers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a concurrent call hung"
+    assert not errors, errors
+    assert _kernels.calls_on_several_threads() > before
+
+
+def test_row_split_holds_the_team(tuned, monkeypatch):
+    """While fastrnn splits a batch across its own threads, the kernels inside run alone (two
+    parts each starting a team would ask for more threads than there are)."""
+    tuned(threads=2, min_step_work=0)
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_PART", 1)
+    previous = fastrnn.num_threads()
+    fastrnn.set_num_threads(2)
+    try:
+        layer = make_layer("lstm", "float32", return_sequences=True)
+        x, mask, _ = make_inputs(layer, 12, 5)
+        assert len(parallel.row_parts(12, 1)) == 2
+        expected = on_reference(lambda: layer(x, mask=mask))
+        before = _kernels.calls_on_several_threads()
+        assert_close(layer(x, mask=mask), expected, "float32")
+        assert _kernels.calls_on_several_threads() == before
+        assert _kernels.hold_threads()           # and it was given back
+        _kernels.release_threads()
+    finally:
+        fastrnn.set_num_threads(previous)
+
+
+def _team_call_in_child(queue):
+    _kernels.configure(threads=2, min_step_work=0)
+    before = _kernels.calls_on_several_threads()
+    layer = fastrnn.GRU(32, seed=0)
+    output = layer(np.ones((2, 6, 3), np.float32)).sum()
+    queue.put((float(output), _kernels.calls_on_several_threads() - before))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_its_own_team(tuned):
+    """The parent's team threads do not survive a fork: the child starts its own and does not
+    wait for threads that are not there."""
+    tuned(threads=2, min_step_work=0)
+    layer = fastrnn.GRU(32, seed=0)
+    expected = float(layer(np.ones((2, 6, 3), np.float32)).sum())   # the parent's team now exists
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_team_call_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung on a call that uses the team")
+    assert child.exitcode == 0
+    output, team_calls = queue.get(timeout=5)
+    assert output == pytest.approx(expected, abs=1e-5)
+    assert team_calls == 1
+
+
+def test_set_num_threads_reaches_the_kernels(tuned):
+    """fastrnn.set_num_threads is the team's size too."""
+    previous = fastrnn.num_threads()
+    try:
+        fastrnn.set_num_threads(3)
+        assert _kernels.configure()["threads"] == 3
+        fastrnn.set_num_threads(1)
+        assert _kernels.configure()["threads"] == 1
+    finally:
+        fastrnn.set_num_threads(previous)
