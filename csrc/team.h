@@ -184,9 +184,11 @@ static void fr_team_run(fr_task task, void *arg, int n)
  * a line of one's own and reads of the others' cost less than a shared counter, which every
  * thread would take in turn (0.5 us per step for two threads on this VM, most of a small step). */
 typedef struct {
-    struct {
-        _Alignas(64) atomic_llong count;
-    } done[FR_TEAM_MAX];
+    _Alignas(64) atomic_llong count;
+} fr_barrier_count;
+
+typedef struct {
+    fr_barrier_count done[FR_TEAM_MAX];
 } fr_barrier;
 
 /* Thread `id` of `n` has finished step *steps (counted from 1): wait until all have. */
@@ -208,6 +210,10 @@ static void fr_barrier_wait(fr_barrier *barrier, int id, int n, long long *steps
 
 typedef struct {
     int unused;
+} fr_barrier_count;
+
+typedef struct {
+    fr_barrier_count done[FR_TEAM_MAX];
 } fr_barrier;
 
 static void fr_team_init(void) {}
