@@ -435,12 +435,16 @@ cdef extern from "team.h":
 
 fr_team_init()
 
-# A thread takes a share of a call only when each step gives it this many multiply-adds. Both
-# threads wait ~0.15 us at each step's barrier, and on this 2-vCPU VM a second thread sometimes
-# brings no speed at all (the host shares one core between them): measured 1t / 2t, paired runs,
-# at 8K per thread 0.44-1.06x, at 16K 1.10-1.53x (LSTM 2x100x32x64 1.13x, 8x50x32x64 1.17-1.6x,
-# GRU 2x100x64x128 1.53x, SimpleRNN 1x100x128x256 1.49x).
-cdef Py_ssize_t TEAM_MIN_STEP_WORK = 1 << 14
+# A thread takes a share of a call only when a step gives it this much work: multiply-adds, plus
+# ACTIVATION_WORK for each of its gate values (an activation costs ~1 ns, 32 multiply-adds).
+# Each step's barrier costs both threads ~0.15 us, and on this 2-vCPU VM a second thread
+# sometimes brings nothing (the host shares one core between them). Measured 1t / 2t in paired
+# runs, by work per thread: 4-6K 0.85-0.91x (SimpleRNN 2x200x32x64, 4x2000x16x32); 8-12K
+# 1.17-1.67x (LSTM 2x200x16x32 1.33x, 1x100x32x64 1.40x, GRU 1x100x32x64 1.17x, 4x2000x16x32
+# 1.29x, SimpleRNN 1x100x64x128 1.67x); above, 1.6-1.8x (LSTM 8x50x32x64 1.64x, 2x100x32x64 1.82x,
+# GRU 2x100x64x128 1.73x).
+cdef Py_ssize_t TEAM_MIN_STEP_WORK = 1 << 13
+cdef Py_ssize_t ACTIVATION_WORK = 32
 cdef int team_size = 1              # fastrnn.set_num_threads
 cdef Py_ssize_t team_calls = 0      # calls run on more than one thread, for the tests
 
@@ -487,11 +491,11 @@ cdef int threads_for(const Call* k) noexcept nogil:
     """How many threads `k` should run on: one for a single step (a stream's), an LSTM with a
     projection or a GRU resetting before its product (both need all units between two products
     of a step); else up to team_size, each with a slice of at least a cache line of units and
-    TEAM_MIN_STEP_WORK multiply-adds per step."""
+    TEAM_MIN_STEP_WORK of work per step."""
     if (team_size < 2 or k.timesteps < 2 or k.packed != NULL or (k.cell == LSTM_CELL and k.extra != NULL)
             or (k.cell == GRU_CELL and not k.reset_after)):
         return 1
-    cdef Py_ssize_t step_work = k.batch * gates_of(k) * k.units * k.state
+    cdef Py_ssize_t step_work = k.batch * gates_of(k) * k.units * (k.state + ACTIVATION_WORK)
     cdef Py_ssize_t n = min(<Py_ssize_t> team_size, k.units * <Py_ssize_t> itemsize(k) // 64)
     while n > 1 and step_work < n * TEAM_MIN_STEP_WORK:
         n -= 1
@@ -502,7 +506,9 @@ cdef struct Slice:
     Py_ssize_t start, width     # the thread's units, the same in every gate
     void* projected             # (chunk * B, G * width): x_t @ kernel + bias, the slice's columns
     Py_ssize_t chunk            # steps projected at once
-    void* recurrent_kernel      # (state, G * width): the slice's columns (the kernel itself if whole)
+    void* kernel                # (I, G * width): the slice's columns (the kernel itself if whole)
+    void* bias                  # (G * width,): the same of the bias
+    void* recurrent_kernel      # (state, G * width): the same of the recurrent kernel
     void* packed                # the same in small_gemm.h's panels, or NULL
     bint pack                   # packed is to be filled (not a Step's, packed already)
     void* gates                 # GRU: (B, G * width), the recurrent side of the gates or r * h
@@ -537,7 +543,7 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
     cdef size_t size = itemsize(k)
     cdef Py_ssize_t align = 64 // size      # elements per cache line
     cdef Py_ssize_t gates = gates_of(k), columns, id, total = 0
-    cdef Py_ssize_t offsets[FR_TEAM_MAX][5]   # each slice's blocks, in Slice's order
+    cdef Py_ssize_t offsets[FR_TEAM_MAX][7]   # each slice's blocks, in Slice's order
     cdef Slice* sl
     # Only what n threads use is set: the Plan is 8 KB, and zeroing it took 5% of a one-step call.
     memset(&p.barrier, 0, n * sizeof(p.barrier.done[0]))
@@ -554,20 +560,24 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         sl.chunk = min(k.timesteps, max(PROJECTED_ELEMENTS // max(1, k.batch * columns),
                                         (PROJECTED_ROWS + k.batch - 1) // max(1, k.batch)))
         offsets[id][0] = take(&total, sl.chunk * k.batch * columns, align)
-        offsets[id][1] = take(&total, k.state * columns if n > 1 else 0, align)
-        offsets[id][2] = take(&total, k.state * columns if sl.pack else 0, align)
-        offsets[id][3] = take(&total, k.batch * columns if k.cell == GRU_CELL else 0, align)
-        offsets[id][4] = take(&total, k.batch * sl.width if k.cell == LSTM_CELL else 0, align)
+        offsets[id][1] = take(&total, k.inputs * columns if n > 1 else 0, align)
+        offsets[id][2] = take(&total, columns if n > 1 else 0, align)
+        offsets[id][3] = take(&total, k.state * columns if n > 1 else 0, align)
+        offsets[id][4] = take(&total, k.state * columns if sl.pack else 0, align)
+        offsets[id][5] = take(&total, k.batch * columns if k.cell == GRU_CELL else 0, align)
+        offsets[id][6] = take(&total, k.batch * sl.width if k.cell == LSTM_CELL else 0, align)
     p.memory = alloc_scratch(total * size + 64)
     cdef char* base = <char*> p.memory + (64 - <size_t> p.memory % 64) % 64
     p.h[0], p.h[1] = base + h_offsets[0] * size, base + h_offsets[1] * size
     for id in range(n):
         sl = &p.slices[id]
         sl.projected = base + offsets[id][0] * size
-        sl.recurrent_kernel = base + offsets[id][1] * size if n > 1 else k.recurrent_kernel
-        sl.packed = base + offsets[id][2] * size if sl.pack else k.packed
-        sl.gates = base + offsets[id][3] * size if k.cell == GRU_CELL else NULL
-        sl.c = base + offsets[id][4] * size if k.cell == LSTM_CELL else NULL
+        sl.kernel = base + offsets[id][1] * size if n > 1 else k.kernel
+        sl.bias = base + offsets[id][2] * size if n > 1 else k.bias
+        sl.recurrent_kernel = base + offsets[id][3] * size if n > 1 else k.recurrent_kernel
+        sl.packed = base + offsets[id][4] * size if sl.pack else k.packed
+        sl.gates = base + offsets[id][5] * size if k.cell == GRU_CELL else NULL
+        sl.c = base + offsets[id][6] * size if k.cell == LSTM_CELL else NULL
     return 0
 
 
@@ -583,10 +593,15 @@ cdef inline void copy_gates(floating* destination, const floating* source, Py_ss
 
 
 cdef void fill_slice(const Call* k, const Slice* sl, const floating* precision) noexcept nogil:
-    """The slice's recurrent kernel: its columns copied, then packed when planned."""
+    """The slice's weights: its columns of the kernel, bias and recurrent kernel side by side
+    (when it is not the whole layer), then the recurrent kernel packed when planned."""
     cdef Py_ssize_t gates = gates_of(k), units = k.units, s = sl.width, columns = gates * s, r
     cdef floating* recurrent_kernel = <floating*> sl.recurrent_kernel
-    if recurrent_kernel != <floating*> k.recurrent_kernel:
+    if sl.kernel != k.kernel:
+        for r in range(k.inputs):
+            copy_gates(<floating*> sl.kernel + r * columns, <const floating*> k.kernel + r * gates * units,
+                       units, gates, sl.start, s)
+        copy_gates(<floating*> sl.bias, <const floating*> k.bias, units, gates, sl.start, s)
         for r in range(k.state):
             copy_gates(recurrent_kernel + r * columns, <const floating*> k.recurrent_kernel + r * gates * units,
                        units, gates, sl.start, s)
@@ -599,23 +614,17 @@ cdef void fill_slice(const Call* k, const Slice* sl, const floating* precision) 
 
 cdef floating* projected_step(const Call* k, const Slice* sl, Py_ssize_t t, const floating* precision) noexcept nogil:
     """The hoisted input projection of step t, ``x_t @ kernel + bias`` (B, G * width) for the
-    slice's columns, computed for sl.chunk steps at once when t starts a chunk: one GEMM per
-    gate, one in all when the slice is whole. `precision` is only a type tag."""
-    cdef Py_ssize_t gates = gates_of(k), units = k.units, s = sl.width, columns = gates * s, r, g
+    slice's columns, computed for sl.chunk steps at once (one GEMM) when t starts a chunk.
+    `precision` is only a type tag."""
+    cdef Py_ssize_t columns = gates_of(k) * sl.width, r
     cdef Py_ssize_t rows = min(sl.chunk, k.timesteps - t) * k.batch
     cdef floating* projected = <floating*> sl.projected
-    cdef const floating* x = <const floating*> k.x + t * k.batch * k.inputs
     if t % sl.chunk:
         return projected + t % sl.chunk * k.batch * columns
     for r in range(rows):
-        copy_gates(projected + r * columns, <const floating*> k.bias, units, gates, sl.start, s)
-    if s == units:
-        gemm(rows, columns, k.inputs, x, k.inputs, <const floating*> k.kernel, columns, 1, projected, columns,
-             NULL, SMALL_PROJECTION)
-    else:
-        for g in range(gates):
-            gemm(rows, s, k.inputs, x, k.inputs, <const floating*> k.kernel + g * units + sl.start,
-                 gates * units, 1, projected + g * s, columns, NULL, SMALL_PROJECTION)
+        memcpy(projected + r * columns, sl.bias, columns * sizeof(floating))
+    gemm(rows, columns, k.inputs, <const floating*> k.x + t * k.batch * k.inputs, k.inputs,
+         <const floating*> sl.kernel, columns, 1, projected, columns, NULL, SMALL_PROJECTION)
     return projected
 
 

@@ -121,9 +121,12 @@ def test_team_threshold_and_slices(tuned):
     tuned(threads=2)
     minimum = tuned()["min_step_work"]
     assert minimum >= 1024
-    # LSTM steps: batch * 4 * units * units multiply-adds; a thread needs `minimum` of them.
-    assert runs_on_team(64, batch=2 * minimum // (4 * 64 * 64))
-    assert not runs_on_team(64, batch=2 * minimum // (4 * 64 * 64) - 1)
+    # An LSTM step's work: batch * 4 * units * (units + 32), 32 for the activations; each of the
+    # two threads needs `minimum` of it.
+    smallest = -(-2 * minimum // (4 * 32 * (32 + 32)))
+    assert smallest > 1
+    assert runs_on_team(32, batch=smallest)
+    assert not runs_on_team(32, batch=smallest - 1)
     tuned(min_step_work=0)
     assert runs_on_team(32, batch=1)                 # two slices of 16 float32 units
     assert not runs_on_team(16, batch=1)             # one slice
