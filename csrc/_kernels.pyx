@@ -412,26 +412,30 @@ cdef void* pack_recurrent_kernel(const Call* k) except? NULL nogil:
 
 
 # -------------------------------------------------------------------------------------- the team
-# A call runs on several threads (csrc/team.h) when its steps are large enough. Thread `id` of n
-# owns units [start, start + width) of every gate: it projects its columns of the inputs, keeps
-# its columns of the recurrent kernel (copied together, packed when that pays) and computes its
-# units of each step's gates and states from the whole previous state. So h is double-buffered
-# (a step reads all of h_{t-1} while the threads write their parts of h_t) and the threads meet
-# at a barrier after each step. One thread is the same code with one slice of all the units.
+# A call runs on several threads (csrc/team.h) when its steps are large enough. Its units are cut
+# into slices, one per thread, each slice owning units [start, start + width) of every gate: its
+# columns of the kernels (copied side by side, packed when that pays), of the input projection
+# and of the states. The work is a queue of items, claimed in order by whichever thread is free:
+# first each slice's weights, then each step's slices, a step's slice waiting for the whole of
+# the previous step (it reads all of h_{t-1}). So h is double-buffered (a step reads all of
+# h_{t-1} while its slices write their parts of h_t). One thread is the same code with one slice
+# of all the units.
 
 cdef extern from "team.h":
     enum: FR_TEAM_MAX
     ctypedef void (*fr_task)(void* arg, int id, int n) noexcept nogil
-    ctypedef struct fr_barrier_count:
+    ctypedef struct fr_lane:
         pass
-    ctypedef struct fr_barrier:
-        fr_barrier_count done[FR_TEAM_MAX]
+    ctypedef struct fr_queue:
+        fr_lane lanes[FR_TEAM_MAX]
     void fr_team_init() noexcept nogil
     int fr_team_acquire(int wanted) noexcept nogil
     int fr_team_try_hold() noexcept nogil
     void fr_team_release() noexcept nogil
     void fr_team_run(fr_task task, void* arg, int n) noexcept nogil
-    void fr_barrier_wait(fr_barrier* barrier, int id, int n, long long* steps) noexcept nogil
+    bint fr_queue_claim(fr_queue* queue, int lane, long long item) noexcept nogil
+    void fr_queue_wait(fr_queue* queue, long long count) noexcept nogil
+    void fr_queue_done(fr_queue* queue) noexcept nogil
 
 fr_team_init()
 
@@ -453,7 +457,7 @@ def configure(threads=None, min_step_work=None, projected_elements=None, project
     """Set the kernels' tuning, each setting that is given, and return all of them as they were.
 
     `threads` is the most threads a call may run on (fastrnn.set_num_threads sets it). The
-    others are measured defaults that tests lower to reach every path with small inputs:
+    others are measured defaults that tests change to reach every path with small inputs:
     `min_step_work` (TEAM_MIN_STEP_WORK), `projected_elements` and `projected_rows`
     (PROJECTED_ELEMENTS, PROJECTED_ROWS).
     """
@@ -519,7 +523,8 @@ cdef struct Plan:
     void* memory                # the one allocation behind every pointer below
     void* h[2]                  # (B, ldh) each: h_{t-1} and h_t of a step, in turn
     Py_ssize_t ldh              # state rounded up to whole cache lines
-    fr_barrier barrier
+    int n                       # slices
+    fr_queue queue              # lanes of items: each slice's weights, then its part of each step
     Slice slices[FR_TEAM_MAX]
 
 
@@ -535,9 +540,10 @@ cdef inline Py_ssize_t take(Py_ssize_t* total, Py_ssize_t count, Py_ssize_t alig
 
 
 cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
-    """Lay out the scratch of `k` on `n` threads in one allocation (p.memory, freed by the caller).
+    """Lay out the scratch of `k` cut into `n` slices in one allocation (p.memory, freed by the
+    caller).
 
-    Whatever a thread writes at each step (its slice of the states, its columns of the gates) lies
+    Whatever a slice writes at each step (its part of the states, its columns of the gates) lies
     on cache lines of its own: a line that two threads write in turn travels between their cores
     (this cost 0.5-0.9 us per step when the caller's h and c were written in place)."""
     cdef size_t size = itemsize(k)
@@ -545,9 +551,9 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
     cdef Py_ssize_t gates = gates_of(k), columns, id, total = 0
     cdef Py_ssize_t offsets[FR_TEAM_MAX][7]   # each slice's blocks, in Slice's order
     cdef Slice* sl
-    # Only what n threads use is set: the Plan is 8 KB, and zeroing it took 5% of a one-step call.
-    memset(&p.barrier, 0, n * sizeof(p.barrier.done[0]))
-    p.k = k
+    # Only what n slices use is set: the Plan is 9 KB, and zeroing it took 5% of a one-step call.
+    memset(&p.queue, 0, sizeof(fr_queue) - (FR_TEAM_MAX - n) * sizeof(fr_lane))
+    p.k, p.n = k, n
     p.ldh = (k.state + align - 1) // align * align
     cdef Py_ssize_t h_offsets[2]
     h_offsets[0], h_offsets[1] = take(&total, k.batch * p.ldh, align), take(&total, k.batch * p.ldh, align)
@@ -629,21 +635,12 @@ cdef floating* projected_step(const Call* k, const Slice* sl, Py_ssize_t t, cons
 
 
 # ------------------------------------------------------------------------------------- the cores
-# Each core runs every step of one slice. Step t reads h_tm1 (all units) and writes the slice's
-# units of h_t, the two scratch buffers of the plan in turn; at the end each thread copies its
-# units of the last state to the caller's h.
+# A core computes one slice of one step: step t reads h_tm1 (all units) and writes the slice's
+# units of h_t, the plan's two state buffers in turn.
 
 cdef inline bint skipped(const unsigned char* mask, Py_ssize_t timesteps, Py_ssize_t b,
                          Py_ssize_t t) noexcept nogil:
     return mask != NULL and not mask[b * timesteps + t]
-
-
-cdef inline void end_step(Plan* p, int id, int n, long long* steps, floating** h_tm1,
-                          floating** h_t) noexcept nogil:
-    """Wait for every thread's part of h_t, then make it h_tm1."""
-    if n > 1:
-        fr_barrier_wait(&p.barrier, id, n, steps)
-    h_tm1[0], h_t[0] = h_t[0], h_tm1[0]
 
 
 cdef inline void copy_columns(floating* destination, Py_ssize_t ld_destination, const floating* source,
@@ -654,146 +651,152 @@ cdef inline void copy_columns(floating* destination, Py_ssize_t ld_destination, 
         memcpy(destination + r * ld_destination, source + r * ld_source, count * sizeof(floating))
 
 
-cdef void simple_rnn_core(Plan* p, int id, int n, floating* h_tm1, floating* h_t) noexcept nogil:
+cdef void simple_rnn_core(const Plan* p, const Slice* sl, Py_ssize_t t, floating* h_tm1,
+                          floating* h_t) noexcept nogil:
     cdef const Call* k = p.k
-    cdef const Slice* sl = &p.slices[id]
-    cdef Py_ssize_t batch = k.batch, units = k.units, ldh = p.ldh, s = sl.width, u0 = sl.start, b, t
+    cdef Py_ssize_t batch = k.batch, units = k.units, ldh = p.ldh, s = sl.width, u0 = sl.start, b
     cdef floating* sequence = <floating*> k.sequence
-    cdef floating* z
-    cdef long long steps = 0
-    for t in range(k.timesteps):
-        z = projected_step(k, sl, t, h_t)
-        gemm(batch, s, units, h_tm1, ldh, <floating*> sl.recurrent_kernel, s, 1, z, s, <floating*> sl.packed)
-        for b in range(batch):
-            if skipped(k.mask, k.timesteps, b, t):
-                memcpy(h_t + b * ldh + u0, h_tm1 + b * ldh + u0, s * sizeof(floating))
-            else:
-                activate(z + b * s, s, k.activation)
-                memcpy(h_t + b * ldh + u0, z + b * s, s * sizeof(floating))
-            if sequence != NULL:
-                memcpy(sequence + (b * k.timesteps + t) * units + u0, h_t + b * ldh + u0, s * sizeof(floating))
-        end_step(p, id, n, &steps, &h_tm1, &h_t)
-    copy_columns(<floating*> k.h + u0, units, h_tm1 + u0, ldh, batch, s)
+    cdef floating* z = projected_step(k, sl, t, h_t)
+    gemm(batch, s, units, h_tm1, ldh, <floating*> sl.recurrent_kernel, s, 1, z, s, <floating*> sl.packed)
+    for b in range(batch):
+        if skipped(k.mask, k.timesteps, b, t):
+            memcpy(h_t + b * ldh + u0, h_tm1 + b * ldh + u0, s * sizeof(floating))
+        else:
+            activate(z + b * s, s, k.activation)
+            memcpy(h_t + b * ldh + u0, z + b * s, s * sizeof(floating))
+        if sequence != NULL:
+            memcpy(sequence + (b * k.timesteps + t) * units + u0, h_t + b * ldh + u0, s * sizeof(floating))
 
 
-cdef void lstm_core(Plan* p, int id, int n, floating* h_tm1, floating* h_t) noexcept nogil:
+cdef void lstm_core(const Plan* p, const Slice* sl, Py_ssize_t t, floating* h_tm1, floating* h_t) noexcept nogil:
     cdef const Call* k = p.k
-    cdef const Slice* sl = &p.slices[id]
     cdef Py_ssize_t batch = k.batch, units = k.units, state = k.state, ldh = p.ldh, s = sl.width, u0 = sl.start
-    cdef Py_ssize_t width = 4 * s, b, t, j
+    cdef Py_ssize_t width = 4 * s, b, j
     cdef const floating* projection = <const floating*> k.extra     # with it, one whole slice (n = 1)
     cdef Py_ssize_t written = state if projection != NULL else s    # columns of h_t from u0 on
     cdef floating* sequence = <floating*> k.sequence
-    cdef floating* c = <floating*> sl.c
-    cdef floating* z
+    cdef floating* z = projected_step(k, sl, t, h_t)
     cdef floating* z_b
     cdef floating* c_b
     cdef floating* out_b
-    cdef long long steps = 0
-    copy_columns(c, s, <const floating*> k.c + u0, units, batch, s)
-    for t in range(k.timesteps):
-        z = projected_step(k, sl, t, h_t)
-        gemm(batch, width, state, h_tm1, ldh, <floating*> sl.recurrent_kernel, width, 1, z, width,
-             <floating*> sl.packed)
+    gemm(batch, width, state, h_tm1, ldh, <floating*> sl.recurrent_kernel, width, 1, z, width,
+         <floating*> sl.packed)
+    for b in range(batch):
+        if skipped(k.mask, k.timesteps, b, t):
+            memcpy(h_t + b * ldh + u0, h_tm1 + b * ldh + u0, written * sizeof(floating))
+            continue
+        z_b, c_b = z + b * width, <floating*> sl.c + b * s
+        activate(z_b, 2 * s, k.recurrent_activation)             # i, f
+        activate(z_b + 2 * s, s, k.activation)                   # candidate
+        activate(z_b + 3 * s, s, k.recurrent_activation)         # o
+        for j in range(s):
+            c_b[j] = z_b[s + j] * c_b[j] + z_b[j] * z_b[2 * s + j]
+            z_b[2 * s + j] = c_b[j]      # the candidate slot now holds act(c_t)
+        activate(z_b + 2 * s, s, k.activation)
+        # o * act(c_t): h_t, or the projection's input, kept in the candidate slot
+        out_b = z_b + 2 * s if projection != NULL else h_t + b * ldh + u0
+        for j in range(s):
+            out_b[j] = z_b[2 * s + j] * z_b[3 * s + j]
+    if projection != NULL:
+        gemm(batch, state, units, z + 2 * units, width, projection, state, 0, h_t, ldh)
         for b in range(batch):
             if skipped(k.mask, k.timesteps, b, t):
-                memcpy(h_t + b * ldh + u0, h_tm1 + b * ldh + u0, written * sizeof(floating))
-                continue
-            z_b, c_b = z + b * width, c + b * s
-            activate(z_b, 2 * s, k.recurrent_activation)             # i, f
-            activate(z_b + 2 * s, s, k.activation)                   # candidate
-            activate(z_b + 3 * s, s, k.recurrent_activation)         # o
-            for j in range(s):
-                c_b[j] = z_b[s + j] * c_b[j] + z_b[j] * z_b[2 * s + j]
-                z_b[2 * s + j] = c_b[j]      # the candidate slot now holds act(c_t)
-            activate(z_b + 2 * s, s, k.activation)
-            # o * act(c_t): h_t, or the projection's input, kept in the candidate slot
-            out_b = z_b + 2 * s if projection != NULL else h_t + b * ldh + u0
-            for j in range(s):
-                out_b[j] = z_b[2 * s + j] * z_b[3 * s + j]
-        if projection != NULL:
-            gemm(batch, state, units, z + 2 * units, width, projection, state, 0, h_t, ldh)
-            for b in range(batch):
-                if skipped(k.mask, k.timesteps, b, t):
-                    memcpy(h_t + b * ldh, h_tm1 + b * ldh, state * sizeof(floating))
-        if sequence != NULL:
-            for b in range(batch):
-                memcpy(sequence + (b * k.timesteps + t) * state + u0, h_t + b * ldh + u0,
-                       written * sizeof(floating))
-        end_step(p, id, n, &steps, &h_tm1, &h_t)
-    copy_columns(<floating*> k.h + u0, state, h_tm1 + u0, ldh, batch, written)
-    copy_columns(<floating*> k.c + u0, units, c, s, batch, s)
+                memcpy(h_t + b * ldh, h_tm1 + b * ldh, state * sizeof(floating))
+    if sequence != NULL:
+        for b in range(batch):
+            memcpy(sequence + (b * k.timesteps + t) * state + u0, h_t + b * ldh + u0,
+                   written * sizeof(floating))
 
 
-cdef void gru_core(Plan* p, int id, int n, floating* h_tm1, floating* h_t) noexcept nogil:
+cdef void gru_core(const Plan* p, const Slice* sl, Py_ssize_t t, floating* h_tm1, floating* h_t) noexcept nogil:
     cdef const Call* k = p.k
-    cdef const Slice* sl = &p.slices[id]
     cdef Py_ssize_t batch = k.batch, units = k.units, ldh = p.ldh, s = sl.width, u0 = sl.start
-    cdef Py_ssize_t width = 3 * s, b, t, j
+    cdef Py_ssize_t width = 3 * s, b, j
     cdef const floating* recurrent_kernel = <floating*> sl.recurrent_kernel
     cdef floating* sequence = <floating*> k.sequence
     cdef floating* g = <floating*> sl.gates     # the recurrent side of the gates (reset_after), or r * h
-    cdef floating* z
+    cdef floating* z = projected_step(k, sl, t, h_t)
     cdef floating* z_b
     cdef floating* g_b
     cdef floating* h_b
     cdef floating* h_tm1_b
-    cdef long long steps = 0
-    for t in range(k.timesteps):
-        z = projected_step(k, sl, t, h_t)
-        if k.reset_after:
-            for b in range(batch):
-                copy_gates(g + b * width, <const floating*> k.extra, units, 3, u0, s)
-            gemm(batch, width, units, h_tm1, ldh, recurrent_kernel, width, 1, g, width, <floating*> sl.packed)
-            for b in range(batch):
-                z_b, g_b = z + b * width, g + b * width
-                for j in range(2 * s):
-                    z_b[j] += g_b[j]
-                activate(z_b, 2 * s, k.recurrent_activation)          # z, r
-                for j in range(s):
-                    z_b[2 * s + j] += z_b[s + j] * g_b[2 * s + j]
-        else:   # one whole slice (n = 1): r * h_{t-1} needs every unit's r
-            gemm(batch, 2 * units, units, h_tm1, ldh, recurrent_kernel, width, 1, z, width)
-            for b in range(batch):
-                z_b, g_b, h_tm1_b = z + b * width, g + b * units, h_tm1 + b * ldh
-                activate(z_b, 2 * units, k.recurrent_activation)      # z, r
-                for j in range(units):
-                    g_b[j] = z_b[units + j] * h_tm1_b[j]
-            gemm(batch, units, units, g, units, recurrent_kernel + 2 * units, width, 1, z + 2 * units, width)
+    if k.reset_after:
         for b in range(batch):
-            z_b, h_b, h_tm1_b = z + b * width, h_t + b * ldh + u0, h_tm1 + b * ldh + u0
-            if skipped(k.mask, k.timesteps, b, t):
-                memcpy(h_b, h_tm1_b, s * sizeof(floating))
+            copy_gates(g + b * width, <const floating*> k.extra, units, 3, u0, s)
+        gemm(batch, width, units, h_tm1, ldh, recurrent_kernel, width, 1, g, width, <floating*> sl.packed)
+        for b in range(batch):
+            z_b, g_b = z + b * width, g + b * width
+            for j in range(2 * s):
+                z_b[j] += g_b[j]
+            activate(z_b, 2 * s, k.recurrent_activation)          # z, r
+            for j in range(s):
+                z_b[2 * s + j] += z_b[s + j] * g_b[2 * s + j]
+    else:   # one whole slice (n = 1): r * h_{t-1} needs every unit's r
+        gemm(batch, 2 * units, units, h_tm1, ldh, recurrent_kernel, width, 1, z, width)
+        for b in range(batch):
+            z_b, g_b, h_tm1_b = z + b * width, g + b * units, h_tm1 + b * ldh
+            activate(z_b, 2 * units, k.recurrent_activation)      # z, r
+            for j in range(units):
+                g_b[j] = z_b[units + j] * h_tm1_b[j]
+        gemm(batch, units, units, g, units, recurrent_kernel + 2 * units, width, 1, z + 2 * units, width)
+    for b in range(batch):
+        z_b, h_b, h_tm1_b = z + b * width, h_t + b * ldh + u0, h_tm1 + b * ldh + u0
+        if skipped(k.mask, k.timesteps, b, t):
+            memcpy(h_b, h_tm1_b, s * sizeof(floating))
+        else:
+            activate(z_b + 2 * s, s, k.activation)
+            for j in range(s):
+                h_b[j] = z_b[j] * h_tm1_b[j] + (1 - z_b[j]) * z_b[2 * s + j]
+        if sequence != NULL:
+            memcpy(sequence + (b * k.timesteps + t) * units + u0, h_b, s * sizeof(floating))
+
+
+cdef void work_as(Plan* p, int id, const floating* precision) noexcept nogil:
+    """Thread `id`'s share of `p`, in rounds: round 0 fills each slice's weights (and cell state),
+    round t + 1 runs each slice of step t once round t is complete. In each round the thread does
+    its own slice, then any slice no thread has claimed (its thread is late). The caller (id 0)
+    then waits for the last items and copies the final states out. `precision` is a type tag."""
+    cdef const Call* k = p.k
+    cdef Py_ssize_t n = p.n, t, i, j
+    cdef const Slice* sl
+    for t in range(-1, k.timesteps):
+        fr_queue_wait(&p.queue, (t + 1) * n)
+        for i in range(n):
+            j = (id + i) % n
+            if not fr_queue_claim(&p.queue, <int> j, t + 1):
+                continue
+            sl = &p.slices[j]
+            if t < 0:
+                fill_slice(k, sl, precision)
+                if k.cell == LSTM_CELL:
+                    copy_columns(<floating*> sl.c, sl.width, <const floating*> k.c + sl.start, k.units, k.batch,
+                                 sl.width)
+            elif k.cell == SIMPLE_RNN_CELL:
+                simple_rnn_core(p, sl, t, <floating*> p.h[t % 2], <floating*> p.h[(t + 1) % 2])
+            elif k.cell == LSTM_CELL:
+                lstm_core(p, sl, t, <floating*> p.h[t % 2], <floating*> p.h[(t + 1) % 2])
             else:
-                activate(z_b + 2 * s, s, k.activation)
-                for j in range(s):
-                    h_b[j] = z_b[j] * h_tm1_b[j] + (1 - z_b[j]) * z_b[2 * s + j]
-            if sequence != NULL:
-                memcpy(sequence + (b * k.timesteps + t) * units + u0, h_b, s * sizeof(floating))
-        end_step(p, id, n, &steps, &h_tm1, &h_t)
-    copy_columns(<floating*> k.h + u0, units, h_tm1 + u0, ldh, batch, s)
+                gru_core(p, sl, t, <floating*> p.h[t % 2], <floating*> p.h[(t + 1) % 2])
+            fr_queue_done(&p.queue)
+    if id != 0:
+        return
+    fr_queue_wait(&p.queue, (k.timesteps + 1) * n)
+    copy_columns(<floating*> k.h, k.state, <const floating*> p.h[k.timesteps % 2], p.ldh, k.batch, k.state)
+    if k.cell == LSTM_CELL:
+        for j in range(n):
+            sl = &p.slices[j]
+            copy_columns(<floating*> k.c + sl.start, k.units, <const floating*> sl.c, sl.width, k.batch, sl.width)
 
 
-cdef void run_slice_as(Plan* p, int id, int n, const floating* precision) noexcept nogil:
-    """Thread `id` of `n`: fill its slice, then run every step of it (`precision` is a type tag)."""
-    fill_slice(p.k, &p.slices[id], precision)
-    if p.k.cell == SIMPLE_RNN_CELL:
-        simple_rnn_core(p, id, n, <floating*> p.h[0], <floating*> p.h[1])
-    elif p.k.cell == LSTM_CELL:
-        lstm_core(p, id, n, <floating*> p.h[0], <floating*> p.h[1])
-    else:
-        gru_core(p, id, n, <floating*> p.h[0], <floating*> p.h[1])
-
-
-cdef void run_slice(void* plan, int id, int n) noexcept nogil:
+cdef void work(void* plan, int id, int n) noexcept nogil:
     if (<Plan*> plan).k.typenum == cnp.NPY_FLOAT32:
-        run_slice_as(<Plan*> plan, id, n, <const float*> NULL)
+        work_as(<Plan*> plan, id, <const float*> NULL)
     else:
-        run_slice_as(<Plan*> plan, id, n, <const double*> NULL)
+        work_as(<Plan*> plan, id, <const double*> NULL)
 
 
 cdef int run(Call* k) except -1 nogil:
-    """Run `k` on as many threads as pay (see threads_for), each on its slice of the units."""
+    """Run `k` cut into as many slices as threads pay (see threads_for), on the team's threads."""
     global team_calls
     cdef Plan plan
     plan.memory = NULL
@@ -804,13 +807,13 @@ cdef int run(Call* k) except -1 nogil:
         n = fr_team_acquire(n)
     try:
         plan_call(&plan, k, n)
-        for b in range(k.batch):    # h_0, read whole by every thread's first step
+        for b in range(k.batch):    # h_0, read whole by every slice's first step
             memcpy(<char*> plan.h[0] + b * plan.ldh * size, <char*> k.h + b * k.state * size, k.state * size)
         if n > 1:
             team_calls += 1
-            fr_team_run(run_slice, &plan, n)
+            fr_team_run(work, &plan, n)
         else:
-            run_slice(&plan, 0, 1)
+            work(&plan, 0, 1)
     finally:
         free(plan.memory)
         if n > 1:

@@ -2,15 +2,21 @@
  *
  * Why: a recurrence of a few rows cannot be split by rows, and each step is a few microseconds:
  * handing a step to a sleeping thread costs tens of microseconds on a VM (an idle vCPU wakes
- * slowly), while two running threads meet at a barrier in 0.06-0.25 us here. So the team's
- * threads split every step's units, meet at a barrier after each step, and spin for a while
- * after a task before they sleep, so that the next call finds them awake.
+ * slowly), while two running threads meet in 0.06-0.25 us here. So each step is cut into parts
+ * (slices of the units) that the team's threads claim in order from a queue, and workers spin
+ * for a while after a task before they sleep, so that the next call finds them awake.
+ *
+ * Work is claimed, not assigned: a thread that is late (asleep, or its core taken by another
+ * process) holds up nothing it has not claimed, and the caller alone finishes the task if no
+ * worker comes. (Parts assigned to threads made every step wait for the slowest one: with another
+ * process spinning on the second core, calls ran up to 7x slower than on one thread.)
  *
  * Safety: one caller owns the team at a time; a caller that finds it taken (another thread's
  * call, or fastrnn's own threads at work: fastrnn/parallel.py holds it) runs alone instead of
  * waiting, so nothing waits for the team. A task never fails (its memory is allocated before it
- * starts), so every thread reaches every barrier. A forked child forgets the parent's threads
- * and starts its own. Where there are no POSIX threads the team is the calling thread alone.
+ * starts). A worker enters a task only while it is open, and the caller closes it and waits for
+ * the workers inside before its memory goes. A forked child forgets the parent's threads and
+ * starts its own. Where there are no POSIX threads the team is the calling thread alone.
  */
 #ifndef FASTRNN_TEAM_H
 #define FASTRNN_TEAM_H
@@ -30,8 +36,8 @@ typedef void (*fr_task)(void *arg, int id, int n);
 /* Workers spin this long after a task before sleeping: calls that follow each other closely
  * (a loop over batches, a benchmark) then find them awake. */
 #define FR_SPIN_NS 200000
-/* A barrier spins this many rounds, then yields the core between checks: with more threads
- * than free cores, the thread it waits for needs that core. */
+/* A wait spins this many rounds, then yields the core between checks: with more threads than
+ * free cores, the thread it waits for needs that core. */
 #define FR_BARRIER_SPINS 20000
 
 static inline void fr_pause(void)
@@ -47,7 +53,8 @@ static struct {
     pthread_mutex_t lock;            /* with `wake`: for sleeping workers only */
     pthread_cond_t wake;
     atomic_int busy;                 /* 1 while a caller owns the team */
-    atomic_int pending;              /* workers still running the current task */
+    atomic_int open;                 /* 1 while workers may enter the current task */
+    atomic_int inside;               /* workers in the current task */
     fr_task task;
     void *arg;
     int n;                           /* threads in the current task, the caller included */
@@ -94,8 +101,12 @@ static void *fr_worker(void *arg)
     unsigned seen = fr_team.born[id];
     for (;;) {
         seen = fr_next_task(id, seen);
-        fr_team.task(fr_team.arg, id, fr_team.n);
-        atomic_fetch_sub_explicit(&fr_team.pending, 1, memory_order_release);
+        /* Entered only while open: once closed, the task's memory may be gone (the order of
+         * these two and of the caller's two in fr_team_run makes one see the other). */
+        atomic_fetch_add(&fr_team.inside, 1);
+        if (atomic_load(&fr_team.open))
+            fr_team.task(fr_team.arg, id, fr_team.n);
+        atomic_fetch_sub_explicit(&fr_team.inside, 1, memory_order_release);
     }
     return NULL;
 }
@@ -106,7 +117,8 @@ static void fr_team_forget(void)
     pthread_mutex_init(&fr_team.lock, NULL);
     pthread_cond_init(&fr_team.wake, NULL);
     atomic_store(&fr_team.busy, 0);
-    atomic_store(&fr_team.pending, 0);
+    atomic_store(&fr_team.open, 0);
+    atomic_store(&fr_team.inside, 0);
     fr_team.workers = 0;
 }
 
@@ -157,21 +169,24 @@ static void fr_team_release(void)
     atomic_store(&fr_team.busy, 0);
 }
 
-/* Run task(arg, id, n) on threads id = 0 .. n-1 of the acquired team (0 is the caller) and
- * return when all have finished. */
+/* Run task(arg, id, n) on the caller (id 0) and on workers 1 .. n-1 of the acquired team as they
+ * come, and return when the caller's has returned and no worker is inside it. The task must
+ * let any thread that enters do any part of the work, and the caller's return only when all of
+ * it is done (fr_queue below). */
 static void fr_team_run(fr_task task, void *arg, int n)
 {
     fr_team.task = task;
     fr_team.arg = arg;
     fr_team.n = n;
-    atomic_store(&fr_team.pending, n - 1);
+    atomic_store(&fr_team.open, 1);
     pthread_mutex_lock(&fr_team.lock);
     for (int id = 1; id < n; id++)
         atomic_fetch_add_explicit(&fr_team.go[id].count, 1, memory_order_release);
     pthread_cond_broadcast(&fr_team.wake);
     pthread_mutex_unlock(&fr_team.lock);
     task(arg, 0, n);
-    for (unsigned i = 1; atomic_load_explicit(&fr_team.pending, memory_order_acquire) > 0; i++) {
+    atomic_store(&fr_team.open, 0);
+    for (unsigned i = 1; atomic_load(&fr_team.inside) > 0; i++) {
         if (i < FR_BARRIER_SPINS)
             fr_pause();
         else
@@ -179,49 +194,66 @@ static void fr_team_run(fr_task task, void *arg, int n)
     }
 }
 
-/* A barrier for the n threads of a task, used once per step: each thread counts the steps it
- * finished on its own cache line and waits for the others' counts to reach its own. A store to
- * a line of one's own and reads of the others' cost less than a shared counter, which every
- * thread would take in turn (0.5 us per step for two threads on this VM, most of a small step). */
+/* The work of a task: `lanes` sequences of items (a slice's weights, then its part of each
+ * step), each lane preferably done by its own thread, which keeps the lane's data in its cache;
+ * a thread that finds a lane's item unclaimed when it has done its own takes it (the lane's
+ * thread is late). An item may need all items of earlier rounds complete (a step needs the
+ * previous step whole). */
 typedef struct {
-    _Alignas(64) atomic_llong count;
-} fr_barrier_count;
+    _Alignas(64) atomic_llong claimed;       /* items of the lane claimed so far */
+} fr_lane;
 
 typedef struct {
-    fr_barrier_count done[FR_TEAM_MAX];
-} fr_barrier;
+    _Alignas(64) atomic_llong completed;     /* items complete, all lanes */
+    fr_lane lanes[FR_TEAM_MAX];
+} fr_queue;
 
-/* Thread `id` of `n` has finished step *steps (counted from 1): wait until all have. */
-static void fr_barrier_wait(fr_barrier *barrier, int id, int n, long long *steps)
+/* Claim item `item` of lane `lane` unless another thread has: true if this thread should do it. */
+static int fr_queue_claim(fr_queue *queue, int lane, long long item)
 {
-    long long now = ++*steps;
-    atomic_store_explicit(&barrier->done[id].count, now, memory_order_release);
-    for (int other = 0; other < n; other++) {
-        for (unsigned i = 1; atomic_load_explicit(&barrier->done[other].count, memory_order_acquire) < now; i++) {
-            if (i < FR_BARRIER_SPINS)
-                fr_pause();
-            else
-                sched_yield();
-        }
+    long long expected = item;
+    return atomic_compare_exchange_strong(&queue->lanes[lane].claimed, &expected, item + 1);
+}
+
+/* Wait until `count` items are complete. Items of a round are claimed only once all earlier
+ * rounds are complete, so `count` complete items are exactly the rounds before. */
+static void fr_queue_wait(fr_queue *queue, long long count)
+{
+    for (unsigned i = 1; atomic_load_explicit(&queue->completed, memory_order_acquire) < count; i++) {
+        if (i < FR_BARRIER_SPINS)
+            fr_pause();
+        else
+            sched_yield();
     }
+}
+
+static void fr_queue_done(fr_queue *queue)
+{
+    atomic_fetch_add_explicit(&queue->completed, 1, memory_order_release);
 }
 
 #else  /* no POSIX threads: the calling thread alone */
 
 typedef struct {
-    int unused;
-} fr_barrier_count;
+    long long claimed;
+} fr_lane;
 
 typedef struct {
-    fr_barrier_count done[FR_TEAM_MAX];
-} fr_barrier;
+    long long completed;
+    fr_lane lanes[FR_TEAM_MAX];
+} fr_queue;
 
 static void fr_team_init(void) {}
 static int fr_team_acquire(int wanted) { (void)wanted; return 1; }
 static int fr_team_try_hold(void) { return 0; }
 static void fr_team_release(void) {}
 static void fr_team_run(fr_task task, void *arg, int n) { task(arg, 0, n); }
-static void fr_barrier_wait(fr_barrier *barrier, int id, int n, long long *steps) { (void)barrier; (void)id; (void)n; (void)steps; }
+static int fr_queue_claim(fr_queue *queue, int lane, long long item)
+{
+    return queue->lanes[lane].claimed == item ? (queue->lanes[lane].claimed++, 1) : 0;
+}
+static void fr_queue_wait(fr_queue *queue, long long count) { (void)queue; (void)count; }
+static void fr_queue_done(fr_queue *queue) { queue->completed++; }
 
 #endif
 #endif

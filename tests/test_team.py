@@ -224,3 +224,4 @@ def test_set_num_threads_reaches_the_kernels(tuned):
         assert _kernels.configure()["threads"] == 1
     finally:
         fastrnn.set_num_threads(previous)
+
