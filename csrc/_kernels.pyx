@@ -441,7 +441,7 @@ fr_team_init()
 
 # A thread takes a share of a call only when a step gives it this much work: multiply-adds, plus
 # ACTIVATION_WORK for each of its gate values (an activation costs ~1 ns, 32 multiply-adds).
-# Each step's barrier costs both threads ~0.15 us, and on this 2-vCPU VM a second thread
+# Each step's hand-over costs both threads ~0.15 us, and on this 2-vCPU VM a second thread
 # sometimes brings nothing (the host shares one core between them). Measured 1t / 2t in paired
 # runs, by work per thread: 4-6K 0.85-0.91x (SimpleRNN 2x200x32x64, 4x2000x16x32); 8-12K
 # 1.17-1.67x (LSTM 2x200x16x32 1.33x, 1x100x32x64 1.40x, GRU 1x100x32x64 1.17x, 4x2000x16x32

@@ -38,7 +38,7 @@ typedef void (*fr_task)(void *arg, int id, int n);
 #define FR_SPIN_NS 200000
 /* A wait spins this many rounds, then yields the core between checks: with more threads than
  * free cores, the thread it waits for needs that core. */
-#define FR_BARRIER_SPINS 20000
+#define FR_WAIT_SPINS 20000
 
 static inline void fr_pause(void)
 {
@@ -187,7 +187,7 @@ static void fr_team_run(fr_task task, void *arg, int n)
     task(arg, 0, n);
     atomic_store(&fr_team.open, 0);
     for (unsigned i = 1; atomic_load(&fr_team.inside) > 0; i++) {
-        if (i < FR_BARRIER_SPINS)
+        if (i < FR_WAIT_SPINS)
             fr_pause();
         else
             sched_yield();
@@ -220,7 +220,7 @@ static int fr_queue_claim(fr_queue *queue, int lane, long long item)
 static void fr_queue_wait(fr_queue *queue, long long count)
 {
     for (unsigned i = 1; atomic_load_explicit(&queue->completed, memory_order_acquire) < count; i++) {
-        if (i < FR_BARRIER_SPINS)
+        if (i < FR_WAIT_SPINS)
             fr_pause();
         else
             sched_yield();
