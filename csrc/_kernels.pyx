@@ -415,11 +415,11 @@ cdef void* pack_recurrent_kernel(const Call* k) except? NULL nogil:
 # A call runs on several threads (csrc/team.h) when its steps are large enough. Its units are cut
 # into slices, one per thread, each slice owning units [start, start + width) of every gate: its
 # columns of the kernels (copied side by side, packed when that pays), of the input projection
-# and of the states. The work is a queue of items, claimed in order by whichever thread is free:
-# first each slice's weights, then each step's slices, a step's slice waiting for the whole of
-# the previous step (it reads all of h_{t-1}). So h is double-buffered (a step reads all of
-# h_{t-1} while its slices write their parts of h_t). One thread is the same code with one slice
-# of all the units.
+# and of the states. Each slice is a lane of items, its weights then its part of each step, done
+# in rounds (round t + 1 is step t, which reads all of h_{t-1}, so it waits for round t whole):
+# a thread claims its own lane's item, then any item of the round that no thread has claimed.
+# h is double-buffered (a step reads all of h_{t-1} while its slices write their parts of h_t).
+# One thread is the same code with one slice of all the units.
 
 cdef extern from "team.h":
     enum: FR_TEAM_MAX
@@ -507,7 +507,7 @@ cdef int threads_for(const Call* k) noexcept nogil:
 
 
 cdef struct Slice:
-    Py_ssize_t start, width     # the thread's units, the same in every gate
+    Py_ssize_t start, width     # the slice's units, the same in every gate
     void* projected             # (chunk * B, G * width): x_t @ kernel + bias, the slice's columns
     Py_ssize_t chunk            # steps projected at once
     void* kernel                # (I, G * width): the slice's columns (the kernel itself if whole)

@@ -3,13 +3,14 @@
  * Why: a recurrence of a few rows cannot be split by rows, and each step is a few microseconds:
  * handing a step to a sleeping thread costs tens of microseconds on a VM (an idle vCPU wakes
  * slowly), while two running threads meet in 0.06-0.25 us here. So each step is cut into parts
- * (slices of the units) that the team's threads claim in order from a queue, and workers spin
- * for a while after a task before they sleep, so that the next call finds them awake.
+ * (slices of the units), one per thread, and workers spin for a while after a task before they
+ * sleep, so that the next call finds them awake.
  *
- * Work is claimed, not assigned: a thread that is late (asleep, or its core taken by another
+ * Work is claimed, not assigned (fr_queue): each thread claims its own part of a step, then any
+ * part no thread has claimed, so a thread that is late (asleep, or its core taken by another
  * process) holds up nothing it has not claimed, and the caller alone finishes the task if no
- * worker comes. (Parts assigned to threads made every step wait for the slowest one: with another
- * process spinning on the second core, calls ran up to 7x slower than on one thread.)
+ * worker comes. (With parts assigned and a barrier, every step waited for the slowest thread:
+ * calls ran up to 7x slower than on one thread while a worker woke.)
  *
  * Safety: one caller owns the team at a time; a caller that finds it taken (another thread's
  * call, or fastrnn's own threads at work: fastrnn/parallel.py holds it) runs alone instead of
