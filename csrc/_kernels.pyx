@@ -543,9 +543,10 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
     """Lay out the scratch of `k` cut into `n` slices in one allocation (p.memory, freed by the
     caller).
 
-    Whatever a slice writes at each step (its part of the states, its columns of the gates) lies
-    on cache lines of its own: a line that two threads write in turn travels between their cores
-    (this cost 0.5-0.9 us per step when the caller's h and c were written in place)."""
+    Whatever a slice writes at each step in scratch (its part of the states, its columns of the
+    gates) lies on cache lines of its own: a line that two threads write in turn travels between
+    their cores (this cost 0.5-0.9 us per step when the caller's h and c were written in place;
+    the sequence output still is, once per row and step)."""
     cdef size_t size = itemsize(k)
     cdef Py_ssize_t align = 64 // size      # elements per cache line
     cdef Py_ssize_t gates = gates_of(k), columns, id, total = 0

@@ -9,7 +9,8 @@
  * Work is claimed, not assigned (fr_queue): each thread claims its own part of a step, then any
  * part no thread has claimed, so a thread that is late (asleep, or its core taken by another
  * process) holds up nothing it has not claimed, and the caller alone finishes the task if no
- * worker comes. (With parts assigned and a barrier, every step waited for the slowest thread:
+ * worker comes; only a worker preempted just as it enters delays the end of the call, until it
+ * runs again. (With parts assigned and a barrier, every step waited for the slowest thread:
  * calls ran up to 7x slower than on one thread while a worker woke.)
  *
  * Safety: one caller owns the team at a time; a caller that finds it taken (another thread's
@@ -61,8 +62,9 @@ static struct {
     int n;                           /* threads in the current task, the caller included */
     int workers;                     /* threads started, ids 1 .. workers */
     unsigned born[FR_TEAM_MAX];      /* go[id] when worker id was started */
-    /* One more for worker id at each task it takes part in, each on its own cache line: only the
-     * workers a task needs wake for it, and the task's fields stay put until they are done. */
+    /* One more for worker id at each task it is asked to, each on its own cache line, so that
+     * the workers a task needs wake for it. (A worker that wakes late may enter a later task
+     * that did not ask it: harmless, as a task gives ids no meaning beyond where to start.) */
     struct {
         _Alignas(64) atomic_uint count;
     } go[FR_TEAM_MAX];
@@ -112,9 +114,21 @@ static void *fr_worker(void *arg)
     return NULL;
 }
 
+/* fork() with the lock held by none but the forking thread, so that the child's copy is sane. */
+static void fr_team_before_fork(void)
+{
+    pthread_mutex_lock(&fr_team.lock);
+}
+
+static void fr_team_after_fork_in_parent(void)
+{
+    pthread_mutex_unlock(&fr_team.lock);
+}
+
 static void fr_team_forget(void)
 {
     /* In a forked child only the forking thread exists: start afresh. */
+    pthread_mutex_unlock(&fr_team.lock);
     pthread_mutex_init(&fr_team.lock, NULL);
     pthread_cond_init(&fr_team.wake, NULL);
     atomic_store(&fr_team.busy, 0);
@@ -126,7 +140,7 @@ static void fr_team_forget(void)
 /* Call once, before the first acquire. */
 static void fr_team_init(void)
 {
-    pthread_atfork(NULL, NULL, fr_team_forget);
+    pthread_atfork(fr_team_before_fork, fr_team_after_fork_in_parent, fr_team_forget);
 }
 
 /* Take the team for a task of up to `wanted` threads, starting workers as needed. Returns the

@@ -5,7 +5,8 @@ directions of a Bidirectional layer and the length groups of a ragged `predict`.
 thread pool of ``fastrnn.set_num_threads(n) - 1`` threads, the calling thread taking a part too.
 Work is split only when each part pays for the hand-off (tens of microseconds), and never again
 inside a part: a part waiting for parts queued behind it could wait for a pool thread that is
-itself waiting.
+itself waiting. Nor do the compiled kernels share a part's steps among their own team of threads
+(csrc/team.h): the parts hold the team while they run.
 """
 import concurrent.futures
 import os
