@@ -397,6 +397,14 @@ cdef bint packs(const Call* k, Py_ssize_t columns, Py_ssize_t timesteps) noexcep
                 or (k.batch < 4 and columns * k.state * itemsize(k) < 16384))
 
 
+cdef inline void pack_panels(Py_ssize_t columns, Py_ssize_t rows, const floating* b, floating* packed) noexcept nogil:
+    """The contiguous (rows, columns) matrix `b` in small_gemm.h's panels."""
+    if floating is float:
+        fr_pack_panels_f32(columns, rows, b, columns, packed)
+    else:
+        fr_pack_panels_f64(columns, rows, b, columns, packed)
+
+
 cdef void* pack_recurrent_kernel(const Call* k) except? NULL nogil:
     """`k`'s recurrent kernel packed for a stream of steps (the caller frees it), or NULL where
     packing does not pay."""
@@ -405,9 +413,9 @@ cdef void* pack_recurrent_kernel(const Call* k) except? NULL nogil:
         return NULL
     cdef void* packed = alloc_scratch(n * k.state * itemsize(k))
     if k.typenum == cnp.NPY_FLOAT32:
-        fr_pack_panels_f32(n, k.state, <const float*> k.recurrent_kernel, n, <float*> packed)
+        pack_panels(n, k.state, <const float*> k.recurrent_kernel, <float*> packed)
     else:
-        fr_pack_panels_f64(n, k.state, <const double*> k.recurrent_kernel, n, <double*> packed)
+        pack_panels(n, k.state, <const double*> k.recurrent_kernel, <double*> packed)
     return packed
 
 
@@ -512,6 +520,7 @@ cdef struct Slice:
     Py_ssize_t chunk            # steps projected at once
     void* kernel                # (I, G * width): the slice's columns (the kernel itself if whole)
     void* bias                  # (G * width,): the same of the bias
+    void* recurrent_bias        # GRU: (G * width,): the same of the recurrent bias
     void* recurrent_kernel      # (state, G * width): the same of the recurrent kernel
     void* packed                # the same in small_gemm.h's panels, or NULL
     bint pack                   # packed is to be filled (not a Step's, packed already)
@@ -550,7 +559,7 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
     cdef size_t size = itemsize(k)
     cdef Py_ssize_t align = 64 // size      # elements per cache line
     cdef Py_ssize_t gates = gates_of(k), columns, id, total = 0
-    cdef Py_ssize_t offsets[FR_TEAM_MAX][7]   # each slice's blocks, in Slice's order
+    cdef Py_ssize_t offsets[FR_TEAM_MAX][8]   # each slice's blocks, in Slice's order
     cdef Slice* sl
     # Only what n slices use is set: the Plan is 9 KB, and zeroing it took 5% of a one-step call.
     memset(&p.queue, 0, sizeof(fr_queue) - (FR_TEAM_MAX - n) * sizeof(fr_lane))
@@ -569,10 +578,11 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         offsets[id][0] = take(&total, sl.chunk * k.batch * columns, align)
         offsets[id][1] = take(&total, k.inputs * columns if n > 1 else 0, align)
         offsets[id][2] = take(&total, columns if n > 1 else 0, align)
-        offsets[id][3] = take(&total, k.state * columns if n > 1 else 0, align)
-        offsets[id][4] = take(&total, k.state * columns if sl.pack else 0, align)
-        offsets[id][5] = take(&total, k.batch * columns if k.cell == GRU_CELL else 0, align)
-        offsets[id][6] = take(&total, k.batch * sl.width if k.cell == LSTM_CELL else 0, align)
+        offsets[id][3] = take(&total, columns if n > 1 and k.cell == GRU_CELL else 0, align)
+        offsets[id][4] = take(&total, k.state * columns if n > 1 else 0, align)
+        offsets[id][5] = take(&total, k.state * columns if sl.pack else 0, align)
+        offsets[id][6] = take(&total, k.batch * columns if k.cell == GRU_CELL else 0, align)
+        offsets[id][7] = take(&total, k.batch * sl.width if k.cell == LSTM_CELL else 0, align)
     p.memory = alloc_scratch(total * size + 64)
     cdef char* base = <char*> p.memory + (64 - <size_t> p.memory % 64) % 64
     p.h[0], p.h[1] = base + h_offsets[0] * size, base + h_offsets[1] * size
@@ -581,10 +591,11 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         sl.projected = base + offsets[id][0] * size
         sl.kernel = base + offsets[id][1] * size if n > 1 else k.kernel
         sl.bias = base + offsets[id][2] * size if n > 1 else k.bias
-        sl.recurrent_kernel = base + offsets[id][3] * size if n > 1 else k.recurrent_kernel
-        sl.packed = base + offsets[id][4] * size if sl.pack else k.packed
-        sl.gates = base + offsets[id][5] * size if k.cell == GRU_CELL else NULL
-        sl.c = base + offsets[id][6] * size if k.cell == LSTM_CELL else NULL
+        sl.recurrent_bias = base + offsets[id][3] * size if n > 1 else k.extra   # GRU's; unused by the others
+        sl.recurrent_kernel = base + offsets[id][4] * size if n > 1 else k.recurrent_kernel
+        sl.packed = base + offsets[id][5] * size if sl.pack else k.packed
+        sl.gates = base + offsets[id][6] * size if k.cell == GRU_CELL else NULL
+        sl.c = base + offsets[id][7] * size if k.cell == LSTM_CELL else NULL
     return 0
 
 
@@ -601,7 +612,8 @@ cdef inline void copy_gates(floating* destination, const floating* source, Py_ss
 
 cdef void fill_slice(const Call* k, const Slice* sl, const floating* precision) noexcept nogil:
     """The slice's weights: its columns of the kernel, bias and recurrent kernel side by side
-    (when it is not the whole layer), then the recurrent kernel packed when planned."""
+    (and for a GRU its recurrent bias, when it is not the whole layer), then the recurrent kernel
+    packed when planned."""
     cdef Py_ssize_t gates = gates_of(k), units = k.units, s = sl.width, columns = gates * s, r
     cdef floating* recurrent_kernel = <floating*> sl.recurrent_kernel
     if sl.kernel != k.kernel:
@@ -609,14 +621,13 @@ cdef void fill_slice(const Call* k, const Slice* sl, const floating* precision) 
             copy_gates(<floating*> sl.kernel + r * columns, <const floating*> k.kernel + r * gates * units,
                        units, gates, sl.start, s)
         copy_gates(<floating*> sl.bias, <const floating*> k.bias, units, gates, sl.start, s)
+        if k.cell == GRU_CELL:
+            copy_gates(<floating*> sl.recurrent_bias, <const floating*> k.extra, units, gates, sl.start, s)
         for r in range(k.state):
             copy_gates(recurrent_kernel + r * columns, <const floating*> k.recurrent_kernel + r * gates * units,
                        units, gates, sl.start, s)
     if sl.pack:
-        if floating is float:
-            fr_pack_panels_f32(columns, k.state, recurrent_kernel, columns, <float*> sl.packed)
-        else:
-            fr_pack_panels_f64(columns, k.state, recurrent_kernel, columns, <double*> sl.packed)
+        pack_panels(columns, k.state, recurrent_kernel, <floating*> sl.packed)
 
 
 cdef floating* projected_step(const Call* k, const Slice* sl, Py_ssize_t t, const floating* precision) noexcept nogil:
@@ -723,7 +734,7 @@ cdef void gru_core(const Plan* p, const Slice* sl, Py_ssize_t t, floating* h_tm1
     cdef floating* h_tm1_b
     if k.reset_after:
         for b in range(batch):
-            copy_gates(g + b * width, <const floating*> k.extra, units, 3, u0, s)
+            memcpy(g + b * width, sl.recurrent_bias, width * sizeof(floating))
         gemm(batch, width, units, h_tm1, ldh, recurrent_kernel, width, 1, g, width, <floating*> sl.packed)
         for b in range(batch):
             z_b, g_b = z + b * width, g + b * width
