@@ -807,20 +807,26 @@ cdef void work(void* plan, int id, int n) noexcept nogil:
         work_as(<Plan*> plan, id, <const double*> NULL)
 
 
+cdef inline void start_plan(Plan* p) noexcept nogil:
+    """h_0 into the plan's first state buffer, read whole by every slice's first step."""
+    cdef const Call* k = p.k
+    cdef size_t size = itemsize(k)
+    cdef Py_ssize_t b
+    for b in range(k.batch):
+        memcpy(<char*> p.h[0] + b * p.ldh * size, <char*> k.h + b * k.state * size, k.state * size)
+
+
 cdef int run(Call* k) except -1 nogil:
     """Run `k` cut into as many slices as threads pay (see threads_for), on the team's threads."""
     global team_calls
     cdef Plan plan
     plan.memory = NULL
     cdef int n = threads_for(k)
-    cdef size_t size = itemsize(k)
-    cdef Py_ssize_t b
     if n > 1:
         n = fr_team_acquire(n)
     try:
         plan_call(&plan, k, n)
-        for b in range(k.batch):    # h_0, read whole by every slice's first step
-            memcpy(<char*> plan.h[0] + b * plan.ldh * size, <char*> k.h + b * k.state * size, k.state * size)
+        start_plan(&plan)
         if n > 1:
             team_calls += 1
             fr_team_run(work, &plan, n)
@@ -831,6 +837,39 @@ cdef int run(Call* k) except -1 nogil:
         if n > 1:
             fr_team_release()
     return 0
+
+
+# A batch split by rows (fastrnn/recurrent.py): each part is a call of its own over some rows,
+# run whole by one thread of the team, which first copies its rows of the batch-major inputs
+# into its time-major x. Parts are claimed like a call's slices (a lane of one item each), so
+# that a part whose thread is late is run by another.
+cdef struct Parts:
+    Call* calls
+    Plan* plans
+    const char* x               # (B, T, I) batch-major inputs of the whole batch
+    Py_ssize_t* starts          # each part's first row
+    int count
+    fr_queue queue
+
+
+cdef void work_parts(void* arg, int id, int n) noexcept nogil:
+    cdef Parts* parts = <Parts*> arg
+    cdef Call* k
+    cdef size_t row
+    cdef Py_ssize_t t, b
+    cdef int i, j
+    for i in range(parts.count):
+        j = (id + i) % parts.count
+        if not fr_queue_claim(&parts.queue, j, 0):
+            continue
+        k = &parts.calls[j]
+        row = k.inputs * itemsize(k)
+        for t in range(k.timesteps):
+            for b in range(k.batch):
+                memcpy(<char*> k.x + (t * k.batch + b) * row,
+                       parts.x + ((parts.starts[j] + b) * k.timesteps + t) * row, row)
+        start_plan(&parts.plans[j])
+        work(&parts.plans[j], 0, 1)
 
 
 # ------------------------------------------------------------------------------- the entry points
@@ -971,6 +1010,91 @@ def gru(x,                          # IN  (T, B, I) time-major inputs
         run(&k)
 
 
+cdef object check_call(Call* k, function, x, tuple arguments):
+    """Fill `k` for `function`, one of this module's kernels, on `x` and the arguments it takes
+    after x; x None stands for one step of zeros (a Step's). Returns the arguments' h."""
+    cdef Py_ssize_t n = len(arguments)
+    if function is simple_rnn and n == 7:
+        kernel, bias, recurrent_kernel, mask, activation, h, sequence = arguments
+        x = np.zeros((1, len(h), len(kernel)), h.dtype) if x is None else x
+        check_simple_rnn(k, x, kernel, bias, recurrent_kernel, mask, activation, h, sequence)
+    elif function is lstm and n == 10:
+        kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c, sequence = arguments
+        x = np.zeros((1, len(h), len(kernel)), h.dtype) if x is None else x
+        check_lstm(k, x, kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c,
+                   sequence)
+    elif function is gru and n == 10:
+        kernel, bias, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation, reset_after, h, \
+            sequence = arguments
+        x = np.zeros((1, len(h), len(kernel)), h.dtype) if x is None else x
+        check_gru(k, x, kernel, bias, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation,
+                  reset_after, h, sequence)
+    else:
+        raise TypeError(f"expected one of fastrnn._kernels' kernels and the arguments it takes after x, "
+                        f"got {function!r} with {n}")
+    k.packed = NULL
+    return h
+
+
+def run_parts(function, x, list parts):
+    """Run `function` on parts of one batch at once, each part on a thread of the team.
+
+    `x` holds the whole batch's inputs, batch-major (B, T, I) and C-contiguous; each part is
+    ``(start, x_part, arguments)``: its first row, an empty time-major (T, rows, I) array that
+    receives its rows of `x`, and the arguments `function` takes after x for those rows (their
+    mask, states and sequence rows, written in place). Rows are independent sequences, so a part
+    runs its whole recurrence without meeting the others. With the team busy, or one thread, the
+    parts run one after another on this thread.
+    """
+    global team_calls
+    cdef int count = len(parts), j
+    if not 1 <= count <= FR_TEAM_MAX:
+        raise ValueError(f"run_parts takes 1 to {FR_TEAM_MAX} parts, got {count}")
+    cdef Parts p
+    p.calls = <Call*> alloc_scratch(count * sizeof(Call))
+    p.plans = NULL
+    p.starts = NULL
+    cdef int planned = 0, n = 1
+    cdef cnp.npy_intp* xs
+    try:
+        p.plans = <Plan*> alloc_scratch(count * sizeof(Plan))
+        p.starts = <Py_ssize_t*> alloc_scratch(count * sizeof(Py_ssize_t))
+        for j in range(count):
+            start, x_part, arguments = parts[j]
+            check_call(&p.calls[j], function, x_part, arguments)
+            if j and p.calls[j].typenum != p.calls[0].typenum:
+                raise TypeError(f"run_parts: part {j} is of another dtype than part 0")
+            p.starts[j] = start
+        xs = shape_of(x, b"x", p.calls[0].typenum, 3, True)
+        for j in range(count):
+            if not (0 <= p.starts[j] and p.starts[j] + p.calls[j].batch <= xs[0]
+                    and p.calls[j].timesteps == xs[1] and p.calls[j].inputs == xs[2]):
+                raise ValueError(f"run_parts: part {j} (rows {p.starts[j]} to "
+                                 f"{p.starts[j] + p.calls[j].batch}, {p.calls[j].timesteps} steps of "
+                                 f"{p.calls[j].inputs}) does not fit x of shape {tuple(x.shape)}")
+        p.x, p.count = <const char*> data(x), count
+        memset(&p.queue, 0, sizeof(fr_queue))
+        with nogil:
+            for j in range(count):
+                p.plans[j].memory = NULL
+            for j in range(count):
+                plan_call(&p.plans[j], &p.calls[j], 1)
+                planned += 1
+            n = fr_team_acquire(min(count, team_size))
+            if n > 1:
+                team_calls += 1
+                fr_team_run(work_parts, &p, n)
+                fr_team_release()
+            else:
+                work_parts(&p, 0, 1)
+    finally:
+        for j in range(planned):
+            free(p.plans[j].memory)
+        free(p.calls)
+        free(p.plans)
+        free(p.starts)
+
+
 cdef class Step:
     """One timestep of a kernel with everything but the input bound: the embedded hot path.
 
@@ -985,28 +1109,10 @@ cdef class Step:
     cdef object h
 
     def __init__(self, function, tuple arguments):
-        cdef Py_ssize_t n = len(arguments)
         free(self.call.packed)
         self.call.packed = NULL
         # A stand-in input of one step: the kernel's own checks then bind everything else.
-        if function is simple_rnn and n == 7:
-            kernel, bias, recurrent_kernel, mask, activation, h, sequence = arguments
-            x = np.zeros((1, len(h), len(kernel)), h.dtype)
-            check_simple_rnn(&self.call, x, kernel, bias, recurrent_kernel, mask, activation, h, sequence)
-        elif function is lstm and n == 10:
-            kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c, sequence = arguments
-            x = np.zeros((1, len(h), len(kernel)), h.dtype)
-            check_lstm(&self.call, x, kernel, bias, recurrent_kernel, projection, mask, activation,
-                       recurrent_activation, h, c, sequence)
-        elif function is gru and n == 10:
-            kernel, bias, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation, reset_after, h, \
-                sequence = arguments
-            x = np.zeros((1, len(h), len(kernel)), h.dtype)
-            check_gru(&self.call, x, kernel, bias, recurrent_kernel, recurrent_bias, mask, activation,
-                      recurrent_activation, reset_after, h, sequence)
-        else:
-            raise TypeError(f"Step binds one of fastrnn._kernels' kernels and its arguments after x, "
-                            f"got {function!r} with {n}")
+        h = check_call(&self.call, function, None, arguments)
         if self.call.mask != NULL or self.call.sequence != NULL:
             raise ValueError("Step binds the empty mask and sequence: one step needs neither")
         self.arguments, self.h = arguments, h

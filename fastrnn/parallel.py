@@ -2,7 +2,9 @@
 
 Three kinds of work are independent: the rows of a batch (each row is its own sequence), the two
 directions of a Bidirectional layer and the length groups of a ragged `predict`. They share one
-thread pool of ``fastrnn.set_num_threads(n) - 1`` threads, the calling thread taking a part too.
+thread pool of ``fastrnn.set_num_threads(n) - 1`` threads, the calling thread taking a part too;
+with the compiled backend, the rows of a batch run on the kernels' own threads instead
+(``run_parts``, see fastrnn/recurrent.py), which hand over work faster.
 Work is split only when each part pays for the hand-off (tens of microseconds), and never again
 inside a part: a part waiting for parts queued behind it could wait for a pool thread that is
 itself waiting. Nor do the compiled kernels share a part's steps among their own team of threads

@@ -267,6 +267,18 @@ class _RNN(Layer):
         """
         kernels = backends.kernels()
         parts = parallel.row_parts(x.shape[0], x.shape[1] * self._step_work)
+        if hasattr(kernels, "run_parts"):
+            # The compiled kernels run the parts on their own threads, which wait for work spinning
+            # for a while: handing a part to a Python thread cost 0.1-2 ms here (its core asleep).
+            x = np.ascontiguousarray(x, dtype=self.dtype)
+            calls = []
+            for rows in parts:
+                function, arguments = self._kernel_call(kernels, mask[rows], [state[rows] for state in states],
+                                                        sequence[rows])
+                span = range(x.shape[0])[rows]
+                calls.append((span.start, np.empty((x.shape[1], len(span), x.shape[2]), self.dtype), arguments))
+            kernels.run_parts(function, x, calls)
+            return
         parallel.run(*(functools.partial(self._run_rows, kernels, x[rows], mask[rows],
                                          [state[rows] for state in states], sequence[rows])
                        for rows in parts))

@@ -164,25 +164,108 @@ def test_concurrent_callers_share_the_team_without_waiting(tuned):
     assert _kernels.calls_on_several_threads() > before
 
 
-def test_row_split_holds_the_team(tuned, monkeypatch):
-    """While fastrnn splits a batch across its own threads, the kernels inside run alone (two
-    parts each starting a team would ask for more threads than there are)."""
+def test_row_split_runs_its_parts_on_the_team(tuned, monkeypatch):
+    """fastrnn's row split hands its parts to the kernels' team in one call (`run_parts`); the
+    calls inside run alone (two parts each starting a team would ask for more threads than there
+    are), and the team is free again afterwards."""
     tuned(threads=2, min_step_work=0)
     monkeypatch.setattr(parallel, "MIN_WORK_PER_PART", 1)
     previous = fastrnn.num_threads()
     fastrnn.set_num_threads(2)
     try:
-        layer = make_layer("lstm", "float32", return_sequences=True)
+        layer = make_layer("lstm", "float32", return_sequences=True, go_backwards=True)
         x, mask, _ = make_inputs(layer, 12, 5)
         assert len(parallel.row_parts(12, 1)) == 2
         expected = on_reference(lambda: layer(x, mask=mask))
         before = _kernels.calls_on_several_threads()
         assert_close(layer(x, mask=mask), expected, "float32")
-        assert _kernels.calls_on_several_threads() == before
+        assert _kernels.calls_on_several_threads() == before + 1
         assert _kernels.hold_threads()           # and it was given back
         _kernels.release_threads()
     finally:
         fastrnn.set_num_threads(previous)
+
+
+def _parts(layer, x, mask, states, bounds, sequence):
+    """run_parts's arguments for `layer` on rows split at `bounds` (batch-major `x`)."""
+    kernel_mask = np.ascontiguousarray(mask).view(np.uint8)
+    calls = []
+    for start, stop in zip(bounds, bounds[1:]):
+        rows = slice(start, stop)
+        function, arguments = layer._kernel_call(_kernels, kernel_mask[rows], [s[rows] for s in states],
+                                                 sequence[rows])
+        calls.append((start, np.empty((x.shape[1], stop - start, x.shape[2]), x.dtype), arguments))
+    return function, calls
+
+
+PARTS = list(itertools.product(CELLS, DTYPES, [1, 2, 3], [[0, 9], [0, 4, 9], [0, 1, 5, 9], [0, 2, 3, 6, 7, 9]]))
+
+
+@pytest.mark.parametrize("cell, dtype, threads, bounds", PARTS,
+                         ids=["%s-%s-t%d-%s" % (c, d, t, "_".join(map(str, b))) for c, d, t, b in PARTS])
+def test_run_parts_matches_whole_batch_calls(tuned, cell, dtype, threads, bounds):
+    """Parts of unequal rows (more parts than threads, or fewer) write the same states and
+    sequence rows as one call on the whole batch, with a mask and initial states."""
+    tuned(threads=threads)
+    layer = make_layer(cell, dtype)
+    x, mask, states = make_inputs(layer, 9, 6)
+    whole = [s.copy() for s in states]
+    whole_sequence = np.zeros((9, 6, layer._sizes[0]), dtype)
+    function, arguments = layer._kernel_call(_kernels, np.ascontiguousarray(mask).view(np.uint8), whole,
+                                             whole_sequence)
+    function(np.ascontiguousarray(x.transpose(1, 0, 2)), *arguments)
+    sequence = np.zeros_like(whole_sequence)
+    function, calls = _parts(layer, x, mask, states, bounds, sequence)
+    before = _kernels.calls_on_several_threads()
+    _kernels.run_parts(function, x, calls)
+    tolerance = {"float32": 1e-6, "float64": 1e-12}[dtype]
+    for got, want in zip(states + [sequence], whole + [whole_sequence]):
+        np.testing.assert_allclose(got, want, rtol=0, atol=tolerance)
+    several = threads > 1 and len(bounds) > 2
+    assert _kernels.calls_on_several_threads() - before == several
+
+
+def test_run_parts_with_the_team_busy_runs_them_in_turn(tuned):
+    """A caller that finds the team held runs every part itself and does not wait."""
+    tuned(threads=2)
+    layer = make_layer("gru", "float32")
+    x, mask, states = make_inputs(layer, 8, 4)
+    expected = on_reference(lambda: layer(x, mask=mask, initial_state=states))
+    sequence = np.zeros((0, 0, 0), np.float32)
+    function, calls = _parts(layer, x, mask, states, [0, 4, 8], sequence)
+    assert _kernels.hold_threads()
+    try:
+        before = _kernels.calls_on_several_threads()
+        _kernels.run_parts(function, x, calls)
+        assert _kernels.calls_on_several_threads() == before
+    finally:
+        _kernels.release_threads()
+    assert_close(states[0], expected, "float32")
+
+
+def test_run_parts_rejects_what_does_not_fit(tuned):
+    tuned(threads=2)
+    layer = make_layer("simple_rnn", "float32")
+    x, mask, states = make_inputs(layer, 8, 4)
+    sequence = np.zeros((0, 0, 0), np.float32)
+    function, calls = _parts(layer, x, mask, states, [0, 4, 8], sequence)
+    with pytest.raises(ValueError, match=r"part 1 \(rows 5 to 9, 4 steps of 5\) does not fit x of shape \(8, 4, 5\)"):
+        _kernels.run_parts(function, x, [calls[0], (5,) + calls[1][1:]])
+    with pytest.raises(ValueError, match="part 0"):
+        _kernels.run_parts(function, x[:, :3].copy(), calls[:1])
+    with pytest.raises(ValueError, match="x"):
+        _kernels.run_parts(function, x.astype(np.float64), calls)
+    with pytest.raises(ValueError, match="run_parts takes 1 to"):
+        _kernels.run_parts(function, x, [])
+    with pytest.raises(TypeError, match="kernels"):
+        _kernels.run_parts(print, x, calls)
+    with pytest.raises(TypeError, match="another dtype"):
+        other = make_layer("simple_rnn", "float64")
+        _, other_calls = _parts(other, x.astype(np.float64), mask, [s.astype(np.float64) for s in states],
+                                [4, 8], np.zeros((0, 0, 0)))
+        _kernels.run_parts(function, x, calls[:1] + other_calls)
+    assert _kernels.hold_threads()           # the team is free after every error
+    _kernels.release_threads()
 
 
 def _team_call_in_child(queue):
