@@ -41,7 +41,7 @@ for dtype, batch, units, timesteps in itertools.product(("float32", "float64"), 
         cases += 1
 # A batch split across threads (fastrnn/parallel.py): each part writes its own rows.
 fastrnn.set_num_threads(3)
-fastrnn.parallel.MIN_WORK_PER_PART = 1
+fastrnn.parallel.MIN_WORK_PER_PART = fastrnn.parallel.MIN_WORK_PER_TEAM_PART = 1
 for layer in (fastrnn.LSTM(8, return_sequences=True, seed=0), fastrnn.GRU(9, seed=0)):
     layer(rng.standard_normal((13, 4, 3)).astype("float32"))
     cases += 1

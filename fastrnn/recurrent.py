@@ -241,11 +241,14 @@ class _RNN(Layer):
         sequence = (np.empty((batch, timesteps, self._sizes[0]), self.dtype) if return_sequences
                     else self._no_sequence)
         kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
-        if not parallel.may_split(batch * timesteps * self._step_work // 2):
+        kernels = backends.kernels()
+        # Row parts on the compiled kernels' own threads (`run_parts`) are handed over faster.
+        min_work = parallel.MIN_WORK_PER_TEAM_PART if hasattr(kernels, "run_parts") else parallel.MIN_WORK_PER_PART
+        if not parallel.may_split(batch * timesteps * self._step_work // 2, min_work):
             if batch:
-                self._run_rows(backends.kernels(), x, kernel_mask, states, sequence)
+                self._run_rows(kernels, x, kernel_mask, states, sequence)
         else:
-            self._run_split(x, kernel_mask, states, sequence)
+            self._run_split(kernels, x, kernel_mask, states, sequence, min_work)
 
         output = sequence if return_sequences else states[0]
         if mask is not None:
@@ -259,14 +262,14 @@ class _RNN(Layer):
                 output[~(started if return_sequences else started[:, -1])] = 0
         return output, states
 
-    def _run_split(self, x, mask, states, sequence):
-        """`_run_rows` over slices of the batch, on the threads of `fastrnn.set_num_threads`.
+    def _run_split(self, kernels, x, mask, states, sequence, min_work):
+        """`_run_rows` over slices of the batch, on the threads of `fastrnn.set_num_threads`,
+        each of at least `min_work` multiply-adds.
 
         Rows are independent sequences, so each thread runs the whole recurrence for its own
         rows, writing its slice of the states and the sequence: no step-by-step handshake.
         """
-        kernels = backends.kernels()
-        parts = parallel.row_parts(x.shape[0], x.shape[1] * self._step_work)
+        parts = parallel.row_parts(x.shape[0], x.shape[1] * self._step_work, min_work)
         if hasattr(kernels, "run_parts"):
             # The compiled kernels run the parts on their own threads, which wait for work spinning
             # for a while: handing a part to a Python thread cost 0.1-2 ms here (its core asleep).

@@ -119,6 +119,7 @@ def test_batch_split_across_threads_matches_reference(backend_name, monkeypatch,
     """With the thresholds lowered, even this small batch is split across 3 threads (rows 0-4,
     4-8, 8-13): each part writes its rows of the states and the sequence."""
     monkeypatch.setattr(parallel, "MIN_WORK_PER_PART", 1)
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
     previous = fastrnn.num_threads()
     fastrnn.set_num_threads(3)
     try:
@@ -134,7 +135,7 @@ def test_batch_split_across_threads_matches_reference(backend_name, monkeypatch,
 
 
 def _split_call_in_child(queue):
-    parallel.MIN_WORK_PER_PART = 1
+    parallel.MIN_WORK_PER_PART = parallel.MIN_WORK_PER_TEAM_PART = 1
     layer = fastrnn.LSTM(8, seed=0)
     queue.put(layer(np.ones((12, 3, 2), np.float32)).sum())
 
@@ -145,6 +146,7 @@ def test_a_forked_child_splits_calls_without_hanging(monkeypatch):
     import multiprocessing
 
     monkeypatch.setattr(parallel, "MIN_WORK_PER_PART", 1)
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
     previous = fastrnn.num_threads()
     fastrnn.set_num_threads(2)
     try:
@@ -169,6 +171,7 @@ def test_bidirectional_directions_in_parallel_match_reference(backend_name, monk
     """With the thresholds lowered, the two directions run on two threads, and neither splits its
     batch again (a pool thread waiting for work queued behind itself would never return)."""
     monkeypatch.setattr(parallel, "MIN_WORK_PER_PART", 1)
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
     previous = fastrnn.num_threads()
     fastrnn.set_num_threads(2)
     try:

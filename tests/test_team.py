@@ -170,6 +170,7 @@ def test_row_split_runs_its_parts_on_the_team(tuned, monkeypatch):
     are), and the team is free again afterwards."""
     tuned(threads=2, min_step_work=0)
     monkeypatch.setattr(parallel, "MIN_WORK_PER_PART", 1)
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
     previous = fastrnn.num_threads()
     fastrnn.set_num_threads(2)
     try:
@@ -182,6 +183,31 @@ def test_row_split_runs_its_parts_on_the_team(tuned, monkeypatch):
         assert _kernels.calls_on_several_threads() == before + 1
         assert _kernels.hold_threads()           # and it was given back
         _kernels.release_threads()
+    finally:
+        fastrnn.set_num_threads(previous)
+
+
+def test_row_parts_on_the_team_from_a_lower_threshold(tuned, monkeypatch):
+    """With the compiled kernels, a batch splits into row parts from MIN_WORK_PER_TEAM_PART of
+    work per part (their hand-over is cheap), not MIN_WORK_PER_PART as on the Python pool."""
+    tuned(threads=2)
+    previous = fastrnn.num_threads()
+    fastrnn.set_num_threads(2)
+    calls = []
+    run_parts = _kernels.run_parts
+    monkeypatch.setattr(_kernels, "run_parts", lambda function, x, parts: (calls.append(len(parts)),
+                                                                            run_parts(function, x, parts)))
+    try:
+        layer = make_layer("lstm", "float32")
+        per_part = lambda batch, timesteps: batch * timesteps * layer._step_work // 2
+        timesteps = -(-parallel.MIN_WORK_PER_TEAM_PART // per_part(8, 1))     # just enough
+        assert per_part(8, timesteps) < parallel.MIN_WORK_PER_PART
+        for steps, parts in ((timesteps, [2]), (timesteps - 1, [])):
+            calls.clear()
+            x, _, _ = make_inputs(layer, 8, steps)
+            expected = on_reference(lambda: layer(x))
+            assert_close(layer(x), expected, "float32")
+            assert calls == parts, steps
     finally:
         fastrnn.set_num_threads(previous)
 
