@@ -21,11 +21,14 @@ from . import backends
 MIN_WORK_PER_PART = 1 << 23
 MIN_ROWS_PER_PART = 4
 # The same for row parts run by the compiled kernels' team (`run_parts`), handed over in
-# microseconds while its threads spin. Measured, 2 threads against the team's slices and one
-# thread: LSTM 8x50x32x64 (4.9M per part) 281 us against 369 and 407, 8x20x32x64 (2M) 157
-# against 172 and 206, GRU 16x20x16x32 (0.75M) 84 against 88 and 95; SimpleRNN 8x20x16x32
-# (0.12M) 36 against 49 and 28.
+# microseconds while its threads spin; a part of one row runs its products one row at a time,
+# with kernels made for that. Measured, 2 threads against the team's slices (or one thread):
+# LSTM 8x50x32x64 (4.9M per part) 281 us against 369, 8x20x32x64 (2M) 157 against 172, GRU
+# 16x20x16x32 (0.75M) 84 against 88, LSTM 4x2000x16x32 in parts of 2 rows 1991 against 2840,
+# GRU 2x100x64x128 in parts of one row 388 against 680 (one thread); SimpleRNN 8x20x16x32
+# (0.12M) 36 against 49, where one thread took 28.
 MIN_WORK_PER_TEAM_PART = 1 << 20
+MIN_ROWS_PER_TEAM_PART = 1
 
 _pool = None
 _pool_size = 0
@@ -57,21 +60,23 @@ def _executor():
         return _pool
 
 
-def may_split(work_per_part, min_work=None):
+def may_split(work_per_part, team=False):
     """Whether work can be split into parts of `work_per_part` multiply-adds: threads to spare,
-    at least `min_work` (default MIN_WORK_PER_PART) in each part, and not already inside a part."""
-    return (work_per_part >= (MIN_WORK_PER_PART if min_work is None else min_work)
+    enough work in each part (less for row parts on the kernels' `team`), and not already inside
+    a part."""
+    return (work_per_part >= (MIN_WORK_PER_TEAM_PART if team else MIN_WORK_PER_PART)
             and backends.num_threads() > 1 and not getattr(_part, "active", False))
 
 
-def row_parts(batch, work_per_row, min_work=None):
+def row_parts(batch, work_per_row, team=False):
     """Slices of a batch of `batch` rows for the threads (one slice when splitting does not pay),
-    with boundaries on multiples of 4 rows and `min_work` as in `may_split`."""
-    min_work = MIN_WORK_PER_PART if min_work is None else min_work
-    n = min(backends.num_threads(), batch // MIN_ROWS_PER_PART, batch * work_per_row // min_work)
+    with boundaries on multiples of 4 rows, or for parts on the kernels' `team`, of one."""
+    min_work, rows = (MIN_WORK_PER_TEAM_PART, MIN_ROWS_PER_TEAM_PART) if team else (MIN_WORK_PER_PART,
+                                                                                     MIN_ROWS_PER_PART)
+    n = min(backends.num_threads(), batch // rows, batch * work_per_row // min_work)
     if n <= 1:
         return [slice(None)]
-    bounds = [round(batch * i / n / 4) * 4 for i in range(n)] + [batch]
+    bounds = [round(batch * i / n / rows) * rows for i in range(n)] + [batch]
     return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
 
 

@@ -242,13 +242,13 @@ class _RNN(Layer):
                     else self._no_sequence)
         kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
         kernels = backends.kernels()
-        # Row parts on the compiled kernels' own threads (`run_parts`) are handed over faster.
-        min_work = parallel.MIN_WORK_PER_TEAM_PART if hasattr(kernels, "run_parts") else parallel.MIN_WORK_PER_PART
-        if not parallel.may_split(batch * timesteps * self._step_work // 2, min_work):
-            if batch:
-                self._run_rows(kernels, x, kernel_mask, states, sequence)
-        else:
-            self._run_split(kernels, x, kernel_mask, states, sequence, min_work)
+        team = hasattr(kernels, "run_parts")      # row parts on the compiled kernels' own threads
+        parts = (parallel.row_parts(batch, timesteps * self._step_work, team)
+                 if parallel.may_split(batch * timesteps * self._step_work // 2, team) else ())
+        if len(parts) > 1:
+            self._run_split(kernels, x, kernel_mask, states, sequence, parts)
+        elif batch:     # (the kernels may still share each step among their threads)
+            self._run_rows(kernels, x, kernel_mask, states, sequence)
 
         output = sequence if return_sequences else states[0]
         if mask is not None:
@@ -262,14 +262,13 @@ class _RNN(Layer):
                 output[~(started if return_sequences else started[:, -1])] = 0
         return output, states
 
-    def _run_split(self, kernels, x, mask, states, sequence, min_work):
-        """`_run_rows` over slices of the batch, on the threads of `fastrnn.set_num_threads`,
-        each of at least `min_work` multiply-adds.
+    def _run_split(self, kernels, x, mask, states, sequence, parts):
+        """`_run_rows` over the `parts` (slices) of the batch, on the threads of
+        `fastrnn.set_num_threads`.
 
         Rows are independent sequences, so each thread runs the whole recurrence for its own
         rows, writing its slice of the states and the sequence: no step-by-step handshake.
         """
-        parts = parallel.row_parts(x.shape[0], x.shape[1] * self._step_work, min_work)
         if hasattr(kernels, "run_parts"):
             # The compiled kernels run the parts on their own threads, which wait for work spinning
             # for a while: handing a part to a Python thread cost 0.1-2 ms here (its core asleep).

@@ -117,13 +117,15 @@ SPLIT = list(itertools.product(CELLS, DTYPES, [False, True], [False, True]))
 def test_batch_split_across_threads_matches_reference(backend_name, monkeypatch, cell, dtype, with_mask,
                                                       go_backwards):
     """With the thresholds lowered, even this small batch is split across 3 threads (rows 0-4,
-    4-8, 8-13): each part writes its rows of the states and the sequence."""
+    4-8, 8-13 on the Python pool, 0-4, 4-9, 9-13 on the compiled kernels' team): each part
+    writes its rows of the states and the sequence."""
     monkeypatch.setattr(parallel, "MIN_WORK_PER_PART", 1)
     monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
     previous = fastrnn.num_threads()
     fastrnn.set_num_threads(3)
     try:
         assert parallel.row_parts(13, 1) == [slice(0, 4), slice(4, 8), slice(8, 13)]
+        assert parallel.row_parts(13, 1, team=True) == [slice(0, 4), slice(4, 9), slice(9, 13)]
         layer = make_layer(dtype, cell=cell, return_sequences=True, return_state=True,
                            go_backwards=go_backwards)
         x, mask, h0 = make_inputs(dtype, batch=13, cell=cell)

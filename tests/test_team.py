@@ -189,7 +189,8 @@ def test_row_split_runs_its_parts_on_the_team(tuned, monkeypatch):
 
 def test_row_parts_on_the_team_from_a_lower_threshold(tuned, monkeypatch):
     """With the compiled kernels, a batch splits into row parts from MIN_WORK_PER_TEAM_PART of
-    work per part (their hand-over is cheap), not MIN_WORK_PER_PART as on the Python pool."""
+    work per part (their hand-over is cheap), not MIN_WORK_PER_PART as on the Python pool; a
+    batch of one row shares its steps among the team's threads."""
     tuned(threads=2)
     previous = fastrnn.num_threads()
     fastrnn.set_num_threads(2)
@@ -208,6 +209,13 @@ def test_row_parts_on_the_team_from_a_lower_threshold(tuned, monkeypatch):
             expected = on_reference(lambda: layer(x))
             assert_close(layer(x), expected, "float32")
             assert calls == parts, steps
+        # One row cannot be split: its steps are shared among the team's threads instead.
+        calls.clear()
+        x, _, _ = make_inputs(layer, 1, 8 * timesteps)
+        expected = on_reference(lambda: layer(x))
+        before = _kernels.calls_on_several_threads()
+        assert_close(layer(x), expected, "float32")
+        assert calls == [] and _kernels.calls_on_several_threads() == before + 1
     finally:
         fastrnn.set_num_threads(previous)
 
