@@ -4,6 +4,7 @@ tests/test_fast_math.py checks every 251st pattern in CI; this is the full sweep
 quoted in csrc/fast_math.h (about two minutes per activation on the development machine)::
 
     python bench/exhaustive_ulp.py sigmoid tanh
+    python bench/exhaustive_ulp.py --numba sigmoid tanh     # the Numba kernels' own
 """
 import argparse
 import pathlib
@@ -21,8 +22,9 @@ CHUNK = 2 ** 25
 BINS = [0, 0.5, 1, 1.5, 2, np.inf]
 
 
-def sweep(name):
-    """The largest ulp error of activation `name`, its input, and a histogram over BINS."""
+def sweep(name, compiled=compiled):
+    """The largest ulp error of activation `name` as `compiled` computes it (in place), its input,
+    and a histogram over BINS."""
     worst, worst_x, counts = 0.0, None, np.zeros(len(BINS) - 1, np.int64)
     code = activations.code(name)
     for start in range(0, 2 ** 32, CHUNK):
@@ -42,8 +44,14 @@ def sweep(name):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", help="activations: tanh, sigmoid, silu, exponential, elu, selu")
-    for name in parser.parse_args().names:
-        worst, worst_x, counts = sweep(name)
+    parser.add_argument("--numba", action="store_true", help="the Numba backend's activations instead")
+    args = parser.parse_args()
+    if args.numba:
+        from fastrnn._numba import activate as implementation
+    else:
+        implementation = compiled
+    for name in args.names:
+        worst, worst_x, counts = sweep(name, implementation)
         print(f"{name}: max {worst:.3f} ulp at {worst_x!r}; inputs with error "
               + ", ".join(f"[{lo}, {hi}): {n}" for lo, hi, n in zip(BINS, BINS[1:], counts)), flush=True)
 

@@ -9,6 +9,8 @@ import math
 import numba
 import numpy as np
 
+from . import _numba_fast_math as fast_math
+
 # Activation codes: the contract with fastrnn/activations.py CODES.
 LINEAR = 0
 TANH = 1
@@ -53,11 +55,9 @@ def activate(v, activation):
     """Apply the activation with code `activation` to the row `v` in place."""
     n = v.shape[0]
     if activation == TANH:
-        for j in range(n):
-            v[j] = math.tanh(v[j])
+        fast_math.tanh_row(v)
     elif activation == SIGMOID:
-        for j in range(n):
-            v[j] = _sigmoid(v[j])
+        fast_math.sigmoid_row(v)
     elif activation == RELU:
         for j in range(n):
             v[j] = 0 if v[j] < 0 else v[j]

@@ -3,12 +3,13 @@
 csrc/fast_math.h computes sigmoid and tanh in float32 lanes, and silu, exp, elu and selu in double
 precision rounded once; all must stay within 2 ulp of the float64 function everywhere: every
 251st float32 bit pattern (positives and negatives, subnormals included) plus the special values
-(bench/exhaustive_ulp.py sweeps all of them).
+(bench/exhaustive_ulp.py sweeps all of them). The Numba kernels' float32 sigmoid and tanh
+(fastrnn/_numba_fast_math.py, the same formulas) are held to the same bound.
 """
 import numpy as np
 import pytest
 
-from fastrnn import activations
+from fastrnn import _numba, activations
 from fastrnn._kernels import activation as compiled
 
 SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 1.1754944e-38, 3.4028235e38,
@@ -55,11 +56,23 @@ def test_float32_activation_within_2_ulp(name):
     assert errors[worst] <= 2, f"{name}({x[worst]!r}) = {result[worst]!r}, {errors[worst]:.2f} ulp off"
 
 
-def test_special_values():
+@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
+def test_numba_float32_activation_within_2_ulp(name):
+    x = float32_grid()
+    result = x.copy()
+    _numba.activate(result, activations.code(name))
+    errors = ulp_error(result, float64_truth(name, x))
+    worst = int(np.argmax(errors))
+    assert errors[worst] <= 2, f"{name}({x[worst]!r}) = {result[worst]!r}, {errors[worst]:.2f} ulp off"
+    assert np.array_equal(np.isnan(result), np.isnan(x))
+
+
+@pytest.mark.parametrize("activate", [compiled, _numba.activate], ids=["cython", "numba"])
+def test_special_values(activate):
     x = np.array([np.nan, -0.0, np.inf, -np.inf, -1000.0, 1000.0], np.float32)
     t = x.copy()
-    compiled(t, activations.code("tanh"))
+    activate(t, activations.code("tanh"))
     assert np.isnan(t[0]) and np.signbit(t[1]) and list(t[2:]) == [1, -1, -1, 1]
     s = x.copy()
-    compiled(s, activations.code("sigmoid"))
+    activate(s, activations.code("sigmoid"))
     assert np.isnan(s[0]) and list(s[2:]) == [1, 0, 0, 1]
