@@ -111,6 +111,11 @@ cdef Py_ssize_t SMALL_GEMM_PACKED = 1 << 27
 # SMALL_PROJECTION multiply-adds. Measured on one thread against a projection of every step at
 # once: LSTM 512x20x64x64 1.08-1.15x, 64x100x256x512 1.11x, GRU 512x20x64x64 1.10x, the other
 # shapes 0.97-1.05x; in small_gemm.h up to 2**25, a chunk of one step ran 0.70x (LSTM 128x50x128x256).
+# A kernel of at most PROJECTED_ELEMENTS values is cheap to copy, and its chunks stay within that
+# many values (half of L2 in float32), however few rows: 512 rows of 384-512 columns (0.8-1 MB) had
+# the sequence output evict them. Side by side, sequence output: GRU 32x100x64x128 1.20x on one
+# thread, 1.13x on two, LSTM 32x100x64x128 1.14x and 1.28x; last step only and larger kernels
+# unchanged (LSTM 64x100x256x512 ran 0.90x with chunks of 128 rows).
 cdef Py_ssize_t PROJECTED_ELEMENTS = 1 << 16
 cdef Py_ssize_t PROJECTED_ROWS = 512
 cdef Py_ssize_t SMALL_PROJECTION = 1 << 22
@@ -573,8 +578,11 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         sl.width = slice_start(k.units, id + 1, n, align) - sl.start
         columns = gates * sl.width
         sl.pack = k.packed == NULL and packs(k, columns, k.timesteps)
-        sl.chunk = min(k.timesteps, max(PROJECTED_ELEMENTS // max(1, k.batch * columns),
-                                        (PROJECTED_ROWS + k.batch - 1) // max(1, k.batch)))
+        if k.inputs * columns <= PROJECTED_ELEMENTS:     # a small kernel: BLAS's copy of it is cheap
+            sl.chunk = min(k.timesteps, max(1, PROJECTED_ELEMENTS // max(1, k.batch * columns)))
+        else:
+            sl.chunk = min(k.timesteps, max(PROJECTED_ELEMENTS // max(1, k.batch * columns),
+                                            (PROJECTED_ROWS + k.batch - 1) // max(1, k.batch)))
         offsets[id][0] = take(&total, sl.chunk * k.batch * columns, align)
         offsets[id][1] = take(&total, k.inputs * columns if n > 1 else 0, align)
         offsets[id][2] = take(&total, columns if n > 1 else 0, align)

@@ -109,6 +109,20 @@ def test_chunked_input_projection_matches_reference(tuned, cell, chunk):
     assert_close(layer(x, mask=mask, initial_state=states), expected, "float32")
 
 
+@pytest.mark.parametrize("cell, gates", [("simple_rnn", 1), ("lstm", 4), ("gru", 3)])
+def test_chunks_of_a_small_kernel_stay_within_projected_elements(tuned, cell, gates):
+    """A kernel no larger than `projected_elements` values is projected in chunks of at most that
+    many values, whatever `projected_rows` asks: here 3 steps of 7 (a chunk that does not divide
+    them), where the rows alone would take every step at once; the outputs are the reference's."""
+    batch, columns = 3, gates * UNITS
+    tuned(threads=1, projected_elements=3 * batch * columns, projected_rows=10**6)
+    assert INPUT_DIM * columns <= 3 * batch * columns
+    layer = make_layer(cell, "float32", return_sequences=True, return_state=True)
+    x, mask, states = make_inputs(layer, batch, timesteps=7)
+    expected = on_reference(lambda: layer(x, mask=mask, initial_state=states))
+    assert_close(layer(x, mask=mask, initial_state=states), expected, "float32")
+
+
 def test_team_threshold_and_slices(tuned):
     """A call shares its steps only when each thread gets the measured minimum of work, and only
     with slices of at least a cache line of units (16 float32 units)."""
