@@ -149,10 +149,22 @@ def test_team_threshold_and_slices(tuned):
     assert not runs_on_team(64, batch=64)
 
 
-def test_concurrent_callers_share_the_team_without_waiting(tuned):
-    """Calls from several threads at once: one takes the team, the others run alone; each
-    gets its own right answer and nothing hangs."""
+@pytest.mark.parametrize("row_parts", [False, True], ids=["slices", "row_parts"])
+def test_concurrent_callers_share_the_team_without_waiting(tuned, monkeypatch, row_parts):
+    """Calls from several threads at once, sharing their steps or split into row parts: one
+    takes the team, the others run alone; each gets its own right answer and nothing hangs."""
     tuned(threads=2, min_step_work=0)
+    if row_parts:
+        monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
+    previous = fastrnn.num_threads()
+    fastrnn.set_num_threads(2)
+    try:
+        _concurrent_callers()
+    finally:
+        fastrnn.set_num_threads(previous)
+
+
+def _concurrent_callers():
     layers = [make_layer(cell, "float32", seed=seed, return_sequences=True)
               for seed, cell in enumerate(["simple_rnn", "lstm", "gru"] * 2)]
     inputs = [make_inputs(layer, 3, 40, seed=seed)[0] for seed, layer in enumerate(layers)]
