@@ -1044,38 +1044,41 @@ cdef object check_call(Call* k, function, x, tuple arguments):
     return h
 
 
-def run_parts(function, x, list parts):
+def run_parts(function, x, parts):
     """Run `function` on parts of one batch at once, each part on a thread of the team.
 
     `x` holds the whole batch's inputs, batch-major (B, T, I) and C-contiguous; each part is
     ``(start, x_part, arguments)``: its first row, an empty time-major (T, rows, I) array that
     receives its rows of `x`, and the arguments `function` takes after x for those rows (their
-    mask, states and sequence rows, written in place). Rows are independent sequences, so a part
-    runs its whole recurrence without meeting the others. With the team busy, or one thread, the
-    parts run one after another on this thread.
+    mask, states and sequence rows, written in place; the parts' arrays must not overlap). Rows
+    are independent sequences, so a part runs its whole recurrence without meeting the others.
+    With the team busy, or one thread, the parts run one after another on this thread.
     """
     global team_calls
+    parts = tuple(parts)        # held here: the arrays must outlive the threads that use them
     cdef int count = len(parts), j
     if not 1 <= count <= FR_TEAM_MAX:
         raise ValueError(f"run_parts takes 1 to {FR_TEAM_MAX} parts, got {count}")
     cdef Parts p
     p.calls = <Call*> alloc_scratch(count * sizeof(Call))
-    p.plans = NULL
     p.starts = NULL
+    cdef void* plans = NULL     # the plans hold a 64-byte aligned queue: aligned by hand
     cdef int planned = 0, n = 1
     cdef cnp.npy_intp* xs
     try:
-        p.plans = <Plan*> alloc_scratch(count * sizeof(Plan))
+        plans = alloc_scratch(count * sizeof(Plan) + 64)
+        p.plans = <Plan*> (<char*> plans + (64 - <size_t> plans % 64) % 64)
         p.starts = <Py_ssize_t*> alloc_scratch(count * sizeof(Py_ssize_t))
         for j in range(count):
             start, x_part, arguments = parts[j]
+            shape_of(x_part, b"x_part", typenum_of(x_part), 3, True)     # written by the part
             check_call(&p.calls[j], function, x_part, arguments)
             if j and p.calls[j].typenum != p.calls[0].typenum:
                 raise TypeError(f"run_parts: part {j} is of another dtype than part 0")
             p.starts[j] = start
-        xs = shape_of(x, b"x", p.calls[0].typenum, 3, True)
+        xs = shape_of(x, b"x", p.calls[0].typenum, 3, False)
         for j in range(count):
-            if not (0 <= p.starts[j] and p.starts[j] + p.calls[j].batch <= xs[0]
+            if not (0 <= p.starts[j] <= xs[0] - p.calls[j].batch
                     and p.calls[j].timesteps == xs[1] and p.calls[j].inputs == xs[2]):
                 raise ValueError(f"run_parts: part {j} (rows {p.starts[j]} to "
                                  f"{p.starts[j] + p.calls[j].batch}, {p.calls[j].timesteps} steps of "
@@ -1099,7 +1102,7 @@ def run_parts(function, x, list parts):
         for j in range(planned):
             free(p.plans[j].memory)
         free(p.calls)
-        free(p.plans)
+        free(plans)
         free(p.starts)
 
 

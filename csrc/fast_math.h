@@ -141,10 +141,10 @@ FASTRNN_INLINE float fr_expm1_tail_f(float r)
     return r * r * q;
 }
 
-/* 2^n for -126 <= n <= 127. */
+/* 2^n for -126 <= n <= 127 (a NaN's n is far outside: unsigned, so that its shift is defined). */
 FASTRNN_INLINE float fr_pow2_f(int32_t n)
 {
-    int32_t bits = (n + 127) << 23;
+    uint32_t bits = (uint32_t)(n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return scale;

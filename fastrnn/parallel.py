@@ -29,6 +29,7 @@ MIN_ROWS_PER_PART = 4
 # (0.12M) 36 against 49, where one thread took 28.
 MIN_WORK_PER_TEAM_PART = 1 << 20
 MIN_ROWS_PER_TEAM_PART = 1
+MAX_TEAM_PARTS = 64   # the team's largest size (FR_TEAM_MAX in csrc/team.h)
 
 _pool = None
 _pool_size = 0
@@ -73,7 +74,8 @@ def row_parts(batch, work_per_row, team=False):
     with boundaries on multiples of 4 rows, or for parts on the kernels' `team`, of one."""
     min_work, rows = (MIN_WORK_PER_TEAM_PART, MIN_ROWS_PER_TEAM_PART) if team else (MIN_WORK_PER_PART,
                                                                                      MIN_ROWS_PER_PART)
-    n = min(backends.num_threads(), batch // rows, batch * work_per_row // min_work)
+    n = min(backends.num_threads(), batch // rows, batch * work_per_row // min_work,
+            MAX_TEAM_PARTS if team else batch)
     if n <= 1:
         return [slice(None)]
     bounds = [round(batch * i / n / rows) * rows for i in range(n)] + [batch]

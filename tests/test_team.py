@@ -246,6 +246,24 @@ def test_row_parts_on_the_team_from_a_lower_threshold(tuned, monkeypatch):
         fastrnn.set_num_threads(previous)
 
 
+def test_row_parts_on_the_team_read_only_inputs_and_many_threads(tuned, monkeypatch):
+    """A split batch reads read-only inputs as an unsplit one does, and more threads than the team
+    can have (64) split into at most 64 parts."""
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
+    previous = fastrnn.num_threads()
+    try:
+        layer = make_layer("gru", "float32")
+        for threads, batch in ((2, 8), (100, 130)):
+            fastrnn.set_num_threads(threads)
+            x, _, _ = make_inputs(layer, batch, 3)
+            x.flags.writeable = False
+            assert len(parallel.row_parts(batch, 1, team=True)) == min(threads, 64)
+            expected = on_reference(lambda: layer(x))
+            assert_close(layer(x), expected, "float32")
+    finally:
+        fastrnn.set_num_threads(previous)
+
+
 def _parts(layer, x, mask, states, bounds, sequence):
     """run_parts's arguments for `layer` on rows split at `bounds` (batch-major `x`)."""
     kernel_mask = np.ascontiguousarray(mask).view(np.uint8)
@@ -315,6 +333,12 @@ def test_run_parts_rejects_what_does_not_fit(tuned):
         _kernels.run_parts(function, x[:, :3].copy(), calls[:1])
     with pytest.raises(ValueError, match="x"):
         _kernels.run_parts(function, x.astype(np.float64), calls)
+    with pytest.raises(ValueError, match="part 1"):       # no overflow past the last row
+        _kernels.run_parts(function, x, [calls[0], (2 ** 63 - 1,) + calls[1][1:]])
+    read_only = calls[1][1].copy()
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="x_part.*read-only"):
+        _kernels.run_parts(function, x, [calls[0], (4, read_only, calls[1][2])])
     with pytest.raises(ValueError, match="run_parts takes 1 to"):
         _kernels.run_parts(function, x, [])
     with pytest.raises(TypeError, match="kernels"):
