@@ -283,6 +283,11 @@ cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* 
         blas_set_threads(previous)
 
 
+cdef inline char* cache_line(void* p) noexcept nogil:
+    """The first 64-byte boundary at or after `p` (scratch is allocated 64 bytes longer)."""
+    return <char*> p + (64 - <size_t> p % 64) % 64
+
+
 cdef void* alloc_scratch(size_t nbytes) except NULL nogil:
     """Scratch memory private to one call, so that concurrent calls never share state."""
     cdef void* p = malloc(nbytes if nbytes else 1)
@@ -592,7 +597,7 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         offsets[id][6] = take(&total, k.batch * columns if k.cell == GRU_CELL else 0, align)
         offsets[id][7] = take(&total, k.batch * sl.width if k.cell == LSTM_CELL else 0, align)
     p.memory = alloc_scratch(total * size + 64)
-    cdef char* base = <char*> p.memory + (64 - <size_t> p.memory % 64) % 64
+    cdef char* base = cache_line(p.memory)
     p.h[0], p.h[1] = base + h_offsets[0] * size, base + h_offsets[1] * size
     for id in range(n):
         sl = &p.slices[id]
@@ -1067,7 +1072,7 @@ def run_parts(function, x, parts):
     cdef cnp.npy_intp* xs
     try:
         plans = alloc_scratch(count * sizeof(Plan) + 64)
-        p.plans = <Plan*> (<char*> plans + (64 - <size_t> plans % 64) % 64)
+        p.plans = <Plan*> cache_line(plans)
         p.starts = <Py_ssize_t*> alloc_scratch(count * sizeof(Py_ssize_t))
         for j in range(count):
             start, x_part, arguments = parts[j]

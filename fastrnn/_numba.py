@@ -34,13 +34,6 @@ jit = numba.njit(nogil=True, cache=True)
 
 
 @jit
-def _sigmoid(x):
-    # exp(-|x|) never overflows; the branch keeps full precision on both tails.
-    z = math.exp(-x if x >= 0 else x)
-    return 1 / (1 + z) if x >= 0 else z / (1 + z)
-
-
-@jit
 def _clip(x, lo, hi):
     # Comparisons are false for NaN, so NaN passes through as in np.clip.
     if x < lo:
@@ -84,7 +77,7 @@ def activate(v, activation):
             v[j] = math.log1p(math.exp(-x if x >= 0 else x)) + (x if x > 0 else 0)
     elif activation == SILU:
         for j in range(n):
-            v[j] = v[j] * _sigmoid(v[j])
+            v[j] = v[j] * fast_math.sigmoid_libm(v[j])
     elif activation == GELU:
         for j in range(n):
             x = v[j]

@@ -119,7 +119,8 @@ def _tanh_f32(x):
 
 
 @njit(inline="always")
-def _sigmoid_f64(x):
+def sigmoid_libm(x):
+    """sigmoid(x) with libm's exp, in x's type: float64's, and silu's in either precision."""
     # exp(-|x|) never overflows; the branch keeps full precision on both tails.
     z = math.exp(-x if x >= 0 else x)
     return 1 / (1 + z) if x >= 0 else z / (1 + z)
@@ -154,7 +155,7 @@ def tanh(x):
 
 @overload(sigmoid, inline="always")
 def _sigmoid(x):
-    return (lambda x: _sigmoid_f32(x)) if x == types.float32 else (lambda x: _sigmoid_f64(x))
+    return (lambda x: _sigmoid_f32(x)) if x == types.float32 else (lambda x: sigmoid_libm(x))
 
 
 @overload(tanh, inline="always")

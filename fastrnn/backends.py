@@ -153,13 +153,13 @@ def num_threads():
 def set_num_threads(n):
     """Let a forward pass run on up to `n` threads.
 
-    The rows of a batch are independent sequences, so a large batch is split into parts, each
-    thread running the whole recurrence for its rows (when every part keeps at least 4 rows and
-    a few milliseconds of work). With the compiled backend, a call of fewer rows shares each
-    step's units among threads that meet after every step, when a step is large enough to pay
-    for that meeting. The default is ``OMP_NUM_THREADS`` where it is set, else the number of
-    CPUs this process may use. Calls from several threads of your own run in parallel whatever
-    this is.
+    The rows of a batch are independent sequences, so a batch is split into parts, each thread
+    running the whole recurrence for its rows: with the compiled backend from one row and about
+    1M multiply-adds per part, with the others from 4 rows and 8M. With the compiled backend, a
+    call that cannot be split (one row) shares each step's units among threads that meet after
+    every step, when a step is large enough to pay for that meeting. The default is
+    ``OMP_NUM_THREADS`` where it is set, else the number of CPUs this process may use. Calls
+    from several threads of your own run in parallel whatever this is.
 
     Parameters
     ----------

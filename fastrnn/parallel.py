@@ -72,10 +72,11 @@ def may_split(work_per_part, team=False):
 def row_parts(batch, work_per_row, team=False):
     """Slices of a batch of `batch` rows for the threads (one slice when splitting does not pay),
     with boundaries on multiples of 4 rows, or for parts on the kernels' `team`, of one."""
-    min_work, rows = (MIN_WORK_PER_TEAM_PART, MIN_ROWS_PER_TEAM_PART) if team else (MIN_WORK_PER_PART,
-                                                                                     MIN_ROWS_PER_PART)
-    n = min(backends.num_threads(), batch // rows, batch * work_per_row // min_work,
-            MAX_TEAM_PARTS if team else batch)
+    if team:
+        min_work, rows, most = MIN_WORK_PER_TEAM_PART, MIN_ROWS_PER_TEAM_PART, MAX_TEAM_PARTS
+    else:
+        min_work, rows, most = MIN_WORK_PER_PART, MIN_ROWS_PER_PART, batch
+    n = min(backends.num_threads(), batch // rows, batch * work_per_row // min_work, most)
     if n <= 1:
         return [slice(None)]
     bounds = [round(batch * i / n / rows) * rows for i in range(n)] + [batch]

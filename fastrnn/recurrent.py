@@ -246,7 +246,7 @@ class _RNN(Layer):
         parts = (parallel.row_parts(batch, timesteps * self._step_work, team)
                  if parallel.may_split(batch * timesteps * self._step_work // 2, team) else ())
         if len(parts) > 1:
-            self._run_split(kernels, x, kernel_mask, states, sequence, parts)
+            self._run_split(kernels, x, kernel_mask, states, sequence, parts, team)
         elif batch:     # (the kernels may still share each step among their threads)
             self._run_rows(kernels, x, kernel_mask, states, sequence)
 
@@ -262,14 +262,14 @@ class _RNN(Layer):
                 output[~(started if return_sequences else started[:, -1])] = 0
         return output, states
 
-    def _run_split(self, kernels, x, mask, states, sequence, parts):
+    def _run_split(self, kernels, x, mask, states, sequence, parts, team):
         """`_run_rows` over the `parts` (slices) of the batch, on the threads of
-        `fastrnn.set_num_threads`.
+        `fastrnn.set_num_threads`: those of the compiled kernels' `team`, else a Python pool.
 
         Rows are independent sequences, so each thread runs the whole recurrence for its own
         rows, writing its slice of the states and the sequence: no step-by-step handshake.
         """
-        if hasattr(kernels, "run_parts"):
+        if team:
             # The compiled kernels run the parts on their own threads, which wait for work spinning
             # for a while: handing a part to a Python thread cost 0.1-2 ms here (its core asleep).
             x = np.ascontiguousarray(x, dtype=self.dtype)

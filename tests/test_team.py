@@ -110,10 +110,11 @@ def test_chunked_input_projection_matches_reference(tuned, cell, chunk):
 
 
 @pytest.mark.parametrize("cell, gates", [("simple_rnn", 1), ("lstm", 4), ("gru", 3)])
-def test_chunks_of_a_small_kernel_stay_within_projected_elements(tuned, cell, gates):
+def test_chunks_of_a_small_kernel_match_reference(tuned, cell, gates):
     """A kernel no larger than `projected_elements` values is projected in chunks of at most that
     many values, whatever `projected_rows` asks: here 3 steps of 7 (a chunk that does not divide
-    them), where the rows alone would take every step at once; the outputs are the reference's."""
+    them). The chunk size is not observable; this holds the outputs of that path to the
+    reference's."""
     batch, columns = 3, gates * UNITS
     tuned(threads=1, projected_elements=3 * batch * columns, projected_rows=10**6)
     assert INPUT_DIM * columns <= 3 * batch * columns
