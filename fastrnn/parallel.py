@@ -69,6 +69,17 @@ def may_split(work_per_part, team=False):
             and backends.num_threads() > 1 and not getattr(_part, "active", False))
 
 
+def batch_parts(batch, work_per_row, kernels):
+    """The parts of a batch of `batch` rows, `work_per_row` multiply-adds each, for the threads,
+    and whether they run on the team of the compiled `kernels` (`run_parts`); no parts when
+    splitting does not pay."""
+    work_per_part = batch * work_per_row // 2
+    if work_per_part < MIN_WORK_PER_TEAM_PART and work_per_part < MIN_WORK_PER_PART:   # quick when small
+        return (), False
+    team = hasattr(kernels, "run_parts")
+    return (row_parts(batch, work_per_row, team) if may_split(work_per_part, team) else ()), team
+
+
 def row_parts(batch, work_per_row, team=False):
     """Slices of a batch of `batch` rows for the threads (one slice when splitting does not pay),
     with boundaries on multiples of 4 rows, or for parts on the kernels' `team`, of one."""

@@ -148,7 +148,7 @@ class _RNN(Layer):
         _, timesteps, features = x.shape
         if timesteps == 0:
             raise ValueError(f"input to layer {self.name!r} has 0 timesteps, shape {x.shape}")
-        if not self.built:
+        if self.input_shape is None:     # not built (the property, inline: a one-step call)
             self.build((None, None, features))
         if features != self.input_shape[-1]:
             raise ValueError(
@@ -242,9 +242,7 @@ class _RNN(Layer):
                     else self._no_sequence)
         kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
         kernels = backends.kernels()
-        team = hasattr(kernels, "run_parts")      # row parts on the compiled kernels' own threads
-        parts = (parallel.row_parts(batch, timesteps * self._step_work, team)
-                 if parallel.may_split(batch * timesteps * self._step_work // 2, team) else ())
+        parts, team = parallel.batch_parts(batch, timesteps * self._step_work, kernels)
         if len(parts) > 1:
             self._run_split(kernels, x, kernel_mask, states, sequence, parts, team)
         elif batch:     # (the kernels may still share each step among their threads)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import activations, parallel
+from fastrnn import activations, backends, parallel
 from conftest import assert_close, on_reference
 
 DTYPES = ("float32", "float64")
@@ -126,12 +126,29 @@ def test_batch_split_across_threads_matches_reference(backend_name, monkeypatch,
     try:
         assert parallel.row_parts(13, 1) == [slice(0, 4), slice(4, 8), slice(8, 13)]
         assert parallel.row_parts(13, 1, team=True) == [slice(0, 4), slice(4, 9), slice(9, 13)]
+        team = backend_name == "cython"
+        assert parallel.batch_parts(13, 1, backends.kernels()) == (parallel.row_parts(13, 1, team), team)
         layer = make_layer(dtype, cell=cell, return_sequences=True, return_state=True,
                            go_backwards=go_backwards)
         x, mask, h0 = make_inputs(dtype, batch=13, cell=cell)
         kwargs = {"mask": mask if with_mask else None, "initial_state": h0}
         expected = on_reference(lambda: layer(x, **kwargs))
         assert_close(layer(x, **kwargs), expected, dtype)
+    finally:
+        fastrnn.set_num_threads(previous)
+
+
+def test_batch_parts_only_where_a_part_pays(backend_name, monkeypatch):
+    """No parts below either threshold (a small call decides at once); the pool's own threshold
+    alone, lowered, splits a batch for the backends without a team."""
+    previous = fastrnn.num_threads()
+    fastrnn.set_num_threads(2)
+    try:
+        kernels = backends.kernels()
+        assert parallel.batch_parts(1, 16, kernels) == ((), False)
+        monkeypatch.setattr(parallel, "MIN_WORK_PER_PART", 1)
+        team = backend_name == "cython"
+        assert parallel.batch_parts(8, 16, kernels) == (() if team else [slice(0, 4), slice(4, 8)], team)
     finally:
         fastrnn.set_num_threads(previous)
 
