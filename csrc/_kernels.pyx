@@ -325,14 +325,15 @@ cdef inline void* data(object array) noexcept:
 cdef int check_shape(const char* name, cnp.npy_intp* shape, int ndim,
                      Py_ssize_t d0, Py_ssize_t d1=0, Py_ssize_t d2=0) except -1:
     """Raise ValueError unless the first `ndim` of `shape` are (d0, d1, d2)."""
-    cdef Py_ssize_t expected[3]
-    expected[:] = [d0, d1, d2]
-    cdef int i
-    for i in range(ndim):
-        if shape[i] != expected[i]:
-            raise ValueError(f"kernel argument {name.decode()}: expected shape "
-                             f"{tuple(expected[j] for j in range(ndim))}, got {tuple(shape[j] for j in range(ndim))}")
+    if shape[0] != d0 or (ndim > 1 and shape[1] != d1) or (ndim > 2 and shape[2] != d2):
+        # Apart: its generator expressions would allocate a closure at every call of this one.
+        raise_shape_error(name, shape, ndim, (d0, d1, d2)[:ndim])
     return 0
+
+
+cdef int raise_shape_error(const char* name, cnp.npy_intp* shape, int ndim, tuple expected) except -1:
+    raise ValueError(f"kernel argument {name.decode()}: expected shape {expected}, "
+                     f"got {tuple(shape[j] for j in range(ndim))}")
 
 
 cdef inline int typenum_of(object state) except -1:
