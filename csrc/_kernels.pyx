@@ -20,7 +20,7 @@ Design:
   splits large batches by rows instead, and then each call runs alone.
 - The GIL is released for the whole recurrence, so calls from several threads run in parallel.
   Nothing is shared between calls but the team, which a call finding it busy does without:
-  scratch memory is allocated per call.
+  scratch memory is private to a call (kept for later calls once it returns, csrc/scratch.h).
 """
 cimport numpy as cnp
 import numpy as np
@@ -288,9 +288,29 @@ cdef inline char* cache_line(void* p) noexcept nogil:
     return <char*> p + (64 - <size_t> p % 64) % 64
 
 
+cdef extern from "scratch.h":
+    void fr_scratch_init() noexcept nogil
+    void* fr_scratch_take(size_t size) noexcept nogil
+    void fr_scratch_give(void* memory) noexcept nogil
+    size_t fr_scratch_kept() noexcept nogil
+
+fr_scratch_init()
+
+
 cdef void* alloc_scratch(size_t nbytes) except NULL nogil:
     """Scratch memory private to one call, so that concurrent calls never share state."""
     cdef void* p = malloc(nbytes if nbytes else 1)
+    if p == NULL:
+        with gil:
+            raise MemoryError(f"cannot allocate {nbytes} bytes of scratch")
+    return p
+
+
+cdef void* take_scratch(size_t nbytes) except NULL nogil:
+    """Like alloc_scratch, for a plan's large block: one kept from an earlier call where one fits
+    (csrc/scratch.h), so that its pages are not mapped, faulted in and unmapped at every call.
+    Give it back with fr_scratch_give."""
+    cdef void* p = fr_scratch_take(nbytes)
     if p == NULL:
         with gil:
             raise MemoryError(f"cannot allocate {nbytes} bytes of scratch")
@@ -571,7 +591,7 @@ cdef inline bint packs_kernel(const Call* k, const Slice* sl, Py_ssize_t columns
 
 
 cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
-    """Lay out the scratch of `k` cut into `n` slices in one allocation (p.memory, freed by the
+    """Lay out the scratch of `k` cut into `n` slices in one block (p.memory, given back by the
     caller).
 
     Whatever a slice writes at each step in scratch (its part of the states, its columns of the
@@ -609,7 +629,7 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         offsets[id][6] = take(&total, k.batch * columns if k.cell == GRU_CELL else 0, align)
         offsets[id][7] = take(&total, k.batch * sl.width if k.cell == LSTM_CELL else 0, align)
         offsets[id][8] = take(&total, k.inputs * columns if packs_kernel(k, sl, columns) else 0, align)
-    p.memory = alloc_scratch(total * size + 64)
+    p.memory = take_scratch(total * size + 64)
     cdef char* base = cache_line(p.memory)
     p.h[0], p.h[1] = base + h_offsets[0] * size, base + h_offsets[1] * size
     for id in range(n):
@@ -863,21 +883,27 @@ cdef int run(Call* k) except -1 nogil:
         else:
             work(&plan, 0, 1)
     finally:
-        free(plan.memory)
+        fr_scratch_give(plan.memory)
         if n > 1:
             fr_team_release()
     return 0
 
 
-# A batch split by rows (fastrnn/recurrent.py): each part is a call of its own over some rows,
-# run whole by one thread of the team, which first copies its rows of the batch-major inputs
-# into its time-major x. Parts are claimed like a call's slices (a lane of one item each), so
-# that a part whose thread is late is run by another.
+# Independent calls on one batch-major input (fastrnn/recurrent.py): a batch split by rows, the
+# two directions of a Bidirectional layer, or both. Each part is a call of its own over some
+# rows, run whole by one thread of the team, which first copies its rows of the batch-major
+# inputs into its time-major x (in reverse time order for a backward part). Parts are claimed
+# like a call's slices (a lane of one item each), so that a part whose thread is late is run by
+# another.
+cdef struct Part:
+    Py_ssize_t start            # the part's first row
+    bint backwards              # its steps in reverse time order
+
 cdef struct Parts:
     Call* calls
     Plan* plans
+    Part* parts
     const char* x               # (B, T, I) batch-major inputs of the whole batch
-    Py_ssize_t* starts          # each part's first row
     int count
     fr_queue queue
 
@@ -886,7 +912,7 @@ cdef void work_parts(void* arg, int id, int n) noexcept nogil:
     cdef Parts* parts = <Parts*> arg
     cdef Call* k
     cdef size_t row
-    cdef Py_ssize_t t, b
+    cdef Py_ssize_t t, b, source
     cdef int i, j
     for i in range(parts.count):
         j = (id + i) % parts.count
@@ -895,9 +921,10 @@ cdef void work_parts(void* arg, int id, int n) noexcept nogil:
         k = &parts.calls[j]
         row = k.inputs * itemsize(k)
         for t in range(k.timesteps):
+            source = k.timesteps - 1 - t if parts.parts[j].backwards else t
             for b in range(k.batch):
                 memcpy(<char*> k.x + (t * k.batch + b) * row,
-                       parts.x + ((parts.starts[j] + b) * k.timesteps + t) * row, row)
+                       parts.x + ((parts.parts[j].start + b) * k.timesteps + source) * row, row)
         start_plan(&parts.plans[j])
         work(&parts.plans[j], 0, 1)
 
@@ -1066,15 +1093,17 @@ cdef object check_call(Call* k, function, x, tuple arguments):
     return h
 
 
-def run_parts(function, x, parts):
-    """Run `function` on parts of one batch at once, each part on a thread of the team.
+def run_parts(x, parts):
+    """Run independent kernel calls on one batch at once, each part on a thread of the team.
 
     `x` holds the whole batch's inputs, batch-major (B, T, I) and C-contiguous; each part is
-    ``(start, x_part, arguments)``: its first row, an empty time-major (T, rows, I) array that
-    receives its rows of `x`, and the arguments `function` takes after x for those rows (their
-    mask, states and sequence rows, written in place; the parts' arrays must not overlap). Rows
-    are independent sequences, so a part runs its whole recurrence without meeting the others.
-    With the team busy, or one thread, the parts run one after another on this thread.
+    ``(function, start, backwards, x_part, arguments)``: one of this module's kernels, the
+    part's first row, whether it runs time backwards, an empty time-major (T, rows, I) array
+    that receives its rows of `x` (in reverse time order when backwards), and the arguments
+    `function` takes after x for those rows (their mask, states and sequence rows, written in
+    place; the parts' arrays must not overlap). Rows are independent sequences, and so are the
+    directions of a Bidirectional layer: a part runs its whole recurrence without meeting the
+    others. With the team busy, or one thread, the parts run one after another on this thread.
     """
     global team_calls
     parts = tuple(parts)        # held here: the arrays must outlive the threads that use them
@@ -1083,27 +1112,27 @@ def run_parts(function, x, parts):
         raise ValueError(f"run_parts takes 1 to {FR_TEAM_MAX} parts, got {count}")
     cdef Parts p
     p.calls = <Call*> alloc_scratch(count * sizeof(Call))
-    p.starts = NULL
+    p.parts = NULL
     cdef void* plans = NULL     # the plans hold a 64-byte aligned queue: aligned by hand
     cdef int planned = 0, n = 1
     cdef cnp.npy_intp* xs
     try:
         plans = alloc_scratch(count * sizeof(Plan) + 64)
         p.plans = <Plan*> cache_line(plans)
-        p.starts = <Py_ssize_t*> alloc_scratch(count * sizeof(Py_ssize_t))
+        p.parts = <Part*> alloc_scratch(count * sizeof(Part))
         for j in range(count):
-            start, x_part, arguments = parts[j]
+            function, start, backwards, x_part, arguments = parts[j]
             shape_of(x_part, b"x_part", typenum_of(x_part), 3, True)     # written by the part
             check_call(&p.calls[j], function, x_part, arguments)
             if j and p.calls[j].typenum != p.calls[0].typenum:
                 raise TypeError(f"run_parts: part {j} is of another dtype than part 0")
-            p.starts[j] = start
+            p.parts[j].start, p.parts[j].backwards = start, backwards
         xs = shape_of(x, b"x", p.calls[0].typenum, 3, False)
         for j in range(count):
-            if not (0 <= p.starts[j] <= xs[0] - p.calls[j].batch
+            if not (0 <= p.parts[j].start <= xs[0] - p.calls[j].batch
                     and p.calls[j].timesteps == xs[1] and p.calls[j].inputs == xs[2]):
-                raise ValueError(f"run_parts: part {j} (rows {p.starts[j]} to "
-                                 f"{p.starts[j] + p.calls[j].batch}, {p.calls[j].timesteps} steps of "
+                raise ValueError(f"run_parts: part {j} (rows {p.parts[j].start} to "
+                                 f"{p.parts[j].start + p.calls[j].batch}, {p.calls[j].timesteps} steps of "
                                  f"{p.calls[j].inputs}) does not fit x of shape {tuple(x.shape)}")
         p.x, p.count = <const char*> data(x), count
         memset(&p.queue, 0, sizeof(fr_queue))
@@ -1122,10 +1151,15 @@ def run_parts(function, x, parts):
                 work_parts(&p, 0, 1)
     finally:
         for j in range(planned):
-            free(p.plans[j].memory)
+            fr_scratch_give(p.plans[j].memory)
         free(p.calls)
         free(plans)
-        free(p.starts)
+        free(p.parts)
+
+
+def scratch_kept():
+    """Bytes of scratch kept for later calls (csrc/scratch.h), for the tests."""
+    return fr_scratch_kept()
 
 
 cdef class Step:

@@ -69,25 +69,32 @@ def may_split(work_per_part, team=False):
             and backends.num_threads() > 1 and not getattr(_part, "active", False))
 
 
-def batch_parts(batch, work_per_row, kernels):
-    """The parts of a batch of `batch` rows, `work_per_row` multiply-adds each, for the threads,
-    and whether they run on the team of the compiled `kernels` (`run_parts`); no parts when
-    splitting does not pay."""
-    work_per_part = batch * work_per_row // 2
-    if work_per_part < MIN_WORK_PER_TEAM_PART and work_per_part < MIN_WORK_PER_PART:   # quick when small
+def batch_parts(batch, work_per_row, kernels, calls=1):
+    """How to split `calls` independent calls on one batch of `batch` rows, `work_per_row`
+    multiply-adds each, among the threads: ``(rows, team)``, the row slices that each call is
+    cut into and whether the parts run on the team of the compiled `kernels` (`run_parts`).
+    ``rows`` is empty when splitting does not pay: the calls then run whole, one after another.
+    """
+    work = calls * batch * work_per_row
+    if work < 2 * MIN_WORK_PER_TEAM_PART and work < 2 * MIN_WORK_PER_PART:   # quick when small
         return (), False
     team = hasattr(kernels, "run_parts")
-    return (row_parts(batch, work_per_row, team) if may_split(work_per_part, team) else ()), team
+    if not may_split(work // 2, team):
+        return (), False
+    rows = row_parts(batch, work_per_row, team, max(1, backends.num_threads() // calls))
+    return (rows if calls * len(rows) > 1 else ()), team
 
 
-def row_parts(batch, work_per_row, team=False):
-    """Slices of a batch of `batch` rows for the threads (one slice when splitting does not pay),
-    with boundaries on multiples of 4 rows, or for parts on the kernels' `team`, of one."""
+def row_parts(batch, work_per_row, team=False, threads=None):
+    """Slices of a batch of `batch` rows for `threads` threads (by default all of them; one
+    slice when splitting does not pay), with boundaries on multiples of 4 rows, or for parts
+    on the kernels' `team`, of one."""
     if team:
         min_work, rows, most = MIN_WORK_PER_TEAM_PART, MIN_ROWS_PER_TEAM_PART, MAX_TEAM_PARTS
     else:
         min_work, rows, most = MIN_WORK_PER_PART, MIN_ROWS_PER_PART, batch
-    n = min(backends.num_threads(), batch // rows, batch * work_per_row // min_work, most)
+    threads = backends.num_threads() if threads is None else threads
+    n = min(threads, batch // rows, batch * work_per_row // min_work, most)
     if n <= 1:
         return [slice(None)]
     bounds = [round(batch * i / n / rows) * rows for i in range(n)] + [batch]

@@ -24,6 +24,53 @@ _EMPTY_PROJECTION = {np.dtype(t): np.empty((0, 0), t) for t in (np.float32, np.f
 weights_generation = 0   # counts the weight assignments of every recurrent layer (streams rebind)
 
 
+def _run_calls(x, calls, step_work):
+    """Run the kernels of calls prepared by `_prepare` on one batch-major `x`, each call
+    ``(layer, kernel_mask, states, sequence)``: side by side and their rows split among the
+    threads where that pays (`step_work`: multiply-adds per row and step of the smallest),
+    else one after another."""
+    batch, timesteps, _ = x.shape
+    kernels = backends.kernels()
+    rows, team = parallel.batch_parts(batch, timesteps * step_work, kernels, len(calls))
+    if rows:
+        _run_parts(kernels, x, [call + (part,) for call in calls for part in rows], team)
+    elif batch:     # (the kernels may still share each step among their threads)
+        for layer, mask, states, sequence in calls:
+            # Time-major for the kernels: each step's rows are contiguous for its matrix product.
+            x_t = np.ascontiguousarray((x[:, ::-1] if layer.go_backwards else x).transpose(1, 0, 2), dtype=layer.dtype)
+            function, arguments = layer._kernel_call(kernels, mask, states, sequence)
+            function(x_t, *arguments)
+
+
+def _run_parts(kernels, x, parts, team):
+    """Run independent kernel calls on the batch-major `x` at once: each part ``(layer,
+    kernel_mask, states, sequence, rows)`` is `layer` on those rows (a slice) of a call prepared
+    by its `_prepare`. They run on the threads of `fastrnn.set_num_threads`: those of the
+    compiled kernels' `team`, else a Python pool.
+
+    Rows are independent sequences, and so are the two directions of a Bidirectional layer, so
+    each thread runs a whole recurrence, writing its slice of the states and the sequence: no
+    step-by-step handshake.
+    """
+    if team:
+        # The compiled kernels run the parts on their own threads, which wait for work spinning
+        # for a while: handing a part to a Python thread cost 0.1-2 ms here (its core asleep).
+        x = np.ascontiguousarray(x, dtype=parts[0][0].dtype)
+        calls = []
+        for layer, mask, states, sequence, rows in parts:
+            function, arguments = layer._kernel_call(kernels, mask[rows], [state[rows] for state in states],
+                                                     sequence[rows])
+            span = range(x.shape[0])[rows]
+            x_part = np.empty((x.shape[1], len(span), x.shape[2]), layer.dtype)
+            calls.append((function, span.start, layer.go_backwards, x_part, arguments))
+        kernels.run_parts(x, calls)
+        return
+    # Inside a part nothing is split again: each runs its call whole.
+    parallel.run(*(functools.partial(_run_calls, x[rows], [(layer, mask[rows], [state[rows] for state in states],
+                                                            sequence[rows])], layer._step_work)
+                   for layer, mask, states, sequence, rows in parts))
+
+
 class _RNN(Layer):
     """Weights, dtype and call orchestration shared by SimpleRNN, LSTM and GRU."""
 
@@ -132,30 +179,6 @@ class _RNN(Layer):
         return [output_mask] + [None] * self._n_states if self.return_state else output_mask
 
     # ----------------------------------------------------------------- call
-    def _check_inputs(self, inputs):
-        # Written for the one-step embedded call, where this check is a third of the cost: the
-        # common case (an ndarray of a real dtype) takes no conversion and few attribute reads.
-        x = inputs if type(inputs) is np.ndarray else np.asarray(inputs)
-        if x.dtype is not self.dtype and x.dtype.kind not in "fiu":
-            raise TypeError(
-                f"input to layer {self.name!r} must be a real numeric array, got dtype {x.dtype}"
-            )
-        if x.ndim != 3:
-            raise ValueError(
-                f"input to layer {self.name!r} must have shape (batch, timesteps, input_dim), "
-                f"got shape {x.shape}"
-            )
-        _, timesteps, features = x.shape
-        if timesteps == 0:
-            raise ValueError(f"input to layer {self.name!r} has 0 timesteps, shape {x.shape}")
-        if self.input_shape is None:     # not built (the property, inline: a one-step call)
-            self.build((None, None, features))
-        if features != self.input_shape[-1]:
-            raise ValueError(
-                f"layer {self.name!r} expects input_dim {self.input_shape[-1]}, got input of shape {x.shape}"
-            )
-        return x
-
     def _check_mask(self, mask, shape):
         mask = np.asarray(mask)
         if mask.dtype.kind not in "biu":
@@ -213,6 +236,10 @@ class _RNN(Layer):
         if self.stateful and initial_state is None:
             initial_state = self._carried
         output, states = self._forward(inputs, initial_state, mask, self.return_sequences)
+        return self._returned(output, states) if self.stateful or self.return_state else output
+
+    def _returned(self, output, states):
+        """What `call` returns for a call's output and final states (a stateful layer keeps them)."""
         if self.stateful:
             self._carried = [state.copy() for state in states]
         if self.return_state:
@@ -227,27 +254,55 @@ class _RNN(Layer):
     def _forward(self, inputs, initial_state, mask, return_sequences):
         """The recurrence over `inputs`: ``(output, final_states)``; the output is the sequence or
         the last step's (which may be the final h itself, not a copy)."""
-        x = self._check_inputs(inputs)
-        batch, timesteps, _ = x.shape
+        x, mask, call = self._prepare(inputs, initial_state, mask, return_sequences)
+        _run_calls(x, (call,), self._step_work)
+        if mask is None:    # nothing to zero (inline: a one-step call)
+            _, _, states, sequence = call
+            return (sequence if return_sequences else states[0]), states
+        return self._finish(mask, call, return_sequences)
+
+    def _prepare(self, inputs, initial_state, mask, return_sequences):
+        """A call's checked inputs and allocated outputs: ``(x, mask, call)``, x batch-major and
+        in time order, the mask None or bool, in processing order (reversed with
+        ``go_backwards``), and the call for `_run_calls`: ``(self, kernel_mask, states,
+        sequence)``, the mask's uint8 view (or the empty one) for the kernel."""
+        # Written for the one-step embedded call, where these checks are a third of the cost: the
+        # common case (an ndarray of a real dtype) takes no conversion and few attribute reads.
+        x = inputs if type(inputs) is np.ndarray else np.asarray(inputs)
+        if x.dtype is not self.dtype and x.dtype.kind not in "fiu":
+            raise TypeError(
+                f"input to layer {self.name!r} must be a real numeric array, got dtype {x.dtype}"
+            )
+        if x.ndim != 3:
+            raise ValueError(
+                f"input to layer {self.name!r} must have shape (batch, timesteps, input_dim), "
+                f"got shape {x.shape}"
+            )
+        batch, timesteps, features = x.shape
+        if timesteps == 0:
+            raise ValueError(f"input to layer {self.name!r} has 0 timesteps, shape {x.shape}")
+        if self.input_shape is None:     # not built (the property, inline)
+            self.build((None, None, features))
+        if features != self.input_shape[-1]:
+            raise ValueError(
+                f"layer {self.name!r} expects input_dim {self.input_shape[-1]}, got input of shape {x.shape}"
+            )
         if mask is not None:
             mask = self._check_mask(mask, (batch, timesteps))
+            if self.go_backwards:
+                mask = mask[:, ::-1]
         if initial_state is None and self._n_states == 1:   # inline: a tenth of a one-step call
             states = [np.zeros((batch, self._sizes[0]), self.dtype)]
         else:
             states = self._initial_states(initial_state, batch)
-        if self.go_backwards:
-            x = x[:, ::-1]
-            mask = None if mask is None else mask[:, ::-1]
         sequence = (np.empty((batch, timesteps, self._sizes[0]), self.dtype) if return_sequences
                     else self._no_sequence)
         kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
-        kernels = backends.kernels()
-        parts, team = parallel.batch_parts(batch, timesteps * self._step_work, kernels)
-        if len(parts) > 1:
-            self._run_split(kernels, x, kernel_mask, states, sequence, parts, team)
-        elif batch:     # (the kernels may still share each step among their threads)
-            self._run_rows(kernels, x, kernel_mask, states, sequence)
+        return x, mask, (self, kernel_mask, states, sequence)
 
+    def _finish(self, mask, call, return_sequences):
+        """``(output, final_states)`` of a call prepared by `_prepare` once its kernel has run."""
+        _, _, states, sequence = call
         output = sequence if return_sequences else states[0]
         if mask is not None:
             output = output.copy() if output is states[0] else output
@@ -259,36 +314,6 @@ class _RNN(Layer):
                 started = np.logical_or.accumulate(mask, axis=1)
                 output[~(started if return_sequences else started[:, -1])] = 0
         return output, states
-
-    def _run_split(self, kernels, x, mask, states, sequence, parts, team):
-        """`_run_rows` over the `parts` (slices) of the batch, on the threads of
-        `fastrnn.set_num_threads`: those of the compiled kernels' `team`, else a Python pool.
-
-        Rows are independent sequences, so each thread runs the whole recurrence for its own
-        rows, writing its slice of the states and the sequence: no step-by-step handshake.
-        """
-        if team:
-            # The compiled kernels run the parts on their own threads, which wait for work spinning
-            # for a while: handing a part to a Python thread cost 0.1-2 ms here (its core asleep).
-            x = np.ascontiguousarray(x, dtype=self.dtype)
-            calls = []
-            for rows in parts:
-                function, arguments = self._kernel_call(kernels, mask[rows], [state[rows] for state in states],
-                                                        sequence[rows])
-                span = range(x.shape[0])[rows]
-                calls.append((span.start, np.empty((x.shape[1], len(span), x.shape[2]), self.dtype), arguments))
-            kernels.run_parts(function, x, calls)
-            return
-        parallel.run(*(functools.partial(self._run_rows, kernels, x[rows], mask[rows],
-                                         [state[rows] for state in states], sequence[rows])
-                       for rows in parts))
-
-    def _run_rows(self, kernels, x, mask, states, sequence):
-        """Run the kernel on the batch-major `x` rows, with their mask, states and sequence rows."""
-        # Time-major for the kernels: each step's rows are contiguous for its matrix product.
-        x = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
-        function, arguments = self._kernel_call(kernels, mask, states, sequence)
-        function(x, *arguments)
 
     def _call_symbolic(self, inputs, initial_state=None, **kwargs):
         if initial_state is not None:
@@ -707,12 +732,7 @@ class Bidirectional(Layer):
                     f"states ({n} + {self.backward_layer._n_states} arrays)"
                 )
             forward_state, backward_state = list(initial_state[:n]), list(initial_state[n:])
-        directions = [functools.partial(layer.call, inputs, initial_state=state, mask=mask)
-                      for layer, state in ((self.forward_layer, forward_state), (self.backward_layer, backward_state))]
-        if self._directions_in_parallel(inputs):
-            forward, backward = parallel.run(*directions)
-        else:
-            forward, backward = directions[0](), directions[1]()
+        forward, backward = self._run_directions(inputs, [forward_state, backward_state], mask)
         f_out, f_states = (forward[0], forward[1:]) if self.return_state else (forward, [])
         b_out, b_states = (backward[0], backward[1:]) if self.return_state else (backward, [])
         if self.return_sequences:
@@ -721,12 +741,16 @@ class Bidirectional(Layer):
         results = outputs + list(f_states) + list(b_states)
         return results if len(results) > 1 else results[0]
 
-    def _directions_in_parallel(self, inputs):
-        """Whether to run the two directions on two threads: with threads to spare, and enough work
-        that each direction pays for the hand-off."""
-        shape = np.shape(inputs)
-        return (self.forward_layer.built and len(shape) == 3
-                and parallel.may_split(shape[0] * shape[1] * self.forward_layer._step_work))
+    def _run_directions(self, inputs, initial_states, mask):
+        """What each direction's `call` returns, their kernels run side by side on the threads
+        where that pays (their rows split too, with threads to spare)."""
+        layers = (self.forward_layer, self.backward_layer)
+        prepared = [layer._prepare(inputs, layer._carried if layer.stateful and state is None else state, mask,
+                                   layer.return_sequences)
+                    for layer, state in zip(layers, initial_states)]
+        _run_calls(prepared[0][0], [call for _, _, call in prepared], min(layer._step_work for layer in layers))
+        return [layer._returned(*layer._finish(mask, call, layer.return_sequences))
+                for layer, (_, mask, call) in zip(layers, prepared)]
 
     def _call_symbolic(self, inputs, initial_state=None, **kwargs):
         if initial_state is not None:

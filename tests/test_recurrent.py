@@ -147,8 +147,8 @@ def test_batch_parts_only_where_a_part_pays(backend_name, monkeypatch):
         kernels = backends.kernels()
         assert parallel.batch_parts(1, 16, kernels) == ((), False)
         monkeypatch.setattr(parallel, "MIN_WORK_PER_PART", 1)
-        team = backend_name == "cython"
-        assert parallel.batch_parts(8, 16, kernels) == (() if team else [slice(0, 4), slice(4, 8)], team)
+        expected = ((), False) if backend_name == "cython" else ([slice(0, 4), slice(4, 8)], False)
+        assert parallel.batch_parts(8, 16, kernels) == expected
     finally:
         fastrnn.set_num_threads(previous)
 
@@ -197,7 +197,8 @@ def test_bidirectional_directions_in_parallel_match_reference(backend_name, monk
         layer = fastrnn.Bidirectional(make_layer("float32", cell=cell, return_sequences=True, return_state=True),
                                       merge_mode=merge_mode)
         x, mask, _ = make_inputs("float32", batch=13, cell=cell)
-        assert layer._directions_in_parallel(x)
+        rows, _ = parallel.batch_parts(13, 5 * layer.forward_layer._step_work, backends.kernels(), calls=2)
+        assert rows == [slice(None)]       # one part for each direction
         expected = on_reference(lambda: layer(x, mask=mask))
         outcome = []
         worker = threading.Thread(target=lambda: outcome.append(layer(x, mask=mask)))

@@ -223,8 +223,7 @@ def test_row_parts_on_the_team_from_a_lower_threshold(tuned, monkeypatch):
     fastrnn.set_num_threads(2)
     calls = []
     run_parts = _kernels.run_parts
-    monkeypatch.setattr(_kernels, "run_parts", lambda function, x, parts: (calls.append(len(parts)),
-                                                                            run_parts(function, x, parts)))
+    monkeypatch.setattr(_kernels, "run_parts", lambda x, parts: (calls.append(len(parts)), run_parts(x, parts)))
     try:
         layer = make_layer("lstm", "float32")
         per_part = lambda batch, timesteps: batch * timesteps * layer._step_work // 2
@@ -247,6 +246,39 @@ def test_row_parts_on_the_team_from_a_lower_threshold(tuned, monkeypatch):
         fastrnn.set_num_threads(previous)
 
 
+BIDIRECTIONAL = list(itertools.product(["lstm", "gru"], [2, 4], [1, 13]))
+
+
+@pytest.mark.parametrize("cell, threads, batch", BIDIRECTIONAL, ids=["%s-t%d-b%d" % b for b in BIDIRECTIONAL])
+def test_bidirectional_directions_run_on_the_team(tuned, monkeypatch, cell, threads, batch):
+    """A Bidirectional layer runs its two directions as parts of one team call, each direction's
+    rows split again with threads to spare (4 threads, 13 rows: four parts), and gets the
+    reference's outputs and states, masked, stateful across calls."""
+    tuned(threads=threads)
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
+    previous = fastrnn.num_threads()
+    fastrnn.set_num_threads(threads)
+    calls = []
+    run_parts = _kernels.run_parts
+    monkeypatch.setattr(_kernels, "run_parts", lambda x, parts: (calls.append(len(parts)), run_parts(x, parts)))
+    try:
+        layer, twin = (fastrnn.Bidirectional(make_layer(cell, "float32", return_sequences=True, return_state=True,
+                                                        stateful=True))
+                       for _ in range(2))
+        layer.build((None, None, INPUT_DIM))
+        rng = np.random.default_rng(3)
+        layer.set_weights([rng.uniform(-0.3, 0.3, w.shape) for w in layer.get_weights()])
+        twin.build((None, None, INPUT_DIM))
+        twin.set_weights(layer.get_weights())
+        x, mask, _ = make_inputs(layer.forward_layer, batch, 6)
+        for _ in range(2):       # the second call starts from the states the first one left
+            expected = on_reference(lambda: twin(x, mask=mask))
+            assert_close(layer(x, mask=mask), expected, "float32")
+        assert calls == [2 * min(threads // 2, batch)] * 2
+    finally:
+        fastrnn.set_num_threads(previous)
+
+
 def test_row_parts_on_the_team_read_only_inputs_and_many_threads(tuned, monkeypatch):
     """A split batch reads read-only inputs as an unsplit one does, and more threads than the team
     can have (64) split into at most 64 parts."""
@@ -265,16 +297,17 @@ def test_row_parts_on_the_team_read_only_inputs_and_many_threads(tuned, monkeypa
         fastrnn.set_num_threads(previous)
 
 
-def _parts(layer, x, mask, states, bounds, sequence):
-    """run_parts's arguments for `layer` on rows split at `bounds` (batch-major `x`)."""
+def _parts(layer, x, mask, states, bounds, sequence, backwards=False):
+    """run_parts's parts for `layer` on rows split at `bounds` (batch-major `x`)."""
     kernel_mask = np.ascontiguousarray(mask).view(np.uint8)
     calls = []
     for start, stop in zip(bounds, bounds[1:]):
         rows = slice(start, stop)
         function, arguments = layer._kernel_call(_kernels, kernel_mask[rows], [s[rows] for s in states],
                                                  sequence[rows])
-        calls.append((start, np.empty((x.shape[1], stop - start, x.shape[2]), x.dtype), arguments))
-    return function, calls
+        calls.append((function, start, backwards, np.empty((x.shape[1], stop - start, x.shape[2]), x.dtype),
+                      arguments))
+    return calls
 
 
 PARTS = list(itertools.product(CELLS, DTYPES, [1, 2, 3], [[0, 9], [0, 4, 9], [0, 1, 5, 9], [0, 2, 3, 6, 7, 9]]))
@@ -294,14 +327,42 @@ def test_run_parts_matches_whole_batch_calls(tuned, cell, dtype, threads, bounds
                                              whole_sequence)
     function(np.ascontiguousarray(x.transpose(1, 0, 2)), *arguments)
     sequence = np.zeros_like(whole_sequence)
-    function, calls = _parts(layer, x, mask, states, bounds, sequence)
+    calls = _parts(layer, x, mask, states, bounds, sequence)
     before = _kernels.calls_on_several_threads()
-    _kernels.run_parts(function, x, calls)
+    _kernels.run_parts(x, calls)
     tolerance = {"float32": 1e-6, "float64": 1e-12}[dtype]
     for got, want in zip(states + [sequence], whole + [whole_sequence]):
         np.testing.assert_allclose(got, want, rtol=0, atol=tolerance)
     several = threads > 1 and len(bounds) > 2
     assert _kernels.calls_on_several_threads() - before == several
+
+
+MIXED = list(itertools.product(DTYPES, [1, 2, 3]))
+
+
+@pytest.mark.parametrize("dtype, threads", MIXED, ids=["%s-t%d" % m for m in MIXED])
+def test_run_parts_runs_other_kernels_and_time_backwards(tuned, dtype, threads):
+    """Parts of different kernels, some running time backwards (a Bidirectional layer's two
+    directions, rows split), each write what a whole call on their own inputs writes: a
+    backward part reads its rows of x in reverse time order."""
+    tuned(threads=threads)
+    forward, backward = make_layer("lstm", dtype), make_layer("gru", dtype, seed=1)
+    x, mask, _ = make_inputs(forward, 9, 6)
+    expected, got, calls = [], [], []
+    for layer, backwards, bounds in ((forward, False, [0, 9]), (backward, True, [0, 5, 9])):
+        _, _, states = make_inputs(layer, 9, 6, seed=2)
+        whole, sequence = [s.copy() for s in states], np.zeros((9, 6, UNITS), dtype)
+        function, arguments = layer._kernel_call(_kernels, np.ascontiguousarray(mask).view(np.uint8), whole,
+                                                 sequence)
+        function(np.ascontiguousarray((x[:, ::-1] if backwards else x).transpose(1, 0, 2)), *arguments)
+        expected += whole + [sequence]
+        sequence = np.zeros_like(sequence)
+        calls += _parts(layer, x, mask, states, bounds, sequence, backwards)
+        got += states + [sequence]
+    _kernels.run_parts(x, calls)
+    tolerance = {"float32": 1e-6, "float64": 1e-12}[dtype]
+    for actual, want in zip(got, expected):
+        np.testing.assert_allclose(actual, want, rtol=0, atol=tolerance)
 
 
 def test_run_parts_with_the_team_busy_runs_them_in_turn(tuned):
@@ -311,11 +372,11 @@ def test_run_parts_with_the_team_busy_runs_them_in_turn(tuned):
     x, mask, states = make_inputs(layer, 8, 4)
     expected = on_reference(lambda: layer(x, mask=mask, initial_state=states))
     sequence = np.zeros((0, 0, 0), np.float32)
-    function, calls = _parts(layer, x, mask, states, [0, 4, 8], sequence)
+    calls = _parts(layer, x, mask, states, [0, 4, 8], sequence)
     assert _kernels.hold_threads()
     try:
         before = _kernels.calls_on_several_threads()
-        _kernels.run_parts(function, x, calls)
+        _kernels.run_parts(x, calls)
         assert _kernels.calls_on_several_threads() == before
     finally:
         _kernels.release_threads()
@@ -327,28 +388,29 @@ def test_run_parts_rejects_what_does_not_fit(tuned):
     layer = make_layer("simple_rnn", "float32")
     x, mask, states = make_inputs(layer, 8, 4)
     sequence = np.zeros((0, 0, 0), np.float32)
-    function, calls = _parts(layer, x, mask, states, [0, 4, 8], sequence)
+    calls = _parts(layer, x, mask, states, [0, 4, 8], sequence)
+    moved = lambda part, start: part[:1] + (start,) + part[2:]
     with pytest.raises(ValueError, match=r"part 1 \(rows 5 to 9, 4 steps of 5\) does not fit x of shape \(8, 4, 5\)"):
-        _kernels.run_parts(function, x, [calls[0], (5,) + calls[1][1:]])
+        _kernels.run_parts(x, [calls[0], moved(calls[1], 5)])
     with pytest.raises(ValueError, match="part 0"):
-        _kernels.run_parts(function, x[:, :3].copy(), calls[:1])
+        _kernels.run_parts(x[:, :3].copy(), calls[:1])
     with pytest.raises(ValueError, match="x"):
-        _kernels.run_parts(function, x.astype(np.float64), calls)
+        _kernels.run_parts(x.astype(np.float64), calls)
     with pytest.raises(ValueError, match="part 1"):       # no overflow past the last row
-        _kernels.run_parts(function, x, [calls[0], (2 ** 63 - 1,) + calls[1][1:]])
-    read_only = calls[1][1].copy()
+        _kernels.run_parts(x, [calls[0], moved(calls[1], 2 ** 63 - 1)])
+    read_only = calls[1][3].copy()
     read_only.flags.writeable = False
     with pytest.raises(ValueError, match="x_part.*read-only"):
-        _kernels.run_parts(function, x, [calls[0], (4, read_only, calls[1][2])])
+        _kernels.run_parts(x, [calls[0], calls[1][:3] + (read_only, calls[1][4])])
     with pytest.raises(ValueError, match="run_parts takes 1 to"):
-        _kernels.run_parts(function, x, [])
+        _kernels.run_parts(x, [])
     with pytest.raises(TypeError, match="kernels"):
-        _kernels.run_parts(print, x, calls)
+        _kernels.run_parts(x, [(print,) + calls[0][1:]])
     with pytest.raises(TypeError, match="another dtype"):
         other = make_layer("simple_rnn", "float64")
-        _, other_calls = _parts(other, x.astype(np.float64), mask, [s.astype(np.float64) for s in states],
-                                [4, 8], np.zeros((0, 0, 0)))
-        _kernels.run_parts(function, x, calls[:1] + other_calls)
+        other_calls = _parts(other, x.astype(np.float64), mask, [s.astype(np.float64) for s in states],
+                             [4, 8], np.zeros((0, 0, 0)))
+        _kernels.run_parts(x, calls[:1] + other_calls)
     assert _kernels.hold_threads()           # the team is free after every error
     _kernels.release_threads()
 
@@ -393,3 +455,25 @@ def test_set_num_threads_reaches_the_kernels(tuned):
     finally:
         fastrnn.set_num_threads(previous)
 
+
+
+def test_scratch_is_kept_for_the_next_call_and_its_old_contents_never_read(tuned):
+    """A call's scratch block is kept (csrc/scratch.h) and taken again by the next call of the
+    same size, not a second one; a smaller call then reuses a larger block, full of the last
+    call's values, and still gets the reference's answer. (With FASTRNN_KEEP_SCRATCH=0, as
+    under bench/asan.sh, nothing is kept.)"""
+    tuned(threads=1)
+    keeps = os.environ.get("FASTRNN_KEEP_SCRATCH") != "0"
+    large, small = make_layer("lstm", "float32"), make_layer("gru", "float32", seed=1)
+    x_large, _, _ = make_inputs(large, 16, 40)
+    x_small, mask, states = make_inputs(small, 3, 7)
+    large(x_large)
+    kept = _kernels.scratch_kept()
+    assert (kept > 0) == keeps
+    large(x_large)
+    assert _kernels.scratch_kept() == kept
+    expected = on_reference(lambda: small(x_small, mask=mask, initial_state=states))
+    for _ in range(2):
+        assert_close(small(x_small, mask=mask, initial_state=states), expected, "float32")
+        large(x_large)
+    assert (0 < _kernels.scratch_kept() <= 64 << 20) == keeps

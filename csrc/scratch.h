@@ -1,0 +1,137 @@
+/* Scratch memory of the kernels' calls (csrc/_kernels.pyx), kept from one call to the next.
+ *
+ * Why: a call's scratch (a chunk of the input projection, the packed kernels, the states) is
+ * often larger than malloc's mmap threshold, so each call mapped fresh pages, took a page fault
+ * at the first touch of every 4 KB (150 per call of an LSTM 8x50x32x64), and unmapped them on
+ * return, which interrupts every other thread of the process to flush its TLB. Two parts of a
+ * batch on two threads (run_parts) then took 1.9x the time of one, not 1.0x.
+ *
+ * How: a returned block is kept in one of a few slots, up to FR_SCRATCH_KEPT bytes in all; a
+ * request takes the smallest kept block that is large enough, else a new one from malloc. The
+ * slots are shared by all threads under a mutex (held for a few comparisons): concurrent calls
+ * never share a block, since a block in use is in no slot. Where there are no POSIX threads,
+ * or with FASTRNN_KEEP_SCRATCH=0 in the environment (bench/asan.sh and bench/memcheck.sh, so
+ * that a block is never larger than asked for and its old contents never pass for written),
+ * blocks go straight back to free.
+ */
+#ifndef FASTRNN_SCRATCH_H
+#define FASTRNN_SCRATCH_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#define FR_SCRATCH_SLOTS 8
+#define FR_SCRATCH_KEPT ((size_t)64 << 20)
+
+/* A block's usable size sits in front of it, in 16 bytes that keep malloc's alignment. */
+#define FR_SCRATCH_HEADER 16
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define FR_SCRATCH_KEEPS 1
+static struct {
+    pthread_mutex_t lock;
+    char *blocks[FR_SCRATCH_SLOTS];   /* kept blocks (their headers), NULL for an empty slot */
+    size_t kept;                      /* their sizes, summed */
+    size_t limit;                     /* of `kept` */
+} fr_scratch = {PTHREAD_MUTEX_INITIALIZER};
+
+/* fork() with the lock held by the forking thread only, so that the child's copy is sane. */
+static void fr_scratch_lock(void) { pthread_mutex_lock(&fr_scratch.lock); }
+static void fr_scratch_unlock(void) { pthread_mutex_unlock(&fr_scratch.lock); }
+
+/* Call once, before the first take. */
+static void fr_scratch_init(void)
+{
+    const char *keep = getenv("FASTRNN_KEEP_SCRATCH");
+    fr_scratch.limit = keep && strcmp(keep, "0") == 0 ? 0 : FR_SCRATCH_KEPT;
+    pthread_atfork(fr_scratch_lock, fr_scratch_unlock, fr_scratch_unlock);
+}
+
+/* The bytes kept now, for the tests. */
+static size_t fr_scratch_kept(void)
+{
+    pthread_mutex_lock(&fr_scratch.lock);
+    size_t kept = fr_scratch.kept;
+    pthread_mutex_unlock(&fr_scratch.lock);
+    return kept;
+}
+#else
+#define FR_SCRATCH_KEEPS 0
+static void fr_scratch_init(void) {}
+static size_t fr_scratch_kept(void) { return 0; }
+#endif
+
+static inline size_t fr_scratch_size(const char *block)
+{
+    return *(const size_t *)block;
+}
+
+/* At least `size` bytes, or NULL when out of memory; give them back with fr_scratch_give. */
+static void *fr_scratch_take(size_t size)
+{
+#if FR_SCRATCH_KEEPS
+    pthread_mutex_lock(&fr_scratch.lock);
+    int best = -1;
+    for (int i = 0; i < FR_SCRATCH_SLOTS; i++) {
+        char *block = fr_scratch.blocks[i];
+        if (block && fr_scratch_size(block) >= size
+                && (best < 0 || fr_scratch_size(block) < fr_scratch_size(fr_scratch.blocks[best])))
+            best = i;
+    }
+    char *found = NULL;
+    if (best >= 0) {
+        found = fr_scratch.blocks[best];
+        fr_scratch.blocks[best] = NULL;
+        fr_scratch.kept -= fr_scratch_size(found);
+    }
+    pthread_mutex_unlock(&fr_scratch.lock);
+    if (found)
+        return found + FR_SCRATCH_HEADER;
+#endif
+    if (size > (size_t)-1 - FR_SCRATCH_HEADER)
+        return NULL;
+    char *block = (char *)malloc(FR_SCRATCH_HEADER + size);
+    if (!block)
+        return NULL;
+    *(size_t *)block = size;
+    return block + FR_SCRATCH_HEADER;
+}
+
+/* Give back what fr_scratch_take returned (NULL is ignored): kept in an empty slot, or in
+ * place of a smaller kept block, while the kept total stays within its limit. */
+static void fr_scratch_give(void *memory)
+{
+    if (!memory)
+        return;
+    char *block = (char *)memory - FR_SCRATCH_HEADER;
+#if FR_SCRATCH_KEEPS
+    size_t size = fr_scratch_size(block);
+    pthread_mutex_lock(&fr_scratch.lock);
+    int slot = -1;
+    for (int i = 0; i < FR_SCRATCH_SLOTS; i++) {
+        char *kept = fr_scratch.blocks[i];
+        if (!kept) {
+            slot = i;
+            break;
+        }
+        if (fr_scratch_size(kept) < size && (slot < 0 || fr_scratch_size(kept) < fr_scratch_size(fr_scratch.blocks[slot])))
+            slot = i;
+    }
+    char *dropped = NULL;
+    if (slot >= 0) {
+        size_t replaced = fr_scratch.blocks[slot] ? fr_scratch_size(fr_scratch.blocks[slot]) : 0;
+        if (fr_scratch.kept - replaced + size <= fr_scratch.limit) {
+            dropped = fr_scratch.blocks[slot];
+            fr_scratch.blocks[slot] = block;
+            fr_scratch.kept += size - replaced;
+            block = NULL;
+        }
+    }
+    pthread_mutex_unlock(&fr_scratch.lock);
+    free(dropped);
+#endif
+    free(block);
+}
+
+#endif
