@@ -1067,27 +1067,28 @@ def gru(x,                          # IN  (T, B, I) time-major inputs
         run(&k)
 
 
-cdef object check_call(Call* k, function, x, tuple arguments):
-    """Fill `k` for `function`, one of this module's kernels, on `x` and the arguments it takes
-    after x; x None stands for one step of zeros (a Step's). Returns the arguments' h."""
+cdef object check_call(Call* k, function, tuple arguments):
+    """Fill `k` for `function`, one of this module's kernels, and all the arguments it takes, x
+    first; x None stands for one step of zeros (a Step's). Returns the arguments' h."""
     cdef Py_ssize_t n = len(arguments)
-    if function is simple_rnn and n == 7:
-        kernel, bias, recurrent_kernel, mask, activation, h, sequence = arguments
+    if function is simple_rnn and n == 8:
+        x, kernel, bias, recurrent_kernel, mask, activation, h, sequence = arguments
         x = np.zeros((1, len(h), len(kernel)), h.dtype) if x is None else x
         check_simple_rnn(k, x, kernel, bias, recurrent_kernel, mask, activation, h, sequence)
-    elif function is lstm and n == 10:
-        kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c, sequence = arguments
+    elif function is lstm and n == 11:
+        x, kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c, \
+            sequence = arguments
         x = np.zeros((1, len(h), len(kernel)), h.dtype) if x is None else x
         check_lstm(k, x, kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c,
                    sequence)
-    elif function is gru and n == 10:
-        kernel, bias, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation, reset_after, h, \
-            sequence = arguments
+    elif function is gru and n == 11:
+        x, kernel, bias, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation, reset_after, \
+            h, sequence = arguments
         x = np.zeros((1, len(h), len(kernel)), h.dtype) if x is None else x
         check_gru(k, x, kernel, bias, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation,
                   reset_after, h, sequence)
     else:
-        raise TypeError(f"expected one of fastrnn._kernels' kernels and the arguments it takes after x, "
+        raise TypeError(f"expected one of fastrnn._kernels' kernels and all the arguments it takes, "
                         f"got {function!r} with {n}")
     k.packed = NULL
     return h
@@ -1097,13 +1098,13 @@ def run_parts(x, parts):
     """Run independent kernel calls on one batch at once, each part on a thread of the team.
 
     `x` holds the whole batch's inputs, batch-major (B, T, I) and C-contiguous; each part is
-    ``(function, start, backwards, x_part, arguments)``: one of this module's kernels, the
-    part's first row, whether it runs time backwards, an empty time-major (T, rows, I) array
-    that receives its rows of `x` (in reverse time order when backwards), and the arguments
-    `function` takes after x for those rows (their mask, states and sequence rows, written in
-    place; the parts' arrays must not overlap). Rows are independent sequences, and so are the
-    directions of a Bidirectional layer: a part runs its whole recurrence without meeting the
-    others. With the team busy, or one thread, the parts run one after another on this thread.
+    ``(function, start, backwards, arguments)``: one of this module's kernels, the part's first
+    row, whether it runs time backwards, and all the arguments `function` takes for those rows,
+    its x an empty time-major (T, rows, I) array that receives its rows of `x` (in reverse time
+    order when backwards), its mask, states and sequence rows written in place (the parts'
+    arrays must not overlap). Rows are independent sequences, and so are the directions of a
+    Bidirectional layer: a part runs its whole recurrence without meeting the others. With the
+    team busy, or one thread, the parts run one after another on this thread.
     """
     global team_calls
     parts = tuple(parts)        # held here: the arrays must outlive the threads that use them
@@ -1121,9 +1122,9 @@ def run_parts(x, parts):
         p.plans = <Plan*> cache_line(plans)
         p.parts = <Part*> alloc_scratch(count * sizeof(Part))
         for j in range(count):
-            function, start, backwards, x_part, arguments = parts[j]
-            shape_of(x_part, b"x_part", typenum_of(x_part), 3, True)     # written by the part
-            check_call(&p.calls[j], function, x_part, arguments)
+            function, start, backwards, arguments = parts[j]
+            check_call(&p.calls[j], function, arguments)
+            shape_of(arguments[0], b"x_part", p.calls[j].typenum, 3, True)     # written by the part
             if j and p.calls[j].typenum != p.calls[0].typenum:
                 raise TypeError(f"run_parts: part {j} is of another dtype than part 0")
             p.parts[j].start, p.parts[j].backwards = start, backwards
@@ -1179,7 +1180,7 @@ cdef class Step:
         free(self.call.packed)
         self.call.packed = NULL
         # A stand-in input of one step: the kernel's own checks then bind everything else.
-        h = check_call(&self.call, function, None, arguments)
+        h = check_call(&self.call, function, (None,) + arguments)
         if self.call.mask != NULL or self.call.sequence != NULL:
             raise ValueError("Step binds the empty mask and sequence: one step needs neither")
         self.arguments, self.h = arguments, h

@@ -38,8 +38,8 @@ def _run_calls(x, calls, step_work):
         for layer, mask, states, sequence in calls:
             # Time-major for the kernels: each step's rows are contiguous for its matrix product.
             x_t = np.ascontiguousarray((x[:, ::-1] if layer.go_backwards else x).transpose(1, 0, 2), dtype=layer.dtype)
-            function, arguments = layer._kernel_call(kernels, mask, states, sequence)
-            function(x_t, *arguments)
+            function, arguments = layer._kernel_call(kernels, x_t, mask, states, sequence)
+            function(*arguments)
 
 
 def _run_parts(kernels, x, parts, team):
@@ -58,11 +58,11 @@ def _run_parts(kernels, x, parts, team):
         x = np.ascontiguousarray(x, dtype=parts[0][0].dtype)
         calls = []
         for layer, mask, states, sequence, rows in parts:
-            function, arguments = layer._kernel_call(kernels, mask[rows], [state[rows] for state in states],
-                                                     sequence[rows])
             span = range(x.shape[0])[rows]
             x_part = np.empty((x.shape[1], len(span), x.shape[2]), layer.dtype)
-            calls.append((function, span.start, layer.go_backwards, x_part, arguments))
+            function, arguments = layer._kernel_call(kernels, x_part, mask[rows], [state[rows] for state in states],
+                                                     sequence[rows])
+            calls.append((function, span.start, layer.go_backwards, arguments))
         kernels.run_parts(x, calls)
         return
     # Inside a part nothing is split again: each runs its call whole.
@@ -148,8 +148,10 @@ class _RNN(Layer):
         global weights_generation
         weights_generation += 1
 
-    def _kernel_call(self, kernels, mask, states, sequence):
-        """The kernel and its arguments after the inputs: ``function(x, *arguments)`` runs it."""
+    def _kernel_call(self, kernels, x, mask, states, sequence):
+        """The kernel and all its arguments, the time-major inputs `x` first: ``function(*arguments)``
+        runs it. (A prebuilt tuple passes faster than ``function(x, *rest)``: 0.37 against 0.51 us
+        for a one-step call.)"""
         raise NotImplementedError
 
     # ----------------------------------------------------------------- shapes and masks
@@ -392,8 +394,8 @@ class SimpleRNN(_RNN):
         super().__init__(units, activation, use_bias, return_sequences, return_state, go_backwards,
                          dtype, seed, name, weights, input_shape, batch_input_shape, **options)
 
-    def _kernel_call(self, kernels, mask, states, sequence):
-        return kernels.simple_rnn, (self.kernel, self._bias, self.recurrent_kernel, mask, self._activation,
+    def _kernel_call(self, kernels, x, mask, states, sequence):
+        return kernels.simple_rnn, (x, self.kernel, self._bias, self.recurrent_kernel, mask, self._activation,
                                     states[0], sequence)
 
 
@@ -472,8 +474,8 @@ class LSTM(_RNN):
         super()._on_weights_set()
         self._projection = self.projection if self.proj_size else _EMPTY_PROJECTION[self.dtype]
 
-    def _kernel_call(self, kernels, mask, states, sequence):
-        return kernels.lstm, (self.kernel, self._bias, self.recurrent_kernel, self._projection, mask,
+    def _kernel_call(self, kernels, x, mask, states, sequence):
+        return kernels.lstm, (x, self.kernel, self._bias, self.recurrent_kernel, self._projection, mask,
                               self._activation, self._recurrent_activation, states[0], states[1], sequence)
 
 
@@ -541,8 +543,8 @@ class GRU(_RNN):
         else:
             self._bias, self._recurrent_bias = (self.bias if self.use_bias else zeros), zeros
 
-    def _kernel_call(self, kernels, mask, states, sequence):
-        return kernels.gru, (self.kernel, self._bias, self.recurrent_kernel, self._recurrent_bias, mask,
+    def _kernel_call(self, kernels, x, mask, states, sequence):
+        return kernels.gru, (x, self.kernel, self._bias, self.recurrent_kernel, self._recurrent_bias, mask,
                              self._activation, self._recurrent_activation, self.reset_after, states[0], sequence)
 
 

@@ -175,7 +175,8 @@ def _recurrent_step(layer, states):
     """One timestep of `layer` on (batch, features), updating `states` in place; returns h (the
     compiled backend's Step returns a copy of it, the others the state itself)."""
     kernels = backends.kernels()
-    function, arguments = layer._kernel_call(kernels, _NO_MASK, states, layer._no_sequence)
+    function, arguments = layer._kernel_call(kernels, None, _NO_MASK, states, layer._no_sequence)
+    arguments = arguments[1:]     # all but x
     if hasattr(kernels, "Step"):
         return kernels.Step(function, arguments)   # binds the weights and states in C, once
     h = states[0]

@@ -303,10 +303,10 @@ def _parts(layer, x, mask, states, bounds, sequence, backwards=False):
     calls = []
     for start, stop in zip(bounds, bounds[1:]):
         rows = slice(start, stop)
-        function, arguments = layer._kernel_call(_kernels, kernel_mask[rows], [s[rows] for s in states],
+        x_part = np.empty((x.shape[1], stop - start, x.shape[2]), x.dtype)
+        function, arguments = layer._kernel_call(_kernels, x_part, kernel_mask[rows], [s[rows] for s in states],
                                                  sequence[rows])
-        calls.append((function, start, backwards, np.empty((x.shape[1], stop - start, x.shape[2]), x.dtype),
-                      arguments))
+        calls.append((function, start, backwards, arguments))
     return calls
 
 
@@ -323,9 +323,9 @@ def test_run_parts_matches_whole_batch_calls(tuned, cell, dtype, threads, bounds
     x, mask, states = make_inputs(layer, 9, 6)
     whole = [s.copy() for s in states]
     whole_sequence = np.zeros((9, 6, layer._sizes[0]), dtype)
-    function, arguments = layer._kernel_call(_kernels, np.ascontiguousarray(mask).view(np.uint8), whole,
-                                             whole_sequence)
-    function(np.ascontiguousarray(x.transpose(1, 0, 2)), *arguments)
+    function, arguments = layer._kernel_call(_kernels, np.ascontiguousarray(x.transpose(1, 0, 2)),
+                                             np.ascontiguousarray(mask).view(np.uint8), whole, whole_sequence)
+    function(*arguments)
     sequence = np.zeros_like(whole_sequence)
     calls = _parts(layer, x, mask, states, bounds, sequence)
     before = _kernels.calls_on_several_threads()
@@ -352,9 +352,10 @@ def test_run_parts_runs_other_kernels_and_time_backwards(tuned, dtype, threads):
     for layer, backwards, bounds in ((forward, False, [0, 9]), (backward, True, [0, 5, 9])):
         _, _, states = make_inputs(layer, 9, 6, seed=2)
         whole, sequence = [s.copy() for s in states], np.zeros((9, 6, UNITS), dtype)
-        function, arguments = layer._kernel_call(_kernels, np.ascontiguousarray(mask).view(np.uint8), whole,
+        x_t = np.ascontiguousarray((x[:, ::-1] if backwards else x).transpose(1, 0, 2))
+        function, arguments = layer._kernel_call(_kernels, x_t, np.ascontiguousarray(mask).view(np.uint8), whole,
                                                  sequence)
-        function(np.ascontiguousarray((x[:, ::-1] if backwards else x).transpose(1, 0, 2)), *arguments)
+        function(*arguments)
         expected += whole + [sequence]
         sequence = np.zeros_like(sequence)
         calls += _parts(layer, x, mask, states, bounds, sequence, backwards)
@@ -398,10 +399,10 @@ def test_run_parts_rejects_what_does_not_fit(tuned):
         _kernels.run_parts(x.astype(np.float64), calls)
     with pytest.raises(ValueError, match="part 1"):       # no overflow past the last row
         _kernels.run_parts(x, [calls[0], moved(calls[1], 2 ** 63 - 1)])
-    read_only = calls[1][3].copy()
+    read_only = calls[1][3][0].copy()
     read_only.flags.writeable = False
     with pytest.raises(ValueError, match="x_part.*read-only"):
-        _kernels.run_parts(x, [calls[0], calls[1][:3] + (read_only, calls[1][4])])
+        _kernels.run_parts(x, [calls[0], calls[1][:3] + ((read_only,) + calls[1][3][1:],)])
     with pytest.raises(ValueError, match="run_parts takes 1 to"):
         _kernels.run_parts(x, [])
     with pytest.raises(TypeError, match="kernels"):
