@@ -3,7 +3,8 @@
 
 Design:
 - A kernel only computes. The layer (fastrnn/recurrent.py) validates, casts, lays the inputs
-  out time-major, reverses time for ``go_backwards`` and allocates every output. A kernel reads
+  out time-major (or lets run_parts copy each part's rows so), reverses time for
+  ``go_backwards`` (run_parts: for a backward part) and allocates every output. A kernel reads
   its inputs, writes preallocated outputs and returns nothing. The array contract is the one
   documented in fastrnn/reference.py, the specification; fastrnn/_numba.py mirrors the cores.
 - One source for both precisions: the ``floating`` fused type, with the float or double libm
@@ -19,8 +20,9 @@ Design:
   team (csrc/team.h), which meet after each step; see "the team" below. fastrnn/parallel.py
   splits large batches by rows instead, and then each call runs alone.
 - The GIL is released for the whole recurrence, so calls from several threads run in parallel.
-  Nothing is shared between calls but the team, which a call finding it busy does without:
-  scratch memory is private to a call (kept for later calls once it returns, csrc/scratch.h).
+  Nothing is shared between running calls but the team, which a call finding it busy does
+  without: scratch memory is private to a call until it returns, then kept for later calls
+  (csrc/scratch.h).
 """
 cimport numpy as cnp
 import numpy as np
@@ -1107,7 +1109,7 @@ def run_parts(x, parts):
     team busy, or one thread, the parts run one after another on this thread.
     """
     global team_calls
-    parts = tuple(parts)        # held here: the arrays must outlive the threads that use them
+    parts = tuple(parts)        # held here (parts are tuples): the arrays must outlive the threads
     cdef int count = len(parts), j
     if not 1 <= count <= FR_TEAM_MAX:
         raise ValueError(f"run_parts takes 1 to {FR_TEAM_MAX} parts, got {count}")
@@ -1122,6 +1124,10 @@ def run_parts(x, parts):
         p.plans = <Plan*> cache_line(plans)
         p.parts = <Part*> alloc_scratch(count * sizeof(Part))
         for j in range(count):
+            if not (isinstance(parts[j], tuple) and len(parts[j]) == 4 and isinstance(parts[j][3], tuple)
+                    and parts[j][3]):
+                raise TypeError(f"run_parts: part {j} must be a tuple (function, start, backwards, arguments), "
+                                f"arguments a tuple with x_part first; got {parts[j]!r:.200}")
             function, start, backwards, arguments = parts[j]
             check_call(&p.calls[j], function, arguments)
             shape_of(arguments[0], b"x_part", p.calls[j].typenum, 3, True)     # written by the part
@@ -1166,8 +1172,9 @@ def scratch_kept():
 cdef class Step:
     """One timestep of a kernel with everything but the input bound: the embedded hot path.
 
-    ``Step(function, arguments)`` takes one of this module's kernels and the arguments it takes
-    after ``x``, with the empty mask and sequence; they are checked once, and kept alive.
+    ``Step(function, arguments)`` takes one of this module's kernels and all the arguments it
+    takes, x None (it comes at each step), with the empty mask and sequence; they are checked
+    once, and kept alive.
     ``step(x_t)`` for ``x_t`` of shape (batch, input_dim) advances the bound states in place and
     returns a copy of h, the step's output. Weights and states must not be replaced afterwards
     (fastrnn/streaming.py binds a new Step when they are).
@@ -1180,7 +1187,7 @@ cdef class Step:
         free(self.call.packed)
         self.call.packed = NULL
         # A stand-in input of one step: the kernel's own checks then bind everything else.
-        h = check_call(&self.call, function, (None,) + arguments)
+        h = check_call(&self.call, function, arguments)
         if self.call.mask != NULL or self.call.sequence != NULL:
             raise ValueError("Step binds the empty mask and sequence: one step needs neither")
         self.arguments, self.h = arguments, h

@@ -7,7 +7,9 @@
  * batch on two threads (run_parts) then took 1.9x the time of one, not 1.0x.
  *
  * How: a returned block is kept in one of a few slots, up to FR_SCRATCH_KEPT bytes in all; a
- * request takes the smallest kept block that is large enough, else a new one from malloc. The
+ * request takes the smallest kept block that is large enough and at most FR_SCRATCH_SPARE times
+ * as large (so that a small call does not hold a large block that a large one then misses),
+ * else a new one from malloc. The
  * slots are shared by all threads under a mutex (held for a few comparisons): concurrent calls
  * never share a block, since a block in use is in no slot. Where there are no POSIX threads,
  * or with FASTRNN_KEEP_SCRATCH=0 in the environment (bench/asan.sh and bench/memcheck.sh, so
@@ -22,6 +24,7 @@
 
 #define FR_SCRATCH_SLOTS 8
 #define FR_SCRATCH_KEPT ((size_t)64 << 20)
+#define FR_SCRATCH_SPARE 4
 
 /* A block's usable size sits in front of it, in 16 bytes that keep malloc's alignment. */
 #define FR_SCRATCH_HEADER 16
@@ -75,7 +78,7 @@ static void *fr_scratch_take(size_t size)
     int best = -1;
     for (int i = 0; i < FR_SCRATCH_SLOTS; i++) {
         char *block = fr_scratch.blocks[i];
-        if (block && fr_scratch_size(block) >= size
+        if (block && fr_scratch_size(block) >= size && fr_scratch_size(block) / FR_SCRATCH_SPARE <= size
                 && (best < 0 || fr_scratch_size(block) < fr_scratch_size(fr_scratch.blocks[best])))
             best = i;
     }

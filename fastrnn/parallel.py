@@ -3,8 +3,9 @@
 Three kinds of work are independent: the rows of a batch (each row is its own sequence), the two
 directions of a Bidirectional layer and the length groups of a ragged `predict`. They share one
 thread pool of ``fastrnn.set_num_threads(n) - 1`` threads, the calling thread taking a part too;
-with the compiled backend, the rows of a batch run on the kernels' own threads instead
-(``run_parts``, see fastrnn/recurrent.py), which hand over work faster.
+with the compiled backend, the rows of a batch and the directions of a Bidirectional layer run on
+the kernels' own threads instead (``run_parts``, see fastrnn/recurrent.py), which hand over work
+faster.
 Work is split only when each part pays for the hand-off (tens of microseconds), and never again
 inside a part: a part waiting for parts queued behind it could wait for a pool thread that is
 itself waiting. Nor do the compiled kernels share a part's steps among their own team of threads
@@ -81,7 +82,8 @@ def batch_parts(batch, work_per_row, kernels, calls=1):
     team = hasattr(kernels, "run_parts")
     if not may_split(work // 2, team):
         return (), False
-    rows = row_parts(batch, work_per_row, team, max(1, backends.num_threads() // calls))
+    threads = min(backends.num_threads(), MAX_TEAM_PARTS) if team else backends.num_threads()
+    rows = row_parts(batch, work_per_row, team, max(1, threads // calls))
     return (rows if calls * len(rows) > 1 else ()), team
 
 

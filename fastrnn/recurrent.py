@@ -56,14 +56,14 @@ def _run_parts(kernels, x, parts, team):
         # The compiled kernels run the parts on their own threads, which wait for work spinning
         # for a while: handing a part to a Python thread cost 0.1-2 ms here (its core asleep).
         x = np.ascontiguousarray(x, dtype=parts[0][0].dtype)
-        calls = []
+        kernel_parts = []
         for layer, mask, states, sequence, rows in parts:
             span = range(x.shape[0])[rows]
             x_part = np.empty((x.shape[1], len(span), x.shape[2]), layer.dtype)
             function, arguments = layer._kernel_call(kernels, x_part, mask[rows], [state[rows] for state in states],
                                                      sequence[rows])
-            calls.append((function, span.start, layer.go_backwards, arguments))
-        kernels.run_parts(x, calls)
+            kernel_parts.append((function, span.start, layer.go_backwards, arguments))
+        kernels.run_parts(x, kernel_parts)
         return
     # Inside a part nothing is split again: each runs its call whole.
     parallel.run(*(functools.partial(_run_calls, x[rows], [(layer, mask[rows], [state[rows] for state in states],
@@ -751,8 +751,8 @@ class Bidirectional(Layer):
                                    layer.return_sequences)
                     for layer, state in zip(layers, initial_states)]
         _run_calls(prepared[0][0], [call for _, _, call in prepared], min(layer._step_work for layer in layers))
-        return [layer._returned(*layer._finish(mask, call, layer.return_sequences))
-                for layer, (_, mask, call) in zip(layers, prepared)]
+        return [layer._returned(*layer._finish(direction_mask, call, layer.return_sequences))
+                for layer, (_, direction_mask, call) in zip(layers, prepared)]
 
     def _call_symbolic(self, inputs, initial_state=None, **kwargs):
         if initial_state is not None:

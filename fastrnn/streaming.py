@@ -176,12 +176,11 @@ def _recurrent_step(layer, states):
     compiled backend's Step returns a copy of it, the others the state itself)."""
     kernels = backends.kernels()
     function, arguments = layer._kernel_call(kernels, None, _NO_MASK, states, layer._no_sequence)
-    arguments = arguments[1:]     # all but x
     if hasattr(kernels, "Step"):
         return kernels.Step(function, arguments)   # binds the weights and states in C, once
-    h = states[0]
+    h, rest = states[0], arguments[1:]
 
     def run(x):
-        function(x[None], *arguments)   # time-major (1, batch, features)
+        function(x[None], *rest)   # time-major (1, batch, features)
         return h
     return run

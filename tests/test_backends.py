@@ -169,7 +169,7 @@ def test_compiled_step_matches_the_kernel_call(dtype, batch, units):
     rng = np.random.default_rng(1)
     for name in ("kernel", "recurrent_kernel", "bias"):
         arguments[name][...] = twin[name][...] = rng.uniform(-0.5, 0.5, arguments[name].shape)
-    step = _kernels.Step(_kernels.lstm, tuple(list(arguments.values())[1:]))
+    step = _kernels.Step(_kernels.lstm, (None,) + tuple(list(arguments.values())[1:]))
     for _ in range(3):
         x_t = rng.standard_normal(arguments["x"].shape[1:]).astype(dtype)
         output = step(x_t)
@@ -182,7 +182,7 @@ def test_compiled_step_matches_the_kernel_call(dtype, batch, units):
 def test_compiled_step_checks_its_input():
     _kernels = pytest.importorskip("fastrnn._kernels")
     arguments = _lstm_arguments(np.float32, T=1)
-    step = _kernels.Step(_kernels.lstm, tuple(list(arguments.values())[1:]))
+    step = _kernels.Step(_kernels.lstm, (None,) + tuple(list(arguments.values())[1:]))
     for bad, message in ((np.zeros((2, 6), np.float32), r"x_t: expected shape \(2, 5\)"),
                          (np.zeros((2, 5), np.float64), "x_t: expected .*float32"),
                          (np.zeros((5, 2), np.float32).T, "not C-contiguous"),
@@ -193,4 +193,4 @@ def test_compiled_step_checks_its_input():
         _kernels.Step(len, tuple(list(arguments.values())[1:]))
     arguments["mask"] = np.ones((2, 1), np.uint8)
     with pytest.raises(ValueError, match="empty mask and sequence"):
-        _kernels.Step(_kernels.lstm, tuple(list(arguments.values())[1:]))
+        _kernels.Step(_kernels.lstm, (None,) + tuple(list(arguments.values())[1:]))

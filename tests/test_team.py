@@ -281,18 +281,22 @@ def test_bidirectional_directions_run_on_the_team(tuned, monkeypatch, cell, thre
 
 def test_row_parts_on_the_team_read_only_inputs_and_many_threads(tuned, monkeypatch):
     """A split batch reads read-only inputs as an unsplit one does, and more threads than the team
-    can have (64) split into at most 64 parts."""
+    can have (64) split into at most 64 parts, a Bidirectional layer's two directions included."""
     monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
     previous = fastrnn.num_threads()
     try:
         layer = make_layer("gru", "float32")
+        bidirectional = fastrnn.Bidirectional(make_layer("lstm", "float32"))
         for threads, batch in ((2, 8), (100, 130)):
             fastrnn.set_num_threads(threads)
             x, _, _ = make_inputs(layer, batch, 3)
             x.flags.writeable = False
             assert len(parallel.row_parts(batch, 1, team=True)) == min(threads, 64)
-            expected = on_reference(lambda: layer(x))
-            assert_close(layer(x), expected, "float32")
+            rows, _ = parallel.batch_parts(batch, 1, _kernels, calls=2)
+            assert 2 * len(rows) == min(threads, 64)
+            for split in (layer, bidirectional):
+                expected = on_reference(lambda: split(x))
+                assert_close(split(x), expected, "float32")
     finally:
         fastrnn.set_num_threads(previous)
 
@@ -407,6 +411,10 @@ def test_run_parts_rejects_what_does_not_fit(tuned):
         _kernels.run_parts(x, [])
     with pytest.raises(TypeError, match="kernels"):
         _kernels.run_parts(x, [(print,) + calls[0][1:]])
+    # A list could be changed by another thread while the kernels run: parts are tuples.
+    for bad in (list(calls[0]), calls[0][:3], calls[0][:3] + (list(calls[0][3]),), calls[0][:3] + ((),)):
+        with pytest.raises(TypeError, match="part 0 must be a tuple"):
+            _kernels.run_parts(x, [bad])
     with pytest.raises(TypeError, match="another dtype"):
         other = make_layer("simple_rnn", "float64")
         other_calls = _parts(other, x.astype(np.float64), mask, [s.astype(np.float64) for s in states],
@@ -455,7 +463,6 @@ def test_set_num_threads_reaches_the_kernels(tuned):
         assert _kernels.configure()["threads"] == 1
     finally:
         fastrnn.set_num_threads(previous)
-
 
 
 def test_scratch_is_kept_for_the_next_call_and_its_old_contents_never_read(tuned):
