@@ -6,7 +6,9 @@
  * return, which interrupts every other thread of the process to flush its TLB. Two parts of a
  * batch on two threads (run_parts) then took 1.9x the time of one, not 1.0x.
  *
- * How: a returned block is kept in one of a few slots, up to FR_SCRATCH_KEPT bytes in all; a
+ * How: blocks under FR_SCRATCH_SMALL bytes, which malloc serves from its free lists without
+ * touching the mapping, come from malloc and go back to free. A larger returned block is kept
+ * in one of a few slots, up to FR_SCRATCH_KEPT bytes in all; a
  * request takes the smallest kept block that is large enough and at most FR_SCRATCH_SPARE times
  * as large (so that a small call does not hold a large block that a large one then misses),
  * else a new one from malloc. The
@@ -25,6 +27,7 @@
 #define FR_SCRATCH_SLOTS 8
 #define FR_SCRATCH_KEPT ((size_t)64 << 20)
 #define FR_SCRATCH_SPARE 4
+#define FR_SCRATCH_SMALL ((size_t)64 << 10)
 
 /* A block's usable size sits in front of it, in 16 bytes that keep malloc's alignment. */
 #define FR_SCRATCH_HEADER 16
@@ -74,6 +77,8 @@ static inline size_t fr_scratch_size(const char *block)
 static void *fr_scratch_take(size_t size)
 {
 #if FR_SCRATCH_KEEPS
+    if (size < FR_SCRATCH_SMALL)
+        goto fresh;     /* no lock: a one-step call's block */
     pthread_mutex_lock(&fr_scratch.lock);
     int best = -1;
     for (int i = 0; i < FR_SCRATCH_SLOTS; i++) {
@@ -91,6 +96,7 @@ static void *fr_scratch_take(size_t size)
     pthread_mutex_unlock(&fr_scratch.lock);
     if (found)
         return found + FR_SCRATCH_HEADER;
+fresh:
 #endif
     if (size > (size_t)-1 - FR_SCRATCH_HEADER)
         return NULL;
@@ -110,6 +116,10 @@ static void fr_scratch_give(void *memory)
     char *block = (char *)memory - FR_SCRATCH_HEADER;
 #if FR_SCRATCH_KEEPS
     size_t size = fr_scratch_size(block);
+    if (size < FR_SCRATCH_SMALL) {
+        free(block);
+        return;
+    }
     pthread_mutex_lock(&fr_scratch.lock);
     int slot = -1;
     for (int i = 0; i < FR_SCRATCH_SLOTS; i++) {
