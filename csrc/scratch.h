@@ -8,10 +8,9 @@
  *
  * How: blocks under FR_SCRATCH_SMALL bytes, which malloc serves from its free lists without
  * touching the mapping, come from malloc and go back to free. A larger returned block is kept
- * in one of a few slots, up to FR_SCRATCH_KEPT bytes in all; a
- * request takes the smallest kept block that is large enough and at most FR_SCRATCH_SPARE times
- * as large (so that a small call does not hold a large block that a large one then misses),
- * else a new one from malloc. The
+ * in one of a few slots, up to FR_SCRATCH_KEPT bytes in all; a request takes the smallest kept
+ * block that is large enough and at most FR_SCRATCH_SPARE times as large (so that a small call
+ * does not hold a large block that a large one then misses), else a new one from malloc. The
  * slots are shared by all threads under a mutex (held for a few comparisons): concurrent calls
  * never share a block, since a block in use is in no slot. Where there are no POSIX threads,
  * or with FASTRNN_KEEP_SCRATCH=0 in the environment (bench/asan.sh and bench/memcheck.sh, so
@@ -73,12 +72,10 @@ static inline size_t fr_scratch_size(const char *block)
     return *(const size_t *)block;
 }
 
-/* At least `size` bytes, or NULL when out of memory; give them back with fr_scratch_give. */
-static void *fr_scratch_take(size_t size)
-{
 #if FR_SCRATCH_KEEPS
-    if (size < FR_SCRATCH_SMALL)
-        goto fresh;     /* no lock: a one-step call's block */
+/* The smallest kept block of `size` to FR_SCRATCH_SPARE times `size` bytes, out of its slot, or NULL. */
+static char *fr_scratch_find(size_t size)
+{
     pthread_mutex_lock(&fr_scratch.lock);
     int best = -1;
     for (int i = 0; i < FR_SCRATCH_SLOTS; i++) {
@@ -94,9 +91,17 @@ static void *fr_scratch_take(size_t size)
         fr_scratch.kept -= fr_scratch_size(found);
     }
     pthread_mutex_unlock(&fr_scratch.lock);
+    return found;
+}
+#endif
+
+/* At least `size` bytes, or NULL when out of memory; give them back with fr_scratch_give. */
+static void *fr_scratch_take(size_t size)
+{
+#if FR_SCRATCH_KEEPS
+    char *found = size >= FR_SCRATCH_SMALL ? fr_scratch_find(size) : NULL;   /* small: no lock */
     if (found)
         return found + FR_SCRATCH_HEADER;
-fresh:
 #endif
     if (size > (size_t)-1 - FR_SCRATCH_HEADER)
         return NULL;
@@ -128,7 +133,8 @@ static void fr_scratch_give(void *memory)
             slot = i;
             break;
         }
-        if (fr_scratch_size(kept) < size && (slot < 0 || fr_scratch_size(kept) < fr_scratch_size(fr_scratch.blocks[slot])))
+        if (fr_scratch_size(kept) < size
+                && (slot < 0 || fr_scratch_size(kept) < fr_scratch_size(fr_scratch.blocks[slot])))
             slot = i;
     }
     char *dropped = NULL;
