@@ -1124,7 +1124,8 @@ def run_parts(x, parts):
         p.plans = <Plan*> cache_line(plans)
         p.parts = <Part*> alloc_scratch(count * sizeof(Part))
         for j in range(count):
-            if not (isinstance(parts[j], tuple) and len(parts[j]) == 4 and isinstance(parts[j][3], tuple)
+            # Exact tuples: a subclass could unpack to arrays that nothing here holds.
+            if not (type(parts[j]) is tuple and len(parts[j]) == 4 and type(parts[j][3]) is tuple
                     and parts[j][3]):
                 raise TypeError(f"run_parts: part {j} must be a tuple (function, start, backwards, arguments), "
                                 f"arguments a tuple with x_part first; got {parts[j]!r:.200}")
@@ -1184,22 +1185,28 @@ cdef class Step:
     cdef object h
 
     def __init__(self, function, tuple arguments):
-        free(self.call.packed)
-        self.call.packed = NULL
+        cdef Call call      # all checked before anything bound is replaced
+        cdef void* packed
+        if not arguments or arguments[0] is not None:
+            raise TypeError("Step takes a kernel's arguments with x None: the input comes at each step")
         # A stand-in input of one step: the kernel's own checks then bind everything else.
-        h = check_call(&self.call, function, arguments)
-        if self.call.mask != NULL or self.call.sequence != NULL:
+        h = check_call(&call, function, arguments)
+        if call.mask != NULL or call.sequence != NULL:
             raise ValueError("Step binds the empty mask and sequence: one step needs neither")
-        self.arguments, self.h = arguments, h
         # A one-step call never packs the recurrent kernel; a stream runs many steps, so it is
         # packed here once, on the terms of a call of many.
-        self.call.packed = pack_recurrent_kernel(&self.call)
+        packed = pack_recurrent_kernel(&call)
+        free(self.call.packed)
+        self.call, self.call.packed = call, packed
+        self.arguments, self.h = arguments, h
 
     def __dealloc__(self):
         free(self.call.packed)
 
     def __call__(self, x_t):
         """Advance the bound states by `x_t` (batch, input_dim); return a copy of h."""
+        if self.h is None:
+            raise TypeError("Step is not bound to a kernel: construct it with Step(function, arguments)")
         cdef cnp.npy_intp* shape = shape_of(x_t, b"x_t", self.call.typenum, 2, False)
         check_shape(b"x_t", shape, 2, self.call.batch, self.call.inputs)
         self.call.x = data(x_t)

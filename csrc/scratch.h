@@ -8,9 +8,10 @@
  *
  * How: blocks under FR_SCRATCH_SMALL bytes, which malloc serves from its free lists without
  * touching the mapping, come from malloc and go back to free. A larger returned block is kept
- * in one of a few slots, up to FR_SCRATCH_KEPT bytes in all; a request takes the smallest kept
- * block that is large enough and at most FR_SCRATCH_SPARE times as large (so that a small call
- * does not hold a large block that a large one then misses), else a new one from malloc. The
+ * in one of a few slots, up to FR_SCRATCH_KEPT bytes in all, the oldest dropped for a newer one;
+ * a request takes the smallest kept block that is large enough and at most FR_SCRATCH_SPARE
+ * times as large (so that a small call does not hold a large block that a large one then
+ * misses), else a new one from malloc. The
  * slots are shared by all threads under a mutex (held for a few comparisons): concurrent calls
  * never share a block, since a block in use is in no slot. Where there are no POSIX threads,
  * or with FASTRNN_KEEP_SCRATCH=0 in the environment (bench/asan.sh and bench/memcheck.sh, so
@@ -37,6 +38,8 @@
 static struct {
     pthread_mutex_t lock;
     char *blocks[FR_SCRATCH_SLOTS];   /* kept blocks (their headers), NULL for an empty slot */
+    unsigned long long given[FR_SCRATCH_SLOTS];   /* when each was given back, in gives */
+    unsigned long long gives;         /* blocks kept so far */
     size_t kept;                      /* their sizes, summed */
     size_t limit;                     /* of `kept` */
 } fr_scratch = {PTHREAD_MUTEX_INITIALIZER};
@@ -112,8 +115,9 @@ static void *fr_scratch_take(size_t size)
     return block + FR_SCRATCH_HEADER;
 }
 
-/* Give back what fr_scratch_take returned (NULL is ignored): kept in an empty slot, or in
- * place of a smaller kept block, while the kept total stays within its limit. */
+/* Give back what fr_scratch_take returned (NULL is ignored). Blocks under FR_SCRATCH_SMALL go
+ * back to free; a larger one is kept, the oldest kept blocks dropped to make room for it (a
+ * slot, and the limit on the kept total): the latest is the likeliest to fit the next call. */
 static void fr_scratch_give(void *memory)
 {
     if (!memory)
@@ -121,36 +125,40 @@ static void fr_scratch_give(void *memory)
     char *block = (char *)memory - FR_SCRATCH_HEADER;
 #if FR_SCRATCH_KEEPS
     size_t size = fr_scratch_size(block);
-    if (size < FR_SCRATCH_SMALL) {
+    if (size < FR_SCRATCH_SMALL || size > fr_scratch.limit) {
         free(block);
         return;
     }
+    char *dropped[FR_SCRATCH_SLOTS];
+    int n_dropped = 0;
     pthread_mutex_lock(&fr_scratch.lock);
-    int slot = -1;
-    for (int i = 0; i < FR_SCRATCH_SLOTS; i++) {
-        char *kept = fr_scratch.blocks[i];
-        if (!kept) {
-            slot = i;
+    for (;;) {
+        int empty = -1, oldest = -1;
+        for (int i = 0; i < FR_SCRATCH_SLOTS; i++) {
+            if (!fr_scratch.blocks[i])
+                empty = empty < 0 ? i : empty;
+            else if (oldest < 0 || fr_scratch.given[i] < fr_scratch.given[oldest])
+                oldest = i;
+        }
+        if (empty >= 0 && fr_scratch.kept + size <= fr_scratch.limit) {
+            fr_scratch.blocks[empty] = block;
+            fr_scratch.given[empty] = ++fr_scratch.gives;
+            fr_scratch.kept += size;
             break;
         }
-        if (fr_scratch_size(kept) < size
-                && (slot < 0 || fr_scratch_size(kept) < fr_scratch_size(fr_scratch.blocks[slot])))
-            slot = i;
-    }
-    char *dropped = NULL;
-    if (slot >= 0) {
-        size_t replaced = fr_scratch.blocks[slot] ? fr_scratch_size(fr_scratch.blocks[slot]) : 0;
-        if (fr_scratch.kept - replaced + size <= fr_scratch.limit) {
-            dropped = fr_scratch.blocks[slot];
-            fr_scratch.blocks[slot] = block;
-            fr_scratch.kept += size - replaced;
-            block = NULL;
-        }
+        /* No room: drop the oldest (there is one: a full table, or a kept total over the limit
+         * less this block's size, which is within the limit). */
+        dropped[n_dropped++] = fr_scratch.blocks[oldest];
+        fr_scratch.kept -= fr_scratch_size(fr_scratch.blocks[oldest]);
+        fr_scratch.blocks[oldest] = NULL;
     }
     pthread_mutex_unlock(&fr_scratch.lock);
-    free(dropped);
-#endif
+    for (int i = 0; i < n_dropped; i++)
+        free(dropped[i]);
+    return;
+#else
     free(block);
+#endif
 }
 
 #endif

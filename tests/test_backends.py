@@ -190,7 +190,33 @@ def test_compiled_step_checks_its_input():
         with pytest.raises((ValueError, TypeError), match=message):
             step(bad)
     with pytest.raises(TypeError, match="one of fastrnn._kernels. kernels"):
-        _kernels.Step(len, tuple(list(arguments.values())[1:]))
+        _kernels.Step(len, (None,) + tuple(list(arguments.values())[1:]))
     arguments["mask"] = np.ones((2, 1), np.uint8)
     with pytest.raises(ValueError, match="empty mask and sequence"):
         _kernels.Step(_kernels.lstm, (None,) + tuple(list(arguments.values())[1:]))
+
+
+def test_compiled_step_binds_only_what_it_checked():
+    """A Step takes x None (an array's timesteps would be read at every step: a long x overran the
+    step's input); an unbound Step refuses to run; a Step bound again with bad arguments keeps
+    its earlier binding whole."""
+    _kernels = pytest.importorskip("fastrnn._kernels")
+    arguments = _lstm_arguments(np.float32, T=1)
+    rng = np.random.default_rng(2)
+    for name in ("kernel", "recurrent_kernel", "bias"):
+        arguments[name][...] = rng.uniform(-0.5, 0.5, arguments[name].shape)
+    rest = tuple(list(arguments.values())[1:])
+    with pytest.raises(TypeError, match="x None"):
+        _kernels.Step(_kernels.lstm, (np.zeros((1000, 2, 5), np.float32),) + rest)
+    with pytest.raises(TypeError, match="not bound"):
+        _kernels.Step.__new__(_kernels.Step)(np.zeros((2, 5), np.float32))
+    step = _kernels.Step(_kernels.lstm, (None,) + rest)
+    x_t = np.ones((2, 5), np.float32)
+    twin = {name: value.copy() if isinstance(value, np.ndarray) else value for name, value in arguments.items()}
+    bad = (None,) + rest[:7] + (np.zeros((3, 3), np.float32),) + rest[8:]     # h of another batch
+    with pytest.raises(ValueError, match="expected shape"):
+        step.__init__(_kernels.lstm, bad)
+    output = step(x_t)
+    _kernels.lstm(x_t[None], *list(twin.values())[1:])
+    np.testing.assert_array_equal(output, twin["h"])
+    assert np.abs(output).max() > 0.01
