@@ -354,6 +354,7 @@ cdef int check_shape(const char* name, cnp.npy_intp* shape, int ndim,
 
 
 cdef int raise_shape_error(const char* name, cnp.npy_intp* shape, int ndim, tuple expected) except -1:
+    """Raise check_shape's ValueError: argument `name` has `shape` (its first `ndim`), not `expected`."""
     raise ValueError(f"kernel argument {name.decode()}: expected shape {expected}, "
                      f"got {tuple(shape[j] for j in range(ndim))}")
 
@@ -604,6 +605,7 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
     cdef Py_ssize_t align = 64 // size      # elements per cache line
     cdef Py_ssize_t gates = gates_of(k), columns, id, total = 0
     cdef Py_ssize_t offsets[FR_TEAM_MAX][9]   # each slice's blocks, in Slice's order
+    cdef bint kernel_packed[FR_TEAM_MAX]       # packs_kernel, decided once per slice
     cdef Slice* sl
     # Only what n slices use is set: the Plan is 9 KB, and zeroing it took 5% of a one-step call.
     memset(&p.queue, 0, sizeof(fr_queue) - (FR_TEAM_MAX - n) * sizeof(fr_lane))
@@ -630,7 +632,8 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         offsets[id][5] = take(&total, k.state * columns if sl.pack else 0, align)
         offsets[id][6] = take(&total, k.batch * columns if k.cell == GRU_CELL else 0, align)
         offsets[id][7] = take(&total, k.batch * sl.width if k.cell == LSTM_CELL else 0, align)
-        offsets[id][8] = take(&total, k.inputs * columns if packs_kernel(k, sl, columns) else 0, align)
+        kernel_packed[id] = packs_kernel(k, sl, columns)
+        offsets[id][8] = take(&total, k.inputs * columns if kernel_packed[id] else 0, align)
     p.memory = take_scratch(total * size + 64)
     cdef char* base = cache_line(p.memory)
     p.h[0], p.h[1] = base + h_offsets[0] * size, base + h_offsets[1] * size
@@ -644,7 +647,7 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         sl.packed = base + offsets[id][5] * size if sl.pack else k.packed
         sl.gates = base + offsets[id][6] * size if k.cell == GRU_CELL else NULL
         sl.c = base + offsets[id][7] * size if k.cell == LSTM_CELL else NULL
-        sl.packed_kernel = base + offsets[id][8] * size if packs_kernel(k, sl, gates * sl.width) else NULL
+        sl.packed_kernel = base + offsets[id][8] * size if kernel_packed[id] else NULL
     return 0
 
 

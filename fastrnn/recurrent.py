@@ -37,7 +37,8 @@ def _run_calls(x, calls, step_work):
     elif batch:     # (the kernels may still share each step among their threads)
         for layer, mask, states, sequence in calls:
             # Time-major for the kernels: each step's rows are contiguous for its matrix product.
-            x_t = np.ascontiguousarray((x[:, ::-1] if layer.go_backwards else x).transpose(1, 0, 2), dtype=layer.dtype)
+            x_t = np.ascontiguousarray((x[:, ::-1] if layer.go_backwards else x).transpose(1, 0, 2),
+                                       dtype=layer.dtype)
             function, arguments = layer._kernel_call(kernels, x_t, mask, states, sequence)
             function(*arguments)
 
