@@ -8,7 +8,8 @@ build before it, interleaved in rounds: copy the extension aside, rebuild, and c
     python bench/ab_kernels.py /tmp/before.so fastrnn/_kernels*.so --cell LSTM --shape 32,100,64,128
 
 Each build is loaded under its own module name and called directly (no layer overhead,
-time-major float32 or float64 inputs, no mask, last state only). A path may end in ``@N`` to let
+batch-major float32 or float64 inputs, no mask, last state only; builds from before the kernels
+took batch-major inputs, 2026-11-29, read them wrongly). A path may end in ``@N`` to let
 that build's calls run on N threads of its team (one by default); the same build may be listed
 twice, as ``fastrnn/_kernels*.so@1 fastrnn/_kernels*.so@2``. Both outputs are
 compared before timing. Prints each build's median time, GFLOP/s and the ratio to the first.
@@ -44,8 +45,8 @@ class Build:
 
 
 def recurrence(module, cell, x, kernel, recurrent_kernel):
-    """Run `cell` over `x` (T, B, I) with `module`'s kernel; return the final h."""
-    dtype, batch, units = x.dtype, x.shape[1], recurrent_kernel.shape[0]
+    """Run `cell` over `x` (B, T, I) with `module`'s kernel; return the final h."""
+    dtype, batch, units = x.dtype, x.shape[0], recurrent_kernel.shape[0]
     bias, mask, sequence = np.zeros(kernel.shape[1], dtype), np.zeros((0, 0), np.uint8), np.zeros((0, 0, 0), dtype)
     tanh, sigmoid = activations.code("tanh"), activations.code("sigmoid")
     h = np.zeros((batch, units), dtype)
@@ -70,7 +71,7 @@ def main():
     batch, timesteps, inputs, units = map(int, args.shape.split(","))
     rng = np.random.default_rng(0)
     dtype, gates = np.dtype(args.dtype), GATES[args.cell]
-    x = rng.standard_normal((timesteps, batch, inputs)).astype(dtype)
+    x = rng.standard_normal((batch, timesteps, inputs)).astype(dtype)
     kernel = (0.1 * rng.standard_normal((inputs, gates * units))).astype(dtype)
     recurrent_kernel = (0.1 * rng.standard_normal((units, gates * units))).astype(dtype)
     modules = [Build(path, n) for n, path in enumerate(args.builds)]

@@ -4,7 +4,7 @@
 write, use of uninitialised memory, or invalid free in fastrnn's extension. Shapes cover batch 1
 to 9 (the micro-kernel's row blocks and remainders), units 1 to 33 (vector widths and their
 edges), a timestep or several, masks, projections, both GRU forms, float32 and float64; stream
-steps (the bound one-step `Step`) and batches split across threads.
+steps (the bound one-step `Step`), inputs of other layouts and batches split across threads.
 """
 import itertools
 
@@ -39,6 +39,16 @@ for dtype, batch, units, timesteps in itertools.product(("float32", "float64"), 
     for code in sorted(set(fastrnn.activations.CODES.values())):
         fastrnn._kernels.activation(activations.copy(), code)
         cases += 1
+# Inputs as they lie, read in place or copied a chunk at a time (the projection in chunks of a
+# step or two here): reversed, rows padded, every other input, unaligned, broadcast.
+previous = fastrnn._kernels.configure(projected_elements=16)
+x = rng.standard_normal((5, 4, 6)).astype("float32")
+unaligned = np.zeros(x.nbytes + 1, np.uint8)[1:].view(np.float32).reshape(x.shape)
+unaligned[...] = x
+for view in (x[:, ::-1], x[:1, ::-1], x[..., :3], x[:, :1, :3], x[..., ::2], unaligned, np.broadcast_to(x[:1], x.shape)):
+    fastrnn.LSTM(7, return_sequences=True, seed=0)(view)
+    cases += 1
+fastrnn._kernels.configure(**previous)
 # A batch split across threads (fastrnn/parallel.py): each part writes its own rows.
 fastrnn.set_num_threads(3)
 fastrnn.parallel.MIN_WORK_PER_PART = fastrnn.parallel.MIN_WORK_PER_TEAM_PART = 1

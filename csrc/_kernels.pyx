@@ -2,16 +2,18 @@
 """Compiled recurrences of fastrnn: one function per cell, for float32 and float64.
 
 Design:
-- A kernel only computes. The layer (fastrnn/recurrent.py) validates, casts, lays the inputs
-  out time-major (or lets run_parts copy each part's rows so), reverses time for
-  ``go_backwards`` (run_parts: for a backward part) and allocates every output. A kernel reads
-  its inputs, writes preallocated outputs and returns nothing. The array contract is the one
-  documented in fastrnn/reference.py, the specification; fastrnn/_numba.py mirrors the cores.
+- A kernel only computes. The layer (fastrnn/recurrent.py) validates, casts, reverses time for
+  ``go_backwards`` (a view of its input) and allocates every output. A kernel reads its inputs,
+  writes preallocated outputs and returns nothing. The array contract is the one documented in
+  fastrnn/reference.py, the specification; fastrnn/_numba.py mirrors the cores.
 - One source for both precisions: the ``floating`` fused type, with the float or double libm
   function chosen at compile time (``if floating is float``), never a silent promotion.
 - Hoisted input projection: ``x @ kernel + bias`` for all gates and a chunk of timesteps in one
-  GEMM, just before those steps, so that it is still in cache when they read it.
-- Time-major: each step is one matrix product of the whole batch's states with the whole
+  GEMM, just before those steps, so that it is still in cache when they read it. It reads the
+  caller's batch-major x in place where its rows are a matrix to GEMM (one row or one step at a
+  time, or one sequence), else a time-major copy of the chunk's rows made just before: never a
+  transposed copy of the whole input (a memory pass and an allocation at every call).
+- Steps: each step is one matrix product of the whole batch's states with the whole
   recurrent kernel (all gates fused), ``Z = inputs[t] + H @ W``: csrc/small_gemm.h below a
   measured size (a BLAS call costs more than a small product; the kernel packed once per call),
   else the BLAS that SciPy ships (``scipy.linalg.cython_blas``). The gates are then elementwise,
@@ -325,17 +327,20 @@ cdef void* take_scratch(size_t nbytes) except NULL nogil:
 # most of a one-step call. The cores below them see only pointers and sizes.
 
 cdef inline cnp.npy_intp* shape_of(object array, const char* name, int typenum, int ndim,
-                                 bint writable) except NULL:
-    """The dimensions of `array` after checking its type, rank, C order and, for outputs, writability."""
+                                 bint writable, bint contiguous=True) except NULL:
+    """The dimensions of `array` after checking its type, rank and, unless told otherwise, C order,
+    and for outputs, writability."""
     if not cnp.PyArray_Check(array):
         raise TypeError(f"kernel argument {name.decode()}: expected a NumPy array, got {type(array).__name__}")
     cdef cnp.ndarray a = <cnp.ndarray> array
-    if (cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_NDIM(a) != ndim or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+    if (cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_NDIM(a) != ndim
+            or (contiguous and not cnp.PyArray_IS_C_CONTIGUOUS(a))
             or (writable and not cnp.PyArray_ISWRITEABLE(a))):
         raise ValueError(
-            f"kernel argument {name.decode()}: expected a C-contiguous{' writable' if writable else ''} "
-            f"{ndim}-d {cnp.PyArray_DescrFromType(typenum)} array, got a {a.ndim}-d {a.dtype} array"
-            f"{'' if a.flags.c_contiguous else ' (not C-contiguous)'}"
+            f"kernel argument {name.decode()}: expected a {'C-contiguous ' if contiguous else ''}"
+            f"{'writable ' if writable else ''}{ndim}-d {cnp.PyArray_DescrFromType(typenum)} array, "
+            f"got a {a.ndim}-d {a.dtype} array"
+            f"{'' if a.flags.c_contiguous or not contiguous else ' (not C-contiguous)'}"
             f"{'' if a.flags.writeable or not writable else ' (read-only)'}")
     return cnp.PyArray_DIMS(a)
 
@@ -398,7 +403,9 @@ cdef struct Call:
     Cell cell
     int typenum
     Py_ssize_t timesteps, batch, inputs, units, state
-    void* x
+    const char* x               # x[b, t, i] at x + b * x_row + t * x_step + i * x_item (bytes)
+    Py_ssize_t x_row, x_step, x_item
+    bint x_aligned
     void* kernel
     void* bias
     void* recurrent_kernel
@@ -561,6 +568,8 @@ cdef struct Slice:
     void* gates                 # GRU: (B, G * width), the recurrent side of the gates or r * h
     void* c                     # LSTM: (B, width), the slice's cell state
     void* packed_kernel         # the kernel in small_gemm.h's panels (see packs_kernel), or NULL
+    Py_ssize_t x_lda            # GEMM reads a chunk's rows of x in place, this many elements apart
+    void* x_copy                # (chunk * B, I): else a chunk's rows of x, copied time-major
 
 cdef struct Plan:
     const Call* k
@@ -593,6 +602,38 @@ cdef inline bint packs_kernel(const Call* k, const Slice* sl, Py_ssize_t columns
     return sl.chunk < k.timesteps and sl.chunk * k.batch * columns * k.inputs < SMALL_GEMM_PACKED
 
 
+cdef Py_ssize_t x_lda(const Call* k, Py_ssize_t steps) noexcept nogil:
+    """The leading dimension at which GEMM reads `steps` steps of x in place, all rows in
+    time-major order, or 0 where it cannot: the rows are not aligned, contiguous rows a whole
+    number of elements apart, in that order (a batch-major chunk of several rows and steps, a
+    reversed sequence). The chunk is then copied (`copy_steps`)."""
+    cdef Py_ssize_t size = itemsize(k), lda
+    if not k.x_aligned or k.x_item != size:
+        return 0
+    if steps * k.batch == 1:
+        return k.inputs
+    lda = k.x_step if k.batch == 1 else k.x_row
+    if lda % size or lda < k.inputs * size or (steps > 1 and k.batch > 1 and k.x_step != k.batch * lda):
+        return 0
+    return lda // size
+
+
+cdef void copy_steps(const Call* k, Py_ssize_t t, Py_ssize_t steps, char* destination) noexcept nogil:
+    """Steps t to t + steps of x, all rows, time-major into the contiguous `destination`."""
+    cdef size_t size = itemsize(k), row = k.inputs * size
+    cdef Py_ssize_t s, b, i
+    cdef const char* source
+    for s in range(steps):
+        for b in range(k.batch):
+            source = k.x + b * k.x_row + (t + s) * k.x_step
+            if k.x_item == <Py_ssize_t> size:
+                memcpy(destination, source, row)
+            else:
+                for i in range(k.inputs):
+                    memcpy(destination + i * size, source + i * k.x_item, size)
+            destination += row
+
+
 cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
     """Lay out the scratch of `k` cut into `n` slices in one block (p.memory, given back by the
     caller).
@@ -604,7 +645,7 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
     cdef size_t size = itemsize(k)
     cdef Py_ssize_t align = 64 // size      # elements per cache line
     cdef Py_ssize_t gates = gates_of(k), columns, id, total = 0
-    cdef Py_ssize_t offsets[FR_TEAM_MAX][9]   # each slice's blocks, in Slice's order
+    cdef Py_ssize_t offsets[FR_TEAM_MAX][10]  # each slice's blocks, in Slice's order
     cdef bint kernel_packed[FR_TEAM_MAX]       # packs_kernel, decided once per slice
     cdef Slice* sl
     # Only what n slices use is set: the Plan is 9 KB, and zeroing it took 5% of a one-step call.
@@ -634,6 +675,8 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         offsets[id][7] = take(&total, k.batch * sl.width if k.cell == LSTM_CELL else 0, align)
         kernel_packed[id] = packs_kernel(k, sl, columns)
         offsets[id][8] = take(&total, k.inputs * columns if kernel_packed[id] else 0, align)
+        sl.x_lda = x_lda(k, sl.chunk)   # (a shorter last chunk reads in place too if this one does)
+        offsets[id][9] = take(&total, 0 if sl.x_lda else sl.chunk * k.batch * k.inputs, align)
     p.memory = take_scratch(total * size + 64)
     cdef char* base = cache_line(p.memory)
     p.h[0], p.h[1] = base + h_offsets[0] * size, base + h_offsets[1] * size
@@ -648,6 +691,7 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         sl.gates = base + offsets[id][6] * size if k.cell == GRU_CELL else NULL
         sl.c = base + offsets[id][7] * size if k.cell == LSTM_CELL else NULL
         sl.packed_kernel = base + offsets[id][8] * size if kernel_packed[id] else NULL
+        sl.x_copy = NULL if sl.x_lda else base + offsets[id][9] * size
     return 0
 
 
@@ -688,16 +732,19 @@ cdef floating* projected_step(const Call* k, const Slice* sl, Py_ssize_t t, cons
     """The hoisted input projection of step t, ``x_t @ kernel + bias`` (B, G * width) for the
     slice's columns, computed for sl.chunk steps at once (one GEMM) when t starts a chunk.
     `precision` is only a type tag."""
-    cdef Py_ssize_t columns = gates_of(k) * sl.width, r
-    cdef Py_ssize_t rows = min(sl.chunk, k.timesteps - t) * k.batch
+    cdef Py_ssize_t columns = gates_of(k) * sl.width, r, lda = sl.x_lda
+    cdef Py_ssize_t steps = min(sl.chunk, k.timesteps - t), rows = steps * k.batch
     cdef floating* projected = <floating*> sl.projected
+    cdef const floating* x = <const floating*> (k.x + t * k.x_step)
     if t % sl.chunk:
         return projected + t % sl.chunk * k.batch * columns
+    if not lda:
+        copy_steps(k, t, steps, <char*> sl.x_copy)
+        x, lda = <const floating*> sl.x_copy, k.inputs
     for r in range(rows):
         memcpy(projected + r * columns, sl.bias, columns * sizeof(floating))
-    gemm(rows, columns, k.inputs, <const floating*> k.x + t * k.batch * k.inputs, k.inputs,
-         <const floating*> sl.kernel, columns, 1, projected, columns, <const floating*> sl.packed_kernel,
-         SMALL_PROJECTION)
+    gemm(rows, columns, k.inputs, x, lda, <const floating*> sl.kernel, columns, 1, projected, columns,
+         <const floating*> sl.packed_kernel, SMALL_PROJECTION)
     return projected
 
 
@@ -894,42 +941,23 @@ cdef int run(Call* k) except -1 nogil:
     return 0
 
 
-# Independent calls on one batch-major input (fastrnn/recurrent.py): a batch split by rows, the
-# two directions of a Bidirectional layer, or both. Each part is a call of its own over some
-# rows, run whole by one thread of the team, which first copies its rows of the batch-major
-# inputs into its time-major x (in reverse time order for a backward part). Parts are claimed
-# like a call's slices (a lane of one item each), so that a part whose thread is late is run by
-# another.
-cdef struct Part:
-    Py_ssize_t start            # the part's first row
-    bint backwards              # its steps in reverse time order
-
+# Independent calls (fastrnn/recurrent.py): a batch split by rows, the two directions of a
+# Bidirectional layer, or both. Each part is a call of its own over some rows, run whole by one
+# thread of the team. Parts are claimed like a call's slices (a lane of one item each), so that a
+# part whose thread is late is run by another.
 cdef struct Parts:
-    Call* calls
     Plan* plans
-    Part* parts
-    const char* x               # (B, T, I) batch-major inputs of the whole batch
     int count
     fr_queue queue
 
 
 cdef void work_parts(void* arg, int id, int n) noexcept nogil:
     cdef Parts* parts = <Parts*> arg
-    cdef Call* k
-    cdef size_t row
-    cdef Py_ssize_t t, b, source
     cdef int i, j
     for i in range(parts.count):
         j = (id + i) % parts.count
         if not fr_queue_claim(&parts.queue, j, 0):
             continue
-        k = &parts.calls[j]
-        row = k.inputs * itemsize(k)
-        for t in range(k.timesteps):
-            source = k.timesteps - 1 - t if parts.parts[j].backwards else t
-            for b in range(k.batch):
-                memcpy(<char*> k.x + (t * k.batch + b) * row,
-                       parts.x + ((parts.parts[j].start + b) * k.timesteps + source) * row, row)
         start_plan(&parts.plans[j])
         work(&parts.plans[j], 0, 1)
 
@@ -938,15 +966,18 @@ cdef void work_parts(void* arg, int id, int n) noexcept nogil:
 
 cdef int check_inputs(Call* k, object x, object kernel, object bias, object recurrent_kernel,
                       int gates) except -1:
-    """Fill the sizes and input pointers of `k` from x (T, B, I) and the weights (k.units and
-    k.state set, k.typenum too)."""
-    cdef cnp.npy_intp* xs = shape_of(x, b"x", k.typenum, 3, False)
-    k.timesteps, k.batch, k.inputs = xs[0], xs[1], xs[2]
+    """Fill the sizes and input pointers of `k` from x (B, T, I), of any strides, and the
+    weights (k.units and k.state set, k.typenum too)."""
+    cdef cnp.npy_intp* xs = shape_of(x, b"x", k.typenum, 3, False, False)
+    cdef cnp.npy_intp* strides = cnp.PyArray_STRIDES(<cnp.ndarray> x)
+    k.batch, k.timesteps, k.inputs = xs[0], xs[1], xs[2]
+    k.x, k.x_row, k.x_step, k.x_item = <const char*> data(x), strides[0], strides[1], strides[2]
+    k.x_aligned = cnp.PyArray_ISALIGNED(<cnp.ndarray> x)
     check_shape(b"kernel", shape_of(kernel, b"kernel", k.typenum, 2, False), 2, k.inputs, gates * k.units)
     check_shape(b"bias", shape_of(bias, b"bias", k.typenum, 1, False), 1, gates * k.units)
     check_shape(b"recurrent_kernel", shape_of(recurrent_kernel, b"recurrent_kernel", k.typenum, 2, False), 2,
                 k.state, gates * k.units)
-    k.x, k.kernel, k.bias, k.recurrent_kernel = data(x), data(kernel), data(bias), data(recurrent_kernel)
+    k.kernel, k.bias, k.recurrent_kernel = data(kernel), data(bias), data(recurrent_kernel)
     k.packed = NULL
     return 0
 
@@ -1002,7 +1033,7 @@ cdef int check_gru(Call* k, x, kernel, input_bias, recurrent_kernel, recurrent_b
     return 0
 
 
-def simple_rnn(x,                   # IN  (T, B, I) time-major inputs
+def simple_rnn(x,                   # IN  (B, T, I) inputs, any strides
                kernel,              # IN  (I, U)
                bias,                # IN  (U,), zeros without a bias
                recurrent_kernel,    # IN  (U, U)
@@ -1013,7 +1044,8 @@ def simple_rnn(x,                   # IN  (T, B, I) time-major inputs
     """SimpleRNN: ``h_t = act(x_t @ kernel + bias + h_{t-1} @ recurrent_kernel)``, in place.
 
     See fastrnn/reference.py for the contract; this is its compiled twin. Every array is
-    float32, or every one float64 (the mask is uint8), C-contiguous.
+    float32, or every one float64 (the mask is uint8), C-contiguous but x, which may be any view
+    (a reversed one for ``go_backwards``).
     """
     cdef Call k
     check_simple_rnn(&k, x, kernel, bias, recurrent_kernel, mask, activation, h, sequence)
@@ -1021,7 +1053,7 @@ def simple_rnn(x,                   # IN  (T, B, I) time-major inputs
         run(&k)
 
 
-def lstm(x,                         # IN  (T, B, I) time-major inputs
+def lstm(x,                         # IN  (B, T, I) inputs, any strides
          kernel,                    # IN  (I, 4U)
          bias,                      # IN  (4U,), zeros without a bias
          recurrent_kernel,          # IN  (P, 4U), gates i, f, c, o
@@ -1046,7 +1078,7 @@ def lstm(x,                         # IN  (T, B, I) time-major inputs
         run(&k)
 
 
-def gru(x,                          # IN  (T, B, I) time-major inputs
+def gru(x,                          # IN  (B, T, I) inputs, any strides
         kernel,                     # IN  (I, 3U)
         input_bias,                 # IN  (3U,), zeros without a bias
         recurrent_kernel,           # IN  (U, 3U), gates z, r, h
@@ -1078,18 +1110,18 @@ cdef object check_call(Call* k, function, tuple arguments):
     cdef Py_ssize_t n = len(arguments)
     if function is simple_rnn and n == 8:
         x, kernel, bias, recurrent_kernel, mask, activation, h, sequence = arguments
-        x = np.zeros((1, len(h), len(kernel)), h.dtype) if x is None else x
+        x = np.zeros((len(h), 1, len(kernel)), h.dtype) if x is None else x
         check_simple_rnn(k, x, kernel, bias, recurrent_kernel, mask, activation, h, sequence)
     elif function is lstm and n == 11:
         x, kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c, \
             sequence = arguments
-        x = np.zeros((1, len(h), len(kernel)), h.dtype) if x is None else x
+        x = np.zeros((len(h), 1, len(kernel)), h.dtype) if x is None else x
         check_lstm(k, x, kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c,
                    sequence)
     elif function is gru and n == 11:
         x, kernel, bias, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation, reset_after, \
             h, sequence = arguments
-        x = np.zeros((1, len(h), len(kernel)), h.dtype) if x is None else x
+        x = np.zeros((len(h), 1, len(kernel)), h.dtype) if x is None else x
         check_gru(k, x, kernel, bias, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation,
                   reset_after, h, sequence)
     else:
@@ -1099,17 +1131,14 @@ cdef object check_call(Call* k, function, tuple arguments):
     return h
 
 
-def run_parts(x, parts):
-    """Run independent kernel calls on one batch at once, each part on a thread of the team.
+def run_parts(parts):
+    """Run independent kernel calls at once, each part on a thread of the team.
 
-    `x` holds the whole batch's inputs, batch-major (B, T, I) and C-contiguous; each part is
-    ``(function, start, backwards, arguments)``: one of this module's kernels, the part's first
-    row, whether it runs time backwards, and all the arguments `function` takes for those rows,
-    its x an empty time-major (T, rows, I) array that receives its rows of `x` (in reverse time
-    order when backwards), its mask, states and sequence rows written in place (the parts'
-    arrays must not overlap). Rows are independent sequences, and so are the directions of a
-    Bidirectional layer: a part runs its whole recurrence without meeting the others. With the
-    team busy, or one thread, the parts run one after another on this thread.
+    Each part is ``(function, arguments)``: one of this module's kernels and all the arguments
+    it takes, its outputs written in place (the parts' outputs must not overlap). Rows of a
+    batch are independent sequences, and so are the directions of a Bidirectional layer: a part
+    runs its whole recurrence without meeting the others. With the team busy, or one thread, the
+    parts run one after another on this thread.
     """
     global team_calls
     parts = tuple(parts)        # held here (parts are tuples): the arrays must outlive the threads
@@ -1117,41 +1146,27 @@ def run_parts(x, parts):
     if not 1 <= count <= FR_TEAM_MAX:
         raise ValueError(f"run_parts takes 1 to {FR_TEAM_MAX} parts, got {count}")
     cdef Parts p
-    p.calls = <Call*> alloc_scratch(count * sizeof(Call))
-    p.parts = NULL
+    cdef Call* calls = <Call*> alloc_scratch(count * sizeof(Call))
     cdef void* plans = NULL     # the plans hold a 64-byte aligned queue: aligned by hand
     cdef int planned = 0, n = 1
-    cdef cnp.npy_intp* xs
     try:
         plans = alloc_scratch(count * sizeof(Plan) + 64)
         p.plans = <Plan*> cache_line(plans)
-        p.parts = <Part*> alloc_scratch(count * sizeof(Part))
         for j in range(count):
             # Exact tuples: a subclass could unpack to arrays that nothing here holds.
-            if not (type(parts[j]) is tuple and len(parts[j]) == 4 and type(parts[j][3]) is tuple
-                    and parts[j][3]):
-                raise TypeError(f"run_parts: part {j} must be a tuple (function, start, backwards, arguments), "
-                                f"arguments a tuple with x_part first; got {parts[j]!r:.200}")
-            function, start, backwards, arguments = parts[j]
-            check_call(&p.calls[j], function, arguments)
-            shape_of(arguments[0], b"x_part", p.calls[j].typenum, 3, True)     # written by the part
-            if j and p.calls[j].typenum != p.calls[0].typenum:
+            if not (type(parts[j]) is tuple and len(parts[j]) == 2 and type(parts[j][1]) is tuple):
+                raise TypeError(f"run_parts: part {j} must be a tuple (function, arguments), arguments a "
+                                f"tuple; got {parts[j]!r:.200}")
+            check_call(&calls[j], parts[j][0], parts[j][1])
+            if j and calls[j].typenum != calls[0].typenum:
                 raise TypeError(f"run_parts: part {j} is of another dtype than part 0")
-            p.parts[j].start, p.parts[j].backwards = start, backwards
-        xs = shape_of(x, b"x", p.calls[0].typenum, 3, False)
-        for j in range(count):
-            if not (0 <= p.parts[j].start <= xs[0] - p.calls[j].batch
-                    and p.calls[j].timesteps == xs[1] and p.calls[j].inputs == xs[2]):
-                raise ValueError(f"run_parts: part {j} (rows {p.parts[j].start} to "
-                                 f"{p.parts[j].start + p.calls[j].batch}, {p.calls[j].timesteps} steps of "
-                                 f"{p.calls[j].inputs}) does not fit x of shape {tuple(x.shape)}")
-        p.x, p.count = <const char*> data(x), count
+        p.count = count
         memset(&p.queue, 0, sizeof(fr_queue))
         with nogil:
             for j in range(count):
                 p.plans[j].memory = NULL
             for j in range(count):
-                plan_call(&p.plans[j], &p.calls[j], 1)
+                plan_call(&p.plans[j], &calls[j], 1)
                 planned += 1
             n = fr_team_acquire(min(count, team_size))
             if n > 1:
@@ -1163,9 +1178,8 @@ def run_parts(x, parts):
     finally:
         for j in range(planned):
             fr_scratch_give(p.plans[j].memory)
-        free(p.calls)
+        free(calls)
         free(plans)
-        free(p.parts)
 
 
 def scratch_kept():
@@ -1212,7 +1226,9 @@ cdef class Step:
             raise TypeError("Step is not bound to a kernel: construct it with Step(function, arguments)")
         cdef cnp.npy_intp* shape = shape_of(x_t, b"x_t", self.call.typenum, 2, False)
         check_shape(b"x_t", shape, 2, self.call.batch, self.call.inputs)
-        self.call.x = data(x_t)
+        # One step of B contiguous rows (any x_step: there is no second step).
+        self.call.x, self.call.x_row = <const char*> data(x_t), self.call.inputs * itemsize(&self.call)
+        self.call.x_item, self.call.x_aligned = itemsize(&self.call), cnp.PyArray_ISALIGNED(<cnp.ndarray> x_t)
         with nogil:
             run(&self.call)
         return cnp.PyArray_NewCopy(<cnp.ndarray> self.h, cnp.NPY_CORDER)

@@ -90,11 +90,12 @@ def activate(v, activation):
 
 @jit
 def project(x, kernel, bias):
-    """The hoisted input projection, ``x @ kernel + bias`` for every step and row: one GEMM."""
-    timesteps, batch, inputs = x.shape
-    projected = np.dot(x.reshape(timesteps * batch, inputs), kernel)
+    """The hoisted input projection, ``x @ kernel + bias`` for every row and step: one GEMM,
+    (B, T, G * U) like x (a view of any strides is copied first)."""
+    batch, timesteps, inputs = x.shape
+    projected = np.dot(np.ascontiguousarray(x).reshape(batch * timesteps, inputs), kernel)
     projected += bias
-    return projected.reshape(timesteps, batch, kernel.shape[1])
+    return projected.reshape(batch, timesteps, kernel.shape[1])
 
 
 @jit
@@ -108,13 +109,13 @@ def simple_rnn(x, kernel, bias, recurrent_kernel, mask, activation, h, sequence)
 
     See fastrnn/reference.py for the contract; this mirrors csrc/_kernels.pyx.
     """
-    timesteps, batch = x.shape[:2]
+    batch, timesteps = x.shape[:2]
     write_sequence = sequence.shape[0] > 0
     projected = project(x, kernel, bias)
-    z = np.empty(projected.shape[1:], x.dtype)
+    z = np.empty((batch, projected.shape[2]), x.dtype)
     for t in range(timesteps):
         np.dot(h, recurrent_kernel, out=z)
-        z += projected[t]
+        z += projected[:, t]
         for b in range(batch):
             if not skipped(mask, b, t):
                 activate(z[b], activation)
@@ -133,17 +134,17 @@ def lstm(x, kernel, bias, recurrent_kernel, projection, mask, activation, recurr
     ``c_t = f * c_{t-1} + i * act(z_c)``; ``h_t = o * act(c_t)``, then ``h_t @ projection``
     when there is one (PyTorch's proj_size; P is its size).
     """
-    timesteps, batch = x.shape[:2]
+    batch, timesteps = x.shape[:2]
     units = c.shape[1]
     use_projection = projection.shape[0] > 0
     write_sequence = sequence.shape[0] > 0
     projected_inputs = project(x, kernel, bias)
-    z = np.empty(projected_inputs.shape[1:], x.dtype)
+    z = np.empty((batch, projected_inputs.shape[2]), x.dtype)
     candidates = np.empty((batch, units), x.dtype)
     projected = np.empty(h.shape, x.dtype)
     for t in range(timesteps):
         np.dot(h, recurrent_kernel, out=z)
-        z += projected_inputs[t]
+        z += projected_inputs[:, t]
         for b in range(batch):
             z_b = z[b]
             c_b = c[b]
@@ -174,18 +175,18 @@ def lstm(x, kernel, bias, recurrent_kernel, projection, mask, activation, recurr
 def gru(x, kernel, input_bias, recurrent_kernel, recurrent_bias, mask, activation,
         recurrent_activation, reset_after, h, sequence):
     """GRU in both Keras formulations (see csrc/_kernels.pyx for the equations)."""
-    timesteps, batch = x.shape[:2]
+    batch, timesteps = x.shape[:2]
     units = h.shape[1]
     write_sequence = sequence.shape[0] > 0
     projected = project(x, kernel, input_bias)
-    g = np.empty(projected.shape[1:], x.dtype)
+    g = np.empty((batch, projected.shape[2]), x.dtype)
     reset_h = np.empty((batch, units), x.dtype)
     candidate_part = np.empty((batch, units), x.dtype)
     recurrent_zr = np.ascontiguousarray(recurrent_kernel[:, :2 * units])
     recurrent_h = np.ascontiguousarray(recurrent_kernel[:, 2 * units:])
     zr = np.empty((batch, 2 * units), x.dtype)
     for t in range(timesteps):
-        z = projected[t]
+        z = projected[:, t]
         if reset_after:
             np.dot(h, recurrent_kernel, out=g)
             for b in range(batch):

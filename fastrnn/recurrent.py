@@ -25,7 +25,7 @@ weights_generation = 0   # counts the weight assignments of every recurrent laye
 
 
 def _run_calls(x, calls, step_work):
-    """Run the kernels of calls prepared by `_prepare` on one batch-major `x`, each call
+    """Run the kernels of calls prepared by `_prepare` on their input `x`, each call
     ``(layer, kernel_mask, states, sequence)``: side by side and their rows split among the
     threads where that pays (`step_work`: multiply-adds per row and step of the smallest),
     else one after another."""
@@ -36,18 +36,17 @@ def _run_calls(x, calls, step_work):
         _run_parts(kernels, x, [call + (part,) for call in calls for part in rows], team)
     elif batch:     # (the kernels may still share each step among their threads)
         for layer, mask, states, sequence in calls:
-            # Time-major for the kernels: each step's rows are contiguous for its matrix product.
-            x_t = np.ascontiguousarray((x[:, ::-1] if layer.go_backwards else x).transpose(1, 0, 2),
-                                       dtype=layer.dtype)
-            function, arguments = layer._kernel_call(kernels, x_t, mask, states, sequence)
+            # The kernels read x as it lies (time reversed: a view).
+            function, arguments = layer._kernel_call(kernels, x[:, ::-1] if layer.go_backwards else x, mask,
+                                                     states, sequence)
             function(*arguments)
 
 
 def _run_parts(kernels, x, parts, team):
-    """Run independent kernel calls on the batch-major `x` at once: each part ``(layer,
-    kernel_mask, states, sequence, rows)`` is `layer` on those rows (a slice) of a call prepared
-    by its `_prepare`. They run on the threads of `fastrnn.set_num_threads`: those of the
-    compiled kernels' `team`, else a Python pool.
+    """Run independent kernel calls on `x` at once: each part ``(layer, kernel_mask, states,
+    sequence, rows)`` is `layer` on those rows (a slice) of a call prepared by its `_prepare`.
+    They run on the threads of `fastrnn.set_num_threads`: those of the compiled kernels' `team`,
+    else a Python pool.
 
     Rows are independent sequences, and so are the two directions of a Bidirectional layer, so
     each thread runs a whole recurrence, writing its slice of the states and the sequence: no
@@ -56,15 +55,9 @@ def _run_parts(kernels, x, parts, team):
     if team:
         # The compiled kernels run the parts on their own threads, which wait for work spinning
         # for a while: handing a part to a Python thread cost 0.1-2 ms here (its core asleep).
-        x = np.ascontiguousarray(x, dtype=parts[0][0].dtype)
-        kernel_parts = []
-        for layer, mask, states, sequence, rows in parts:
-            span = range(x.shape[0])[rows]
-            x_part = np.empty((x.shape[1], len(span), x.shape[2]), layer.dtype)
-            function, arguments = layer._kernel_call(kernels, x_part, mask[rows], [state[rows] for state in states],
-                                                     sequence[rows])
-            kernel_parts.append((function, span.start, layer.go_backwards, arguments))
-        kernels.run_parts(x, kernel_parts)
+        kernels.run_parts([layer._kernel_call(kernels, x[rows, ::-1] if layer.go_backwards else x[rows], mask[rows],
+                                              [state[rows] for state in states], sequence[rows])
+                           for layer, mask, states, sequence, rows in parts])
         return
     # Inside a part nothing is split again: each runs its call whole.
     parallel.run(*(functools.partial(_run_calls, x[rows], [(layer, mask[rows], [state[rows] for state in states],
@@ -150,7 +143,7 @@ class _RNN(Layer):
         weights_generation += 1
 
     def _kernel_call(self, kernels, x, mask, states, sequence):
-        """The kernel and all its arguments, the time-major inputs `x` first: ``function(*arguments)``
+        """The kernel and all its arguments, the inputs `x` (B, T, I) first: ``function(*arguments)``
         runs it. (A prebuilt tuple passes faster than ``function(x, *rest)``: 0.37 against 0.51 us
         for a one-step call.)"""
         raise NotImplementedError
@@ -265,17 +258,19 @@ class _RNN(Layer):
         return self._finish(mask, call, return_sequences)
 
     def _prepare(self, inputs, initial_state, mask, return_sequences):
-        """A call's checked inputs and allocated outputs: ``(x, mask, call)``, x batch-major and
-        in time order, the mask None or bool, in processing order (reversed with
+        """A call's checked inputs and allocated outputs: ``(x, mask, call)``, x of the layer's
+        dtype (any strides) and in time order, the mask None or bool, in processing order (reversed with
         ``go_backwards``), and the call for `_run_calls`: ``(self, kernel_mask, states,
         sequence)``, the mask's uint8 view (or the empty one) for the kernel."""
         # Written for the one-step embedded call, where these checks are a third of the cost: the
         # common case (an ndarray of a real dtype) takes no conversion and few attribute reads.
         x = inputs if type(inputs) is np.ndarray else np.asarray(inputs)
-        if x.dtype is not self.dtype and x.dtype.kind not in "fiu":
-            raise TypeError(
-                f"input to layer {self.name!r} must be a real numeric array, got dtype {x.dtype}"
-            )
+        if x.dtype is not self.dtype:
+            if x.dtype.kind not in "fiu":
+                raise TypeError(
+                    f"input to layer {self.name!r} must be a real numeric array, got dtype {x.dtype}"
+                )
+            x = x.astype(self.dtype)
         if x.ndim != 3:
             raise ValueError(
                 f"input to layer {self.name!r} must have shape (batch, timesteps, input_dim), "

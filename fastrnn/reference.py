@@ -3,12 +3,12 @@
 Each function is one cell over a whole sequence, written for clarity rather than speed, in
 Keras's math and names. It has exactly the signature of the compiled kernels
 (``csrc/_kernels.pyx``, ``fastrnn/_numba.py``), so the three are interchangeable behind the backend
-registry: the layer validates, lays the inputs out time-major, reverses time for
-``go_backwards`` and allocates every output; a kernel computes.
+registry: the layer validates, reverses time for ``go_backwards`` (a view of its input) and
+allocates every output; a kernel computes.
 
 Array contract, shared by every backend (T timesteps, B batch, I inputs, U units, G gates):
 
-- ``x``: (T, B, I), the inputs, time-major, read only.
+- ``x``: (B, T, I), the inputs, read only; any strides (a view).
 - ``kernel``: (I, G*U); ``bias``: (G*U,), zeros for a layer without bias; read only.
 - ``recurrent_kernel``: (U, G*U), read only, gates in Keras order.
 - ``mask``: (B, T) uint8, nonzero where the step is processed; shape (0, 0) for no mask.
@@ -31,7 +31,7 @@ def simple_rnn(x, kernel, bias, recurrent_kernel, mask, activation, h, sequence)
 
     Parameters
     ----------
-    x : ndarray, shape (timesteps, batch, input_dim)
+    x : ndarray, shape (batch, timesteps, input_dim)
     kernel : ndarray, shape (input_dim, units)
     bias : ndarray, shape (units,)
     recurrent_kernel : ndarray, shape (units, units)
@@ -48,8 +48,8 @@ def simple_rnn(x, kernel, bias, recurrent_kernel, mask, activation, h, sequence)
     .. math:: h_t = \mathrm{act}(x_t W_x + b + h_{t-1} W_h)
     """
     act = activations.by_code(activation)
-    for t in range(x.shape[0]):
-        h_new = act(x[t] @ kernel + bias + h @ recurrent_kernel)
+    for t in range(x.shape[1]):
+        h_new = act(x[:, t] @ kernel + bias + h @ recurrent_kernel)
         _update(t, mask, (h,), (h_new,), sequence)
 
 
@@ -59,7 +59,7 @@ def lstm(x, kernel, bias, recurrent_kernel, projection, mask, activation, recurr
 
     Parameters
     ----------
-    x : ndarray, shape (timesteps, batch, input_dim)
+    x : ndarray, shape (batch, timesteps, input_dim)
     kernel : ndarray, shape (input_dim, 4 * units)
     bias : ndarray, shape (4 * units,)
     recurrent_kernel : ndarray, shape (state, 4 * units)
@@ -84,8 +84,8 @@ def lstm(x, kernel, bias, recurrent_kernel, projection, mask, activation, recurr
     """
     act = activations.by_code(activation)
     rec_act = activations.by_code(recurrent_activation)
-    for t in range(x.shape[0]):
-        z_i, z_f, z_c, z_o = np.split(x[t] @ kernel + bias + h @ recurrent_kernel, 4, axis=1)
+    for t in range(x.shape[1]):
+        z_i, z_f, z_c, z_o = np.split(x[:, t] @ kernel + bias + h @ recurrent_kernel, 4, axis=1)
         c_new = rec_act(z_f) * c + rec_act(z_i) * act(z_c)
         h_new = rec_act(z_o) * act(c_new)
         if projection.size:
@@ -99,7 +99,7 @@ def gru(x, kernel, input_bias, recurrent_kernel, recurrent_bias, mask, activatio
 
     Parameters
     ----------
-    x : ndarray, shape (timesteps, batch, input_dim)
+    x : ndarray, shape (batch, timesteps, input_dim)
     kernel : ndarray, shape (input_dim, 3 * units)
     input_bias : ndarray, shape (3 * units,)
     recurrent_kernel : ndarray, shape (units, 3 * units)
@@ -123,8 +123,8 @@ def gru(x, kernel, input_bias, recurrent_kernel, recurrent_bias, mask, activatio
     act = activations.by_code(activation)
     rec_act = activations.by_code(recurrent_activation)
     units = h.shape[1]
-    for t in range(x.shape[0]):
-        x_zr, x_h = np.split(x[t] @ kernel + input_bias, [2 * units], axis=1)
+    for t in range(x.shape[1]):
+        x_zr, x_h = np.split(x[:, t] @ kernel + input_bias, [2 * units], axis=1)
         if reset_after:
             g_zr, g_h = np.split(h @ recurrent_kernel + recurrent_bias, [2 * units], axis=1)
             z, r = np.split(rec_act(x_zr + g_zr), 2, axis=1)

@@ -181,6 +181,6 @@ def _recurrent_step(layer, states):
     h, rest = states[0], arguments[1:]
 
     def run(x):
-        function(x[None], *rest)   # time-major (1, batch, features)
+        function(x[:, None], *rest)   # (batch, 1 step, features)
         return h
     return run

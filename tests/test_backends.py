@@ -1,4 +1,5 @@
 """The backend registry, and the guard against a silently missing compiled extension."""
+import itertools
 import os
 import subprocess
 import sys
@@ -89,7 +90,7 @@ def test_show_config_reports_the_choice(capsys):
 def _lstm_arguments(dtype=np.float32, T=3, B=2, I=5, U=4):
     """Valid arguments of the compiled LSTM kernel, as a dict in signature order."""
     rng = np.random.default_rng(0)
-    return dict(x=rng.standard_normal((T, B, I)).astype(dtype), kernel=np.zeros((I, 4 * U), dtype),
+    return dict(x=rng.standard_normal((B, T, I)).astype(dtype), kernel=np.zeros((I, 4 * U), dtype),
                 bias=np.zeros(4 * U, dtype), recurrent_kernel=np.zeros((U, 4 * U), dtype),
                 projection=np.empty((0, 0), dtype), mask=np.empty((0, 0), np.uint8), activation=1,
                 recurrent_activation=2, h=np.zeros((B, U), dtype), c=np.zeros((B, U), dtype),
@@ -97,10 +98,10 @@ def _lstm_arguments(dtype=np.float32, T=3, B=2, I=5, U=4):
 
 
 @pytest.mark.parametrize("name, value, error, message", [
-    ("x", np.zeros((3, 2, 6), np.float32), ValueError, r"kernel argument kernel: expected shape \(6, 16\)"),
-    ("x", np.zeros((3, 2, 5), np.float64), ValueError, "kernel argument x: expected .*float32"),
-    ("x", np.zeros((3, 5, 2), np.float32).transpose(0, 2, 1), ValueError, "not C-contiguous"),
-    ("x", [[[0.0] * 5] * 2] * 3, TypeError, "expected a NumPy array, got list"),
+    ("x", np.zeros((2, 3, 6), np.float32), ValueError, r"kernel argument kernel: expected shape \(6, 16\)"),
+    ("x", np.zeros((2, 3, 5), np.float64), ValueError, "kernel argument x: expected a 3-d float32"),
+    ("x", np.zeros((3, 5), np.float32), ValueError, "kernel argument x: expected a 3-d float32 array, got a 2-d"),
+    ("x", [[[0.0] * 5] * 3] * 2, TypeError, "expected a NumPy array, got list"),
     ("h", np.zeros((2, 4), np.float16), TypeError, "float32 or float64"),
     ("c", np.zeros((2, 5), np.float32), ValueError, "kernel argument kernel: expected shape"),
     ("mask", np.ones((3, 2), np.uint8), ValueError, r"kernel argument mask: expected shape \(2, 3\)"),
@@ -115,6 +116,73 @@ def test_compiled_kernel_checks_its_arguments(name, value, error, message):
     arguments[name] = value
     with pytest.raises(error, match=message):
         _kernels.lstm(*arguments.values())
+
+
+def _views(x):
+    """Arrays of the shape of `x` (B, T, I) in other layouts, by name: views the kernels read in
+    place where their rows are a matrix to GEMM, else copy a chunk of (see csrc/_kernels.pyx)."""
+    batch, steps, inputs = x.shape
+
+    def inside(shape, index):
+        whole = np.zeros(shape, x.dtype)
+        whole[index] = x
+        return whole[index]
+    unaligned = np.zeros(x.nbytes + 1, np.uint8)[1:].view(x.dtype).reshape(x.shape)
+    unaligned[...] = x
+    return {
+        "time-major": np.ascontiguousarray(x.transpose(1, 0, 2)).transpose(1, 0, 2),
+        "reversed": x[:, ::-1],
+        "padded rows": inside((batch, steps, inputs + 3), np.s_[..., :inputs]),
+        "every other row": inside((2 * batch, steps, inputs), np.s_[::2]),
+        "every other input": inside((batch, steps, 2 * inputs), np.s_[..., ::2]),
+        "Fortran order": np.asfortranarray(x),
+        "unaligned": unaligned,
+        "one row broadcast": np.broadcast_to(x[:1], x.shape),
+        "one step broadcast": np.broadcast_to(x[:, :1], x.shape),
+    }
+
+
+VIEW_CASES = list(itertools.product(["simple_rnn", "lstm", "gru"], [np.float32, np.float64],
+                                    [(1, 7, 5), (4, 1, 5), (3, 6, 5), (6, 40, 8)], [None, 64]))
+
+
+@pytest.mark.parametrize("cell, dtype, shape, projected_elements", VIEW_CASES)
+def test_compiled_kernel_reads_x_of_any_layout(cell, dtype, shape, projected_elements):
+    """The kernels take x as it lies (the layer passes a reversed view for go_backwards, and the
+    caller's array as it is): every layout gives exactly the states and sequence of a contiguous
+    copy, the projection run in one chunk or in several (`projected_elements`)."""
+    _kernels = pytest.importorskip("fastrnn._kernels")
+    batch, steps, inputs = shape
+    layer = {"simple_rnn": fastrnn.SimpleRNN, "lstm": fastrnn.LSTM, "gru": fastrnn.GRU}[cell](6, dtype=dtype)
+    layer.build((None, None, inputs))
+    rng = np.random.default_rng(0)
+    layer.set_weights([rng.uniform(-0.5, 0.5, w.shape) for w in layer.get_weights()])
+    x = rng.standard_normal(shape).astype(dtype)
+    previous = _kernels.configure(projected_elements=projected_elements)
+    try:
+        initial = [rng.standard_normal((batch, size)).astype(dtype) for size in layer._sizes]
+        for name, view in _views(x).items():
+            results = []
+            for array in (view, np.ascontiguousarray(view)):
+                states, sequence = [s.copy() for s in initial], np.zeros((batch, steps, layer._sizes[0]), dtype)
+                function, arguments = layer._kernel_call(_kernels, array, np.empty((0, 0), np.uint8), states,
+                                                         sequence)
+                function(*arguments)
+                results.append(states + [sequence])
+            for got, expected in zip(*results):
+                np.testing.assert_array_equal(got, expected, err_msg=name)
+    finally:
+        _kernels.configure(**previous)
+
+
+def test_layers_take_views_on_every_backend(backend_name):
+    """What a user passes as it is, views included, gives what its contiguous copy gives."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 6, 5)).astype(np.float32)
+    for layer in (fastrnn.LSTM(4, seed=0, return_sequences=True), fastrnn.GRU(4, seed=0, go_backwards=True),
+                  fastrnn.SimpleRNN(4, seed=0, dtype="float64", return_sequences=True)):
+        for name, view in _views(x).items():
+            np.testing.assert_array_equal(layer(view), layer(np.ascontiguousarray(view)), err_msg=name)
 
 
 def test_compiled_kernel_refuses_read_only_outputs():
@@ -171,9 +239,9 @@ def test_compiled_step_matches_the_kernel_call(dtype, batch, units):
         arguments[name][...] = twin[name][...] = rng.uniform(-0.5, 0.5, arguments[name].shape)
     step = _kernels.Step(_kernels.lstm, (None,) + tuple(list(arguments.values())[1:]))
     for _ in range(3):
-        x_t = rng.standard_normal(arguments["x"].shape[1:]).astype(dtype)
+        x_t = rng.standard_normal((batch, arguments["x"].shape[2])).astype(dtype)
         output = step(x_t)
-        _kernels.lstm(x_t[None], *list(twin.values())[1:])
+        _kernels.lstm(x_t[:, None], *list(twin.values())[1:])
         np.testing.assert_array_equal(output, twin["h"])
         np.testing.assert_array_equal(arguments["c"], twin["c"])
         assert output is not arguments["h"]
@@ -217,6 +285,6 @@ def test_compiled_step_binds_only_what_it_checked():
     with pytest.raises(ValueError, match="expected shape"):
         step.__init__(_kernels.lstm, bad)
     output = step(x_t)
-    _kernels.lstm(x_t[None], *list(twin.values())[1:])
+    _kernels.lstm(x_t[:, None], *list(twin.values())[1:])
     np.testing.assert_array_equal(output, twin["h"])
     assert np.abs(output).max() > 0.01

@@ -223,7 +223,7 @@ def test_row_parts_on_the_team_from_a_lower_threshold(tuned, monkeypatch):
     fastrnn.set_num_threads(2)
     calls = []
     run_parts = _kernels.run_parts
-    monkeypatch.setattr(_kernels, "run_parts", lambda x, parts: (calls.append(len(parts)), run_parts(x, parts)))
+    monkeypatch.setattr(_kernels, "run_parts", lambda parts: (calls.append(len(parts)), run_parts(parts)))
     try:
         layer = make_layer("lstm", "float32")
         per_part = lambda batch, timesteps: batch * timesteps * layer._step_work // 2
@@ -260,7 +260,7 @@ def test_bidirectional_directions_run_on_the_team(tuned, monkeypatch, cell, thre
     fastrnn.set_num_threads(threads)
     calls = []
     run_parts = _kernels.run_parts
-    monkeypatch.setattr(_kernels, "run_parts", lambda x, parts: (calls.append(len(parts)), run_parts(x, parts)))
+    monkeypatch.setattr(_kernels, "run_parts", lambda parts: (calls.append(len(parts)), run_parts(parts)))
     try:
         layer, twin = (fastrnn.Bidirectional(make_layer(cell, "float32", return_sequences=True, return_state=True,
                                                         stateful=True))
@@ -302,15 +302,14 @@ def test_row_parts_on_the_team_read_only_inputs_and_many_threads(tuned, monkeypa
 
 
 def _parts(layer, x, mask, states, bounds, sequence, backwards=False):
-    """run_parts's parts for `layer` on rows split at `bounds` (batch-major `x`)."""
+    """run_parts's parts for `layer` on rows split at `bounds` of `x` (read in reverse time
+    order when `backwards`)."""
     kernel_mask = np.ascontiguousarray(mask).view(np.uint8)
     calls = []
     for start, stop in zip(bounds, bounds[1:]):
         rows = slice(start, stop)
-        x_part = np.empty((x.shape[1], stop - start, x.shape[2]), x.dtype)
-        function, arguments = layer._kernel_call(_kernels, x_part, kernel_mask[rows], [s[rows] for s in states],
-                                                 sequence[rows])
-        calls.append((function, start, backwards, arguments))
+        calls.append(layer._kernel_call(_kernels, x[rows, ::-1] if backwards else x[rows], kernel_mask[rows],
+                                        [s[rows] for s in states], sequence[rows]))
     return calls
 
 
@@ -327,13 +326,13 @@ def test_run_parts_matches_whole_batch_calls(tuned, cell, dtype, threads, bounds
     x, mask, states = make_inputs(layer, 9, 6)
     whole = [s.copy() for s in states]
     whole_sequence = np.zeros((9, 6, layer._sizes[0]), dtype)
-    function, arguments = layer._kernel_call(_kernels, np.ascontiguousarray(x.transpose(1, 0, 2)),
-                                             np.ascontiguousarray(mask).view(np.uint8), whole, whole_sequence)
+    function, arguments = layer._kernel_call(_kernels, x, np.ascontiguousarray(mask).view(np.uint8), whole,
+                                             whole_sequence)
     function(*arguments)
     sequence = np.zeros_like(whole_sequence)
     calls = _parts(layer, x, mask, states, bounds, sequence)
     before = _kernels.calls_on_several_threads()
-    _kernels.run_parts(x, calls)
+    _kernels.run_parts(calls)
     tolerance = {"float32": 1e-6, "float64": 1e-12}[dtype]
     for got, want in zip(states + [sequence], whole + [whole_sequence]):
         np.testing.assert_allclose(got, want, rtol=0, atol=tolerance)
@@ -348,7 +347,7 @@ MIXED = list(itertools.product(DTYPES, [1, 2, 3]))
 def test_run_parts_runs_other_kernels_and_time_backwards(tuned, dtype, threads):
     """Parts of different kernels, some running time backwards (a Bidirectional layer's two
     directions, rows split), each write what a whole call on their own inputs writes: a
-    backward part reads its rows of x in reverse time order."""
+    backward part reads its rows of x in reverse time order (a view), the whole call a copy."""
     tuned(threads=threads)
     forward, backward = make_layer("lstm", dtype), make_layer("gru", dtype, seed=1)
     x, mask, _ = make_inputs(forward, 9, 6)
@@ -356,15 +355,15 @@ def test_run_parts_runs_other_kernels_and_time_backwards(tuned, dtype, threads):
     for layer, backwards, bounds in ((forward, False, [0, 9]), (backward, True, [0, 5, 9])):
         _, _, states = make_inputs(layer, 9, 6, seed=2)
         whole, sequence = [s.copy() for s in states], np.zeros((9, 6, UNITS), dtype)
-        x_t = np.ascontiguousarray((x[:, ::-1] if backwards else x).transpose(1, 0, 2))
-        function, arguments = layer._kernel_call(_kernels, x_t, np.ascontiguousarray(mask).view(np.uint8), whole,
-                                                 sequence)
+        x_whole = np.ascontiguousarray(x[:, ::-1] if backwards else x)
+        function, arguments = layer._kernel_call(_kernels, x_whole, np.ascontiguousarray(mask).view(np.uint8),
+                                                 whole, sequence)
         function(*arguments)
         expected += whole + [sequence]
         sequence = np.zeros_like(sequence)
         calls += _parts(layer, x, mask, states, bounds, sequence, backwards)
         got += states + [sequence]
-    _kernels.run_parts(x, calls)
+    _kernels.run_parts(calls)
     tolerance = {"float32": 1e-6, "float64": 1e-12}[dtype]
     for actual, want in zip(got, expected):
         np.testing.assert_allclose(actual, want, rtol=0, atol=tolerance)
@@ -381,7 +380,7 @@ def test_run_parts_with_the_team_busy_runs_them_in_turn(tuned):
     assert _kernels.hold_threads()
     try:
         before = _kernels.calls_on_several_threads()
-        _kernels.run_parts(x, calls)
+        _kernels.run_parts(calls)
         assert _kernels.calls_on_several_threads() == before
     finally:
         _kernels.release_threads()
@@ -394,35 +393,30 @@ def test_run_parts_rejects_what_does_not_fit(tuned):
     x, mask, states = make_inputs(layer, 8, 4)
     sequence = np.zeros((0, 0, 0), np.float32)
     calls = _parts(layer, x, mask, states, [0, 4, 8], sequence)
-    moved = lambda part, start: part[:1] + (start,) + part[2:]
-    with pytest.raises(ValueError, match=r"part 1 \(rows 5 to 9, 4 steps of 5\) does not fit x of shape \(8, 4, 5\)"):
-        _kernels.run_parts(x, [calls[0], moved(calls[1], 5)])
-    with pytest.raises(ValueError, match="part 0"):
-        _kernels.run_parts(x[:, :3].copy(), calls[:1])
-    with pytest.raises(ValueError, match="x"):
-        _kernels.run_parts(x.astype(np.float64), calls)
-    with pytest.raises(ValueError, match="part 1"):       # no overflow past the last row
-        _kernels.run_parts(x, [calls[0], moved(calls[1], 2 ** 63 - 1)])
-    read_only = calls[1][3][0].copy()
+    with pytest.raises(ValueError, match="kernel argument x: expected a 3-d float32"):
+        _kernels.run_parts([calls[0], (calls[1][0], (x[0],) + calls[1][1][1:])])
+    with pytest.raises(ValueError, match=r"kernel argument h: expected shape \(5, 72\)"):   # x of 5 rows
+        _kernels.run_parts([calls[0], (calls[1][0], (x[:5],) + calls[1][1][1:])])
+    read_only = states[0][4:].copy()
     read_only.flags.writeable = False
-    with pytest.raises(ValueError, match="x_part.*read-only"):
-        _kernels.run_parts(x, [calls[0], calls[1][:3] + ((read_only,) + calls[1][3][1:],)])
+    with pytest.raises(ValueError, match="kernel argument h.*read-only"):
+        _kernels.run_parts([calls[0], (calls[1][0], calls[1][1][:6] + (read_only,) + calls[1][1][7:])])
     with pytest.raises(ValueError, match="run_parts takes 1 to"):
-        _kernels.run_parts(x, [])
+        _kernels.run_parts([])
     with pytest.raises(TypeError, match="kernels"):
-        _kernels.run_parts(x, [(print,) + calls[0][1:]])
+        _kernels.run_parts([(print, calls[0][1])])
     # A list could be changed by another thread while the kernels run, a tuple subclass unpack to
     # arrays that nothing holds: parts are exact tuples.
     subclass = type("Part", (tuple,), {})
-    for bad in (list(calls[0]), calls[0][:3], calls[0][:3] + (list(calls[0][3]),), calls[0][:3] + ((),),
-                subclass(calls[0]), calls[0][:3] + (subclass(calls[0][3]),)):
+    for bad in (list(calls[0]), calls[0][:1], calls[0] + (None,), (calls[0][0], list(calls[0][1])),
+                subclass(calls[0]), (calls[0][0], subclass(calls[0][1]))):
         with pytest.raises(TypeError, match="part 0 must be a tuple"):
-            _kernels.run_parts(x, [bad])
+            _kernels.run_parts([bad])
     with pytest.raises(TypeError, match="another dtype"):
         other = make_layer("simple_rnn", "float64")
         other_calls = _parts(other, x.astype(np.float64), mask, [s.astype(np.float64) for s in states],
                              [4, 8], np.zeros((0, 0, 0)))
-        _kernels.run_parts(x, calls[:1] + other_calls)
+        _kernels.run_parts(calls[:1] + other_calls)
     assert _kernels.hold_threads()           # the team is free after every error
     _kernels.release_threads()
 
