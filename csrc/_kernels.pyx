@@ -30,6 +30,7 @@ cimport numpy as cnp
 import numpy as np
 from cython cimport floating
 from scipy.linalg.cython_blas cimport dgemm, sgemm
+from libc.limits cimport INT_MAX
 from libc.math cimport erf, erff, exp, expf, expm1, expm1f, log1p, log1pf, tanh, tanhf
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -613,7 +614,8 @@ cdef Py_ssize_t x_lda(const Call* k, Py_ssize_t steps) noexcept nogil:
     if steps * k.batch == 1:
         return k.inputs
     lda = k.x_step if k.batch == 1 else k.x_row
-    if lda % size or lda < k.inputs * size or (steps > 1 and k.batch > 1 and k.x_step != k.batch * lda):
+    if (lda % size or lda < k.inputs * size or lda // size > INT_MAX     # (BLAS takes an int)
+            or (steps > 1 and k.batch > 1 and k.x_step != k.batch * lda)):
         return 0
     return lda // size
 
@@ -1104,30 +1106,33 @@ def gru(x,                          # IN  (B, T, I) inputs, any strides
         run(&k)
 
 
-cdef object check_call(Call* k, function, tuple arguments):
+cdef object check_call(Call* k, function, tuple arguments, bint step=False):
     """Fill `k` for `function`, one of this module's kernels, and all the arguments it takes, x
-    first; x None stands for one step of zeros (a Step's). Returns the arguments' h."""
+    first. For a `step`, x None stands for one step (k.x is left NULL: a Step sets it at each
+    step); elsewhere x must be an array. Returns the arguments' h."""
     cdef Py_ssize_t n = len(arguments)
     if function is simple_rnn and n == 8:
         x, kernel, bias, recurrent_kernel, mask, activation, h, sequence = arguments
-        x = np.zeros((len(h), 1, len(kernel)), h.dtype) if x is None else x
+        x = np.zeros((len(h), 1, len(kernel)), h.dtype) if step and x is None else x
         check_simple_rnn(k, x, kernel, bias, recurrent_kernel, mask, activation, h, sequence)
     elif function is lstm and n == 11:
         x, kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c, \
             sequence = arguments
-        x = np.zeros((len(h), 1, len(kernel)), h.dtype) if x is None else x
+        x = np.zeros((len(h), 1, len(kernel)), h.dtype) if step and x is None else x
         check_lstm(k, x, kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c,
                    sequence)
     elif function is gru and n == 11:
         x, kernel, bias, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation, reset_after, \
             h, sequence = arguments
-        x = np.zeros((len(h), 1, len(kernel)), h.dtype) if x is None else x
+        x = np.zeros((len(h), 1, len(kernel)), h.dtype) if step and x is None else x
         check_gru(k, x, kernel, bias, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation,
                   reset_after, h, sequence)
     else:
         raise TypeError(f"expected one of fastrnn._kernels' kernels and all the arguments it takes, "
                         f"got {function!r} with {n}")
     k.packed = NULL
+    if step:
+        k.x = NULL      # the stand-in dies here
     return h
 
 
@@ -1207,7 +1212,7 @@ cdef class Step:
         if not arguments or arguments[0] is not None:
             raise TypeError("Step takes a kernel's arguments with x None: the input comes at each step")
         # A stand-in input of one step: the kernel's own checks then bind everything else.
-        h = check_call(&call, function, arguments)
+        h = check_call(&call, function, arguments, True)
         if call.mask != NULL or call.sequence != NULL:
             raise ValueError("Step binds the empty mask and sequence: one step needs neither")
         # A one-step call never packs the recurrent kernel; a stream runs many steps, so it is

@@ -1,5 +1,6 @@
 """The backend registry, and the guard against a silently missing compiled extension."""
 import itertools
+import mmap
 import os
 import subprocess
 import sys
@@ -173,6 +174,31 @@ def test_compiled_kernel_reads_x_of_any_layout(cell, dtype, shape, projected_ele
                 np.testing.assert_array_equal(got, expected, err_msg=name)
     finally:
         _kernels.configure(**previous)
+
+
+def test_compiled_kernel_copies_x_whose_stride_blas_cannot_take():
+    """Steps 2**31 elements apart: an int leading dimension cannot say so, so the projection's
+    BLAS product (from 2**22 multiply-adds) reads a copy, not the wrong rows."""
+    _kernels = pytest.importorskip("fastrnn._kernels")
+    steps, inputs, stride = 3, 2048, 2 ** 31 * 4
+    try:    # 16 GB of address space, of which the kernel touches the rows' few pages
+        memory = mmap.mmap(-1, (steps - 1) * stride + inputs * 4,
+                           flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0x4000))
+    except (OSError, OverflowError) as error:
+        pytest.skip(f"cannot reserve 16 GB of address space here: {error}")
+    x = np.ndarray((1, steps, inputs), np.float32, buffer=memory, strides=(steps * stride, stride, 4))
+    x[...] = np.random.default_rng(0).standard_normal(x.shape)
+    layer = fastrnn.LSTM(256, seed=0, return_sequences=True)     # 3 x 2048 x 1024 multiply-adds
+    layer.build(x.shape)
+    results = []
+    for array in (x, np.ascontiguousarray(x)):
+        h, c, sequence = np.zeros((1, 256), np.float32), np.zeros((1, 256), np.float32), np.zeros((1, 3, 256), np.float32)
+        function, arguments = layer._kernel_call(_kernels, array, np.empty((0, 0), np.uint8), [h, c], sequence)
+        function(*arguments)
+        results.append(sequence)
+    np.testing.assert_array_equal(*results)
+    del x, array
+    memory.close()
 
 
 def test_layers_take_views_on_every_backend(backend_name):

@@ -401,6 +401,8 @@ def test_run_parts_rejects_what_does_not_fit(tuned):
     read_only.flags.writeable = False
     with pytest.raises(ValueError, match="kernel argument h.*read-only"):
         _kernels.run_parts([calls[0], (calls[1][0], calls[1][1][:6] + (read_only,) + calls[1][1][7:])])
+    with pytest.raises(TypeError, match="kernel argument x: expected a NumPy array, got NoneType"):
+        _kernels.run_parts([(calls[0][0], (None,) + calls[0][1][1:])])    # (a Step's stand-in)
     with pytest.raises(ValueError, match="run_parts takes 1 to"):
         _kernels.run_parts([])
     with pytest.raises(TypeError, match="kernels"):
