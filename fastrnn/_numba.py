@@ -90,12 +90,14 @@ def activate(v, activation):
 
 @jit
 def project(x, kernel, bias):
-    """The hoisted input projection, ``x @ kernel + bias`` for every row and step: one GEMM,
-    (B, T, G * U) like x (a view of any strides is copied first)."""
+    """The hoisted input projection, ``x @ kernel + bias`` for every step and row: one GEMM,
+    time-major (T, B, G * U) so that each step's rows are contiguous (x, batch-major of any
+    strides, is copied time-major for it: read batch-major, a 1024x20x64x64 GRU ran 2.4x slower)."""
     batch, timesteps, inputs = x.shape
-    projected = np.dot(np.ascontiguousarray(x).reshape(batch * timesteps, inputs), kernel)
+    x_t = np.ascontiguousarray(x.transpose((1, 0, 2)))
+    projected = np.dot(x_t.reshape(timesteps * batch, inputs), kernel)
     projected += bias
-    return projected.reshape(batch, timesteps, kernel.shape[1])
+    return projected.reshape(timesteps, batch, kernel.shape[1])
 
 
 @jit
@@ -112,10 +114,10 @@ def simple_rnn(x, kernel, bias, recurrent_kernel, mask, activation, h, sequence)
     batch, timesteps = x.shape[:2]
     write_sequence = sequence.shape[0] > 0
     projected = project(x, kernel, bias)
-    z = np.empty((batch, projected.shape[2]), x.dtype)
+    z = np.empty(projected.shape[1:], x.dtype)
     for t in range(timesteps):
         np.dot(h, recurrent_kernel, out=z)
-        z += projected[:, t]
+        z += projected[t]
         for b in range(batch):
             if not skipped(mask, b, t):
                 activate(z[b], activation)
@@ -139,12 +141,12 @@ def lstm(x, kernel, bias, recurrent_kernel, projection, mask, activation, recurr
     use_projection = projection.shape[0] > 0
     write_sequence = sequence.shape[0] > 0
     projected_inputs = project(x, kernel, bias)
-    z = np.empty((batch, projected_inputs.shape[2]), x.dtype)
+    z = np.empty(projected_inputs.shape[1:], x.dtype)
     candidates = np.empty((batch, units), x.dtype)
     projected = np.empty(h.shape, x.dtype)
     for t in range(timesteps):
         np.dot(h, recurrent_kernel, out=z)
-        z += projected_inputs[:, t]
+        z += projected_inputs[t]
         for b in range(batch):
             z_b = z[b]
             c_b = c[b]
@@ -179,14 +181,14 @@ def gru(x, kernel, input_bias, recurrent_kernel, recurrent_bias, mask, activatio
     units = h.shape[1]
     write_sequence = sequence.shape[0] > 0
     projected = project(x, kernel, input_bias)
-    g = np.empty((batch, projected.shape[2]), x.dtype)
+    g = np.empty(projected.shape[1:], x.dtype)
     reset_h = np.empty((batch, units), x.dtype)
     candidate_part = np.empty((batch, units), x.dtype)
     recurrent_zr = np.ascontiguousarray(recurrent_kernel[:, :2 * units])
     recurrent_h = np.ascontiguousarray(recurrent_kernel[:, 2 * units:])
     zr = np.empty((batch, 2 * units), x.dtype)
     for t in range(timesteps):
-        z = projected[:, t]
+        z = projected[t]
         if reset_after:
             np.dot(h, recurrent_kernel, out=g)
             for b in range(batch):
