@@ -259,9 +259,9 @@ class _RNN(Layer):
 
     def _prepare(self, inputs, initial_state, mask, return_sequences):
         """A call's checked inputs and allocated outputs: ``(x, mask, call)``, x of the layer's
-        dtype (any strides) and in time order, the mask None or bool, in processing order (reversed with
-        ``go_backwards``), and the call for `_run_calls`: ``(self, kernel_mask, states,
-        sequence)``, the mask's uint8 view (or the empty one) for the kernel."""
+        dtype (any strides) and in time order, the mask None or bool, in processing order
+        (reversed with ``go_backwards``), and the call for `_run_calls`: ``(self, kernel_mask,
+        states, sequence)``, the mask's uint8 view (or the empty one) for the kernel."""
         # Written for the one-step embedded call, where these checks are a third of the cost: the
         # common case (an ndarray of a real dtype) takes no conversion and few attribute reads.
         x = inputs if type(inputs) is np.ndarray else np.asarray(inputs)

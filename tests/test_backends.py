@@ -192,7 +192,8 @@ def test_compiled_kernel_copies_x_whose_stride_blas_cannot_take():
     layer.build(x.shape)
     results = []
     for array in (x, np.ascontiguousarray(x)):
-        h, c, sequence = np.zeros((1, 256), np.float32), np.zeros((1, 256), np.float32), np.zeros((1, 3, 256), np.float32)
+        h, c = np.zeros((1, 256), np.float32), np.zeros((1, 256), np.float32)
+        sequence = np.zeros((1, 3, 256), np.float32)
         function, arguments = layer._kernel_call(_kernels, array, np.empty((0, 0), np.uint8), [h, c], sequence)
         function(*arguments)
         results.append(sequence)
