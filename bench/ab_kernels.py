@@ -9,7 +9,7 @@ build before it, interleaved in rounds: copy the extension aside, rebuild, and c
 
 Each build is loaded under its own module name and called directly (no layer overhead,
 batch-major float32 or float64 inputs, no mask, last state only; builds from before the kernels
-took batch-major inputs, 2026-11-29, read them wrongly). A path may end in ``@N`` to let
+took batch-major inputs, 2026-11-29, refuse them, or misread them where batch equals timesteps). A path may end in ``@N`` to let
 that build's calls run on N threads of its team (one by default); the same build may be listed
 twice, as ``fastrnn/_kernels*.so@1 fastrnn/_kernels*.so@2``. Both outputs are
 compared before timing. Prints each build's median time, GFLOP/s and the ratio to the first.

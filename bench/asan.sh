@@ -43,7 +43,7 @@ if [ "$status" -eq 0 ] && [ "${1:-}" != "--quick" ]; then
     # The memory-growth test measures the resident size, which ASan's quarantine of freed blocks
     # (every Python object, with PYTHONMALLOC=malloc) grows by design: it runs in the plain build.
     "$python" -m pytest -x -q -p no:cacheprovider tests/test_recurrent.py tests/test_team.py tests/test_hardening.py \
-        tests/test_backends.py::test_compiled_kernel_reads_x_of_any_layout \
+        tests/test_backends.py::test_compiled_kernel_reads_x_of_any_layout tests/test_backends.py::test_compiled_step_matches_the_kernel_call \
         --deselect tests/test_hardening.py::test_many_small_calls_do_not_grow_memory \
         >> "$log" 2>&1 || status=$?
 fi

@@ -10,9 +10,10 @@ Design:
   function chosen at compile time (``if floating is float``), never a silent promotion.
 - Hoisted input projection: ``x @ kernel + bias`` for all gates and a chunk of timesteps in one
   GEMM, just before those steps, so that it is still in cache when they read it. It reads the
-  caller's batch-major x in place where its rows are a matrix to GEMM (one row or one step at a
-  time, or one sequence), else a time-major copy of the chunk's rows made just before: never a
-  transposed copy of the whole input (a memory pass and an allocation at every call).
+  caller's x in place where a chunk's rows are a matrix to GEMM (one row, one step or one
+  sequence at a time, or a time-major layout), else a time-major copy of the chunk's rows made
+  just before: never a transposed copy of the whole input (a memory pass and an allocation at
+  every call).
 - Steps: each step is one matrix product of the whole batch's states with the whole
   recurrent kernel (all gates fused), ``Z = inputs[t] + H @ W``: csrc/small_gemm.h below a
   measured size (a BLAS call costs more than a small product; the kernel packed once per call),
@@ -1140,7 +1141,8 @@ def run_parts(parts):
     """Run independent kernel calls at once, each part on a thread of the team.
 
     Each part is ``(function, arguments)``: one of this module's kernels and all the arguments
-    it takes, its outputs written in place (the parts' outputs must not overlap). Rows of a
+    it takes, its outputs written in place (no part's outputs may overlap another part's inputs
+    or outputs: the parts run at once, reading their x in place). Rows of a
     batch are independent sequences, and so are the directions of a Bidirectional layer: a part
     runs its whole recurrence without meeting the others. With the team busy, or one thread, the
     parts run one after another on this thread.
@@ -1198,8 +1200,8 @@ cdef class Step:
     ``Step(function, arguments)`` takes one of this module's kernels and all the arguments it
     takes, x None (it comes at each step), with the empty mask and sequence; they are checked
     once, and kept alive.
-    ``step(x_t)`` for ``x_t`` of shape (batch, input_dim) advances the bound states in place and
-    returns a copy of h, the step's output. Weights and states must not be replaced afterwards
+    ``step(x_t)`` for ``x_t`` of shape (batch, input_dim), any strides, advances the bound states
+    in place and returns a copy of h, the step's output. Weights and states must not be replaced afterwards
     (fastrnn/streaming.py binds a new Step when they are).
     """
     cdef Call call
@@ -1229,11 +1231,12 @@ cdef class Step:
         """Advance the bound states by `x_t` (batch, input_dim); return a copy of h."""
         if self.h is None:
             raise TypeError("Step is not bound to a kernel: construct it with Step(function, arguments)")
-        cdef cnp.npy_intp* shape = shape_of(x_t, b"x_t", self.call.typenum, 2, False)
+        cdef cnp.npy_intp* shape = shape_of(x_t, b"x_t", self.call.typenum, 2, False, False)
         check_shape(b"x_t", shape, 2, self.call.batch, self.call.inputs)
-        # One step of B contiguous rows (any x_step: there is no second step).
-        self.call.x, self.call.x_row = <const char*> data(x_t), self.call.inputs * itemsize(&self.call)
-        self.call.x_item, self.call.x_aligned = itemsize(&self.call), cnp.PyArray_ISALIGNED(<cnp.ndarray> x_t)
+        # One step of B rows, any strides (any x_step: there is no second step).
+        cdef cnp.npy_intp* strides = cnp.PyArray_STRIDES(<cnp.ndarray> x_t)
+        self.call.x, self.call.x_row, self.call.x_item = <const char*> data(x_t), strides[0], strides[1]
+        self.call.x_aligned = cnp.PyArray_ISALIGNED(<cnp.ndarray> x_t)
         with nogil:
             run(&self.call)
         return cnp.PyArray_NewCopy(<cnp.ndarray> self.h, cnp.NPY_CORDER)

@@ -1,8 +1,9 @@
 """Numba kernels: a line-for-line translation of ``csrc/_kernels.pyx``, used when it is not built.
 
 Same names, argument order, array contract (see fastrnn/reference.py) and loop structure as the
-Cython file, so that the two read side by side. Importing this module imports numba; the backend
-registry treats an ImportError as "numba backend unavailable".
+Cython file, so that the two read side by side: each kernel hands its jitted core (`*_core`) a
+time-major copy of x, as the Cython projection reads its chunks. Importing this module imports
+numba; the backend registry treats an ImportError as "numba backend unavailable".
 """
 import math
 
@@ -88,14 +89,40 @@ def activate(v, activation):
     # LINEAR: nothing to do.
 
 
+def _time_major(x):
+    """The cores' input: `x` (B, T, I) of any layout as a time-major (T, B, I), C-contiguous,
+    writable copy. Numba compiles a function once per type, layout and writability of its
+    arguments: handed on as it lies, a reversed view or a read-only array compiled every kernel
+    anew (3-4 s each); and the projection read batch-major (each step's rows a sequence apart)
+    ran a 1024x20x64x64 GRU 2.4x slower."""
+    return np.array(x.transpose(1, 0, 2), order="C")
+
+
+def simple_rnn(x, kernel, bias, recurrent_kernel, mask, activation, h, sequence):
+    """SimpleRNN over `x` (B, T, I) of any layout, in place: `simple_rnn_core` on a time-major copy."""
+    simple_rnn_core(_time_major(x), kernel, bias, recurrent_kernel, mask, activation, h, sequence)
+
+
+def lstm(x, kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c,
+         sequence):
+    """LSTM over `x` (B, T, I) of any layout, in place: `lstm_core` on a time-major copy."""
+    lstm_core(_time_major(x), kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation,
+              h, c, sequence)
+
+
+def gru(x, kernel, input_bias, recurrent_kernel, recurrent_bias, mask, activation,
+        recurrent_activation, reset_after, h, sequence):
+    """GRU over `x` (B, T, I) of any layout, in place: `gru_core` on a time-major copy."""
+    gru_core(_time_major(x), kernel, input_bias, recurrent_kernel, recurrent_bias, mask, activation,
+             recurrent_activation, reset_after, h, sequence)
+
+
 @jit
 def project(x, kernel, bias):
-    """The hoisted input projection, ``x @ kernel + bias`` for every step and row: one GEMM,
-    time-major (T, B, G * U) so that each step's rows are contiguous (x, batch-major of any
-    strides, is copied time-major for it: read batch-major, a 1024x20x64x64 GRU ran 2.4x slower)."""
-    batch, timesteps, inputs = x.shape
-    x_t = np.ascontiguousarray(x.transpose((1, 0, 2)))
-    projected = np.dot(x_t.reshape(timesteps * batch, inputs), kernel)
+    """The hoisted input projection, ``x @ kernel + bias`` for every step and row of the
+    time-major `x`: one GEMM."""
+    timesteps, batch, inputs = x.shape
+    projected = np.dot(x.reshape(timesteps * batch, inputs), kernel)
     projected += bias
     return projected.reshape(timesteps, batch, kernel.shape[1])
 
@@ -106,12 +133,13 @@ def skipped(mask, b, t):
 
 
 @jit
-def simple_rnn(x, kernel, bias, recurrent_kernel, mask, activation, h, sequence):
+def simple_rnn_core(x, kernel, bias, recurrent_kernel, mask, activation, h, sequence):
     """SimpleRNN: ``h_t = act(x_t @ kernel + bias + h_{t-1} @ recurrent_kernel)``, in place.
 
-    See fastrnn/reference.py for the contract; this mirrors csrc/_kernels.pyx.
+    See fastrnn/reference.py for the contract, but for x: time-major (T, B, I) and C-contiguous
+    here; this mirrors csrc/_kernels.pyx.
     """
-    batch, timesteps = x.shape[:2]
+    timesteps, batch = x.shape[:2]
     write_sequence = sequence.shape[0] > 0
     projected = project(x, kernel, bias)
     z = np.empty(projected.shape[1:], x.dtype)
@@ -127,16 +155,16 @@ def simple_rnn(x, kernel, bias, recurrent_kernel, mask, activation, h, sequence)
 
 
 @jit
-def lstm(x, kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c,
-         sequence):
+def lstm_core(x, kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c,
+              sequence):
     """LSTM, gates fused: one product with the whole (P, 4U) recurrent kernel per step.
 
     ``z = x_t @ kernel + bias + h_{t-1} @ recurrent_kernel``;
     ``i, f, o = rec_act(z_i), rec_act(z_f), rec_act(z_o)``;
     ``c_t = f * c_{t-1} + i * act(z_c)``; ``h_t = o * act(c_t)``, then ``h_t @ projection``
-    when there is one (PyTorch's proj_size; P is its size).
+    when there is one (PyTorch's proj_size; P is its size). x is time-major, as in `simple_rnn_core`.
     """
-    batch, timesteps = x.shape[:2]
+    timesteps, batch = x.shape[:2]
     units = c.shape[1]
     use_projection = projection.shape[0] > 0
     write_sequence = sequence.shape[0] > 0
@@ -174,10 +202,10 @@ def lstm(x, kernel, bias, recurrent_kernel, projection, mask, activation, recurr
 
 
 @jit
-def gru(x, kernel, input_bias, recurrent_kernel, recurrent_bias, mask, activation,
-        recurrent_activation, reset_after, h, sequence):
-    """GRU in both Keras formulations (see csrc/_kernels.pyx for the equations)."""
-    batch, timesteps = x.shape[:2]
+def gru_core(x, kernel, input_bias, recurrent_kernel, recurrent_bias, mask, activation,
+             recurrent_activation, reset_after, h, sequence):
+    """GRU in both Keras formulations (see csrc/_kernels.pyx for the equations), x time-major."""
+    timesteps, batch = x.shape[:2]
     units = h.shape[1]
     write_sequence = sequence.shape[0] > 0
     projected = project(x, kernel, input_bias)

@@ -742,10 +742,12 @@ class Bidirectional(Layer):
     def _run_directions(self, inputs, initial_states, mask):
         """What each direction's `call` returns, their kernels run side by side on the threads
         where that pays (their rows split too, with threads to spare)."""
-        layers = (self.forward_layer, self.backward_layer)
-        prepared = [layer._prepare(inputs, layer._carried if layer.stateful and state is None else state, mask,
-                                   layer.return_sequences)
-                    for layer, state in zip(layers, initial_states)]
+        layers, prepared = (self.forward_layer, self.backward_layer), []
+        for layer, state in zip(layers, initial_states):
+            # The second direction takes the first's checked x: a list or another dtype converts once.
+            prepared.append(layer._prepare(prepared[0][0] if prepared else inputs,
+                                           layer._carried if layer.stateful and state is None else state, mask,
+                                           layer.return_sequences))
         _run_calls(prepared[0][0], [call for _, _, call in prepared], min(layer._step_work for layer in layers))
         return [layer._returned(*layer._finish(direction_mask, call, layer.return_sequences))
                 for layer, (_, direction_mask, call) in zip(layers, prepared)]

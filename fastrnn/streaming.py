@@ -141,7 +141,7 @@ class Stream:
                     x = None
             else:
                 x = x_t if type(x_t) is np.ndarray else np.asarray(x_t)
-                fits = x.shape == self._step_shape and x.dtype is self._step_dtype and x.flags.c_contiguous
+                fits = x.shape == self._step_shape and x.dtype is self._step_dtype
                 x = first(x) if fits else None
             if x is not None:
                 for run in self._next_steps:
@@ -155,7 +155,7 @@ class Stream:
 
     def _prepare_steps(self, x):
         """Bind each layer's step to the stream's current states and weights, when the fast path
-        applies (the first layer recurrent, `x` of its dtype, C-contiguous)."""
+        applies (the first layer recurrent, `x` of its dtype)."""
         self._first_step, self._step_shape, self._step_dtype = None, x.shape, x.dtype
         first = self.model.layers[0] if self.model.layers else None
         if not (isinstance(first, R._RNN) and x.ndim == 2 and x.dtype == first.dtype

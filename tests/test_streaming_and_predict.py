@@ -220,6 +220,23 @@ def test_stream_step_input_the_fast_path_refuses_takes_the_general_path(backend_
     np.testing.assert_allclose(np.stack(outputs, axis=1), expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("cell", [fastrnn.SimpleRNN, fastrnn.LSTM, fastrnn.GRU])
+def test_stream_step_takes_inputs_of_any_layout_on_the_fast_path(backend_name, cell):
+    """The kernels read x_t as it lies: a Fortran-order or strided step keeps the bound steps
+    (no rebinding, which repacks the recurrent kernel) and gives what a contiguous one gives."""
+    model = fastrnn.Sequential([fastrnn.Input((None, 3)), cell(8, seed=0, return_sequences=True)])
+    xs = np.random.default_rng(1).standard_normal((2, 4, 3)).astype(np.float32)
+    expected = model(xs)
+    stream = model.stream(batch_size=2)
+    outputs = [stream.step(xs[:, 0])]
+    bound = stream._first_step
+    outputs.append(stream.step(np.asfortranarray(xs[:, 1])))
+    outputs.append(stream.step(np.repeat(xs[:, 2], 2, axis=1)[:, ::2]))
+    outputs.append(stream.step(xs[:, 3]))      # (a column of the batch: strided too)
+    assert stream._first_step is bound
+    np.testing.assert_allclose(np.stack(outputs, axis=1), expected, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_ragged_groups_share_the_threads(backend_name, monkeypatch, threads):
     """Groups run in lanes on fastrnn's threads (any lane count, results in the original order,
