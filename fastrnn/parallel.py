@@ -75,10 +75,10 @@ def batch_parts(batch, work_per_row, kernels, calls=1):
     multiply-adds each, among the threads: ``(rows, team)``, the row slices that each call is
     cut into and whether the parts run on the team of the compiled `kernels` (`run_parts`).
     ``rows`` is empty when splitting does not pay: the calls then run whole, one after another.
+    (`may_split` is false for less than twice the smallest part: callers on a hot path check
+    that first, without a call.)
     """
     work = calls * batch * work_per_row
-    if work < 2 * MIN_WORK_PER_TEAM_PART and work < 2 * MIN_WORK_PER_PART:   # quick when small
-        return (), False
     team = hasattr(kernels, "run_parts")
     if not may_split(work // 2, team):
         return (), False

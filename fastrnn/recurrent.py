@@ -31,7 +31,10 @@ def _run_calls(x, calls, step_work):
     else one after another."""
     batch, timesteps, _ = x.shape
     kernels = backends.kernels()
-    rows, team = parallel.batch_parts(batch, timesteps * step_work, kernels, len(calls))
+    work = len(calls) * batch * timesteps * step_work
+    rows, team = (), False
+    if work >= 2 * parallel.MIN_WORK_PER_TEAM_PART or work >= 2 * parallel.MIN_WORK_PER_PART:   # else no split
+        rows, team = parallel.batch_parts(batch, timesteps * step_work, kernels, len(calls))
     if rows:
         _run_parts(kernels, x, [call + (part,) for call in calls for part in rows], team)
     elif batch:     # (the kernels may still share each step among their threads)
