@@ -606,9 +606,9 @@ cdef inline bint packs_kernel(const Call* k, const Slice* sl, Py_ssize_t columns
 
 cdef Py_ssize_t x_lda(const Call* k, Py_ssize_t steps) noexcept nogil:
     """The leading dimension at which GEMM reads `steps` steps of x in place, all rows in
-    time-major order, or 0 where it cannot: the rows are not aligned, contiguous rows a whole
-    number of elements apart, in that order (a batch-major chunk of several rows and steps, a
-    reversed sequence). The chunk is then copied (`copy_steps`)."""
+    time-major order; 0 where those rows are not aligned, contiguous rows a whole number of
+    elements apart in that order (a batch-major chunk of several rows and steps, a reversed
+    sequence), which `copy_steps` then copies."""
     cdef Py_ssize_t size = itemsize(k), lda
     if not k.x_aligned or k.x_item != size:
         return 0
