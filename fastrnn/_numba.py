@@ -5,12 +5,14 @@ Cython file, so that the two read side by side: each kernel hands its jitted cor
 time-major copy of x, as the Cython projection reads its chunks. Importing this module imports
 numba; the backend registry treats an ImportError as "numba backend unavailable".
 """
+import ctypes
 import math
 
 import numba
 import numpy as np
 
 from . import _numba_fast_math as fast_math
+from .backends import _blas_set_threads_address
 
 # Activation codes: the contract with fastrnn/activations.py CODES.
 LINEAR = 0
@@ -98,23 +100,44 @@ def _time_major(x):
     return np.array(x.transpose(1, 0, 2), order="C")
 
 
+# np.dot in the cores calls SciPy's BLAS, which would start its own threads beside fastrnn's: parts
+# of a batch on the Python pool, each with a BLAS of two threads, oversubscribed two cores (SimpleRNN
+# 1024x20x64x64 on two threads: 8.3-11.1 ms, 6.0 with OPENBLAS_NUM_THREADS=1). As in the compiled
+# kernels, BLAS runs on the calling thread only; fastrnn.set_num_threads governs the rest.
+_address = _blas_set_threads_address()
+_set_blas_threads = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(_address) if _address else None
+
+
+def _run(core, x, *arguments):
+    """`core` on a time-major copy of `x`, its BLAS calls on this thread only."""
+    x = _time_major(x)
+    if _set_blas_threads is None:
+        core(x, *arguments)
+        return
+    previous = _set_blas_threads(1)
+    try:
+        core(x, *arguments)
+    finally:
+        _set_blas_threads(previous)
+
+
 def simple_rnn(x, kernel, bias, recurrent_kernel, mask, activation, h, sequence):
     """SimpleRNN over `x` (B, T, I) of any layout, in place: `simple_rnn_core` on a time-major copy."""
-    simple_rnn_core(_time_major(x), kernel, bias, recurrent_kernel, mask, activation, h, sequence)
+    _run(simple_rnn_core, x, kernel, bias, recurrent_kernel, mask, activation, h, sequence)
 
 
 def lstm(x, kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c,
          sequence):
     """LSTM over `x` (B, T, I) of any layout, in place: `lstm_core` on a time-major copy."""
-    lstm_core(_time_major(x), kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation,
-              h, c, sequence)
+    _run(lstm_core, x, kernel, bias, recurrent_kernel, projection, mask, activation, recurrent_activation, h, c,
+         sequence)
 
 
 def gru(x, kernel, input_bias, recurrent_kernel, recurrent_bias, mask, activation,
         recurrent_activation, reset_after, h, sequence):
     """GRU over `x` (B, T, I) of any layout, in place: `gru_core` on a time-major copy."""
-    gru_core(_time_major(x), kernel, input_bias, recurrent_kernel, recurrent_bias, mask, activation,
-             recurrent_activation, reset_after, h, sequence)
+    _run(gru_core, x, kernel, input_bias, recurrent_kernel, recurrent_bias, mask, activation, recurrent_activation,
+         reset_after, h, sequence)
 
 
 @jit

@@ -223,6 +223,28 @@ def test_numba_cores_compile_once_per_dtype():
         assert inputs and all(t.layout == "C" and t.mutable for t in inputs), (core, inputs)
 
 
+def test_numba_kernels_run_blas_on_the_calling_thread_only(monkeypatch):
+    """np.dot in the Numba cores would start BLAS threads beside fastrnn's own (oversubscribed
+    parts on two cores ran 1.3-1.6x slower): a kernel sets SciPy's BLAS to its calling thread and
+    restores the setting after."""
+    _numba = pytest.importorskip("fastrnn._numba")
+    if _numba._set_blas_threads is None:
+        pytest.skip("SciPy's BLAS has no openblas_set_num_threads_local here")
+    seen = []
+    monkeypatch.setattr(_numba, "lstm_core", lambda *arguments: seen.append(_numba._set_blas_threads(1)))
+    previous = fastrnn.backend()
+    fastrnn.set_backend("numba")
+    original = _numba._set_blas_threads(2)
+    stored = _numba._set_blas_threads(2)    # (what OpenBLAS keeps of 2 here: fewer on one core)
+    try:
+        fastrnn.LSTM(4, seed=0)(np.ones((2, 3, 5), np.float32))
+        assert _numba._set_blas_threads(2) == stored      # restored
+    finally:
+        _numba._set_blas_threads(original)
+        fastrnn.set_backend(previous)
+    assert seen == [1]
+
+
 def test_layers_take_views_on_every_backend(backend_name):
     """What a user passes as it is, views included, gives what its contiguous copy gives."""
     rng = np.random.default_rng(3)
