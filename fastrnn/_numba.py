@@ -111,14 +111,12 @@ _set_blas_threads = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(_address) if _a
 def _run(core, x, *arguments):
     """`core` on a time-major copy of `x`, its BLAS calls on this thread only."""
     x = _time_major(x)
-    if _set_blas_threads is None:
-        core(x, *arguments)
-        return
-    previous = _set_blas_threads(1)
+    previous = _set_blas_threads(1) if _set_blas_threads else None
     try:
         core(x, *arguments)
     finally:
-        _set_blas_threads(previous)
+        if previous is not None:
+            _set_blas_threads(previous)
 
 
 def simple_rnn(x, kernel, bias, recurrent_kernel, mask, activation, h, sequence):
