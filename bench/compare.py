@@ -20,6 +20,7 @@ Engines whose package cannot be imported are skipped, and the report says so.
 import argparse
 import contextlib
 import datetime
+import functools
 import importlib
 import io
 import math
@@ -306,6 +307,52 @@ def roofline():
     return figures
 
 
+@functools.cache
+def floor_calls():
+    """The calls `floor_rates` times, built once: a SimpleRNN with a linear activation on the
+    largest shape, where its products are nearly all the work, and the compiled float32 sigmoid
+    and tanh on 16K values in cache."""
+    from fastrnn import _kernels, activations
+    batch, timesteps, input_dim, units = SHAPES[-1]
+    layer = fastrnn.SimpleRNN(units, activation="linear", seed=SEED)
+    x = np.random.default_rng(SEED).standard_normal((batch, timesteps, input_dim), dtype=np.float32)
+    values = np.linspace(-4, 4, 1 << 14, dtype=np.float32)   # (their code has no branches)
+    return functools.partial(layer, x), [functools.partial(_kernels.activation, values, activations.CODES[name])
+                                         for name in ("sigmoid", "tanh")]
+
+
+def floor_rates():
+    """fastrnn's own limits on this machine, measured on one thread (`floor_calls`): ``(GFLOP/s
+    of its products, seconds per activation value, the mean of sigmoid's and tanh's)``."""
+    product, activations = floor_calls()
+    previous = fastrnn.num_threads()
+    fastrnn.set_num_threads(1)
+    try:
+        seconds = min(timed(product) for _ in range(5))
+        costs = [min(timed(activation, 100) for _ in range(5)) / 2 ** 14 for activation in activations]
+    finally:
+        fastrnn.set_num_threads(previous)
+    return flops("SimpleRNN", SHAPES[-1]) / seconds / 1e9, statistics.fmean(costs)
+
+
+def timed(call, repeats=1):
+    """Seconds per call of `call`, over `repeats` calls back to back."""
+    start = time.perf_counter()
+    for _ in range(repeats):
+        call()
+    return (time.perf_counter() - start) / repeats
+
+
+def floor(cell, shape, rates, threads):
+    """The least time fastrnn could take on a row at `rates` (see `floor_rates`): its flops at
+    that rate and its activations (one per gate value and one more per LSTM unit), both shared
+    perfectly among `threads`, with nothing else (no memory traffic, overhead or waiting)."""
+    batch, timesteps, _, units = shape
+    per_value = {"SimpleRNN": 1, "LSTM": 5, "GRU": 3}[cell]
+    gflops, activation = rates
+    return (flops(cell, shape) / (gflops * 1e9) + batch * timesteps * units * per_value * activation) / threads
+
+
 def cpu_model():
     """The CPU's model name from /proc/cpuinfo, or platform's guess elsewhere."""
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
@@ -393,6 +440,29 @@ def summary(rows, ratios, roof):
     return lines
 
 
+def floor_section(rows, rates):
+    """Where fastrnn is under 1.2× the best peer: its time against its floor (see `floor`) and
+    the time 1.2× would need; "below the floor" where that is less than the floor."""
+    threads = fastrnn.num_threads()
+    gflops, activation = rates
+    lines = [(f"fastrnn's floor on {threads} thread{'s' * (threads > 1)}: its products at {gflops:.1f} GFLOP/s "
+              f"per thread and its activations at {activation * 1e9:.2f} ns per value (the best of this run's "
+              "measurements, one after each row), shared perfectly, nothing else. Rows under 1.2× the best peer:"), "",
+             "| cell | B×T×I×H | mode | fastrnn | floor | fastrnn / floor | best peer / 1.2 | 1.2× possible |",
+             "|---|---|---|---:|---:|---:|---:|---|"]
+    below = 0
+    for (cell, shape, mode), results in rows:
+        seconds, (_, peer_time) = results.get("fastrnn"), best_peer(results)
+        if isinstance(seconds, str) or seconds is None or peer_time is None or peer_time / seconds >= 1.2:
+            continue
+        least, needed = floor(cell, shape, rates, threads), peer_time / 1.2
+        below += needed < least
+        lines.append(f"| {cell} | {'×'.join(map(str, shape))} | {mode} | {format_time(seconds)} | "
+                     f"{format_time(least)} | {seconds / least:.2f} | {format_time(needed)} | "
+                     f"{'no: below the floor' if needed < least else 'yes'} |")
+    return lines + ["", f"- rows where 1.2× the best peer is below fastrnn's floor: {below}"]
+
+
 def engine_table(rows):
     """Every engine's median time (or FAIL) per row, and the reasons for the failures."""
     names = list(dict.fromkeys(name for _, results in rows for name in results))
@@ -431,13 +501,19 @@ def parse_args(argv=None):
     parser.add_argument("--budget", type=float, help=f"seconds of timing per row (default {DEFAULT_BUDGET})")
     parser.add_argument("--quick", action="store_true", help="LSTM, shapes 0,2,5, short budget: about a minute")
     parser.add_argument("--markdown", metavar="FILE", help="also write the report to FILE")
+    parser.add_argument("--floor", action="store_true",
+                        help="also measure fastrnn's floor and show it on the rows under 1.2x the best peer")
     args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else {}).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.budget = DEFAULT_BUDGET if args.budget is None else args.budget
-    args.cells = (args.cells or ",".join(CELLS)).split(",")
-    args.shapes = [SHAPES[int(i)] for i in (args.shapes or ",".join(map(str, range(len(SHAPES))))).split(",")]
+    spelled = {name.lower(): name for name in CELLS}     # --cells lstm means LSTM
+    args.cells = [spelled.get(name.lower(), name) for name in (args.cells or ",".join(CELLS)).split(",")]
+    indices = (args.shapes or ",".join(map(str, range(len(SHAPES))))).split(",")
+    if not all(i.strip().isdigit() and int(i) < len(SHAPES) for i in indices):
+        parser.error(f"--shapes {args.shapes!r}: expected indices from 0 to {len(SHAPES) - 1}, comma-separated")
+    args.shapes = [SHAPES[int(i)] for i in indices]
     args.modes, args.engines = args.modes.split(","), args.engines.split(",")
     args.threads = [int(n) for n in args.threads.split(",")]
     args.fastrnn_backends = [name for name in args.fastrnn_backends.split(",") if name]
@@ -484,13 +560,18 @@ def main(argv=None):
     roof = roofline()
     report = header(packages, skipped, roof, args)
     grid = [(cell, shape, mode) for cell in args.cells for shape in args.shapes for mode in args.modes]
-    rows = []
+    rows, rates = [], None
     for index, (cell, shape, mode) in enumerate(grid, 1):
         print(f"[{index}/{len(grid)}] {cell} {'×'.join(map(str, shape))} {mode}", file=sys.stderr, flush=True)
         rows.append(((cell, shape, mode), run_row(cell, shape, mode, args, packages)))
+        if args.floor:   # after every row, the best: the VM's speed drifts, and a floor must not be high
+            measured = floor_rates()
+            rates = measured if rates is None else (max(rates[0], measured[0]), min(rates[1], measured[1]))
     table, ratios = main_table(rows, args)
     report += ["", *table, "", "## Summary", ""]
     report += summary(rows, ratios, roof)
+    if args.floor:
+        report += ["", "## Floor", "", *floor_section(rows, rates)]
     report += ["", "## Every engine (median time per call)", "", *engine_table(rows), ""]
     report += [minimal_call(args, packages), "", f"Load average at the end: {load_average()}"]
     text = "\n".join(report)
