@@ -55,6 +55,6 @@ def test_floor_names_the_rows_that_1_2x_cannot_reach(compare):
         lines = compare.floor_section(rows, rates)
     finally:
         compare.fastrnn.set_num_threads(previous)
-    table = [line for line in lines if line.startswith("| LSTM") or line.startswith("| GRU")]
+    table = [line for line in lines if line.startswith(("| LSTM", "| GRU"))]
     assert len(table) == 2 and "below the floor" in table[0] and table[1].endswith("| yes |")
     assert lines[-1].endswith("below fastrnn's floor: 1")
