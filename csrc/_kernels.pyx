@@ -129,18 +129,22 @@ cdef Py_ssize_t SMALL_PROJECTION = 1 << 22
 # SciPy's OpenBLAS runs a product on several threads, whose workers then spin for a while
 # waiting for the next one: inside a recurrence they take the core that the steps between
 # products run on (measured: an LSTM 256x50x128x256 ran 4x slower). fastrnn splits a batch across
-# threads itself (fastrnn/parallel.py), so the kernels call BLAS on one thread, set per call
-# with OpenBLAS's openblas_set_num_threads_local when fastrnn/backends.py finds it (NULL
-# otherwise: the BLAS's own setting applies).
-ctypedef int (*set_threads_function)(int) noexcept nogil
-cdef set_threads_function blas_set_threads = NULL
+# threads itself (fastrnn/parallel.py), so the kernels run each BLAS product on one thread, set
+# around it (csrc/blas_threads.h, which also keeps that setting safe across fork()).
+cdef extern from "blas_threads.h":
+    ctypedef int (*fr_set_threads_function)(int) noexcept nogil
+    fr_set_threads_function fr_blas_set_threads
+    void fr_blas_threads_init() noexcept nogil
+    int fr_blas_threads(int n) noexcept nogil
+
+fr_blas_threads_init()
 
 
 def use_blas_thread_control(size_t set_threads_address):
     """Run BLAS calls on one thread, set per call with the C function at `set_threads_address`
     (OpenBLAS's ``openblas_set_num_threads_local``); 0 leaves the BLAS's own setting."""
-    global blas_set_threads
-    blas_set_threads = <set_threads_function> set_threads_address
+    global fr_blas_set_threads
+    fr_blas_set_threads = <fr_set_threads_function> set_threads_address
 
 
 cdef double SELU_ALPHA = 1.6732632423543772848170429916717
@@ -280,13 +284,13 @@ cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* 
         else:
             fr_small_gemm_f64(m, n, k, a, lda, b, ldb, packed, beta, c, ldc)
         return
-    cdef int previous = blas_set_threads(1) if blas_set_threads != NULL else 0
+    cdef int previous = fr_blas_threads(1)
     if floating is float:
         sgemm(&no, &no, &n_, &m_, &k_, &one, <float*> b, &ldb_, <float*> a, &lda_, &beta, c, &ldc_)
     else:
         dgemm(&no, &no, &n_, &m_, &k_, &one, <double*> b, &ldb_, <double*> a, &lda_, &beta, c, &ldc_)
-    if blas_set_threads != NULL:
-        blas_set_threads(previous)
+    if previous:
+        fr_blas_threads(previous)
 
 
 cdef inline char* cache_line(void* p) noexcept nogil:

@@ -7,6 +7,8 @@ numba; the backend registry treats an ImportError as "numba backend unavailable"
 """
 import ctypes
 import math
+import os
+import threading
 
 import numba
 import numpy as np
@@ -105,13 +107,26 @@ def _time_major(x):
 # 1024x20x64x64 on two threads: 8.3-11.1 ms, 6.0 with OPENBLAS_NUM_THREADS=1). As in the compiled
 # kernels, BLAS runs on the calling thread only; fastrnn.set_num_threads governs the rest.
 _address = _blas_set_threads_address()
-_set_blas_threads = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(_address) if _address else None
+_openblas_set_threads = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(_address) if _address else None
+# The setting takes OpenBLAS's server lock, and a child forked while another thread holds it hangs
+# in its first BLAS call: settings are made under this lock, which a fork takes first (as in
+# csrc/blas_threads.h).
+_blas_lock = threading.Lock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_blas_lock.acquire, after_in_parent=_blas_lock.release,
+                        after_in_child=_blas_lock.release)
+
+
+def _set_blas_threads(n):
+    """Set this thread's BLAS threads to `n`; return the previous count."""
+    with _blas_lock:
+        return _openblas_set_threads(n)
 
 
 def _run(core, x, *arguments):
     """`core` on a time-major copy of `x`, its BLAS calls on this thread only."""
     x = _time_major(x)
-    previous = _set_blas_threads(1) if _set_blas_threads else None
+    previous = _set_blas_threads(1) if _openblas_set_threads else None
     try:
         core(x, *arguments)
     finally:

@@ -2,8 +2,11 @@
 import itertools
 import mmap
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -228,7 +231,7 @@ def test_numba_kernels_run_blas_on_the_calling_thread_only(monkeypatch):
     parts on two cores ran 1.3-1.6x slower): a kernel sets SciPy's BLAS to its calling thread and
     restores the setting after."""
     _numba = pytest.importorskip("fastrnn._numba")
-    if _numba._set_blas_threads is None:
+    if _numba._openblas_set_threads is None:
         pytest.skip("SciPy's BLAS has no openblas_set_num_threads_local here")
     seen = []
     monkeypatch.setattr(_numba, "lstm_core", lambda *arguments: seen.append(_numba._set_blas_threads(1)))
@@ -358,3 +361,59 @@ def test_compiled_step_binds_only_what_it_checked():
     _kernels.lstm(x_t[:, None], *list(twin.values())[1:])
     np.testing.assert_array_equal(output, twin["h"])
     assert np.abs(output).max() > 0.01
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_during_blas_products_does_not_hang():
+    """The kernels set SciPy's BLAS to one thread around each product, which takes OpenBLAS's
+    server lock: a fork while another thread held it left the child's BLAS locked for good
+    (11 of 60 children hung here). A fork now waits for a setting in progress."""
+    pytest.importorskip("fastrnn._kernels")
+    previous = fastrnn.backend()
+    fastrnn.set_backend("cython")
+    layer = fastrnn.LSTM(256, seed=0)      # products large enough for BLAS
+    x = np.random.default_rng(0).random((64, 16, 128), dtype=np.float32)
+    expected, stop = layer(x), threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            layer(x)
+
+    threads = [threading.Thread(target=serve) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    hung = wrong = 0
+    try:
+        for _ in range(40):
+            time.sleep(0.01)
+            pid = os.fork()
+            if pid == 0:     # the child: killed by the alarm if it hangs
+                signal.alarm(20)
+                os._exit(0 if np.array_equal(layer(x), expected) else 3)
+            status = os.waitpid(pid, 0)[1]
+            hung += os.WIFSIGNALED(status)
+            wrong += os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        fastrnn.set_backend(previous)
+    assert (hung, wrong) == (0, 0)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_waits_for_the_numba_kernels_blas_setting():
+    """The Numba kernels make the same setting through ctypes, under a lock a fork takes first."""
+    _numba = pytest.importorskip("fastrnn._numba")
+    holder = threading.Thread(target=lambda: (_numba._blas_lock.acquire(), time.sleep(0.5),
+                                              _numba._blas_lock.release()))
+    holder.start()
+    time.sleep(0.1)
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if _numba._blas_lock.acquire(timeout=5) else 1)    # released in the child
+    waited = time.perf_counter() - start
+    holder.join()
+    assert os.waitpid(pid, 0)[1] == 0
+    assert waited >= 0.3
