@@ -185,11 +185,14 @@ class Layer:
             array.flags.writeable = False
             setattr(self, name, array)
         self._weight_names = names
-        self.input_shape = input_shape
         self._on_weights_set()
+        # Last: a thread that finds the layer built (calling it while another builds it) must
+        # find all of it.
+        self.input_shape = input_shape
 
     def _on_weights_set(self):
-        """Hook for layers that lay weights out once for their kernel."""
+        """Hook for layers that lay weights out once for their kernel (the weights are set, the
+        input shape not yet)."""
 
     @property
     def weights(self):

@@ -84,18 +84,24 @@ class Dense(Layer):
         # Like Keras's InputSpec(min_ndim=2, axes={-1: input_dim}): any rank, same last axis.
         return not isinstance(shapes, list) and len(shapes) >= 2 and shapes[-1] in (None, self.input_shape[-1])
 
+    def _on_weights_set(self):
+        # One attribute, read once by a call: a call running while set_weights replaces the
+        # weights takes both old ones or both new.
+        self._dense_weights = (self.kernel, self.bias if self.use_bias else None)
+
     def call(self, inputs, mask=None):
         """``act(inputs @ kernel + bias)`` on the last axis of `inputs` ``(..., input_dim)``."""
         x = _numeric_input(self, inputs)
         if not self.built:
             self.build((None,) + x.shape[1:])
-        if x.ndim < 2 or x.shape[-1] != self.kernel.shape[0]:
+        kernel, bias = self._dense_weights
+        if x.ndim < 2 or x.shape[-1] != kernel.shape[0]:
             raise ValueError(
-                f"layer {self.name!r} expects inputs of shape (..., {self.kernel.shape[0]}), got {x.shape}"
+                f"layer {self.name!r} expects inputs of shape (..., {kernel.shape[0]}), got {x.shape}"
             )
-        y = x @ self.kernel
-        if self.use_bias:
-            y += self.bias
+        y = x @ kernel
+        if bias is not None:
+            y += bias
         return self._act(y)
 
 

@@ -138,12 +138,19 @@ class _RNN(Layer):
         return input_shape
 
     def _on_weights_set(self):
-        # Laid out once for the kernels: a bias always (zeros without one).
-        self._bias = self.bias if self.use_bias else np.zeros(self.kernel.shape[1], self.dtype)
+        # Laid out once for the kernels, in one attribute that a call reads once: a call running
+        # while set_weights replaces the weights takes all the old ones or all the new.
+        self._kernel_weights = self._laid_out()
         self._step_work = self.kernel.size + self.recurrent_kernel.size   # multiply-adds per row and step
         # Streams bind the weight arrays once (fastrnn/streaming.py); this tells them to rebind.
         global weights_generation
         weights_generation += 1
+
+    def _laid_out(self):
+        """The weights as the kernel takes them: ``(kernel, bias, recurrent_kernel)``, the bias
+        zeros without one."""
+        bias = self.bias if self.use_bias else np.zeros(self.kernel.shape[1], self.dtype)
+        return self.kernel, bias, self.recurrent_kernel
 
     def _kernel_call(self, kernels, x, mask, states, sequence):
         """The kernel and all its arguments, the inputs `x` (B, T, I) first: ``function(*arguments)``
@@ -394,8 +401,8 @@ class SimpleRNN(_RNN):
                          dtype, seed, name, weights, input_shape, batch_input_shape, **options)
 
     def _kernel_call(self, kernels, x, mask, states, sequence):
-        return kernels.simple_rnn, (x, self.kernel, self._bias, self.recurrent_kernel, mask, self._activation,
-                                    states[0], sequence)
+        kernel, bias, recurrent_kernel = self._kernel_weights
+        return kernels.simple_rnn, (x, kernel, bias, recurrent_kernel, mask, self._activation, states[0], sequence)
 
 
 class LSTM(_RNN):
@@ -469,13 +476,14 @@ class LSTM(_RNN):
             weights.append(glorot_uniform(shapes["projection"], rng, self.dtype))
         return weights
 
-    def _on_weights_set(self):
-        super()._on_weights_set()
-        self._projection = self.projection if self.proj_size else _EMPTY_PROJECTION[self.dtype]
+    def _laid_out(self):
+        # ... and the projection, or the empty one that means none.
+        return super()._laid_out() + (self.projection if self.proj_size else _EMPTY_PROJECTION[self.dtype],)
 
     def _kernel_call(self, kernels, x, mask, states, sequence):
-        return kernels.lstm, (x, self.kernel, self._bias, self.recurrent_kernel, self._projection, mask,
-                              self._activation, self._recurrent_activation, states[0], states[1], sequence)
+        kernel, bias, recurrent_kernel, projection = self._kernel_weights
+        return kernels.lstm, (x, kernel, bias, recurrent_kernel, projection, mask, self._activation,
+                              self._recurrent_activation, states[0], states[1], sequence)
 
 
 class GRU(_RNN):
@@ -532,19 +540,20 @@ class GRU(_RNN):
             shapes["bias"] = (2, 3 * self.units)
         return shapes
 
-    def _on_weights_set(self):
-        # Laid out once for the kernel: the input bias joins the projection, the recurrent bias
-        # (zeros when there is none) is added to h @ recurrent_kernel.
-        super()._on_weights_set()
+    def _laid_out(self):
+        # The input bias joins the projection, the recurrent bias (zeros when there is none) is
+        # added to h @ recurrent_kernel: (kernel, input_bias, recurrent_kernel, recurrent_bias).
         zeros = np.zeros(3 * self.units, self.dtype)
         if self.use_bias and self.reset_after:
-            self._bias, self._recurrent_bias = self.bias
+            input_bias, recurrent_bias = self.bias
         else:
-            self._bias, self._recurrent_bias = (self.bias if self.use_bias else zeros), zeros
+            input_bias, recurrent_bias = (self.bias if self.use_bias else zeros), zeros
+        return self.kernel, input_bias, self.recurrent_kernel, recurrent_bias
 
     def _kernel_call(self, kernels, x, mask, states, sequence):
-        return kernels.gru, (x, self.kernel, self._bias, self.recurrent_kernel, self._recurrent_bias, mask,
-                             self._activation, self._recurrent_activation, self.reset_after, states[0], sequence)
+        kernel, input_bias, recurrent_kernel, recurrent_bias = self._kernel_weights
+        return kernels.gru, (x, kernel, input_bias, recurrent_kernel, recurrent_bias, mask, self._activation,
+                             self._recurrent_activation, self.reset_after, states[0], sequence)
 
 
 def _removeprefix(text, prefix):

@@ -91,6 +91,43 @@ def test_one_model_from_eight_threads_equals_sequential_calls(backend_name):
         np.testing.assert_array_equal(r, e)
 
 
+LAYERS = [lambda: fr.SimpleRNN(4, seed=0), lambda: fr.SimpleRNN(4, use_bias=False, seed=0),
+          lambda: fr.LSTM(4, seed=0), lambda: fr.LSTM(4, proj_size=2, seed=0),
+          lambda: fr.GRU(4, seed=0), lambda: fr.GRU(4, reset_after=False, seed=0), lambda: fr.Dense(4, seed=0)]
+
+
+@pytest.mark.parametrize("make", LAYERS)
+def test_a_layer_looks_built_only_once_all_of_it_is_there(make, monkeypatch):
+    """Threads calling a layer that is not built yet: the first builds it, the others wait unless
+    it looks built, so it must look built only when everything a call reads is there (a GRU
+    called from eight threads at once raised AttributeError for its recurrent bias)."""
+    layer = make()
+    seen = []
+    set_weights = type(layer)._on_weights_set
+    monkeypatch.setattr(type(layer), "_on_weights_set", lambda self: (seen.append(self.built), set_weights(self)))
+    layer(np.ones((2, 3, 5), np.float32))
+    assert seen == [False]
+
+
+@pytest.mark.parametrize("make", LAYERS)
+def test_a_call_during_set_weights_takes_all_old_or_all_new_weights(make, monkeypatch):
+    """A call that runs while another thread's set_weights replaces the weights one by one uses
+    the old weights or the new, never some of each: here it runs at the worst moment, when every
+    new array is in place and nothing laid out for the kernels yet."""
+    layer = make()
+    x = np.random.default_rng(0).standard_normal((2, 3, 5)).astype(np.float32)
+    old = layer(x)
+    new_weights = [w * 0.5 + 0.1 for w in layer.get_weights()]
+    during = []
+    set_weights = type(layer)._on_weights_set
+    monkeypatch.setattr(type(layer), "_on_weights_set", lambda self: (during.append(self(x)), set_weights(self)))
+    layer.set_weights(new_weights)
+    monkeypatch.undo()
+    new = layer(x)
+    assert not np.allclose(new, old)
+    np.testing.assert_array_equal(during[0], old)
+
+
 def test_each_thread_with_its_own_stream():
     x = np.random.default_rng(0).standard_normal((2, 30, 3)).astype(np.float32)
     streamable = fr.Sequential([fr.Input((None, 3)), fr.GRU(5, return_sequences=True, seed=0), fr.Dense(1, seed=1)])
