@@ -31,14 +31,9 @@ def _predict_block(*blocks, model, batch_size, several):
 
 def _stateful_layers(model):
     """Names of the layers (wrapped ones included) that carry states from call to call."""
-    found, stack = [], list(getattr(model, "layers", []))
-    while stack:
-        layer = stack.pop()
-        if getattr(layer, "stateful", False):
-            found.append(layer.name)
-        wrapped = (getattr(layer, attr, None) for attr in ("layer", "forward_layer", "backward_layer"))
-        stack += [inner for inner in wrapped if inner is not None]
-    return sorted(set(found))
+    from .models import _within
+
+    return sorted({layer.name for layer in _within(getattr(model, "layers", [])) if getattr(layer, "stateful", False)})
 
 
 def _same_chunks(a, b):

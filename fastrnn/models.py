@@ -34,6 +34,18 @@ class InputLayer(Layer):
         return self.batch_shape
 
 
+
+def _within(layers):
+    """`layers` and every layer they wrap (a Bidirectional's two directions, a TimeDistributed's
+    layer), at any depth."""
+    found, stack = [], list(layers)
+    while stack:
+        layer = stack.pop()
+        found.append(layer)
+        wrapped = (getattr(layer, attribute, None) for attribute in ("layer", "forward_layer", "backward_layer"))
+        stack += [inner for inner in wrapped if isinstance(inner, Layer)]
+    return found
+
 def Input(shape=None, batch_size=None, dtype="float32", name=None, batch_shape=None):
     """A placeholder for a model input, as ``keras.Input``.
 
@@ -357,7 +369,7 @@ class _Model:
             # Groups are independent, and each is too small to split its batch: they share the
             # threads instead, in lanes of about equal work. Stateful layers carry state from one
             # group to the next, so such models run the groups in order on one thread.
-            stateful = any(getattr(layer, "stateful", False) for layer in self.layers)
+            stateful = any(getattr(layer, "stateful", False) for layer in _within(self.layers))
             lanes = _lanes(groups, lengths, 1 if stateful else num_threads())
             if len(lanes) > 1:
                 parallel.run(*(functools.partial(run, lane) for lane in lanes))
@@ -375,10 +387,12 @@ class _Model:
         per_step = (Dense, TimeDistributed, Activation, Dropout, SpatialDropout1D, GaussianNoise, GaussianDropout)
         layers = self.layers if isinstance(self, Sequential) else []
         # go_backwards returns its sequence reversed while its mask passes on unreversed (as in
-        # Keras), so what follows it would see a shifted mask: only Bidirectional flips back.
+        # Keras), so what follows it would see a shifted mask: a Bidirectional flips its backward
+        # direction back, not a forward direction that runs backwards.
         return (bool(layers) and isinstance(layers[0], (_RNN, Bidirectional))
                 and all(isinstance(l, (_RNN, Bidirectional) + per_step) for l in layers)
-                and not any(getattr(l, "stateful", False) or getattr(l, "go_backwards", False) for l in layers))
+                and not any(getattr(l, "stateful", False) for l in _within(layers))
+                and not any(getattr(getattr(l, "forward_layer", l), "go_backwards", False) for l in layers))
 
     def summary(self, print_fn=None):
         """Print a Keras-like table of layers, output shapes and parameter counts.

@@ -207,6 +207,12 @@ class _RNN(Layer):
         checked = []
         for state, size in zip(states, self._state_sizes()):
             state = as_numeric(state, f"initial_state of layer {self.name!r}", self.dtype)
+            if state.shape != (batch, size) and initial_state is self._carried:
+                raise ValueError(
+                    f"stateful layer {self.name!r} carries states for a batch of {state.shape[0]}, got a batch "
+                    f"of {batch}: a stateful layer keeps its batch size from call to call (reset_states() "
+                    "starts again with any; with predict, a batch_size that divides the number of sequences)"
+                )
             if state.shape != (batch, size):
                 raise ValueError(
                     f"expected initial_state of shape {(batch, size)} for layer {self.name!r}, "
@@ -631,6 +637,10 @@ class Bidirectional(Layer):
             if backward_layer.dtype != layer.dtype:
                 raise ValueError(f"forward and backward layers of {self.name!r} have dtypes "
                                  f"{layer.dtype} and {backward_layer.dtype}")
+            if merge_mode in ("sum", "ave", "mul") and backward_layer._sizes[0] != layer._sizes[0]:
+                raise ValueError(f"merge_mode {merge_mode!r} of {self.name!r} combines the two directions' "
+                                 f"outputs element by element, but they have {layer._sizes[0]} and "
+                                 f"{backward_layer._sizes[0]} units ('concat' or None takes different sizes)")
             self.backward_layer = self._copy(backward_layer, "backward_" + _removeprefix(backward_layer.name, "backward_"),
                                              backward_layer.go_backwards, True)
         self.return_sequences = layer.return_sequences

@@ -163,7 +163,12 @@ class Stream:
             return
         steps, recurrent = [], iter(self._states)
         for layer in self.model.layers:
-            steps.append(_recurrent_step(layer, next(recurrent)) if isinstance(layer, R._RNN) else layer.call)
+            if isinstance(layer, R._RNN):
+                steps.append(_recurrent_step(layer, next(recurrent)))
+            elif isinstance(layer, L.TimeDistributed):     # it takes (batch, timesteps, ...)
+                steps.append(lambda x, layer=layer: layer.call(x[:, None])[:, 0])
+            else:
+                steps.append(layer.call)
         self._first_step, self._next_steps = steps[0], steps[1:]
         self._weights_generation = R.weights_generation
         # With the compiled backend every recurrent step is a Step, which returns a copy of h.

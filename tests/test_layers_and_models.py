@@ -123,6 +123,13 @@ def test_bidirectional_arguments_are_checked():
         fr.Bidirectional(fr.LSTM(3, return_sequences=True), backward_layer=fr.LSTM(3, go_backwards=True))
     with pytest.raises(ValueError, match="must differ in go_backwards"):
         fr.Bidirectional(fr.LSTM(3), backward_layer=fr.LSTM(3))
+    for merge_mode in ("sum", "ave", "mul"):   # element by element: sizes must match, when built too
+        with pytest.raises(ValueError, match=f"merge_mode '{merge_mode}' .* have 3 and 5 units"):
+            fr.Bidirectional(fr.GRU(3), backward_layer=fr.GRU(5, go_backwards=True), merge_mode=merge_mode)
+        with pytest.raises(ValueError, match="have 3 and 2 units"):
+            fr.Bidirectional(fr.LSTM(3), backward_layer=fr.LSTM(4, proj_size=2, go_backwards=True), merge_mode=merge_mode)
+    concatenated = fr.Bidirectional(fr.GRU(3), backward_layer=fr.GRU(5, go_backwards=True))
+    assert concatenated(rng_inputs(2, 4, 3)).shape == (2, 8)
     layer = fr.Bidirectional(fr.LSTM(3), input_shape=(None, 2))
     with pytest.raises(ValueError, match="expects 6 weights .forward kernel, recurrent_kernel, bias, then backward"):
         layer.set_weights(layer.get_weights()[:3])

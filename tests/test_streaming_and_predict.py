@@ -35,6 +35,17 @@ def test_stream_in_random_chunks_equals_whole_sequence(backend_name, cell, seed)
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), expected, rtol=0, atol=1e-6)
 
 
+def test_stream_steps_through_time_distributed(backend_name):
+    """A TimeDistributed layer takes (batch, timesteps, ...): a step hands it one timestep (it
+    failed from the second step, after the recurrent states had moved on)."""
+    model = fr.Sequential([fr.Input((None, 3)), fr.LSTM(4, return_sequences=True, seed=0),
+                           fr.TimeDistributed(fr.Dense(2, seed=1)), fr.GRU(3, return_sequences=True, seed=2)])
+    x = inputs()
+    stream = model.stream(3)
+    steps = np.stack([stream.step(x[:, t]) for t in range(x.shape[1])], axis=1)
+    np.testing.assert_allclose(steps, model(x), rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_stream_steps_of_a_last_step_model(cell):
     model, x = stacked(cell, last_only=True), inputs()
@@ -150,15 +161,20 @@ def test_ragged_predict_equals_each_sequence_alone(backend_name, last_only):
         assert isinstance(result, np.ndarray) and result.shape == (7, 2)
 
 
-@pytest.mark.parametrize("kind", ["forward", "backwards", "bidirectional", "masking"])  # backwards: equal lengths
+@pytest.mark.parametrize("kind", ["forward", "backwards", "bidirectional", "bidirectional_backwards",
+                                  "masking"])  # backwards: equal lengths
 def test_ragged_groups_of_similar_lengths_run_padded_and_masked(backend_name, kind):
     # Lengths within a quarter of each other share a padded, masked batch: Keras's mask
-    # semantics make that equal to each sequence alone, forwards and backwards.
+    # semantics make that equal to each sequence alone, forwards and backwards. A Bidirectional
+    # whose forward direction runs backwards returns it reversed: equal lengths only.
     inner = {"forward": fr.LSTM(4, return_sequences=True, seed=0),
              "backwards": fr.GRU(4, return_sequences=True, go_backwards=True, seed=0),
              "bidirectional": fr.Bidirectional(fr.GRU(3, return_sequences=True, seed=0), merge_mode="sum"),
+             "bidirectional_backwards": fr.Bidirectional(fr.GRU(3, return_sequences=True, go_backwards=True, seed=0)),
              "masking": fr.Masking()}[kind]
-    layers = [fr.Input((None, 3)), inner, fr.GRU(3, seed=1), fr.Dense(2, seed=2)]
+    # (That one last, its sequence the output: cut to each length, padded steps came first.)
+    rest = [] if kind == "bidirectional_backwards" else [fr.GRU(3, seed=1), fr.Dense(2, seed=2)]
+    layers = [fr.Input((None, 3)), inner, *rest]
     model = fr.Sequential(layers)
     rng = np.random.default_rng(5)
     sequences = [rng.standard_normal((length, 3)).astype(np.float32) for length in [20, 24, 22, 25, 21]]
@@ -259,10 +275,21 @@ def test_ragged_groups_share_the_threads(backend_name, monkeypatch, threads):
         assert sorted(i for lane in lanes[-1] for rows in lane for i in rows) == list(range(60))
     finally:
         fr.set_num_threads(previous)
-    stateful = fr.Sequential([fr.Input((None, 3)), fr.GRU(2, stateful=True, seed=0)])
-    fr.set_num_threads(3)
-    try:
-        stateful.predict([rng.standard_normal((50, 3)).astype(np.float32) for _ in range(8)], batch_size=2)
-        assert len(lanes[-1]) == 1
-    finally:
-        fr.set_num_threads(previous)
+    # A stateful layer, alone or inside a Bidirectional (whose groups, run side by side, shared
+    # and raced on the carried state).
+    for stateful in (fr.GRU(2, stateful=True, seed=0), fr.Bidirectional(fr.GRU(2, stateful=True, seed=0))):
+        model = fr.Sequential([fr.Input((None, 3)), stateful])
+        fr.set_num_threads(3)
+        try:
+            model.predict([rng.standard_normal((50, 3)).astype(np.float32) for _ in range(8)], batch_size=2)
+            assert len(lanes[-1]) == 1
+        finally:
+            fr.set_num_threads(previous)
+
+
+def test_a_stateful_layer_names_a_change_of_batch_size():
+    model = fr.Sequential([fr.Input((None, 3)), fr.LSTM(4, stateful=True, seed=0)])
+    with pytest.raises(ValueError, match=r"stateful layer 'lstm\w*' carries states for a batch of 4, got a batch of 2"):
+        model.predict(inputs(batch=10, timesteps=5), batch_size=4)
+    model.reset_states()
+    assert model(inputs(batch=2)).shape == (2, 4)     # reset: any batch size again
