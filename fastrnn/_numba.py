@@ -112,9 +112,23 @@ _openblas_set_threads = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(_address) i
 # in its first BLAS call: settings are made under this lock, which a fork takes first (as in
 # csrc/blas_threads.h).
 _blas_lock = threading.Lock()
+_held_for_fork = False
+
+
+def _take_for_fork():
+    global _held_for_fork
+    _held_for_fork = _blas_lock.acquire()    # (a signal may interrupt it: then not held)
+
+
+def _give_after_fork():
+    global _held_for_fork
+    if _held_for_fork:
+        _held_for_fork = False
+        _blas_lock.release()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_blas_lock.acquire, after_in_parent=_blas_lock.release,
-                        after_in_child=_blas_lock.release)
+    os.register_at_fork(before=_take_for_fork, after_in_parent=_give_after_fork, after_in_child=_give_after_fork)
 
 
 def _set_blas_threads(n):

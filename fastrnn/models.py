@@ -198,7 +198,7 @@ class _Model:
 
     def reset_states(self):
         """Forget the states carried by stateful layers (Keras's ``model.reset_states()``)."""
-        for layer in self.layers:
+        for layer in _within(self.layers):    # (wrapped ones too)
             layer.reset_states()
 
     def stream(self, batch_size=1):

@@ -211,7 +211,7 @@ class _RNN(Layer):
                 raise ValueError(
                     f"stateful layer {self.name!r} carries states for a batch of {state.shape[0]}, got a batch "
                     f"of {batch}: a stateful layer keeps its batch size from call to call (reset_states() "
-                    "starts again with any; with predict, a batch_size that divides the number of sequences)"
+                    "starts again with any)"
                 )
             if state.shape != (batch, size):
                 raise ValueError(
@@ -639,8 +639,8 @@ class Bidirectional(Layer):
                                  f"{layer.dtype} and {backward_layer.dtype}")
             if merge_mode in ("sum", "ave", "mul") and backward_layer._sizes[0] != layer._sizes[0]:
                 raise ValueError(f"merge_mode {merge_mode!r} of {self.name!r} combines the two directions' "
-                                 f"outputs element by element, but they have {layer._sizes[0]} and "
-                                 f"{backward_layer._sizes[0]} units ('concat' or None takes different sizes)")
+                                 f"outputs element by element, but they have sizes {layer._sizes[0]} and "
+                                 f"{backward_layer._sizes[0]} ('concat' or None takes different sizes)")
             self.backward_layer = self._copy(backward_layer, "backward_" + _removeprefix(backward_layer.name, "backward_"),
                                              backward_layer.go_backwards, True)
         self.return_sequences = layer.return_sequences

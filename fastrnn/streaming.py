@@ -26,6 +26,11 @@ def _why_not(layer):
         return "it runs backwards (go_backwards)" if layer.go_backwards else None
     if isinstance(layer, L.Embedding):
         return "its mask_zero padding mask needs the whole sequence" if layer.mask_zero else None
+    if isinstance(layer, L.TimeDistributed):
+        from .models import _within
+
+        if any(getattr(inner, "stateful", False) for inner in _within([layer.layer])):
+            return "it wraps a stateful layer, whose state would move on at every step"
     if isinstance(layer, _PER_STEP):
         return None
     return "it mixes timesteps or masks them"

@@ -417,3 +417,25 @@ def test_a_fork_waits_for_the_numba_kernels_blas_setting():
     holder.join()
     assert os.waitpid(pid, 0)[1] == 0
     assert waited >= 0.3
+
+
+def test_an_interrupted_fork_handler_releases_nothing_it_did_not_take(monkeypatch):
+    """A signal can interrupt the Numba kernels' fork handler while it waits for the lock: the
+    fork then goes ahead, and the handlers after it must not release another thread's lock."""
+    _numba = pytest.importorskip("fastrnn._numba")
+
+    class Interrupted:
+        released = 0
+
+        def acquire(self):
+            raise KeyboardInterrupt
+
+        def release(self):
+            self.released += 1
+
+    lock = Interrupted()
+    monkeypatch.setattr(_numba, "_blas_lock", lock)
+    with pytest.raises(KeyboardInterrupt):
+        _numba._take_for_fork()
+    _numba._give_after_fork()
+    assert lock.released == 0

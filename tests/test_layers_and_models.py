@@ -124,9 +124,9 @@ def test_bidirectional_arguments_are_checked():
     with pytest.raises(ValueError, match="must differ in go_backwards"):
         fr.Bidirectional(fr.LSTM(3), backward_layer=fr.LSTM(3))
     for merge_mode in ("sum", "ave", "mul"):   # element by element: sizes must match, when built too
-        with pytest.raises(ValueError, match=f"merge_mode '{merge_mode}' .* have 3 and 5 units"):
+        with pytest.raises(ValueError, match=f"merge_mode '{merge_mode}' .* have sizes 3 and 5"):
             fr.Bidirectional(fr.GRU(3), backward_layer=fr.GRU(5, go_backwards=True), merge_mode=merge_mode)
-        with pytest.raises(ValueError, match="have 3 and 2 units"):
+        with pytest.raises(ValueError, match="have sizes 3 and 2"):
             fr.Bidirectional(fr.LSTM(3), backward_layer=fr.LSTM(4, proj_size=2, go_backwards=True), merge_mode=merge_mode)
     concatenated = fr.Bidirectional(fr.GRU(3), backward_layer=fr.GRU(5, go_backwards=True))
     assert concatenated(rng_inputs(2, 4, 3)).shape == (2, 8)

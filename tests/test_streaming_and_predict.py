@@ -287,6 +287,20 @@ def test_ragged_groups_share_the_threads(backend_name, monkeypatch, threads):
             fr.set_num_threads(previous)
 
 
+def test_a_stateful_layer_inside_time_distributed_resets_and_does_not_stream():
+    wrapped = fr.TimeDistributed(fr.Bidirectional(fr.LSTM(4, stateful=True, seed=0)))
+    model = fr.Sequential([fr.Input((None, 5, 3)), wrapped])
+    x = np.random.default_rng(0).standard_normal((2, 3, 5, 3)).astype(np.float32)
+    first = model(x)
+    assert not np.allclose(model(x), first)      # carried on
+    model.reset_states()                         # reaches the wrapped layers
+    np.testing.assert_array_equal(model(x), first)
+    model.reset_states()
+    assert model(x[:1]).shape == (1, 3, 8)       # and lets the batch size change
+    with pytest.raises(ValueError, match="wraps a stateful layer"):
+        model.stream(2)
+
+
 def test_a_stateful_layer_names_a_change_of_batch_size():
     model = fr.Sequential([fr.Input((None, 3)), fr.LSTM(4, stateful=True, seed=0)])
     with pytest.raises(ValueError, match=r"stateful layer 'lstm\w*' carries states for a batch of 4, got a batch of 2"):
