@@ -34,7 +34,6 @@ class InputLayer(Layer):
         return self.batch_shape
 
 
-
 def _within(layers):
     """`layers` and every layer they wrap (a Bidirectional's two directions, a TimeDistributed's
     layer), at any depth."""
@@ -45,6 +44,7 @@ def _within(layers):
         wrapped = (getattr(layer, attribute, None) for attribute in ("layer", "forward_layer", "backward_layer"))
         stack += [inner for inner in wrapped if isinstance(inner, Layer)]
     return found
+
 
 def Input(shape=None, batch_size=None, dtype="float32", name=None, batch_shape=None):
     """A placeholder for a model input, as ``keras.Input``.
