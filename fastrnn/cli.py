@@ -329,8 +329,8 @@ def _positive(kind):
             value = kind(text)
         except ValueError:
             value = 0
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        if not 0 < value < float("inf"):    # (NaN fails too; inf seconds would never end)
+            raise argparse.ArgumentTypeError(f"expected a positive finite {kind.__name__}, got {text!r}")
         return value
 
     return parse

@@ -242,6 +242,7 @@ def test_broken_pipe_is_quiet(capsys, monkeypatch):
 @pytest.mark.parametrize("argv", [
     [], ["demo", "--batch", "0"], ["nonsense"], ["predict", str(KERAS)],
     ["predict", str(KERAS), "x.npy", "--batch-size", "0"], ["bench", str(KERAS), "--seconds", "-1"],
+    ["bench", str(KERAS), "--seconds", "inf"], ["bench", str(KERAS), "--seconds", "nan"],
 ])
 def test_usage_errors_exit_2(argv):
     with pytest.raises(SystemExit) as exit_info:

@@ -3,6 +3,8 @@
 The files and their frameworks' outputs are in tests/data/files/, written by the generator
 scripts beside them (which need the frameworks; these tests do not).
 """
+import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +199,25 @@ def test_pickled_module_is_never_unpickled():
     else:
         with pytest.raises(ImportError, match="needs torch"):
             fastrnn.load(path)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo ran > ran.txt",))
+
+
+def test_a_pickle_that_runs_code_is_refused_by_name(tmp_path, monkeypatch):
+    """The message names what was refused and never repeats torch's advice to load with
+    weights_only=False (torch 2.13 writes "unsupported GLOBAL posix.system" for this file)."""
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"weight_ih_l0": _RunsCode()}, protocol=2))
+    with pytest.raises(fastrnn.ModelFileError, match="evil.pt") as refused:
+        fastrnn.load(path)
+    message = str(refused.value)
+    assert "system" in message and "set to `False`" not in message and "weights_only=False" not in message
+    assert not (tmp_path / "ran.txt").exists()
 
 
 def test_unknown_torch_option_is_refused():

@@ -254,9 +254,10 @@ def load_torch(path, prefix="", nonlinearity="tanh", batch_first=False, dtype=No
             loaded = torch.load(source, map_location="cpu", weights_only=True)
         except Exception as exc:
             # torch's message is long and suggests weights_only=False, which fastrnn never does:
-            # keep the line that says what was refused.
+            # keep the line that names what was refused (torch writes "Unsupported global" or
+            # "unsupported GLOBAL"), else the first sentence.
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-            reason = next((line for line in lines if "Unsupported global" in line), lines[0])
+            reason = next((line for line in lines if "unsupported global" in line.lower()), lines[0].split(". ")[0])
             raise ModelFileError(f"{source}: torch.load(weights_only=True) refused or failed ({reason}); "
                                  "fastrnn loads state dicts only: save module.state_dict()") from exc
         tensors = _unwrap_checkpoint(loaded, source)
