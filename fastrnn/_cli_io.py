@@ -7,6 +7,7 @@
   neither the inputs nor the outputs have to fit in memory; a progress bar.
 - ``bench``'s random inputs and timing, and the torch module equivalent to a `TorchRNN`.
 """
+import errno
 import json
 import os
 import shutil
@@ -290,7 +291,10 @@ class PredictionWriter:
     def _open(self, outputs):
         if self.to_npz:
             # Beside the output, so that large temporaries stay on the same (roomy) file system.
-            self._tmpdir = tempfile.mkdtemp(prefix=".fastrnn-", dir=Path(self.path).resolve().parent)
+            directory = Path(self.path).resolve().parent
+            if not directory.is_dir():     # (else the error would name the temporary folder)
+                raise FileNotFoundError(errno.ENOENT, f"no directory {directory} to write it in", str(self.path))
+            self._tmpdir = tempfile.mkdtemp(prefix=".fastrnn-", dir=directory)
             files = [os.path.join(self._tmpdir, f"{name}.npy") for name in self.names]
         else:
             files = [self.path]

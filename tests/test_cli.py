@@ -140,6 +140,9 @@ def test_predict_to_npz(capsys, tmp_path):
         assert y.files == ["output"]
         np.testing.assert_allclose(y["output"], fastrnn.load(KERAS).predict(x), rtol=0, atol=1e-6)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy", "y.npz"]   # no temporaries left
+    status, _, err = run(capsys, "predict", KERAS, tmp_path / "x.npy", "-o", tmp_path / "none" / "y.npz")
+    assert status == 1
+    assert_one_line_error(err, str(tmp_path / "none" / "y.npz"), "no directory")
 
 
 def test_predict_several_outputs_go_to_npz(capsys, tmp_path):
