@@ -363,7 +363,8 @@ def build_parser():
                      "(default: INPUT's stem + .pred.npy or .pred.npz)")
     run.add_argument("--batch-size", type=_positive(int), default=1024, metavar="N", help="rows per chunk (1024)")
     run.add_argument("--threads", type=_positive(int), metavar="N", help="threads a forward pass may use (fastrnn.set_num_threads; default: the CPUs)")
-    run.add_argument("--backend", metavar="NAME", help="cython, numba or numpy (default: fastrnn's choice)")
+    run.add_argument("--backend", choices=("cython", "numba", "numpy"), metavar="NAME",
+                     help="cython, numba or numpy (default: fastrnn's choice)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--input-name", action="extend", nargs="+", metavar="NAME",
                      help="the .npz arrays for the model's inputs, in order")

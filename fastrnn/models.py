@@ -204,6 +204,8 @@ class _Model:
     def stream(self, batch_size=1):
         """A `fastrnn.streaming.Stream` over this model: feed it one step or chunk at a time.
 
+        Sequential models only (see `fastrnn.streaming.Stream` for the layers a stream takes).
+
         Parameters
         ----------
         batch_size : int, default 1
@@ -725,6 +727,8 @@ class TorchRNN:
             raise ValueError(f"mode must be 'RNN', 'LSTM' or 'GRU', got {mode!r}")
         if proj_size and mode != "LSTM":
             raise ValueError(f"proj_size is an LSTM option, got it for {mode}")
+        if nonlinearity not in ("tanh", "relu"):     # as torch.nn.RNN
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         # Checked before the layers are made: a huge num_layers would otherwise build layers
         # until memory runs out, and int() would quietly accept True, 2.5 or "2".
         num_layers = positive_int(num_layers, "num_layers")
@@ -734,6 +738,8 @@ class TorchRNN:
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
         self.proj_size = 0 if proj_size is None or proj_size == 0 else positive_int(proj_size, "proj_size")
+        if self.proj_size >= self.hidden_size:       # as torch.nn.LSTM
+            raise ValueError(f"proj_size must be smaller than hidden_size {self.hidden_size}, got {self.proj_size}")
         self.bias, self.batch_first = bool(bias), bool(batch_first)
         self.bidirectional, self.nonlinearity = bool(bidirectional), nonlinearity
         self.dtype = np.dtype(dtype)

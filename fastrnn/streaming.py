@@ -154,6 +154,9 @@ class Stream:
                 # A last state is the stream's own, updated in place next step: hand out a copy.
                 return x.copy() if self._copy_last else x
         x = np.asarray(x_t)
+        if x.ndim < 1 or x.shape[0] != self.batch_size:     # (named as given, not as a chunk)
+            raise ValueError(f"a stream of batch_size {self.batch_size} takes steps of shape "
+                             f"({self.batch_size}, ...), got {x.shape}")
         output = self(x[:, None])
         self._prepare_steps(x)
         return output[:, 0] if self._sequence_output else output

@@ -214,11 +214,12 @@ def test_unsupported_layer(capsys):
     assert_one_line_error(err, "k3_unsupported_conv1d.keras", "'Conv1D'", "not supported")
 
 
-def test_unknown_backend(capsys, tmp_path):
+def test_unknown_backend_is_a_usage_error(capsys, tmp_path):
     random_inputs(tmp_path / "x.npy", (2, 5, 3))
-    status, _, err = run(capsys, "predict", KERAS, tmp_path / "x.npy", "--backend", "fortran")
-    assert status == 1
-    assert_one_line_error(err, "unknown fastrnn backend 'fortran'")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(KERAS), str(tmp_path / "x.npy"), "--backend", "fortran"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'fortran' (choose from 'cython', 'numba', 'numpy')" in capsys.readouterr().err
     assert not (tmp_path / "x.pred.npy").exists()
 
 

@@ -35,6 +35,15 @@ def test_stream_in_random_chunks_equals_whole_sequence(backend_name, cell, seed)
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), expected, rtol=0, atol=1e-6)
 
 
+def test_a_step_of_the_wrong_batch_size_is_named_as_given():
+    stream = stacked("gru").stream(2)
+    with pytest.raises(ValueError, match=r"batch_size 2 takes steps of shape \(2, ...\), got \(1, 3\)"):
+        stream.step(np.ones((1, 3), np.float32))
+    with pytest.raises(ValueError, match=r"got \(\)"):
+        stream.step(np.float32(1))
+    assert stream.step(np.ones((2, 3), np.float32)).shape == (2, 2)
+
+
 def test_stream_steps_through_time_distributed(backend_name):
     """A TimeDistributed layer takes (batch, timesteps, ...): a step hands it one timestep (it
     failed from the second step, after the recurrent states had moved on)."""

@@ -104,6 +104,17 @@ def test_torch_rnn_takes_numpy_integers():
         fastrnn.TorchRNN("LSTM", 3, 4, proj_size=-1)
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"mode": "LSTM", "proj_size": 4}, "proj_size must be smaller than hidden_size 4, got 4"),
+    ({"mode": "LSTM", "proj_size": 9}, "proj_size must be smaller than hidden_size 4, got 9"),
+    ({"mode": "RNN", "nonlinearity": "sigmoid"}, "nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"),
+])
+def test_torch_rnn_refuses_what_torch_refuses(options, message):
+    mode = options.pop("mode")
+    with pytest.raises(ValueError, match=message):
+        fastrnn.TorchRNN(mode, 3, 4, **options)
+
+
 class FakeTorchGRU:
     """What from_torch reads of a torch module (torch itself is not a test dependency)."""
 
