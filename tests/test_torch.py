@@ -72,6 +72,16 @@ def test_bad_state_dicts_are_named(damage, message):
         from_state_dict(sd, source="model.pt")
 
 
+def test_a_projection_to_as_many_units_or_more_is_named():
+    """torch's proj_size is smaller than hidden_size; a file that says otherwise is damaged."""
+    case = next(c for c in CASES if c["name"] == "lstm_proj")
+    sd = state_dict(case)
+    hidden = sd["weight_hr_l0"].shape[1]      # weight_hr is (P, H): make P = H
+    sd["weight_hr_l0"] = np.zeros((hidden, hidden), np.float32)
+    with pytest.raises(fastrnn.ModelFileError, match=r"model.pt: weight_hr_l0 of shape .* torch's proj_size"):
+        from_state_dict(sd, source="model.pt")
+
+
 def test_wrong_hx_shape_is_named():
     case = next(c for c in CASES if c["name"] == "lstm_h0_c0")
     model = from_state_dict(state_dict(case), batch_first=True)

@@ -93,6 +93,9 @@ def from_state_dict(state_dict, prefix="", nonlinearity="tanh", batch_first=Fals
     if remainder or gates not in _GATES or (proj_size and gates != 4):
         raise ModelFileError(f"{source}: weight_ih_l0 of shape {tensors['weight_ih_l0'].shape} fits no torch "
                              f"RNN (H rows), GRU (3H) or LSTM (4H) with hidden size {hidden}")
+    if proj_size >= hidden:
+        raise ModelFileError(f"{source}: weight_hr_l0 of shape {tensors['weight_hr_l0'].shape} projects "
+                             f"{hidden} units to {proj_size}; torch's proj_size is smaller than hidden_size")
     mode = _GATES[gates]
     input_size = tensors["weight_ih_l0"].shape[1]
     if dtype is None:
