@@ -394,6 +394,8 @@ class _Model:
         return (bool(layers) and isinstance(layers[0], (_RNN, Bidirectional))
                 and all(isinstance(l, (_RNN, Bidirectional) + per_step) for l in layers)
                 and not any(getattr(l, "stateful", False) for l in _within(layers))
+                # (a last output zeroed where the last step is masked: padding would zero it)
+                and not any(getattr(l, "zero_output_for_mask", False) and not l.return_sequences for l in layers)
                 and not any(getattr(getattr(l, "forward_layer", l), "go_backwards", False) for l in layers))
 
     def summary(self, print_fn=None):

@@ -320,8 +320,10 @@ class _RNN(Layer):
         output = sequence if return_sequences else states[0]
         if mask is not None:
             output = output.copy() if output is states[0] else output
-            if return_sequences and self.zero_output_for_mask:
-                output[~mask] = 0
+            if self.zero_output_for_mask:
+                # Every masked step's output is zeros, the last step's too (Keras returns it as
+                # the last output: zeros for a row whose last step is masked).
+                output[~(mask if return_sequences else mask[:, -1])] = 0
             else:
                 # Keras's previous output starts at zeros: outputs before a row's first unmasked
                 # step (all of them for a fully masked row) are zeros, whatever the initial state.
@@ -628,7 +630,7 @@ class Bidirectional(Layer):
                     f"forward and backward layers of {self.name!r} must differ in go_backwards, "
                     f"both have {layer.go_backwards}"
                 )
-            for attribute in ("return_sequences", "return_state"):
+            for attribute in ("return_sequences", "return_state", "stateful"):
                 if getattr(backward_layer, attribute) != getattr(layer, attribute):
                     raise ValueError(
                         f"forward and backward layers of {self.name!r} must agree on {attribute}: "

@@ -123,6 +123,8 @@ def test_bidirectional_arguments_are_checked():
         fr.Bidirectional(fr.LSTM(3, return_sequences=True), backward_layer=fr.LSTM(3, go_backwards=True))
     with pytest.raises(ValueError, match="must differ in go_backwards"):
         fr.Bidirectional(fr.LSTM(3), backward_layer=fr.LSTM(3))
+    with pytest.raises(ValueError, match="must agree on stateful"):     # as Keras
+        fr.Bidirectional(fr.LSTM(3, stateful=True), backward_layer=fr.LSTM(3, go_backwards=True))
     for merge_mode in ("sum", "ave", "mul"):   # element by element: sizes must match, when built too
         with pytest.raises(ValueError, match=f"merge_mode '{merge_mode}' .* have sizes 3 and 5"):
             fr.Bidirectional(fr.GRU(3), backward_layer=fr.GRU(5, go_backwards=True), merge_mode=merge_mode)

@@ -3,8 +3,10 @@
 The files and their frameworks' outputs are in tests/data/files/, written by the generator
 scripts beside them (which need the frameworks; these tests do not).
 """
+import json
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +201,25 @@ def test_pickled_module_is_never_unpickled():
     else:
         with pytest.raises(ImportError, match="needs torch"):
             fastrnn.load(path)
+
+
+@pytest.mark.parametrize("version, expected", [("2.15.0", "hard_sigmoid_keras2"), ("3.15.1", "hard_sigmoid")])
+def test_a_tf_keras_archive_gets_keras_2s_hard_sigmoid(tmp_path, version, expected):
+    """tf_keras writes .keras archives too; its hard_sigmoid is clip(0.2x + 0.5, 0, 1), Keras
+    3's relu6(x + 3) / 6: the archive's metadata says which wrote it."""
+    def edit(name, data):
+        if name == "metadata.json":
+            return json.dumps({"keras_version": version}).encode()
+        if name == "config.json":
+            return data.replace(b'"recurrent_activation": "sigmoid"', b'"recurrent_activation": "hard_sigmoid"')
+        return data
+
+    path = tmp_path / "model.keras"
+    with zipfile.ZipFile(FILES / "k3_lstm_state.keras") as source, zipfile.ZipFile(path, "w") as copy:
+        for name in source.namelist():
+            copy.writestr(name, edit(name, source.read(name)))
+    lstm = next(layer for layer in fastrnn.load(path).layers if isinstance(layer, fastrnn.LSTM))
+    assert lstm.recurrent_activation == expected
 
 
 class _RunsCode:

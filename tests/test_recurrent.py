@@ -303,6 +303,21 @@ def test_masked_steps_repeat_previous_output():
     assert not sequence[4].any()                                      # fully masked
 
 
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_zero_output_for_mask_zeroes_the_last_output_too(backend_name, cell, go_backwards):
+    """With zero_output_for_mask, Keras's last output is the last step's output, zeros where that
+    step is masked (rows 3 and 4 here, or 1 and 4 backwards), the final state left as it is."""
+    x, mask, _ = make_inputs(cell=cell)
+    options = {"cell": cell, "zero_output_for_mask": True, "go_backwards": go_backwards}
+    sequence = make_layer(return_sequences=True, **options)(x, mask=mask)
+    last, *states = make_layer(return_state=True, **options)(x, mask=mask)
+    np.testing.assert_array_equal(last, sequence[:, -1])
+    last_step = mask[:, 0] if go_backwards else mask[:, -1]
+    assert not last[~last_step].any() and last[last_step].all()
+    assert states[0][~last_step].any()      # (the rows with steps before the masked ones)
+
+
 def test_integer_mask_equals_boolean_mask(backend_name):
     layer = make_layer(return_sequences=True)
     x, mask, _ = make_inputs()

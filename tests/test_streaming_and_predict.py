@@ -171,7 +171,7 @@ def test_ragged_predict_equals_each_sequence_alone(backend_name, last_only):
 
 
 @pytest.mark.parametrize("kind", ["forward", "backwards", "bidirectional", "bidirectional_backwards",
-                                  "masking"])  # backwards: equal lengths
+                                  "masking", "zero_output"])  # backwards, zero_output: equal lengths
 def test_ragged_groups_of_similar_lengths_run_padded_and_masked(backend_name, kind):
     # Lengths within a quarter of each other share a padded, masked batch: Keras's mask
     # semantics make that equal to each sequence alone, forwards and backwards. A Bidirectional
@@ -180,9 +180,11 @@ def test_ragged_groups_of_similar_lengths_run_padded_and_masked(backend_name, ki
              "backwards": fr.GRU(4, return_sequences=True, go_backwards=True, seed=0),
              "bidirectional": fr.Bidirectional(fr.GRU(3, return_sequences=True, seed=0), merge_mode="sum"),
              "bidirectional_backwards": fr.Bidirectional(fr.GRU(3, return_sequences=True, go_backwards=True, seed=0)),
-             "masking": fr.Masking()}[kind]
+             "masking": fr.Masking(),
+             "zero_output": fr.GRU(4, zero_output_for_mask=True, seed=0)}[kind]
     # (That one last, its sequence the output: cut to each length, padded steps came first.)
-    rest = [] if kind == "bidirectional_backwards" else [fr.GRU(3, seed=1), fr.Dense(2, seed=2)]
+    rest = ([] if kind == "bidirectional_backwards" else [fr.Dense(2, seed=2)] if kind == "zero_output"
+            else [fr.GRU(3, seed=1), fr.Dense(2, seed=2)])
     layers = [fr.Input((None, 3)), inner, *rest]
     model = fr.Sequential(layers)
     rng = np.random.default_rng(5)

@@ -623,7 +623,7 @@ def _read_member(archive, name, source, limit=None):
 
 
 def load_keras(path):
-    """Load a Keras 3 ``.keras`` archive (read in memory, nothing extracted to disk).
+    """Load a ``.keras`` archive of Keras 3 or tf_keras (read in memory, nothing extracted to disk).
 
     Parameters
     ----------
@@ -642,9 +642,13 @@ def load_keras(path):
     with _open_archive(path, source) as archive:
         config = _json(_read_member(archive, "config.json", source, MAX_CONFIG_BYTES), source, "config.json")
         weights = _read_member(archive, "model.weights.h5", source)
+        metadata = (_json(_read_member(archive, "metadata.json", source, MAX_CONFIG_BYTES), source, "metadata.json")
+                    if "metadata.json" in archive.namelist() else {})
+    # tf_keras (Keras 2) writes these archives too, and its hard_sigmoid is another function.
+    keras2 = isinstance(metadata, dict) and str(metadata.get("keras_version", "")).startswith("2.")
     with _open_h5(weights, source) as h5:
         groups = _Keras3Groups(h5, source)
-        return model_from_config(config, source, lambda layer: _keras3_read(groups, layer, source))
+        return model_from_config(config, source, lambda layer: _keras3_read(groups, layer, source), keras2)
 
 
 def _is_keras2(version, config):
