@@ -222,6 +222,21 @@ def test_a_tf_keras_archive_gets_keras_2s_hard_sigmoid(tmp_path, version, expect
     assert lstm.recurrent_activation == expected
 
 
+def test_bidirectional_weights_listed_backward_first_in_a_legacy_file(tmp_path):
+    """Keras lists a layer's trainable weights first, so a file whose forward direction alone
+    was frozen lists the backward direction's first: the names say which is which."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "frozen_forward.h5"
+    path.write_bytes((FILES / "k3_bidi_concat.h5").read_bytes())
+    with h5py.File(path, "r+") as h5:
+        group = h5["model_weights"]["bidirectional"]
+        names = list(group.attrs["weight_names"])
+        group.attrs["weight_names"] = names[3:] + names[:3]
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    original = fastrnn.load(FILES / "k3_bidi_concat.h5")
+    np.testing.assert_array_equal(fastrnn.load(path)(x), original(x))
+
+
 class _RunsCode:
     def __reduce__(self):
         return (os.system, ("echo ran > ran.txt",))

@@ -396,6 +396,12 @@ def _assign_weights(layer, datasets, source):
     """Check `datasets` (h5py datasets, in Keras order) against `layer`, then read and set them."""
     if isinstance(layer, R.Bidirectional):
         n = len(layer.forward_layer._weight_shapes((None, None, 1)))
+        # Keras lists trainable weights first: with only the forward direction frozen, the
+        # backward one's come first. A legacy file's names say which is which.
+        parts = [getattr(dataset, "name", "").split("/") for dataset in datasets]
+        forward = [layer.forward_layer.name in p for p in parts]
+        if sum(forward) == n and all(f or layer.backward_layer.name in p for f, p in zip(forward, parts)):
+            datasets = [d for d, f in zip(datasets, forward) if f] + [d for d, f in zip(datasets, forward) if not f]
         _assign_weights(layer.forward_layer, datasets[:n], source)
         _assign_weights(layer.backward_layer, datasets[n:], source)
         return
