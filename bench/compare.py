@@ -348,9 +348,9 @@ def floor(cell, shape, rates, threads):
     that rate and its activations (one per gate value and one more per LSTM unit), both shared
     perfectly among `threads`, with nothing else (no memory traffic, overhead or waiting)."""
     batch, timesteps, _, units = shape
-    per_value = {"SimpleRNN": 1, "LSTM": 5, "GRU": 3}[cell]
+    per_unit = CELLS[cell][1] + (cell == "LSTM")     # a gate value each, and an LSTM's act(c_t)
     gflops, activation = rates
-    return (flops(cell, shape) / (gflops * 1e9) + batch * timesteps * units * per_value * activation) / threads
+    return (flops(cell, shape) / (gflops * 1e9) + batch * timesteps * units * per_unit * activation) / threads
 
 
 def cpu_model():

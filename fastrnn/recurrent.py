@@ -207,13 +207,13 @@ class _RNN(Layer):
         checked = []
         for state, size in zip(states, self._state_sizes()):
             state = as_numeric(state, f"initial_state of layer {self.name!r}", self.dtype)
-            if state.shape != (batch, size) and initial_state is self._carried:
-                raise ValueError(
-                    f"stateful layer {self.name!r} carries states for a batch of {state.shape[0]}, got a batch "
-                    f"of {batch}: a stateful layer keeps its batch size from call to call (reset_states() "
-                    "starts again with any)"
-                )
             if state.shape != (batch, size):
+                if initial_state is self._carried:
+                    raise ValueError(
+                        f"stateful layer {self.name!r} carries states for a batch of {state.shape[0]}, got a "
+                        f"batch of {batch}: a stateful layer keeps its batch size from call to call "
+                        "(reset_states() starts again with any)"
+                    )
                 raise ValueError(
                     f"expected initial_state of shape {(batch, size)} for layer {self.name!r}, "
                     f"got {state.shape}"
