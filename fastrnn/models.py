@@ -89,6 +89,16 @@ def _fits(given, declared):
     return len(given) == len(declared) and all(d is None or g == d for g, d in zip(given[1:], declared[1:]))
 
 
+def _adjust_rank(array, declared):
+    """`array` with a trailing axis of size 1 added or dropped where that makes it fit `declared`,
+    as Keras 3 does for model inputs (a univariate series given as ``(batch, timesteps)``)."""
+    if array.ndim == len(declared) - 1 and declared[-1] == 1:
+        return array[..., None]
+    if array.ndim == len(declared) + 1 and array.shape[-1] == 1:
+        return array[..., 0]
+    return array
+
+
 def _format_shape(shape):
     if isinstance(shape, list):
         return ", ".join(_format_shape(s) for s in shape)
@@ -266,13 +276,15 @@ class _Model:
 
         Parameters
         ----------
-        x : array_like, list of array_like, or list of sequences
+        x : array_like, list or dict of array_like, or list of sequences
             The input (batch axis first; ``np.memmap`` works, read chunk by chunk), a list with
-            one array per input of a multi-input model, or, for a single-input model, a list of
-            sequences of different lengths (each ``(timesteps_i, ...)``): see Notes.
+            one array per model input (or a dict by input name), or, for a single-input model, a
+            list of sequences of different lengths (each ``(timesteps_i, ...)``, one axis short
+            of a batch): see Notes.
         batch_size : int, optional
-            Rows per batch (default 1024). Results depend on it only by float rounding
-            (the matrix products sum in a different order for different row counts).
+            Rows per batch (default 1024, or the batch size that the model's stateful layers
+            were declared for). Results depend on it only by float rounding (the matrix products
+            sum in a different order for different row counts).
         verbose : int, default 0
             1 draws a progress bar on stderr (tqdm when installed).
         lengths : array_like of int, optional
@@ -297,7 +309,11 @@ class _Model:
         real steps cost, and the results come back in the original order, equal to running
         each sequence alone.
         """
-        batch_size = 1024 if batch_size is None else batch_size
+        if batch_size is None:
+            # A stateful layer declared for a batch size takes only batches of that size.
+            declared = {(layer.input_shape or layer.batch_input_shape or (None,))[0]
+                        for layer in _within(self.layers) if getattr(layer, "stateful", False)} - {None}
+            batch_size = declared.pop() if len(declared) == 1 else 1024
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         single = self._n_inputs() == 1
@@ -306,8 +322,10 @@ class _Model:
                 raise ValueError(f"lengths= applies to single-input models; {self.name!r} has {self._n_inputs()} inputs")
             x = _unpad(x, lengths)
         if single and isinstance(x, (list, tuple)):
-            return self._predict_ragged(list(x), batch_size, verbose)
-        inputs = list(x) if isinstance(x, (list, tuple)) else [x]
+            if not self._one_input_array(x):
+                return self._predict_ragged(list(x), batch_size, verbose)
+            x = x[0]
+        inputs = self._input_list(x) if isinstance(self, Model) else [x]
         rows = {len(a) for a in inputs}
         if len(rows) != 1:
             raise ValueError(f"model {self.name!r} needs inputs with one number of rows, got {sorted(rows)}")
@@ -331,6 +349,12 @@ class _Model:
 
     def _n_inputs(self):
         return len(self.inputs) if hasattr(self, "inputs") else 1
+
+    def _one_input_array(self, x):
+        """Whether list `x`, given to a single-input model, is Keras's list of that one input's
+        array rather than a list of sequences (each one axis short of a batch)."""
+        declared = self.inputs[0].shape if hasattr(self, "inputs") else self.input_shape
+        return len(x) == 1 and hasattr(x[0], "ndim") and (declared is None or x[0].ndim != len(declared) - 1)
 
     def _predict_ragged(self, sequences, batch_size, verbose):
         """Run sequences of different lengths in groups; results in the original order.
@@ -533,8 +557,12 @@ class Sequential(_Model):
         ValueError
             If `inputs` does not fit the declared input shape (the message gives both).
         """
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 1 and hasattr(inputs[0], "ndim"):
+            inputs = inputs[0]   # Keras's list of one input array
         x = np.asarray(inputs)
         if self._input_shape is not None:
+            if not _fits(x.shape, self._input_shape):
+                x = _adjust_rank(x, self._input_shape)
             if not _fits(x.shape, self._input_shape):
                 raise ValueError(
                     f"model {self.name!r} expects inputs of shape {self._input_shape}, got {x.shape}"
@@ -581,10 +609,10 @@ class Model(_Model):
 
     def __init__(self, inputs, outputs, name=None):
         self.name = name or unique_name("functional")
-        self._single_input = not isinstance(inputs, (list, tuple))
-        self._single_output = not isinstance(outputs, (list, tuple))
-        self.inputs = [inputs] if self._single_input else list(inputs)
-        self.outputs = [outputs] if self._single_output else list(outputs)
+        if isinstance(inputs, dict):
+            inputs = list(inputs.values())
+        self.inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        self.outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         for tensor in self.inputs + self.outputs:
             if not isinstance(tensor, Symbolic):
                 raise TypeError(f"Model inputs and outputs must come from fastrnn.Input and layer calls, got {tensor!r}")
@@ -624,33 +652,67 @@ class Model(_Model):
     def input_shape(self):
         """The declared input shape(s)."""
         shapes = [t.shape for t in self.inputs]
-        return shapes[0] if self._single_input else shapes
+        return shapes[0] if len(shapes) == 1 else shapes
 
     @property
     def output_shape(self):
         """The output shape(s)."""
         shapes = [t.shape for t in self.outputs]
-        return shapes[0] if self._single_output else shapes
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    def _input_list(self, inputs, what="inputs"):
+        """`inputs` as one entry per model input, in order: from one array (a single-input
+        model), a list or tuple, or a dict keyed by input name, as Keras takes them."""
+        if isinstance(inputs, dict):
+            names = [t.name for t in self.inputs]
+            unknown = sorted(set(inputs) - set(names), key=str)
+            missing = [n for n in names if n not in inputs]
+            if unknown or missing:
+                raise ValueError(f"model {self.name!r} has inputs {names}; {what} given by name lack "
+                                 f"{missing} and have unknown {unknown}")
+            return [inputs[n] for n in names]
+        if isinstance(inputs, (list, tuple)):
+            if len(inputs) != len(self.inputs):
+                raise ValueError(f"model {self.name!r} takes {len(self.inputs)} {what}, got {len(inputs)}")
+            return list(inputs)
+        if len(self.inputs) != 1:
+            raise ValueError(f"model {self.name!r} takes {len(self.inputs)} {what} (a list, or a dict by "
+                             f"name), got one {type(inputs).__name__}")
+        return [inputs]
 
     def __call__(self, inputs, training=None, mask=None):
-        """Run the graph on arrays: one per model input (a list for several).
+        """Run the graph on arrays: one per model input (a list, or a dict by input name, for several).
+
+        Parameters
+        ----------
+        inputs : array_like, list or dict of array_like
+        training : ignored
+        mask : array_like of bool or list of them, optional
+            A mask for each input, ``(batch, timesteps)``, as if a Masking layer made it.
+
+        Returns
+        -------
+        ndarray or list of ndarray
+            One array per model output (a single output unwrapped, as in Keras 3).
 
         Raises
         ------
         ValueError
             If the number of inputs is wrong, or one does not fit its declared shape.
         """
-        arrays = [inputs] if self._single_input and not isinstance(inputs, (list, tuple)) else list(inputs)
-        if len(arrays) != len(self.inputs):
-            raise ValueError(f"model {self.name!r} takes {len(self.inputs)} inputs, got {len(arrays)}")
+        arrays = self._input_list(inputs)
+        masks_given = [None] * len(arrays) if mask is None else self._input_list(
+            [mask] if len(self.inputs) == 1 and not isinstance(mask, (list, tuple, dict)) else mask, "masks")
         values, masks = {}, {}
-        for tensor, array in zip(self.inputs, arrays):
+        for tensor, array, given_mask in zip(self.inputs, arrays, masks_given):
             array = np.asarray(array)
+            if not _fits(array.shape, tensor.shape):
+                array = _adjust_rank(array, tensor.shape)
             if not _fits(array.shape, tensor.shape):
                 raise ValueError(
                     f"input {tensor.name!r} of model {self.name!r} expects shape {tensor.shape}, got {array.shape}"
                 )
-            values[id(tensor)], masks[id(tensor)] = array, None
+            values[id(tensor)], masks[id(tensor)] = array, given_mask
 
         def resolve(value, table):
             if isinstance(value, (list, tuple)):
@@ -672,7 +734,7 @@ class Model(_Model):
                 masks[id(tensor)] = out_mask[i] if several and isinstance(out_mask, list) else (
                     None if several else out_mask)
         results = [values[id(t)] for t in self.outputs]
-        return results[0] if self._single_output else results
+        return results[0] if len(results) == 1 else results
 
     def _summary_rows(self):
         rows = []

@@ -197,6 +197,14 @@ class _RNN(Layer):
         return mask.astype(bool, copy=False)
 
     def _initial_states(self, initial_state, batch):
+        declared = (self.input_shape or self.batch_input_shape or (None,))[0]
+        if self.stateful and declared is not None and batch != declared:
+            # Keras builds a stateful layer's states for its declared batch and refuses others.
+            raise ValueError(
+                f"stateful layer {self.name!r} was declared for batches of {declared} (batch_input_shape "
+                f"or the Input's batch size), got a batch of {batch}; predict(x, batch_size={declared}) "
+                "runs more rows as consecutive batches"
+            )
         if initial_state is None:
             return [np.zeros((batch, size), self.dtype) for size in self._sizes]
         states = list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
