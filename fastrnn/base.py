@@ -13,6 +13,8 @@ import threading
 
 import numpy as np
 
+from . import initializers
+
 __all__ = ["Layer", "Node", "Symbolic"]
 
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
@@ -61,6 +63,13 @@ def checked_shape(shape, what):
         if d is not None and (isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or d < 1):
             raise ValueError(f"{what} must be a tuple of positive integers or None, got {shape!r}")
     return tuple(None if d is None else int(d) for d in dims)
+
+
+def wrapped_dtype(layer, dtype, wrapper):
+    """The dtype of a wrapper around `layer`: the layer's; a `dtype` given to the wrapper must agree."""
+    if dtype is not None and float_dtype(dtype) != layer.dtype:
+        raise ValueError(f"{wrapper} of layer {layer.name!r} ({layer.dtype.name}) cannot compute in {dtype}")
+    return layer.dtype
 
 
 def positive_int(value, what):
@@ -124,11 +133,14 @@ class Layer:
 
     _has_weights = False
     _config_keys = ()   # constructor arguments that get_config reports, besides name and dtype
+    _initializers = {}  # Keras's initializer arguments for the layer's weights -> their defaults
+    _training_options = ()   # Keras arguments of the layer besides those that affect training only
 
     def __init__(self, name=None, dtype="float32", input_shape=None, batch_input_shape=None,
-                 batch_size=None):
+                 batch_size=None, **keras_options):
         self.dtype = float_dtype(dtype)
         self.name = name or unique_name(snake_case(type(self).__name__))
+        self._take_keras_options(keras_options)
         if batch_input_shape is not None:
             self.batch_input_shape = checked_shape(batch_input_shape, f"batch_input_shape of layer {self.name!r}")
         elif input_shape is not None:
@@ -138,6 +150,31 @@ class Layer:
             self.batch_input_shape = None
         self.input_shape = None        # known once built
         self._build_lock = threading.Lock()
+
+    def _take_keras_options(self, options):
+        """Take Keras constructor arguments that fastrnn's forward pass does without: the
+        initializers (used when the layer is built without weights), and those that only
+        training uses (regularizers, constraints, ``trainable``...), accepted so that Keras code
+        runs as written. Anything else is a TypeError naming the layer and the argument."""
+        self._initializer_names = {key: options.pop(key, default) for key, default in self._initializers.items()}
+        self._initializer_functions = {key: initializers.get(value, f"{key} of layer {self.name!r}")
+                                       for key, value in self._initializer_names.items()}
+        self.trainable = bool(options.pop("trainable", True))
+        weights = [key[:-len("_initializer")] for key in self._initializers]
+        training_only = {"activity_regularizer", "autocast", *self._training_options,
+                         *(f"{w}_{kind}" for w in weights for kind in ("regularizer", "constraint"))}
+        for key in options:
+            if key not in training_only:
+                raise TypeError(f"{type(self).__name__} (layer {self.name!r}) got an unexpected "
+                                f"keyword argument {key!r}")
+
+    def _initial(self, key, shape, rng):
+        """The initial value of one weight, from the initializer argument `key`."""
+        value = self._initializer_functions[key](tuple(shape), rng, self.dtype)
+        if value.shape != tuple(shape):
+            raise ValueError(f"{key} of layer {self.name!r} made an array of shape {value.shape} "
+                             f"for a weight of shape {tuple(shape)}")
+        return value
 
     # ----------------------------------------------------------------- weights
     def _weight_shapes(self, input_shape):

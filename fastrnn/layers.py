@@ -7,8 +7,7 @@ reshaping, and the merges of functional models. Each is small: weights in Keras 
 import numpy as np
 
 from . import activations
-from .base import Layer, positive_int
-from .initializers import glorot_uniform
+from .base import Layer, positive_int, wrapped_dtype
 
 __all__ = [
     "Activation", "Add", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
@@ -45,12 +44,15 @@ class Dense(Layer):
 
     _has_weights = True
     _config_keys = ("units", "activation", "use_bias")
+    _initializers = {"kernel_initializer": "glorot_uniform", "bias_initializer": "zeros"}
+    _training_options = ("lora_rank",)
 
     def __init__(self, units, activation=None, use_bias=True, dtype="float32", name=None,
-                 weights=None, input_shape=None, batch_input_shape=None, seed=None, input_dim=None):
+                 weights=None, input_shape=None, batch_input_shape=None, seed=None, input_dim=None,
+                 **keras_options):
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
-        super().__init__(name, dtype, input_shape, batch_input_shape)
+        super().__init__(name, dtype, input_shape, batch_input_shape, **keras_options)
         self.units = positive_int(units, "units")
         self._act = activations.get(activation, elementwise=False)
         self.activation = "linear" if activation is None else activation.lower()
@@ -74,8 +76,8 @@ class Dense(Layer):
         return shapes
 
     def _initial_weights(self, shapes, rng):
-        kernel = glorot_uniform(shapes["kernel"], rng, self.dtype)
-        return [kernel] + ([np.zeros(self.units, self.dtype)] if self.use_bias else [])
+        kernel = self._initial("kernel_initializer", shapes["kernel"], rng)
+        return [kernel] + ([self._initial("bias_initializer", shapes["bias"], rng)] if self.use_bias else [])
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)[:-1] + (self.units,)
@@ -110,8 +112,8 @@ class Activation(Layer):
 
     _config_keys = ("activation",)
 
-    def __init__(self, activation, name=None, dtype="float32", input_shape=None):
-        super().__init__(name, dtype, input_shape)
+    def __init__(self, activation, name=None, dtype="float32", input_shape=None, **keras_options):
+        super().__init__(name, dtype, input_shape, **keras_options)
         self._act = activations.get(activation, elementwise=False)
         self.activation = "linear" if activation is None else activation.lower()
 
@@ -138,12 +140,15 @@ class Embedding(Layer):
 
     _has_weights = True
     _config_keys = ("input_dim", "output_dim", "mask_zero")
+    _initializers = {"embeddings_initializer": "uniform"}
+    _training_options = ("lora_rank",)
 
     def __init__(self, input_dim, output_dim, mask_zero=False, input_length=None, dtype="float32",
-                 name=None, weights=None, input_shape=None, batch_input_shape=None, seed=None):
+                 name=None, weights=None, input_shape=None, batch_input_shape=None, seed=None,
+                 **keras_options):
         if input_length is not None and input_shape is None and batch_input_shape is None:
             input_shape = (input_length,)
-        super().__init__(name, dtype, input_shape, batch_input_shape)
+        super().__init__(name, dtype, input_shape, batch_input_shape, **keras_options)
         self.input_dim = positive_int(input_dim, "input_dim")
         self.output_dim = positive_int(output_dim, "output_dim")
         self.mask_zero = bool(mask_zero)
@@ -160,7 +165,7 @@ class Embedding(Layer):
         return (None, None)
 
     def _initial_weights(self, shapes, rng):
-        return [rng.uniform(-0.05, 0.05, size=shapes["embeddings"]).astype(self.dtype)]
+        return [self._initial("embeddings_initializer", shapes["embeddings"], rng)]
 
     def _shapes_fit(self, shapes):
         return not isinstance(shapes, list)   # any shape of tokens
@@ -205,8 +210,9 @@ class Masking(Layer):
 
     _config_keys = ("mask_value",)
 
-    def __init__(self, mask_value=0.0, name=None, dtype="float32", input_shape=None, batch_input_shape=None):
-        super().__init__(name, dtype, input_shape, batch_input_shape)
+    def __init__(self, mask_value=0.0, name=None, dtype="float32", input_shape=None, batch_input_shape=None,
+                 **keras_options):
+        super().__init__(name, dtype, input_shape, batch_input_shape, **keras_options)
         self.mask_value = mask_value
 
     def call(self, inputs, mask=None):
@@ -223,8 +229,9 @@ class _Identity(Layer):
 
     _config_keys = ("rate",)
 
-    def __init__(self, rate=0.0, name=None, dtype="float32", input_shape=None, seed=None, noise_shape=None):
-        super().__init__(name, dtype, input_shape)
+    def __init__(self, rate=0.0, name=None, dtype="float32", input_shape=None, seed=None, noise_shape=None,
+                 **keras_options):
+        super().__init__(name, dtype, input_shape, **keras_options)
         self.rate = rate
 
     def call(self, inputs, mask=None, training=None):
@@ -249,8 +256,8 @@ class GaussianNoise(_Identity):
 
     _config_keys = ("stddev",)
 
-    def __init__(self, stddev=0.0, name=None, dtype="float32", input_shape=None, seed=None):
-        super().__init__(stddev, name, dtype, input_shape, seed)
+    def __init__(self, stddev=0.0, name=None, dtype="float32", input_shape=None, seed=None, **keras_options):
+        super().__init__(stddev, name, dtype, input_shape, seed, **keras_options)
         self.stddev = stddev
 
 
@@ -276,8 +283,8 @@ class Reshape(Layer):
 
     _config_keys = ("target_shape",)
 
-    def __init__(self, target_shape, name=None, dtype="float32", input_shape=None):
-        super().__init__(name, dtype, input_shape)
+    def __init__(self, target_shape, name=None, dtype="float32", input_shape=None, **keras_options):
+        super().__init__(name, dtype, input_shape, **keras_options)
         self.target_shape = tuple(int(d) for d in target_shape)
         if sum(d == -1 for d in self.target_shape) > 1 or any(d < -1 or d == 0 for d in self.target_shape):
             raise ValueError(f"target_shape of layer {self.name!r} may hold one -1 and positive sizes, got {target_shape}")
@@ -307,8 +314,8 @@ class RepeatVector(Layer):
 
     _config_keys = ("n",)
 
-    def __init__(self, n, name=None, dtype="float32", input_shape=None):
-        super().__init__(name, dtype, input_shape)
+    def __init__(self, n, name=None, dtype="float32", input_shape=None, **keras_options):
+        super().__init__(name, dtype, input_shape, **keras_options)
         self.n = positive_int(n, "n")
 
     def compute_output_shape(self, input_shape):
@@ -333,10 +340,11 @@ class TimeDistributed(Layer):
     The mask passes through unchanged.
     """
 
-    def __init__(self, layer, name=None, input_shape=None, batch_input_shape=None):
+    def __init__(self, layer, name=None, input_shape=None, batch_input_shape=None, dtype=None, **keras_options):
         if not isinstance(layer, Layer):
             raise TypeError(f"TimeDistributed wraps a fastrnn layer, got {type(layer).__name__}")
-        super().__init__(name, layer.dtype, input_shape, batch_input_shape)
+        super().__init__(name, wrapped_dtype(layer, dtype, "TimeDistributed"), input_shape, batch_input_shape,
+                         **keras_options)
         self.layer = layer
         self._has_weights = layer._has_weights
         if self.batch_input_shape is not None:
@@ -390,8 +398,8 @@ class TimeDistributed(Layer):
 class _Merge(Layer):
     """Combine a list of same-shaped inputs; the output mask is the AND of the input masks."""
 
-    def __init__(self, name=None, dtype="float32"):
-        super().__init__(name, dtype)
+    def __init__(self, name=None, dtype="float32", **keras_options):
+        super().__init__(name, dtype, **keras_options)
 
     def _shapes_fit(self, shapes):
         return isinstance(shapes, list) and len(shapes) == len(self.input_shape)
@@ -478,8 +486,8 @@ class Concatenate(_Merge):
 
     _config_keys = ("axis",)
 
-    def __init__(self, axis=-1, name=None, dtype="float32"):
-        super().__init__(name, dtype)
+    def __init__(self, axis=-1, name=None, dtype="float32", **keras_options):
+        super().__init__(name, dtype, **keras_options)
         self.axis = int(axis)
 
     def _check_shapes(self, shapes):

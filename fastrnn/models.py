@@ -21,10 +21,35 @@ _TORCH_CELLS = {"RNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}
 
 
 class InputLayer(Layer):
-    """The source of a functional model's input; made by `Input`."""
+    """The source of a model's input, as ``keras.layers.InputLayer``; `Input` makes one.
 
-    def __init__(self, batch_shape, dtype="float32", name=None):
-        super().__init__(name or unique_name("input_layer"), "float32")
+    Parameters
+    ----------
+    shape : tuple, optional
+        One sample's shape, without the batch axis (Keras 2's ``input_shape=`` too).
+    batch_size : int, optional
+    dtype : str, default "float32"
+    batch_shape : tuple, optional
+        The full shape, batch axis first, instead of `shape` and `batch_size` (Keras 2's
+        ``batch_input_shape=`` too).
+    name : str, optional
+    sparse, input_tensor, optional
+        Keras's; only their defaults are supported.
+    """
+
+    def __init__(self, shape=None, batch_size=None, dtype="float32", sparse=None, batch_shape=None,
+                 input_tensor=None, optional=False, name=None, input_shape=None, batch_input_shape=None,
+                 **keras_options):
+        super().__init__(name or unique_name("input_layer"), "float32", **keras_options)
+        for argument, value in (("sparse", sparse), ("input_tensor", input_tensor), ("optional", optional)):
+            if value:
+                raise ValueError(f"InputLayer {self.name!r}: {argument}={value!r} is not supported")
+        shape = input_shape if shape is None else shape
+        batch_shape = batch_input_shape if batch_shape is None else batch_shape
+        if batch_shape is None:
+            if shape is None:
+                raise ValueError(f"InputLayer {self.name!r} needs shape= (one sample's shape) or batch_shape=")
+            batch_shape = checked_shape([batch_size], "Input batch_size") + checked_shape(shape, "Input shape")
         self.input_dtype = np.dtype(dtype)
         self.batch_shape = checked_shape(batch_shape, "Input batch_shape")
         self.input_shape = self.batch_shape
@@ -78,11 +103,9 @@ def Input(shape=None, batch_size=None, dtype="float32", name=None, batch_shape=N
     >>> fastrnn.Model(inputs, outputs).output_shape
     (None, 1)
     """
-    if batch_shape is None:
-        if shape is None:
-            raise ValueError("Input needs shape= (one sample's shape) or batch_shape=")
-        batch_shape = checked_shape([batch_size], "Input batch_size") + checked_shape(shape, "Input shape")
-    return InputLayer(batch_shape, dtype, name).output
+    if batch_shape is None and shape is None:
+        raise ValueError("Input needs shape= (one sample's shape) or batch_shape=")
+    return InputLayer(shape, batch_size, dtype, batch_shape=batch_shape, name=name).output
 
 
 def _fits(given, declared):
@@ -459,8 +482,9 @@ class Sequential(_Model):
     Parameters
     ----------
     layers : list, optional
-        Layers, optionally led by a `fastrnn.Input`; the first layer may declare
-        ``input_shape=`` / ``batch_input_shape=`` instead.
+        Layers, optionally led by a `fastrnn.Input` or `InputLayer`; the first layer may declare
+        ``input_shape=`` / ``batch_input_shape=`` instead. A Sequential among them adds its
+        layers.
     name : str, optional
 
     Notes
@@ -496,13 +520,23 @@ class Sequential(_Model):
         TypeError
             If `layer` is not a fastrnn layer.
         """
+        if isinstance(layer, InputLayer):
+            layer = layer.output
         if isinstance(layer, Symbolic):
             if self.layers or self._input_shape is not None:
                 raise ValueError(f"an Input can only be the first entry of Sequential {self.name!r}")
             self._input_shape = layer.shape
             return
+        if isinstance(layer, Sequential):
+            # A nested Sequential computes exactly what its layers do in its place.
+            if not self.layers and self._input_shape is None and layer.input_shape is not None:
+                self._input_shape = layer.input_shape
+            for inner in layer.layers:
+                self.add(inner)
+            return
         if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential {self.name!r} takes fastrnn layers, got {type(layer).__name__}")
+            raise TypeError(f"Sequential {self.name!r} takes fastrnn layers (or a Sequential, whose layers "
+                            f"it adds), got {type(layer).__name__}")
         if not self.layers and self._input_shape is None and layer.batch_input_shape is not None:
             self._input_shape = layer.batch_input_shape
         self.layers.append(layer)
@@ -559,6 +593,10 @@ class Sequential(_Model):
         """
         if isinstance(inputs, (list, tuple)) and len(inputs) == 1 and hasattr(inputs[0], "ndim"):
             inputs = inputs[0]   # Keras's list of one input array
+        if isinstance(inputs, Symbolic):   # nested in a functional model: its layers, in turn
+            for layer in self.layers:
+                inputs = layer(inputs)
+            return inputs
         x = np.asarray(inputs)
         if self._input_shape is not None:
             if not _fits(x.shape, self._input_shape):
@@ -701,6 +739,14 @@ class Model(_Model):
             If the number of inputs is wrong, or one does not fit its declared shape.
         """
         arrays = self._input_list(inputs)
+
+        def resolve(value, table):
+            if isinstance(value, (list, tuple)):
+                return [resolve(v, table) for v in value]
+            return table[id(value)] if isinstance(value, Symbolic) else value
+
+        if any(isinstance(a, Symbolic) for a in arrays):
+            return self._call_symbolic(arrays, resolve)
         masks_given = [None] * len(arrays) if mask is None else self._input_list(
             [mask] if len(self.inputs) == 1 and not isinstance(mask, (list, tuple, dict)) else mask, "masks")
         values, masks = {}, {}
@@ -713,12 +759,6 @@ class Model(_Model):
                     f"input {tensor.name!r} of model {self.name!r} expects shape {tensor.shape}, got {array.shape}"
                 )
             values[id(tensor)], masks[id(tensor)] = array, given_mask
-
-        def resolve(value, table):
-            if isinstance(value, (list, tuple)):
-                return [resolve(v, table) for v in value]
-            return table[id(value)] if isinstance(value, Symbolic) else value
-
         for node in self._nodes:
             args = resolve(node.inputs, values)
             in_mask = resolve(node.inputs, masks)
@@ -733,6 +773,23 @@ class Model(_Model):
                 values[id(tensor)] = out[i] if several else out
                 masks[id(tensor)] = out_mask[i] if several and isinstance(out_mask, list) else (
                     None if several else out_mask)
+        results = [values[id(t)] for t in self.outputs]
+        return results[0] if len(results) == 1 else results
+
+    def _call_symbolic(self, tensors, resolve):
+        """This model nested in another functional model: its graph's layer calls repeated on
+        `tensors` (the same layers, so the same weights)."""
+        values = {}
+        for tensor, given in zip(self.inputs, tensors):
+            if not isinstance(given, Symbolic) or not _fits(given.shape, tensor.shape):
+                raise ValueError(f"model {self.name!r} takes fastrnn.Input tensors of shapes "
+                                 f"{[t.shape for t in self.inputs]}, got {given!r}")
+            values[id(tensor)] = given
+        for node in self._nodes:
+            kwargs = {key: resolve(value, values) for key, value in node.kwargs.items()}
+            out = node.layer(resolve(node.inputs, values), **kwargs)
+            for tensor, made in zip(node.outputs, out if len(node.outputs) > 1 else [out]):
+                values[id(tensor)] = made
         results = [values[id(t)] for t in self.outputs]
         return results[0] if len(results) == 1 else results
 

@@ -12,8 +12,8 @@ import threading
 import numpy as np
 
 from . import activations, backends, parallel
-from .base import Layer, Symbolic, as_numeric, positive_int
-from .initializers import glorot_uniform, orthogonal
+from .base import Layer, Symbolic, as_numeric, positive_int, wrapped_dtype
+from .initializers import glorot_uniform
 
 __all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN"]
 
@@ -77,11 +77,15 @@ class _RNN(Layer):
     _has_weights = True
     _config_keys = ("units", "activation", "use_bias", "return_sequences", "return_state",
                     "go_backwards", "stateful", "zero_output_for_mask")
+    _initializers = {"kernel_initializer": "glorot_uniform", "recurrent_initializer": "orthogonal",
+                     "bias_initializer": "zeros"}
+    _training_options = ("use_cudnn", "implementation")
 
     def __init__(self, units, activation, use_bias, return_sequences, return_state, go_backwards,
                  dtype, seed, name, weights, input_shape, batch_input_shape, recurrent_activation=None,
-                 zero_output_for_mask=False, stateful=False, dropout=0.0, recurrent_dropout=0.0, unroll=False):
-        super().__init__(name, dtype, input_shape, batch_input_shape)
+                 zero_output_for_mask=False, stateful=False, dropout=0.0, recurrent_dropout=0.0, unroll=False,
+                 **keras_options):
+        super().__init__(name, dtype, input_shape, batch_input_shape, **keras_options)
         self.units = positive_int(units, "units")
         self._sizes = tuple(self._state_sizes())
         self._no_sequence = _EMPTY_SEQUENCE[self.dtype]   # the kernels' "skip the sequence" output
@@ -117,10 +121,10 @@ class _RNN(Layer):
         return shapes
 
     def _initial_weights(self, shapes, rng):
-        weights = [glorot_uniform(shapes["kernel"], rng, self.dtype),
-                   orthogonal(shapes["recurrent_kernel"], rng, self.dtype)]
+        weights = [self._initial("kernel_initializer", shapes["kernel"], rng),
+                   self._initial("recurrent_initializer", shapes["recurrent_kernel"], rng)]
         if self.use_bias:
-            weights.append(np.zeros(shapes["bias"], self.dtype))
+            weights.append(self._initial("bias_initializer", shapes["bias"], rng))
         return weights
 
     def _input_shape_from_weights(self, weights):
@@ -618,12 +622,13 @@ class Bidirectional(Layer):
     _has_weights = True
 
     def __init__(self, layer, merge_mode="concat", backward_layer=None, weights=None, name=None,
-                 input_shape=None, batch_input_shape=None):
+                 input_shape=None, batch_input_shape=None, dtype=None, **keras_options):
         if not isinstance(layer, _RNN):
             raise TypeError(f"Bidirectional wraps a SimpleRNN, LSTM or GRU layer, got {type(layer).__name__}")
         if merge_mode not in _MERGES and merge_mode is not None:
             raise ValueError(f"merge_mode must be one of 'concat', 'sum', 'ave', 'mul' or None, got {merge_mode!r}")
-        super().__init__(name, layer.dtype, input_shape, batch_input_shape or layer.batch_input_shape)
+        super().__init__(name, wrapped_dtype(layer, dtype, "Bidirectional"), input_shape,
+                         batch_input_shape or layer.batch_input_shape, **keras_options)
         self.merge_mode = merge_mode
         # Keras's names: forward_<name> and backward_<name>, never prefixed twice.
         base_name = _removeprefix(layer.name, "forward_")

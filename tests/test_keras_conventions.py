@@ -111,3 +111,116 @@ def test_stateful_layer_keeps_its_declared_batch():
     free(x)
     with pytest.raises(ValueError, match="carries states for a batch of 5, got a batch of 1"):
         free(x[:1])
+
+
+# ------------------------------------------------------------------ constructor arguments
+TRAINING_ONLY = {"trainable": False, "kernel_regularizer": "l2", "bias_constraint": "non_neg",
+                 "activity_regularizer": "l1"}
+
+
+@pytest.mark.parametrize("make", [
+    lambda **kw: fr.SimpleRNN(3, **kw),
+    lambda **kw: fr.LSTM(3, recurrent_regularizer="l2", recurrent_constraint=None, use_cudnn=False,
+                         implementation=2, **kw),
+    lambda **kw: fr.GRU(3, recurrent_regularizer="l2", use_cudnn="auto", **kw),
+    lambda **kw: fr.Dense(3, **kw),
+], ids=["SimpleRNN", "LSTM", "GRU", "Dense"])
+def test_training_only_arguments_are_accepted_and_change_nothing(make):
+    x = rng_inputs(2, 4, 5)
+    np.testing.assert_array_equal(make(seed=3, **TRAINING_ONLY)(x), make(seed=3)(x))
+
+
+def test_every_layer_takes_trainable_and_names_itself_in_errors():
+    for layer in (fr.Embedding(4, 2, trainable=False), fr.Masking(trainable=False), fr.Dropout(0.5, trainable=False),
+                  fr.Activation("tanh", trainable=False), fr.Add(trainable=False), fr.Concatenate(trainable=False),
+                  fr.TimeDistributed(fr.Dense(2), trainable=False), fr.Bidirectional(fr.GRU(2), trainable=False),
+                  fr.Reshape((4,), trainable=False), fr.RepeatVector(2, trainable=False)):
+        assert layer.trainable is False
+    with pytest.raises(TypeError, match=r"^LSTM \(layer 'typo'\) got an unexpected keyword argument 'kernel_initialiser'"):
+        fr.LSTM(3, name="typo", kernel_initialiser="zeros")
+    with pytest.raises(TypeError, match="Dense .* unexpected keyword argument 'recurrent_regularizer'"):
+        fr.Dense(3, recurrent_regularizer="l2")     # Keras's Dense has none either
+
+
+@pytest.mark.parametrize("cls", [fr.SimpleRNN, fr.LSTM, fr.GRU])
+def test_initializers_by_name_and_callable(cls):
+    layer = cls(3, kernel_initializer="ones", recurrent_initializer="identity", bias_initializer="Zeros",
+                input_shape=(None, 2))
+    kernel, recurrent_kernel, bias = layer.get_weights()[:3]
+    gates = kernel.shape[1] // 3
+    np.testing.assert_array_equal(kernel, np.ones((2, 3 * gates)))
+    np.testing.assert_array_equal(recurrent_kernel, np.eye(3, 3 * gates))
+    expected_bias = np.zeros(bias.shape)
+    if cls is fr.LSTM:
+        expected_bias[3:6] = 1      # unit_forget_bias, on top of the bias initializer as in Keras
+    np.testing.assert_array_equal(bias, expected_bias)
+    given = cls(3, kernel_initializer=lambda shape, dtype=None: np.full(shape, 0.5), input_shape=(None, 2))
+    np.testing.assert_array_equal(given.get_weights()[0], np.full((2, 3 * gates), 0.5))
+    with pytest.raises(ValueError, match=r"kernel_initializer of layer 'odd' made an array of shape \(1,\)"):
+        cls(3, name="odd", kernel_initializer=lambda shape, dtype=None: np.zeros(1), input_shape=(None, 2))
+    with pytest.raises(ValueError, match="recurrent_initializer of layer .*: unknown initializer 'glorot'"):
+        cls(3, recurrent_initializer="glorot")
+
+
+@pytest.mark.parametrize("name", ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
+                                  "lecun_normal", "orthogonal", "random_uniform", "random_normal", "truncated_normal"])
+def test_random_initializers_have_keras_scale(name):
+    # Keras's variance scaling: glorot 1 / fan_avg, he 2 / fan_in, lecun 1 / fan_in; the
+    # fixed ones 0.05 (stddev, or uniform limit); orthogonal 1 / rows (for rows >= columns).
+    fan_in, fan_out = 400, 300
+    variance = {"glorot": 2 / (fan_in + fan_out), "he": 2 / fan_in, "lecun": 1 / fan_in}.get(
+        name.split("_")[0], {"orthogonal": 1 / fan_in, "random_uniform": 0.05 ** 2 / 3,
+                             "truncated_normal": (0.05 * 0.8796) ** 2}.get(name, 0.05 ** 2))
+    w = fr.Dense(fan_out, kernel_initializer=name, input_dim=fan_in, seed=0).get_weights()[0]
+    assert abs(w.var() / variance - 1) < 0.05 and abs(w.mean()) < 0.01 * np.sqrt(variance) * 10
+    if name.endswith("_normal") and name != "random_normal":
+        assert np.abs(w).max() <= 2 * np.sqrt(w.var()) / 0.8796 * 1.001   # truncated at two stddevs
+
+
+def test_embedding_initializer():
+    np.testing.assert_array_equal(fr.Embedding(4, 2, embeddings_initializer="ones", input_length=3).embeddings,
+                                  np.ones((4, 2)))
+
+
+def test_wrappers_take_a_dtype_that_agrees():
+    assert fr.Bidirectional(fr.LSTM(2), dtype="float32").dtype == np.float32
+    with pytest.raises(ValueError, match=r"TimeDistributed of layer 'd' \(float32\) cannot compute in float64"):
+        fr.TimeDistributed(fr.Dense(2, name="d"), dtype="float64")
+
+
+# ------------------------------------------------------------------ InputLayer and nesting
+@pytest.mark.parametrize("make", [
+    lambda: fr.InputLayer((5, 3)),
+    lambda: fr.InputLayer(shape=(5, 3)),
+    lambda: fr.InputLayer(input_shape=(5, 3)),
+    lambda: fr.InputLayer(batch_shape=(None, 5, 3)),
+    lambda: fr.InputLayer(batch_input_shape=(None, 5, 3)),
+])
+def test_sequential_led_by_an_input_layer(make):
+    model = fr.Sequential([make(), fr.GRU(4, seed=0)])
+    assert model.input_shape == (None, 5, 3) and model.output_shape == (None, 4)
+    x = rng_inputs(2, 5, 3)
+    np.testing.assert_array_equal(model(x), fr.Sequential([fr.Input((5, 3)), model.layers[0]])(x))
+
+
+def test_input_layer_refuses_what_it_cannot_do():
+    with pytest.raises(ValueError, match="sparse=True is not supported"):
+        fr.InputLayer((3,), sparse=True)
+    with pytest.raises(ValueError, match="needs shape="):
+        fr.InputLayer()
+
+
+def test_models_nest():
+    encoder = fr.Sequential([fr.Input((None, 3)), fr.LSTM(8, seed=0)])
+    head = fr.Dense(1, seed=1)
+    x = rng_inputs(4, 6, 3)
+    expected = head(encoder(x))
+    np.testing.assert_array_equal(fr.Sequential([encoder, head])(x), expected)
+    inp = fr.Input((None, 3))
+    np.testing.assert_array_equal(fr.Model(inp, head(encoder(inp)))(x), expected)
+    functional = fr.Model(inp, head(encoder(inp)))
+    outer_in = fr.Input((None, 3))
+    outer = fr.Model(outer_in, fr.Activation("tanh")(functional(outer_in)))
+    np.testing.assert_allclose(outer(x), np.tanh(expected), rtol=1e-6)
+    with pytest.raises(ValueError, match="takes fastrnn.Input tensors of shapes .*got <Symbolic shape=\\(None, None, 2\\)"):
+        functional(fr.Input((None, 2)))
