@@ -12,7 +12,7 @@ import numpy as np
 
 from . import parallel
 from .backends import num_threads
-from .base import Layer, Node, Symbolic, checked_shape, positive_int, unique_name
+from .base import Layer, Node, Symbolic, as_numeric, checked_shape, positive_int, unique_name
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 __all__ = ["Input", "InputLayer", "Model", "Sequential", "TorchRNN"]
@@ -915,16 +915,25 @@ class TorchRNN:
         tuple
             ``(output, h_n)``, or ``(output, (h_n, c_n))`` for an LSTM, in torch's layouts.
         """
+        if type(x).__name__ == "PackedSequence":
+            raise TypeError(f"torch {self.mode}: a PackedSequence is not supported; pass the padded batch "
+                            "(torch.nn.utils.rnn.pad_packed_sequence) and, for predict-style use, "
+                            "fastrnn's masks or ragged lists")
         x = np.asarray(x)
         if x.ndim not in (2, 3):
             raise ValueError(f"torch {self.mode} expects input of rank 2 (unbatched) or 3, got shape {x.shape}")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"torch {self.mode} expects input_size {self.input_size} (the last axis), "
+                             f"got input of shape {x.shape}")
+        time_axis = 1 if self.batch_first and x.ndim == 3 else 0
+        if x.shape[time_axis] == 0:
+            raise ValueError(f"torch {self.mode} expects at least one timestep, got input of shape {x.shape} "
+                             f"(time on axis {time_axis})")
         unbatched = x.ndim == 2
         if unbatched:
             x = x[None]
         elif not self.batch_first:
             x = x.transpose(1, 0, 2)
-        if x.shape[2] != self.input_size:
-            raise ValueError(f"torch {self.mode} expects input_size {self.input_size}, got input of shape {x.shape}")
         directions = 2 if self.bidirectional else 1
         states = self._initial_states(hx, x.shape[0], unbatched, directions)
         h_n, c_n, sequence = [], [], x
@@ -959,11 +968,10 @@ class TorchRNN:
         sizes = [self.proj_size or self.hidden_size, self.hidden_size][:len(given)]
         states = []
         for name, state, size in zip(("h_0", "c_0"), given, sizes):
-            state = np.asarray(state, dtype=self.dtype)
-            if unbatched:
-                state = state[:, None]
-            expected = (self.num_layers * directions, batch, size)
+            state = as_numeric(state, f"{name} of torch {self.mode}", self.dtype)
+            expected = (self.num_layers * directions,) + (() if unbatched else (batch,)) + (size,)
             if state.shape != expected:
-                raise ValueError(f"torch {self.mode} expects {name} of shape {expected}, got {state.shape}")
-            states.append(state)
+                raise ValueError(f"torch {self.mode} expects {name} of shape {expected}"
+                                 f"{' for unbatched input' if unbatched else ''}, got {state.shape}")
+            states.append(state[:, None] if unbatched else state)
         return states

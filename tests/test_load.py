@@ -259,3 +259,29 @@ def test_a_pickle_that_runs_code_is_refused_by_name(tmp_path, monkeypatch):
 def test_unknown_torch_option_is_refused():
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['hidden'\] for a PyTorch file"):
         fastrnn.load(FILES / "t_lstm.safetensors", hidden=3)
+
+
+def test_a_pt_archive_that_expands_far_beyond_its_size_is_refused_before_reading(tmp_path):
+    # torch stores tensors uncompressed; a deflated member of 256 MB of zeros is a few hundred KB.
+    path = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        archive.writestr("bomb/data.pkl", pickle.dumps({}, protocol=2))
+        with archive.open("bomb/data/0", "w", force_zip64=True) as member:
+            for _ in range(16):
+                member.write(bytes(2 ** 24))
+    assert path.stat().st_size < 2 ** 21
+    with pytest.raises(fastrnn.ModelFileError, match=r"member 'bomb/data/0' expands to 268435456 bytes from \d+; "
+                                                      "refused before reading"):
+        fastrnn.load(path)
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_legacy_torch_files_of_either_pickle_protocol(tmp_path, protocol):
+    torch = pytest.importorskip("torch")
+    module = torch.nn.GRU(3, 4)
+    path = tmp_path / "legacy.pt"
+    torch.save(module.state_dict(), path, _use_new_zipfile_serialization=False, pickle_protocol=protocol)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    with torch.inference_mode():
+        expected = module(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(fastrnn.load(path)(x)[0], expected, atol=1e-5)

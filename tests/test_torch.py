@@ -144,3 +144,50 @@ def test_from_torch_reads_the_module_settings():
     assert_close(run(model, case), [ARRAYS["gru_two_layers.output"], ARRAYS["gru_two_layers.h_n"]], "float32")
     with pytest.raises(TypeError, match="converts torch.nn.RNN, LSTM or GRU modules, got dict"):
         fastrnn.from_torch({})
+
+
+def test_checkpoint_with_tensor_metadata_is_unwrapped():
+    case = next(c for c in CASES if c["name"] == "gru_two_layers")
+    from fastrnn.io.torch import _unwrap_checkpoint
+
+    checkpoint = {"state_dict": state_dict(case), "best_loss": np.float32(0.5), "step": np.arange(3)}
+    assert _unwrap_checkpoint(checkpoint, "ckpt") is checkpoint["state_dict"]
+
+
+def test_torch_call_errors_name_the_shapes_given():
+    case = next(c for c in CASES if c["name"] == "gru_two_layers")
+    model = from_state_dict(state_dict(case))          # time first
+    features = model.input_size
+    with pytest.raises(ValueError, match=rf"input_size {features} \(the last axis\), got input of shape \(5, 3, {features + 1}\)"):
+        model(np.zeros((5, 3, features + 1), np.float32))
+    with pytest.raises(ValueError, match=rf"at least one timestep, got input of shape \(0, 3, {features}\) \(time on axis 0\)"):
+        model(np.zeros((0, 3, features), np.float32))
+    layers = model.num_layers
+    with pytest.raises(ValueError, match=rf"h_0 of shape \({layers}, {model.hidden_size}\) for unbatched input, "
+                                         rf"got \({layers}, 1, {model.hidden_size}\)"):
+        model(np.zeros((5, features), np.float32), np.zeros((layers, 1, model.hidden_size)))
+    for bad in (np.zeros((layers, 3, model.hidden_size), bool), np.full((layers, 3, model.hidden_size), "0.5"),
+                np.zeros((layers, 3, model.hidden_size), complex)):
+        with pytest.raises(TypeError, match="h_0 of torch GRU must be a real numeric array"):
+            model(np.zeros((5, 3, features), np.float32), bad)
+
+
+class PackedSequence(tuple):
+    """Stands in for torch.nn.utils.rnn.PackedSequence (a named tuple of that name)."""
+
+
+def test_packed_sequence_is_refused_by_name():
+    case = next(c for c in CASES if c["name"] == "gru_two_layers")
+    with pytest.raises(TypeError, match="a PackedSequence is not supported; pass the padded batch"):
+        from_state_dict(state_dict(case))(PackedSequence((np.zeros((6, 4)), np.array([3, 2, 1]))))
+
+
+def test_torch_options_in_torch_terms():
+    case = next(c for c in CASES if c["name"] == "gru_two_layers")
+    assert from_state_dict(state_dict(case), prefix=None).mode == "GRU"
+    with pytest.raises(TypeError, match="prefix must be a string"):
+        from_state_dict(state_dict(case), prefix=1)
+    with pytest.raises(ValueError, match="nonlinearity='relu' applies to nn.RNN; these are GRU weights"):
+        from_state_dict(state_dict(case), nonlinearity="relu")
+    torch = pytest.importorskip("torch")
+    assert from_state_dict(state_dict(case), dtype=torch.float64).dtype == np.float64

@@ -41,7 +41,8 @@ def _format(path):
                              f"fastrnn file (members: {sorted(names)[:10]})")
     from .torch import _is_safetensors
 
-    if _is_safetensors(head) or head[:2] == b"\x80\x02":   # safetensors, or a legacy torch pickle
+    # safetensors, or a legacy torch pickle (its protocol's opcode first: torch writes 2 by default)
+    if _is_safetensors(head) or head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "torch"
     raise ModelFileError(f"{path}: not a model file fastrnn reads (Keras .keras or .h5, PyTorch .pt or "
                          f".safetensors, fastrnn .npz); it starts with {head[:8]!r}")

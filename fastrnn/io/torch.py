@@ -12,6 +12,7 @@ The conversion, once, at load time (verified against torch 2.13 outputs in tests
 Nothing here imports torch but `from_torch`, which reads a live module.
 """
 import re
+import zipfile
 
 import numpy as np
 
@@ -61,6 +62,11 @@ def from_state_dict(state_dict, prefix="", nonlinearity="tanh", batch_first=Fals
     """
     from ..models import TorchRNN
 
+    prefix = "" if prefix is None else prefix
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a string such as 'encoder.rnn.', got {prefix!r}")
+    if dtype is not None and type(dtype).__module__ == "torch":
+        dtype = str(dtype).replace("torch.", "")     # torch.float64 -> "float64"
     tensors = {}
     for key, value in state_dict.items():
         if not isinstance(key, str):
@@ -97,6 +103,8 @@ def from_state_dict(state_dict, prefix="", nonlinearity="tanh", batch_first=Fals
         raise ModelFileError(f"{source}: weight_hr_l0 of shape {tensors['weight_hr_l0'].shape} projects "
                              f"{hidden} units to {proj_size}; torch's proj_size is smaller than hidden_size")
     mode = _GATES[gates]
+    if mode != "RNN" and nonlinearity != "tanh":
+        raise ValueError(f"{source}: nonlinearity={nonlinearity!r} applies to nn.RNN; these are {mode} weights")
     input_size = tensors["weight_ih_l0"].shape[1]
     if dtype is None:
         dtype = "float64" if tensors["weight_ih_l0"].dtype == np.float64 else "float32"
@@ -204,7 +212,7 @@ def _unwrap_checkpoint(obj, source):
     """The state dict in what torch.load returned: itself, or a checkpoint's ``state_dict``."""
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state_dict", "model"):
-            if isinstance(obj.get(key), dict) and not any(hasattr(v, "shape") for v in obj.values()):
+            if isinstance(obj.get(key), dict):   # (a state dict's own values are all tensors)
                 return obj[key]
         return obj
     raise ModelFileError(f"{source}: holds a {type(obj).__name__}, not a state dict; save module.state_dict()")
@@ -248,6 +256,7 @@ def load_torch(path, prefix="", nonlinearity="tanh", batch_first=False, dtype=No
         except Exception as exc:
             raise ModelFileError(f"{source}: not a readable safetensors file ({exc})") from exc
     else:
+        _check_torch_archive(source)
         try:
             import torch
         except ImportError as exc:
@@ -265,6 +274,25 @@ def load_torch(path, prefix="", nonlinearity="tanh", batch_first=False, dtype=No
                                  "fastrnn loads state dicts only: save module.state_dict()") from exc
         tensors = _unwrap_checkpoint(loaded, source)
     return from_state_dict(tensors, prefix, nonlinearity, batch_first, dtype, source)
+
+
+def _check_torch_archive(source):
+    """Refuse a zip-format .pt file whose members would expand far beyond the file, before
+    torch.load allocates them: torch writes its tensors uncompressed, so only a damaged or
+    hostile file holds a member much larger compressed than stored."""
+    from .keras import MAX_WEIGHT_BYTES, ZIP_ERRORS
+
+    if not zipfile.is_zipfile(source):
+        return   # the legacy pickle format: its tensors are stored in the file at their size
+    try:
+        with zipfile.ZipFile(source) as archive:
+            members = archive.infolist()
+    except ZIP_ERRORS as exc:
+        raise ModelFileError(f"{source}: a damaged zip archive ({exc})") from exc
+    for info in members:
+        if info.file_size > MAX_WEIGHT_BYTES or info.file_size > max(64 * 2 ** 20, 4 * info.compress_size):
+            raise ModelFileError(f"{source}: member {info.filename!r} expands to {info.file_size} bytes from "
+                                 f"{info.compress_size}; refused before reading")
 
 
 def _is_safetensors(head):
