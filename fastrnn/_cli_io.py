@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .models import Model
+
 __all__ = ["CommandError", "InputSpec", "PredictionWriter", "Progress", "batch_axis", "bench_inputs",
            "check_inputs", "describe_format", "format_seconds", "format_shape", "input_specs", "is_torch",
            "open_inputs", "output_names", "output_path", "take_rows", "time_calls", "torch_module"]
@@ -74,7 +76,7 @@ def input_specs(model):
     """
     if is_torch(model):
         return [InputSpec("input", (None, None, model.input_size), model.dtype)]
-    if hasattr(model, "inputs"):
+    if isinstance(model, Model):
         return [InputSpec(t.name, t.shape, t.dtype) for t in model.inputs]
     shape = model.input_shape
     return [InputSpec(None, tuple(shape) if shape is not None else None, _sequential_input_dtype(model))]
@@ -83,7 +85,7 @@ def input_specs(model):
 def output_names(model, count):
     """Names for `count` outputs in a ``.npz``: a functional model's output names if they are
     distinct, else ``output`` (one) or ``output_0``, ``output_1``, ... (several)."""
-    names = [t.name for t in getattr(model, "outputs", [])]
+    names = [t.name for t in model.outputs] if isinstance(model, Model) else []
     if len(names) == count and all(names) and len(set(names)) == count:
         return names
     return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]

@@ -137,8 +137,10 @@ def code(name):
     try:
         return CODES[name.lower()]
     except KeyError:
+        layer_only = (f" ({name} is for Dense and Activation layers, not inside a recurrent cell)"
+                      if name.lower() in _LAYER_ONLY else "")
         raise ValueError(
-            f"unknown activation {name!r}; supported: {', '.join(sorted(CODES))}"
+            f"unknown activation {name!r}; supported: {', '.join(sorted(CODES))}{layer_only}"
         ) from None
 
 
@@ -159,7 +161,25 @@ def log_softmax(x):
     return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
 
-_NOT_ELEMENTWISE = {"softmax": softmax, "log_softmax": log_softmax}
+# Keras 3's other activations, for Dense and Activation layers only: the recurrent kernels have
+# no code for them (softmax and log_softmax act on the last axis as a whole anyway).
+_LAYER_ONLY = {
+    "softmax": softmax,
+    "log_softmax": log_softmax,
+    "relu6": lambda x: np.clip(x, 0, 6),
+    "leaky_relu": lambda x: np.where(x >= 0, x, x.dtype.type(0.2) * x),     # Keras 3's slope
+    "mish": lambda x: x * np.tanh(softplus(x)),
+    "log_sigmoid": lambda x: -softplus(-x),
+    "hard_silu": lambda x: x * hard_sigmoid(x),
+    "hard_swish": lambda x: x * hard_sigmoid(x),
+    "hard_tanh": lambda x: np.clip(x, -1, 1),
+    "celu": lambda x: np.maximum(x, 0) + np.minimum(np.expm1(np.minimum(x, 0)), 0),
+    "soft_shrink": lambda x: (x - np.clip(x, -0.5, 0.5)).astype(x.dtype),
+    "hard_shrink": lambda x: np.where(np.abs(x) > 0.5, x, 0).astype(x.dtype),
+    "tanh_shrink": lambda x: x - np.tanh(x),
+    "squareplus": lambda x: (x + np.sqrt(x * x + x.dtype.type(4))) / 2,
+    "sparse_plus": lambda x: np.where(x <= -1, 0, np.where(x >= 1, x, (x + 1) ** 2 / 4)).astype(x.dtype),
+}
 
 
 def get(name, elementwise=True):
@@ -170,8 +190,9 @@ def get(name, elementwise=True):
     name : str or None
         A Keras activation name; ``None`` means ``"linear"``.
     elementwise : bool, default True
-        False also accepts the activations that act on the last axis as a whole (``softmax``,
-        ``log_softmax``): those of Dense and Activation layers, never of a recurrent cell.
+        False also accepts the activations of Dense and Activation layers that no recurrent
+        kernel has: ``softmax`` and ``log_softmax`` (on the last axis as a whole), ``relu6``,
+        ``leaky_relu``, ``mish``, ``log_sigmoid``, ``hard_silu``, ``hard_tanh``, ``celu``, ...
 
     Returns
     -------
@@ -184,6 +205,6 @@ def get(name, elementwise=True):
     >>> get("hard_sigmoid")(np.array([-3.0, 0.0, 3.0]))
     array([0. , 0.5, 1. ])
     """
-    if not elementwise and isinstance(name, str) and name.lower() in _NOT_ELEMENTWISE:
-        return _NOT_ELEMENTWISE[name.lower()]
+    if not elementwise and isinstance(name, str) and name.lower() in _LAYER_ONLY:
+        return _LAYER_ONLY[name.lower()]
     return _FUNCTIONS[code(name)]

@@ -72,6 +72,16 @@ def wrapped_dtype(layer, dtype, wrapper):
     return layer.dtype
 
 
+def from_spec(spec):
+    """The fastrnn layer that a Keras-style ``{"class_name", "config"}`` spec describes."""
+    import fastrnn
+
+    cls = getattr(fastrnn, spec["class_name"], None)
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise ValueError(f"no fastrnn layer class {spec['class_name']!r}")
+    return cls.from_config(spec["config"])
+
+
 def positive_int(value, what):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{what} must be a positive integer, got {value!r}")
@@ -150,6 +160,7 @@ class Layer:
             self.batch_input_shape = None
         self.input_shape = None        # known once built
         self._build_lock = threading.Lock()
+        self._inbound_nodes = []       # its calls in functional models
 
     def _take_keras_options(self, options):
         """Take Keras constructor arguments that fastrnn's forward pass does without: the
@@ -307,17 +318,57 @@ class Layer:
             )
         return int(sum(w.size for w in self.weights))
 
+    @property
+    def trainable_weights(self):
+        """`weights` unless the layer was made with ``trainable=False`` (Keras's split)."""
+        return self.weights if self.trainable else []
+
+    @property
+    def non_trainable_weights(self):
+        """`weights` if the layer was made with ``trainable=False``, else none."""
+        return [] if self.trainable else self.weights
+
     def reset_states(self):
         """Forget carried states (only stateful recurrent layers have any)."""
+
+    def reset_state(self):
+        """Keras 3's name for `reset_states`."""
+        self.reset_states()
 
     def get_config(self):
         """The constructor arguments of this layer, without weights, under Keras's names.
 
-        ``type(layer)(**layer.get_config())`` makes an equivalent, unbuilt layer.
+        ``type(layer).from_config(layer.get_config())`` makes an equivalent, unbuilt layer.
         """
-        config = {"name": self.name, "dtype": self.dtype.name}
+        config = {"name": self.name, "dtype": self.dtype.name, "trainable": self.trainable}
         config.update({key: getattr(self, key) for key in self._config_keys})
+        # Initializers given by name (a callable cannot be written down).
+        config.update({key: value for key, value in self._initializer_names.items() if isinstance(value, str)})
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        """The layer that `config` (from `get_config`) describes, unbuilt."""
+        return cls(**config)
+
+    # ----------------------------------------------------------------- functional graphs
+    @property
+    def input(self):
+        """The input tensor(s) of this layer's one call on `fastrnn.Input` tensors (Keras's ``layer.input``)."""
+        return self._only_node("input").inputs
+
+    @property
+    def output(self):
+        """The output tensor(s) of this layer's one call on `fastrnn.Input` tensors (Keras's
+        ``layer.output``): ``Model(model.input, model.get_layer(name).output)`` extracts features."""
+        outputs = self._only_node("output").outputs
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def _only_node(self, what):
+        if len(self._inbound_nodes) != 1:
+            raise AttributeError(f"layer {self.name!r} has no single {what}: it was called on fastrnn.Input "
+                                 f"tensors {len(self._inbound_nodes)} times (once makes a layer's {what})")
+        return self._inbound_nodes[0]
 
     # ----------------------------------------------------------------- shapes and masks
     def compute_output_shape(self, input_shape):
@@ -399,6 +450,7 @@ class Layer:
         # record): training never does, and None is every argument's default.
         kwargs = {key: value for key, value in kwargs.items() if key != "training" and value is not None}
         node = Node(self, inputs, kwargs)
+        self._inbound_nodes.append(node)
         out_shapes = self.compute_output_shape(shapes)
         several = isinstance(out_shapes, list)
         for i, shape in enumerate(out_shapes if several else [out_shapes]):

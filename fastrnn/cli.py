@@ -18,6 +18,7 @@ import numpy as np
 from ._cli_io import (CommandError, PredictionWriter, Progress, batch_axis, bench_inputs, check_inputs,
                       describe_format, format_seconds, format_shape, input_specs, is_torch, open_inputs,
                       output_names, output_path, take_rows, time_calls, torch_module)
+from .models import Model
 
 DATA = Path(__file__).parent / "data"
 
@@ -41,7 +42,7 @@ def _output_specs(model):
     if is_torch(model):
         size = (model.proj_size or model.hidden_size) * (2 if model.bidirectional else 1)
         return [("output", (None, None, size))]
-    if hasattr(model, "outputs"):
+    if isinstance(model, Model):
         return [(t.name, t.shape) for t in model.outputs]
     return [(None, model.output_shape)]
 
@@ -123,7 +124,7 @@ def _predict_chunk(model, chunk, batch_size):
 
 
 def _count_outputs(model):
-    return len(getattr(model, "outputs", [None]))
+    return len(model.outputs) if isinstance(model, Model) else 1
 
 
 def _run_chunks(model, arrays, rows, writer, progress, batch_size):

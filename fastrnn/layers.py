@@ -7,7 +7,7 @@ reshaping, and the merges of functional models. Each is small: weights in Keras 
 import numpy as np
 
 from . import activations
-from .base import Layer, positive_int, wrapped_dtype
+from .base import Layer, from_spec, positive_int, wrapped_dtype
 
 __all__ = [
     "Activation", "Add", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
@@ -378,7 +378,13 @@ class TimeDistributed(Layer):
 
     def get_config(self):
         """Keras's TimeDistributed config: name and the wrapped layer's config."""
-        return {"name": self.name, "layer": {"class_name": type(self.layer).__name__, "config": self.layer.get_config()}}
+        return {"name": self.name, "trainable": self.trainable,
+                "layer": {"class_name": type(self.layer).__name__, "config": self.layer.get_config()}}
+
+    @classmethod
+    def from_config(cls, config):
+        """The TimeDistributed layer that `config` (from `get_config`) describes, unbuilt."""
+        return cls(**{**config, "layer": from_spec(config["layer"])})
 
     def compute_output_shape(self, input_shape):
         batch, timesteps = tuple(input_shape)[:2]

@@ -53,7 +53,9 @@ class InputLayer(Layer):
         self.input_dtype = np.dtype(dtype)
         self.batch_shape = checked_shape(batch_shape, "Input batch_shape")
         self.input_shape = self.batch_shape
-        self.output = Symbolic(self.batch_shape, self.input_dtype, Node(self, [], {}), 0, self.name)
+        node = Node(self, [], {})
+        node.outputs.append(Symbolic(self.batch_shape, self.input_dtype, node, 0, self.name))
+        self._inbound_nodes.append(node)
 
     def compute_output_shape(self, input_shape):
         return self.batch_shape
@@ -209,18 +211,53 @@ class _progress:
 class _Model:
     """What Sequential and Model share: weights over all layers, predict and summary."""
 
-    def get_layer(self, name):
-        """Return the layer called `name`.
+    def get_layer(self, name=None, index=None):
+        """Return the layer called `name`, or the one at position `index` of `layers`.
 
         Raises
         ------
         ValueError
-            If no layer has that name (the message lists those that exist).
+            If no layer has that name or index (the message lists those that exist).
         """
+        if (name is None) == (index is None):
+            raise ValueError(f"get_layer of model {self.name!r} takes a name or an index, one of them")
+        if index is not None:
+            if not isinstance(index, (int, np.integer)) or not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"model {self.name!r} has {len(self.layers)} layers, no index {index!r}")
+            return self.layers[index]
         for layer in self.layers:
             if layer.name == name:
                 return layer
         raise ValueError(f"model {self.name!r} has no layer {name!r}; it has {[l.name for l in self.layers]}")
+
+    @property
+    def weights(self):
+        """All layers' weights, read-only, in `get_weights` order (not copies)."""
+        return [w for layer in self.layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        """The weights of layers made with ``trainable=True`` (Keras's split)."""
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        """The weights of layers made with ``trainable=False``."""
+        return [w for layer in self.layers for w in layer.non_trainable_weights]
+
+    @property
+    def input(self):
+        """The model's input tensor (a list for several): Keras's ``model.input``."""
+        return self.inputs[0] if len(self.inputs) == 1 else self.inputs
+
+    @property
+    def output(self):
+        """The model's output tensor (a list for several): Keras's ``model.output``."""
+        return self.outputs[0] if len(self.outputs) == 1 else self.outputs
+
+    def predict_on_batch(self, x):
+        """Run the model on one batch `x`, as Keras's ``predict_on_batch``: ``model(x)``."""
+        return self(x)
 
     def __reduce__(self):
         # Models pickle through fastrnn's own format (weights and configuration, no code), so
@@ -233,6 +270,10 @@ class _Model:
         """Forget the states carried by stateful layers (Keras's ``model.reset_states()``)."""
         for layer in _within(self.layers):    # (wrapped ones too)
             layer.reset_states()
+
+    def reset_state(self):
+        """Keras 3's name for `reset_states`."""
+        self.reset_states()
 
     def stream(self, batch_size=1):
         """A `fastrnn.streaming.Stream` over this model: feed it one step or chunk at a time.
@@ -371,12 +412,12 @@ class _Model:
         return outputs if len(outputs) > 1 else outputs[0]
 
     def _n_inputs(self):
-        return len(self.inputs) if hasattr(self, "inputs") else 1
+        return len(self.inputs) if isinstance(self, Model) else 1
 
     def _one_input_array(self, x):
         """Whether list `x`, given to a single-input model, is Keras's list of that one input's
         array rather than a list of sequences (each one axis short of a batch)."""
-        declared = self.inputs[0].shape if hasattr(self, "inputs") else self.input_shape
+        declared = self.inputs[0].shape if isinstance(self, Model) else self.input_shape
         return len(x) == 1 and hasattr(x[0], "ndim") and (declared is None or x[0].ndim != len(declared) - 1)
 
     def _predict_ragged(self, sequences, batch_size, verbose):
@@ -445,13 +486,16 @@ class _Model:
                 and not any(getattr(l, "zero_output_for_mask", False) and not l.return_sequences for l in layers)
                 and not any(getattr(getattr(l, "forward_layer", l), "go_backwards", False) for l in layers))
 
-    def summary(self, print_fn=None):
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False, show_trainable=False,
+                layer_range=None):
         """Print a Keras-like table of layers, output shapes and parameter counts.
 
         Parameters
         ----------
         print_fn : callable, optional
             Called with each line; `print` by default.
+        line_length, positions, expand_nested, show_trainable, layer_range
+            Keras's layout options, accepted so that Keras code runs; the table sizes itself.
         """
         print_fn = print_fn or print
         rows = [(f"{layer.name} ({type(layer).__name__})", shape, "?" if count is None else f"{count:,}")
@@ -502,13 +546,65 @@ class Sequential(_Model):
     ((None, 3), 42)
     """
 
-    def __init__(self, layers=None, name=None):
+    def __init__(self, layers=None, name=None, trainable=True):
         self.name = name or unique_name("sequential")
+        self.trainable = bool(trainable)
         self.layers = []
         self._input_shape = None
         self._output_shapes = None
+        self._graph = None
         for layer in layers or []:
             self.add(layer)
+
+    def pop(self):
+        """Remove the last layer and return it (Keras's ``Sequential.pop``).
+
+        Raises
+        ------
+        IndexError
+            If there are no layers.
+        """
+        if not self.layers:
+            raise IndexError(f"Sequential {self.name!r} has no layers to pop")
+        layer = self.layers.pop()
+        self._output_shapes = None
+        if self._input_shape is not None:
+            self.build(self._input_shape)
+        return layer
+
+    @property
+    def built(self):
+        """Whether the input shape, and so every layer's weights, are known."""
+        return self._output_shapes is not None
+
+    @property
+    def inputs(self):
+        """The one input tensor of the functional graph this model is (Keras builds one too)."""
+        return [self._symbolic()[0]]
+
+    @property
+    def outputs(self):
+        """The output tensor of that graph: ``Model(seq.input, seq.get_layer(name).output)``
+        extracts a layer's features."""
+        return [self._symbolic()[1]]
+
+    def _symbolic(self):
+        """The layers called in turn on an `Input` of the model's input shape, made once for
+        the current layers (the nodes of an earlier graph are removed from the layers)."""
+        key = (tuple(map(id, self.layers)), self._input_shape)
+        if self._graph is None or self._graph[0] != key:
+            if not self.built:
+                raise AttributeError(f"Sequential {self.name!r} is not built: its input shape is unknown")
+            if self._graph is not None:
+                for layer, node in self._graph[2]:
+                    if node in layer._inbound_nodes:
+                        layer._inbound_nodes.remove(node)
+            counts = [len(layer._inbound_nodes) for layer in self.layers]
+            tensor = Input(batch_shape=self._input_shape)
+            output = self(tensor)
+            made = [(layer, node) for layer, n in zip(self.layers, counts) for node in layer._inbound_nodes[n:]]
+            self._graph = (key, (tensor, output), made)
+        return self._graph[1]
 
     def add(self, layer):
         """Append a layer (or, first, an `Input`) and check that it fits the stack.
@@ -645,8 +741,9 @@ class Model(_Model):
     (None, None, 2)
     """
 
-    def __init__(self, inputs, outputs, name=None):
+    def __init__(self, inputs, outputs, name=None, trainable=True):
         self.name = name or unique_name("functional")
+        self.trainable = bool(trainable)
         if isinstance(inputs, dict):
             inputs = list(inputs.values())
         self.inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from . import activations, backends, parallel
-from .base import Layer, Symbolic, as_numeric, positive_int, wrapped_dtype
+from .base import Layer, Symbolic, as_numeric, from_spec, positive_int, wrapped_dtype
 from .initializers import glorot_uniform
 
 __all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN"]
@@ -672,7 +672,7 @@ class Bidirectional(Layer):
         """A private copy of `layer`: the given weights (read-only, so shared safely) or none."""
         inner = copy.copy(layer)
         inner.name, inner.go_backwards = name, go_backwards
-        inner._build_lock = threading.Lock()
+        inner._build_lock, inner._inbound_nodes = threading.Lock(), []
         if not keep_weights:
             # A fresh backward layer, as in Keras; its own seed so it differs from the forward one.
             inner.input_shape, inner._weight_names = None, []
@@ -802,9 +802,18 @@ class Bidirectional(Layer):
         self.forward_layer.reset_states()
         self.backward_layer.reset_states()
 
+    @classmethod
+    def from_config(cls, config):
+        """The Bidirectional layer that `config` (from `get_config`) describes, unbuilt."""
+        config = dict(config)
+        config["layer"] = from_spec(config["layer"])
+        if config.get("backward_layer") is not None:
+            config["backward_layer"] = from_spec(config["backward_layer"])
+        return cls(**config)
+
     def get_config(self):
         """Keras's Bidirectional config: name, merge_mode and both inner layers' configs."""
-        return {"name": self.name, "merge_mode": self.merge_mode,
+        return {"name": self.name, "merge_mode": self.merge_mode, "trainable": self.trainable,
                 "layer": {"class_name": type(self.forward_layer).__name__, "config": self.forward_layer.get_config()},
                 "backward_layer": {"class_name": type(self.backward_layer).__name__,
                                    "config": self.backward_layer.get_config()}}

@@ -224,3 +224,104 @@ def test_models_nest():
     np.testing.assert_allclose(outer(x), np.tanh(expected), rtol=1e-6)
     with pytest.raises(ValueError, match="takes fastrnn.Input tensors of shapes .*got <Symbolic shape=\\(None, None, 2\\)"):
         functional(fr.Input((None, 2)))
+
+
+# ------------------------------------------------------------------ model and layer attributes
+def test_feature_extraction_through_input_and_output():
+    # Keras's idiom: a model from one model's input to an inner layer's output.
+    for functional in (False, True):
+        encoder = fr.LSTM(8, return_sequences=True, name="encoder", seed=0)
+        if functional:
+            inp = fr.Input((None, 3))
+            model = fr.Model(inp, fr.Dense(1, seed=1)(fr.GRU(4, seed=2)(encoder(inp))))
+        else:
+            model = fr.Sequential([fr.Input((None, 3)), encoder, fr.GRU(4, seed=2), fr.Dense(1, seed=1)])
+        features = fr.Model(model.input, model.get_layer("encoder").output)
+        x = rng_inputs(2, 5, 3)
+        np.testing.assert_array_equal(features(x), encoder(x))
+        assert model.inputs[0] is model.input and encoder.input is model.input
+        assert model.output.shape == (None, 1)
+    shared_twice = fr.Dense(2)
+    a, b = fr.Input((3,)), fr.Input((3,))
+    shared_twice(a), shared_twice(b)
+    with pytest.raises(AttributeError, match="has no single output: it was called on fastrnn.Input tensors 2 times"):
+        shared_twice.output
+    with pytest.raises(AttributeError, match="called on fastrnn.Input tensors 0 times"):
+        fr.Dense(2).input
+
+
+def test_sequential_graph_follows_its_layers():
+    model = fr.Sequential([fr.Input((None, 3)), fr.LSTM(4, seed=0), fr.Dense(2, seed=1)])
+    assert model.output.shape == (None, 2)
+    head = model.pop()
+    assert head.name.startswith("dense") and model.output_shape == (None, 4) and model.output.shape == (None, 4)
+    assert len(head._inbound_nodes) == 0 and len(model.layers[0]._inbound_nodes) == 1   # one graph's node each
+    model.add(fr.Dense(5))
+    assert model.output.shape == (None, 5) and len(model.layers[0]._inbound_nodes) == 1
+    with pytest.raises(AttributeError, match="is not built"):
+        fr.Sequential([fr.LSTM(2)]).input
+    with pytest.raises(IndexError, match="no layers to pop"):
+        fr.Sequential().pop()
+
+
+def test_model_weights_and_methods_keras_code_uses():
+    frozen = fr.Embedding(10, 3, trainable=False, seed=0)
+    model = fr.Sequential([fr.Input((None,), dtype="int32"), frozen, fr.GRU(4, seed=1)], trainable=True)
+    assert [w.shape for w in model.weights] == [w.shape for w in model.get_weights()]
+    assert len(model.non_trainable_weights) == 1 and len(model.trainable_weights) == 3
+    assert model.get_layer(index=1) is model.layers[1] and model.get_layer(index=-1) is model.layers[-1]
+    with pytest.raises(ValueError, match="has 2 layers, no index 2"):
+        model.get_layer(index=2)
+    with pytest.raises(ValueError, match="a name or an index, one of them"):
+        model.get_layer()
+    tokens = np.array([[1, 2, 3], [4, 5, 6]])
+    np.testing.assert_array_equal(model.predict_on_batch(tokens), model(tokens))
+    lines = []
+    model.summary(line_length=80, expand_nested=True, show_trainable=True, print_fn=lines.append)
+    assert any("gru" in line for line in lines)
+    stateful = fr.Sequential([fr.LSTM(2, batch_input_shape=(1, 3, 1), stateful=True, seed=0)])
+    x = rng_inputs(1, 3, 1)
+    first = stateful(x)
+    stateful.reset_state()
+    np.testing.assert_array_equal(stateful(x), first)
+    stateful.layers[0].reset_state()
+    np.testing.assert_array_equal(stateful(x), first)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: fr.Bidirectional(fr.LSTM(4, return_sequences=True), merge_mode="sum"),
+    lambda: fr.Bidirectional(fr.GRU(3), backward_layer=fr.SimpleRNN(2, go_backwards=True)),
+    lambda: fr.TimeDistributed(fr.Dense(2, activation="relu6")),
+    lambda: fr.LSTM(3, kernel_initializer="zeros", trainable=False),
+])
+def test_from_config_round_trip(make):
+    layer = make()
+    again = type(layer).from_config(layer.get_config())
+    assert again.get_config() == layer.get_config()
+    x = rng_inputs(2, 5, 3)
+    again.build(x.shape), layer.build(x.shape)
+    again.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(again(x), layer(x))
+
+
+def test_keras_3_layer_activations_in_dense_and_activation():
+    x = np.linspace(-4, 4, 81).astype(np.float32)
+    softplus = np.log1p(np.exp(x))
+    expected = {
+        "relu6": np.clip(x, 0, 6), "leaky_relu": np.where(x >= 0, x, 0.2 * x), "mish": x * np.tanh(softplus),
+        "log_sigmoid": -np.log1p(np.exp(-x)), "hard_silu": x * np.clip(x + 3, 0, 6) / 6,
+        "hard_tanh": np.clip(x, -1, 1), "celu": np.where(x > 0, x, np.expm1(x)),
+        "soft_shrink": np.sign(x) * np.maximum(np.abs(x) - 0.5, 0), "hard_shrink": np.where(np.abs(x) > 0.5, x, 0),
+        "tanh_shrink": x - np.tanh(x), "squareplus": (x + np.sqrt(x * x + 4)) / 2,
+        "sparse_plus": np.where(x <= -1, 0, np.where(x >= 1, x, (x + 1) ** 2 / 4)),
+    }
+    for name, values in expected.items():
+        result = fr.Activation(name)(x)
+        assert result.dtype == np.float32
+        np.testing.assert_allclose(result, values, rtol=1e-6, atol=1e-6, err_msg=name)
+    dense = fr.Dense(3, activation="mish", seed=0)
+    plain = fr.Dense(3, seed=0)
+    np.testing.assert_allclose(dense(x.reshape(-1, 1)), expected["mish"][:0].sum() + fr.Activation("mish")(plain(x.reshape(-1, 1))),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match=r"relu6 is for Dense and Activation layers, not inside a recurrent cell"):
+        fr.LSTM(2, activation="relu6")
