@@ -10,6 +10,7 @@ extension and of numba.
 import os
 import platform
 import sys
+import warnings
 
 __all__ = ["available", "backend", "kernels", "num_threads", "set_backend", "set_num_threads", "show_config"]
 
@@ -78,12 +79,16 @@ def _load(name):
             "from source with a C compiler (pip install .)",
             "numba": "numba is not installed: pip install 'fastrnn[numba]'",
         }.get(name, "")
-        here = os.path.dirname(os.path.abspath(__file__))
-        if name == "cython" and os.path.isdir(os.path.join(here, os.pardir, "csrc")):
-            # The usual cause: Python found the source checkout before the installed package.
-            hint = (f"fastrnn was imported from the source checkout {here}, which has no built "
-                    "extension: run from another directory, or build in place with pip install -e .")
+        if name == "cython" and _from_source_checkout():
+            hint = (f"fastrnn was imported from the source checkout {os.path.dirname(__file__)}, which has no "
+                    "built extension: run from another directory, or build in place with pip install -e .")
         raise ImportError(f"fastrnn backend {name!r} is unavailable: {hint} ({exc})") from exc
+
+
+def _from_source_checkout():
+    """Whether this fastrnn is a source checkout's (csrc/ beside it): the usual reason the
+    compiled extension is missing is that Python found the checkout before the installed package."""
+    return os.path.isdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "csrc"))
 
 
 def _select(name, how):
@@ -93,8 +98,10 @@ def _select(name, how):
             try:
                 _active = (candidate, _load(candidate), how)
                 return
-            except ImportError:
-                continue
+            except ImportError as exc:
+                if candidate == "cython" and _from_source_checkout():
+                    # Tens of times slower without a word would look like a bug in fastrnn.
+                    warnings.warn(f"{exc}; using the next backend instead", RuntimeWarning, stacklevel=4)
     _active = (name, _load(name), how)
 
 

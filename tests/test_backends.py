@@ -255,7 +255,12 @@ def test_layers_take_views_on_every_backend(backend_name):
     for layer in (fastrnn.LSTM(4, seed=0, return_sequences=True), fastrnn.GRU(4, seed=0, go_backwards=True),
                   fastrnn.SimpleRNN(4, seed=0, dtype="float64", return_sequences=True)):
         for name, view in _views(x).items():
-            np.testing.assert_array_equal(layer(view), layer(np.ascontiguousarray(view)), err_msg=name)
+            if backend_name == "numpy":
+                # NumPy < 2 multiplies some strided operands without BLAS, summing in another order.
+                np.testing.assert_allclose(layer(view), layer(np.ascontiguousarray(view)), rtol=1e-6, atol=1e-7,
+                                           err_msg=name)
+            else:
+                np.testing.assert_array_equal(layer(view), layer(np.ascontiguousarray(view)), err_msg=name)
 
 
 def test_compiled_kernel_refuses_read_only_outputs():
@@ -439,3 +444,16 @@ def test_an_interrupted_fork_handler_releases_nothing_it_did_not_take(monkeypatc
         _numba._take_for_fork()
     _numba._give_after_fork()
     assert lock.released == 0
+
+
+def test_auto_warns_when_a_source_checkout_shadows_the_build(monkeypatch):
+    # Run from a clone without `pip install -e .`, Python finds ./fastrnn, which has no extension:
+    # auto must say so rather than run tens of times slower without a word.
+    def missing():
+        raise ImportError("No module named 'fastrnn._kernels'")
+
+    monkeypatch.setitem(backends._IMPORTERS, "cython", missing)
+    monkeypatch.setattr(backends, "_active", None)
+    with pytest.warns(RuntimeWarning, match="imported from the source checkout .* using the next backend instead"):
+        backends._select("auto", "test")
+    assert backends._active[0] in ("numba", "numpy")

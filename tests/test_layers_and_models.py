@@ -47,7 +47,7 @@ def test_embedding_truncates_float_tokens_like_keras():
     # floats (so 0.5 is token 0, but not masked), as in Keras.
     embedding = fr.Embedding(5, 2, mask_zero=True, seed=0)
     tokens = np.array([[0.5, 1.9, -0.7, 4.99]], "float32")
-    np.testing.assert_array_equal(embedding(tokens), embedding.embeddings[[[0, 1, 0, 4]]])
+    np.testing.assert_array_equal(embedding(tokens), embedding.embeddings[np.array([[0, 1, 0, 4]])])
     np.testing.assert_array_equal(embedding.compute_mask(tokens), [[True, True, True, True]])
     for bad in (np.nan, np.inf, -np.inf):
         with pytest.raises(ValueError, match="NaN or infinite"):
