@@ -11,7 +11,8 @@ from .io import load
 from .io.torch import from_torch
 from .layers import (Activation, Add, Average, Concatenate, Dense, Dropout, Embedding, Flatten,
                      GaussianDropout, GaussianNoise, Masking, Maximum, Minimum, Multiply,
-                     RepeatVector, Reshape, SpatialDropout1D, Subtract, TimeDistributed)
+                     RepeatVector, Reshape, SpatialDropout1D, Subtract, TimeDistributed, add, average,
+                     concatenate, maximum, minimum, multiply, subtract)
 from .models import Input, InputLayer, Model, Sequential, TorchRNN
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
@@ -22,6 +23,7 @@ __all__ = [
     "Activation", "Add", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
     "GaussianDropout", "GaussianNoise", "Masking", "Maximum", "Minimum", "Multiply", "RepeatVector",
     "Reshape", "SpatialDropout1D", "Subtract", "TimeDistributed",
+    "add", "average", "concatenate", "maximum", "minimum", "multiply", "subtract",
     # models
     "Input", "InputLayer", "Model", "Sequential", "TorchRNN",
     # loading

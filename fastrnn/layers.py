@@ -13,6 +13,7 @@ __all__ = [
     "Activation", "Add", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
     "GaussianDropout", "GaussianNoise", "Masking", "Maximum", "Minimum", "Multiply", "RepeatVector",
     "Reshape", "SpatialDropout1D", "Subtract", "TimeDistributed",
+    "add", "average", "concatenate", "maximum", "minimum", "multiply", "subtract",
 ]
 
 
@@ -153,6 +154,8 @@ class Embedding(Layer):
         self.output_dim = positive_int(output_dim, "output_dim")
         self.mask_zero = bool(mask_zero)
         self.seed = seed
+        if isinstance(weights, np.ndarray):
+            weights = [weights]      # Keras 3 takes the embedding matrix itself too
         if weights is not None:
             self.set_weights(weights)
         elif self.batch_input_shape is not None:
@@ -525,3 +528,39 @@ class Concatenate(_Merge):
             np.asarray(m, bool).reshape(m.shape + (1,) * (a.ndim - np.ndim(m))), a.shape)
             for a, m in zip(arrays, mask)]
         return np.all(np.concatenate(full, axis=self.axis), axis=-1)
+
+
+# Keras's functional forms of the merge layers: ``concatenate([a, b])`` is ``Concatenate()([a, b])``.
+def add(inputs, **kwargs):
+    """Sum of `inputs` (arrays or Input tensors), as ``keras.layers.add``."""
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    """First of two `inputs` minus the second, as ``keras.layers.subtract``."""
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    """Elementwise product of `inputs`, as ``keras.layers.multiply``."""
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    """Mean of `inputs`, as ``keras.layers.average``."""
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs, **kwargs):
+    """Elementwise maximum of `inputs`, as ``keras.layers.maximum``."""
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs, **kwargs):
+    """Elementwise minimum of `inputs`, as ``keras.layers.minimum``."""
+    return Minimum(**kwargs)(inputs)
+
+
+def concatenate(inputs, axis=-1, **kwargs):
+    """`inputs` joined along `axis`, as ``keras.layers.concatenate``."""
+    return Concatenate(axis=axis, **kwargs)(inputs)

@@ -325,3 +325,16 @@ def test_keras_3_layer_activations_in_dense_and_activation():
                                rtol=1e-6)
     with pytest.raises(ValueError, match=r"relu6 is for Dense and Activation layers, not inside a recurrent cell"):
         fr.LSTM(2, activation="relu6")
+
+
+def test_functional_merge_helpers_and_embedding_matrix():
+    a, b = fr.Input((4,), name="a"), fr.Input((4,), name="b")
+    x, y = rng_inputs(3, 4), rng_inputs(3, 4, seed=1)
+    cases = {fr.add: x + y, fr.subtract: x - y, fr.multiply: x * y, fr.average: (x + y) / 2,
+             fr.maximum: np.maximum(x, y), fr.minimum: np.minimum(x, y)}
+    for merge, expected in cases.items():
+        np.testing.assert_allclose(fr.Model([a, b], merge([a, b]))([x, y]), expected, rtol=1e-6)
+        np.testing.assert_allclose(merge([x, y]), expected, rtol=1e-6)
+    np.testing.assert_array_equal(fr.Model([a, b], fr.concatenate([a, b], axis=-1))([x, y]), np.concatenate([x, y], -1))
+    matrix = rng_inputs(10, 3)
+    np.testing.assert_array_equal(fr.Embedding(10, 3, weights=matrix).embeddings, matrix)   # Keras 3 takes it bare
