@@ -389,6 +389,9 @@ class _Model:
             if not self._one_input_array(x):
                 return self._predict_ragged(list(x), batch_size, verbose)
             x = x[0]
+        if isinstance(x, dict) and not isinstance(self, Model):
+            raise TypeError(f"Sequential {self.name!r} takes one array, not a dict (inputs by name are for "
+                            "functional models)")
         inputs = self._input_list(x) if isinstance(self, Model) else [x]
         rows = {len(a) for a in inputs}
         if len(rows) != 1:

@@ -58,6 +58,8 @@ def test_inputs_by_name_and_their_errors():
         model([xa, xb, xb])
     with pytest.raises(ValueError, match="takes 2 inputs .* got one ndarray"):
         model(xa)
+    with pytest.raises(TypeError, match="Sequential .* takes one array, not a dict"):
+        fr.Sequential([fr.Input((None, 3)), fr.GRU(2)]).predict({"a": xa})
 
 
 def test_functional_model_applies_a_call_time_mask():
