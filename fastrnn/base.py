@@ -354,20 +354,21 @@ class Layer:
     # ----------------------------------------------------------------- functional graphs
     @property
     def input(self):
-        """The input tensor(s) of this layer's one call on `fastrnn.Input` tensors (Keras's ``layer.input``)."""
-        return self._only_node("input").inputs
+        """The input tensor(s) of this layer's first call on `fastrnn.Input` tensors (Keras's
+        ``layer.input``; a layer of a built Sequential has one from the model's graph)."""
+        return self._first_node("input").inputs
 
     @property
     def output(self):
-        """The output tensor(s) of this layer's one call on `fastrnn.Input` tensors (Keras's
+        """The output tensor(s) of this layer's first call on `fastrnn.Input` tensors (Keras's
         ``layer.output``): ``Model(model.input, model.get_layer(name).output)`` extracts features."""
-        outputs = self._only_node("output").outputs
+        outputs = self._first_node("output").outputs
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def _only_node(self, what):
-        if len(self._inbound_nodes) != 1:
-            raise AttributeError(f"layer {self.name!r} has no single {what}: it was called on fastrnn.Input "
-                                 f"tensors {len(self._inbound_nodes)} times (once makes a layer's {what})")
+    def _first_node(self, what):
+        if not self._inbound_nodes:
+            raise AttributeError(f"layer {self.name!r} has no {what}: it has not been called on fastrnn.Input "
+                                 "tensors, nor is it in a built Sequential")
         return self._inbound_nodes[0]
 
     # ----------------------------------------------------------------- shapes and masks

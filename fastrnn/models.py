@@ -373,13 +373,13 @@ class _Model:
         real steps cost, and the results come back in the original order, equal to running
         each sequence alone.
         """
-        if batch_size is None:
-            # A stateful layer declared for a batch size takes only batches of that size.
-            declared = {(layer.input_shape or layer.batch_input_shape or (None,))[0]
-                        for layer in _within(self.layers) if getattr(layer, "stateful", False)} - {None}
-            batch_size = declared.pop() if len(declared) == 1 else 1024
+        required = self._stateful_batch()
+        batch_size = (required or 1024) if batch_size is None else batch_size
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if required is not None and batch_size != required:
+            raise ValueError(f"model {self.name!r} has stateful layers declared for batches of {required}; "
+                             f"predict runs them with batch_size={required}, not {batch_size}")
         single = self._n_inputs() == 1
         if lengths is not None:
             if not single:
@@ -397,6 +397,9 @@ class _Model:
         if len(rows) != 1:
             raise ValueError(f"model {self.name!r} needs inputs with one number of rows, got {sorted(rows)}")
         n = rows.pop()
+        if required is not None and n % required:
+            raise ValueError(f"model {self.name!r} has stateful layers declared for batches of {required}: "
+                             f"predict needs a number of rows divisible by {required}, got {n}")
         outputs = None if out is None else (list(out) if isinstance(out, (list, tuple)) else [out])
         with _progress(n, verbose) as advance:
             for start in range(0, n, batch_size):
@@ -414,14 +417,39 @@ class _Model:
             outputs = [np.empty((0,) + p.shape[1:], p.dtype) for p in (probe if isinstance(probe, list) else [probe])]
         return outputs if len(outputs) > 1 else outputs[0]
 
+    def _stateful_batch(self):
+        """The batch size the model's stateful layers were declared for (Keras builds their
+        states for it and refuses others), from the model's input or a layer's own; else None."""
+        stateful = [layer for layer in _within(self.layers) if getattr(layer, "stateful", False)]
+        if not stateful:
+            return None
+        inputs = [t.shape for t in self.inputs] if isinstance(self, Model) else [self.input_shape or (None,)]
+        layers = [layer.input_shape or layer.batch_input_shape or (None,) for layer in stateful]
+        declared = {shape[0] for shape in inputs + layers} - {None}
+        return min(declared) if declared else None
+
+    def _check_stateful_batch(self, batch):
+        required = self._required_batch
+        if required is not None and batch != required:
+            raise ValueError(f"model {self.name!r} has stateful layers declared for batches of {required}, "
+                             f"got a batch of {batch}; predict(x) runs more rows in such batches")
+
     def _n_inputs(self):
         return len(self.inputs) if isinstance(self, Model) else 1
 
     def _one_input_array(self, x):
         """Whether list `x`, given to a single-input model, is Keras's list of that one input's
-        array rather than a list of sequences (each one axis short of a batch)."""
+        array rather than a list of sequences (each one axis short of a batch, or two where the
+        last axis of 1 may be left out)."""
+        if len(x) != 1 or not hasattr(x[0], "ndim"):
+            return False
         declared = self.inputs[0].shape if isinstance(self, Model) else self.input_shape
-        return len(x) == 1 and hasattr(x[0], "ndim") and (declared is None or x[0].ndim != len(declared) - 1)
+        if declared is None:   # an unbuilt Sequential: a batch of tokens, or of sequences
+            from .layers import Embedding
+
+            return x[0].ndim == (2 if isinstance(self.layers[0], Embedding) else 3)
+        rank = len(declared)
+        return x[0].ndim != rank - 1 and not (declared[-1] == 1 and x[0].ndim == rank - 2)
 
     def _predict_ragged(self, sequences, batch_size, verbose):
         """Run sequences of different lengths in groups; results in the original order.
@@ -436,6 +464,12 @@ class _Model:
             raise ValueError(f"ragged input to model {self.name!r} must be sequences of one rank, "
                              f"(timesteps_i, ...) each; got shapes {[s.shape for s in sequences[:5]]}")
         lengths = np.array([len(s) for s in sequences])
+        if isinstance(self, Sequential) and self.input_shape is None:
+            # Unbuilt: built for any length, not the first group's (where the layers allow it).
+            try:
+                self.build((None, None) + sequences[0].shape[1:])
+            except ValueError:
+                pass   # a layer needs the length (Flatten ...): the first call builds for its own
         results = [None] * len(sequences)
         groups = _length_groups(lengths, batch_size, similar=self._masks_faithfully())
         lock = threading.Lock()
@@ -556,6 +590,7 @@ class Sequential(_Model):
         self._input_shape = None
         self._output_shapes = None
         self._graph = None
+        self._required_batch = None
         for layer in layers or []:
             self.add(layer)
 
@@ -592,8 +627,8 @@ class Sequential(_Model):
         return [self._symbolic()[1]]
 
     def _symbolic(self):
-        """The layers called in turn on an `Input` of the model's input shape, made once for
-        the current layers (the nodes of an earlier graph are removed from the layers)."""
+        """The layers called in turn on an `Input` of the model's input shape, made when it is
+        built for the current layers (the nodes of an earlier graph are removed from the layers)."""
         key = (tuple(map(id, self.layers)), self._input_shape)
         if self._graph is None or self._graph[0] != key:
             if not self.built:
@@ -603,7 +638,7 @@ class Sequential(_Model):
                     if node in layer._inbound_nodes:
                         layer._inbound_nodes.remove(node)
             counts = [len(layer._inbound_nodes) for layer in self.layers]
-            tensor = Input(batch_shape=self._input_shape)
+            tensor = Input(batch_shape=self._input_shape, name=f"{self.name}_input")
             output = self(tensor)
             made = [(layer, node) for layer, n in zip(self.layers, counts) for node in layer._inbound_nodes[n:]]
             self._graph = (key, (tensor, output), made)
@@ -681,6 +716,8 @@ class Sequential(_Model):
         if self._input_shape is None:
             self._input_shape = (None,) + tuple(input_shape)[1:]
         self._output_shapes = shapes
+        self._required_batch = self._stateful_batch()
+        self._symbolic()   # as Keras: a built Sequential is a graph, so its layers have .output
 
     def __call__(self, inputs, training=None, mask=None):
         """Run the stack on `inputs` (batch axis first) and return the last layer's output.
@@ -708,6 +745,7 @@ class Sequential(_Model):
             self.build((None,) + x.shape[1:])
         if self._output_shapes is None:
             self.build(self._input_shape)
+        self._check_stateful_batch(len(x))
         for layer in self.layers:
             x, mask = layer.call(x, mask=mask), layer.compute_mask(x, mask)
         return x
@@ -763,6 +801,7 @@ class Model(_Model):
             if node.layer not in layers:
                 layers.append(node.layer)
         self.layers = layers
+        self._required_batch = self._stateful_batch()
 
     def _sorted_nodes(self):
         """The nodes between inputs and outputs, each after every node it reads from."""
@@ -859,6 +898,7 @@ class Model(_Model):
                     f"input {tensor.name!r} of model {self.name!r} expects shape {tensor.shape}, got {array.shape}"
                 )
             values[id(tensor)], masks[id(tensor)] = array, given_mask
+        self._check_stateful_batch(len(np.asarray(arrays[0])))
         for node in self._nodes:
             args = resolve(node.inputs, values)
             in_mask = resolve(node.inputs, masks)

@@ -4,6 +4,8 @@ Each test is a Keras idiom that a Keras model runs as written: the expected resu
 fastrnn itself called in its plainest form (one array, explicit arguments), which the reference
 and golden tests pin to Keras.
 """
+import pickle
+
 import numpy as np
 import pytest
 
@@ -104,10 +106,15 @@ def test_stateful_layer_keeps_its_declared_batch():
     model.reset_states()
     np.testing.assert_array_equal(model.predict(x, batch_size=1), chained)
     model.reset_states()
-    with pytest.raises(ValueError, match="stateful layer 'lstm.*' was declared for batches of 1 .* got a batch of 5"):
+    with pytest.raises(ValueError, match="has stateful layers declared for batches of 1, got a batch of 5"):
         model(x)
-    with pytest.raises(ValueError, match="declared for batches of 1"):
+    with pytest.raises(ValueError, match="predict runs them with batch_size=1, not 5"):
         model.predict(x, batch_size=5)
+    with pytest.raises(ValueError, match="stateful layer 'lstm.*' was declared for batches of 1 .* got a batch of 5"):
+        model.layers[0](x)
+    two = fr.Sequential([fr.Input(batch_shape=(2, 3, 1)), fr.GRU(3, stateful=True, seed=0)])
+    with pytest.raises(ValueError, match="a number of rows divisible by 2, got 5"):
+        two.predict(x)
     # Not declared: the first call's batch, as before.
     free = fr.LSTM(4, stateful=True, seed=0)
     free(x)
@@ -245,11 +252,16 @@ def test_feature_extraction_through_input_and_output():
         assert model.output.shape == (None, 1)
     shared_twice = fr.Dense(2)
     a, b = fr.Input((3,)), fr.Input((3,))
-    shared_twice(a), shared_twice(b)
-    with pytest.raises(AttributeError, match="has no single output: it was called on fastrnn.Input tensors 2 times"):
-        shared_twice.output
-    with pytest.raises(AttributeError, match="called on fastrnn.Input tensors 0 times"):
+    first, _ = shared_twice(a), shared_twice(b)
+    assert shared_twice.output is first and shared_twice.input is a     # the first call's, as in Keras
+    with pytest.raises(AttributeError, match="has not been called on fastrnn.Input tensors, nor is it in a built"):
         fr.Dense(2).input
+    # A Sequential is a graph once built: its layers have outputs before its own input is asked for.
+    model = fr.Sequential([fr.Input((None, 3)), fr.LSTM(4, return_sequences=True, seed=0), fr.GRU(2, seed=1)])
+    inner = [layer.output for layer in model.layers]
+    assert [t.shape for t in inner] == [(None, None, 4), (None, 2)]
+    np.testing.assert_array_equal(fr.Model(model.input, inner[0])(rng_inputs(2, 5, 3)),
+                                  model.layers[0](rng_inputs(2, 5, 3)))
 
 
 def test_sequential_graph_follows_its_layers():
@@ -340,3 +352,39 @@ def test_functional_merge_helpers_and_embedding_matrix():
     np.testing.assert_array_equal(fr.Model([a, b], fr.concatenate([a, b], axis=-1))([x, y]), np.concatenate([x, y], -1))
     matrix = rng_inputs(10, 3)
     np.testing.assert_array_equal(fr.Embedding(10, 3, weights=matrix).embeddings, matrix)   # Keras 3 takes it bare
+
+
+def test_declared_stateful_batch_survives_saving_and_loading(tmp_path):
+    model = fr.Sequential([fr.LSTM(4, batch_input_shape=(2, 3, 2), stateful=True, seed=0), fr.Dense(1, seed=1)])
+    x = rng_inputs(6, 3, 2)
+    expected = model.predict(x)                  # in batches of 2, chained
+    model.save(tmp_path / "stateful.npz")
+    for loaded in (fr.load(tmp_path / "stateful.npz"), pickle.loads(pickle.dumps(model))):
+        np.testing.assert_array_equal(loaded.predict(x), expected)
+        with pytest.raises(ValueError, match="declared for batches of 2, got a batch of 6"):
+            loaded(x)
+
+
+def test_a_keras_file_stateful_model_runs_in_its_declared_batches():
+    from pathlib import Path
+
+    model = fr.load(Path(__file__).parent / "data" / "files" / "stateful_lstm.keras")
+    batch = model.input_shape[0]
+    x = rng_inputs(3 * batch, *model.input_shape[1:])
+    chained = model.predict(x, batch_size=batch)
+    model.reset_states()
+    np.testing.assert_array_equal(model.predict(x), chained)
+
+
+def test_ragged_lists_of_one_sequence():
+    # Unbuilt Sequential: (T, F) sequences are ragged, a (B, T, F) batch is an input list.
+    model = fr.Sequential([fr.LSTM(4, seed=0)])
+    seq7, seq5 = rng_inputs(7, 3), rng_inputs(5, 3, seed=1)
+    np.testing.assert_allclose(model.predict([seq7]), model(seq7[None]), atol=1e-6)
+    fresh = fr.Sequential([fr.LSTM(4, seed=0)])
+    both = fresh.predict([seq7, seq5])           # built for any length, not the first group's
+    np.testing.assert_allclose(both[1], fresh(seq5[None])[0], atol=1e-6)
+    # Univariate: a 1-D sequence may leave out its feature axis of 1, as a batch may.
+    uni = fr.Sequential([fr.Input((None, 1)), fr.GRU(3, seed=0)])
+    s = rng_inputs(7)
+    np.testing.assert_allclose(uni.predict([s]), uni(s[None, :, None]), atol=1e-6)

@@ -270,8 +270,19 @@ def test_a_pt_archive_that_expands_far_beyond_its_size_is_refused_before_reading
             for _ in range(16):
                 member.write(bytes(2 ** 24))
     assert path.stat().st_size < 2 ** 21
-    with pytest.raises(fastrnn.ModelFileError, match=r"member 'bomb/data/0' expands to 268435456 bytes from \d+; "
+    with pytest.raises(fastrnn.ModelFileError, match=r"its members expand to 26843\d+ bytes from a file of \d+; "
                                                       "refused before reading"):
+        fastrnn.load(path)
+
+
+def test_a_pt_archive_of_many_deflated_members_is_refused_before_reading(tmp_path):
+    # Each member under any one limit, together 16 times the file: refused by their sum.
+    path = tmp_path / "many.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        archive.writestr("many/data.pkl", pickle.dumps({}, protocol=2))
+        for i in range(16):
+            archive.writestr(f"many/data/{i}", bytes(2 ** 23))
+    with pytest.raises(fastrnn.ModelFileError, match=r"its members expand to \d+ bytes .*refused before reading"):
         fastrnn.load(path)
 
 

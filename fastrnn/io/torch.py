@@ -11,6 +11,7 @@ The conversion, once, at load time (verified against torch 2.13 outputs in tests
 
 Nothing here imports torch but `from_torch`, which reads a live module.
 """
+import os
 import re
 import zipfile
 
@@ -277,10 +278,10 @@ def load_torch(path, prefix="", nonlinearity="tanh", batch_first=False, dtype=No
 
 
 def _check_torch_archive(source):
-    """Refuse a zip-format .pt file whose members would expand far beyond the file, before
-    torch.load allocates them: torch writes its tensors uncompressed, so only a damaged or
-    hostile file holds a member much larger compressed than stored."""
-    from .keras import MAX_WEIGHT_BYTES, ZIP_ERRORS
+    """Refuse a zip-format .pt file that would expand far beyond its own size, before
+    torch.load allocates its members: torch writes tensors uncompressed, so only a damaged or
+    hostile file holds much more than it stores."""
+    from .keras import MAX_ARCHIVE_MEMBERS, MAX_WEIGHT_BYTES, ZIP_ERRORS
 
     if not zipfile.is_zipfile(source):
         return   # the legacy pickle format: its tensors are stored in the file at their size
@@ -289,10 +290,17 @@ def _check_torch_archive(source):
             members = archive.infolist()
     except ZIP_ERRORS as exc:
         raise ModelFileError(f"{source}: a damaged zip archive ({exc})") from exc
-    for info in members:
-        if info.file_size > MAX_WEIGHT_BYTES or info.file_size > max(64 * 2 ** 20, 4 * info.compress_size):
-            raise ModelFileError(f"{source}: member {info.filename!r} expands to {info.file_size} bytes from "
-                                 f"{info.compress_size}; refused before reading")
+    if len(members) > MAX_ARCHIVE_MEMBERS:
+        raise ModelFileError(f"{source}: a zip archive of {len(members)} members, more than {MAX_ARCHIVE_MEMBERS}; "
+                             "refused")
+    largest = max(members, key=lambda info: info.file_size, default=None)
+    total = sum(info.file_size for info in members)
+    if largest is not None and largest.file_size > MAX_WEIGHT_BYTES:
+        raise ModelFileError(f"{source}: member {largest.filename!r} expands to {largest.file_size} bytes; "
+                             "refused before reading")
+    if total > max(64 * 2 ** 20, 4 * os.path.getsize(source)):
+        raise ModelFileError(f"{source}: its members expand to {total} bytes from a file of "
+                             f"{os.path.getsize(source)}; refused before reading")
 
 
 def _is_safetensors(head):
