@@ -33,15 +33,16 @@ class InputLayer(Layer):
         The full shape, batch axis first, instead of `shape` and `batch_size` (Keras 2's
         ``batch_input_shape=`` too).
     name : str, optional
-    sparse, input_tensor, optional
+    sparse, input_tensor, optional, ragged
         Keras's; only their defaults are supported.
     """
 
     def __init__(self, shape=None, batch_size=None, dtype="float32", sparse=None, batch_shape=None,
                  input_tensor=None, optional=False, name=None, input_shape=None, batch_input_shape=None,
-                 **keras_options):
+                 ragged=None, **keras_options):
         super().__init__(name or unique_name("input_layer"), "float32", **keras_options)
-        for argument, value in (("sparse", sparse), ("input_tensor", input_tensor), ("optional", optional)):
+        for argument, value in (("sparse", sparse), ("input_tensor", input_tensor), ("optional", optional),
+                                ("ragged", ragged)):
             if value:
                 raise ValueError(f"InputLayer {self.name!r}: {argument}={value!r} is not supported")
         shape = input_shape if shape is None else shape
@@ -50,7 +51,9 @@ class InputLayer(Layer):
             if shape is None:
                 raise ValueError(f"InputLayer {self.name!r} needs shape= (one sample's shape) or batch_shape=")
             batch_shape = checked_shape([batch_size], "Input batch_size") + checked_shape(shape, "Input shape")
-        self.input_dtype = np.dtype(dtype)
+        elif shape is not None or batch_size is not None:
+            raise ValueError(f"InputLayer {self.name!r} takes batch_shape= or shape= (and batch_size=), not both")
+        self.input_dtype = np.dtype("float32" if dtype is None else dtype)
         self.batch_shape = checked_shape(batch_shape, "Input batch_shape")
         self.input_shape = self.batch_shape
         node = Node(self, [], {})
@@ -59,6 +62,10 @@ class InputLayer(Layer):
 
     def compute_output_shape(self, input_shape):
         return self.batch_shape
+
+    def get_config(self):
+        """Keras's InputLayer config: ``batch_shape``, ``dtype`` (of the input) and ``name``."""
+        return {"batch_shape": list(self.batch_shape), "dtype": self.input_dtype.name, "name": self.name}
 
 
 def _within(layers):
@@ -73,7 +80,8 @@ def _within(layers):
     return found
 
 
-def Input(shape=None, batch_size=None, dtype="float32", name=None, batch_shape=None):
+def Input(shape=None, batch_size=None, dtype="float32", sparse=None, batch_shape=None, name=None, tensor=None,
+          optional=False, ragged=None):
     """A placeholder for a model input, as ``keras.Input``.
 
     Parameters
@@ -86,6 +94,8 @@ def Input(shape=None, batch_size=None, dtype="float32", name=None, batch_shape=N
     name : str, optional
     batch_shape : tuple, optional
         The full shape, batch axis included (instead of `shape` and `batch_size`).
+    sparse, tensor, optional, ragged
+        Keras's; only their defaults are supported.
 
     Returns
     -------
@@ -107,7 +117,7 @@ def Input(shape=None, batch_size=None, dtype="float32", name=None, batch_shape=N
     """
     if batch_shape is None and shape is None:
         raise ValueError("Input needs shape= (one sample's shape) or batch_shape=")
-    return InputLayer(shape, batch_size, dtype, batch_shape=batch_shape, name=name).output
+    return InputLayer(shape, batch_size, dtype, sparse, batch_shape, tensor, optional, name, ragged=ragged).output
 
 
 def _fits(given, declared):
@@ -237,17 +247,22 @@ class _Model:
 
     @property
     def trainable_weights(self):
-        """The weights of layers made with ``trainable=True`` (Keras's split)."""
-        return [w for layer in self.layers for w in layer.trainable_weights]
+        """The weights of layers made with ``trainable=True``, none if the model was made with
+        ``trainable=False`` (Keras's split)."""
+        return [w for layer in self.layers for w in layer.trainable_weights] if self.trainable else []
 
     @property
     def non_trainable_weights(self):
-        """The weights of layers made with ``trainable=False``."""
-        return [w for layer in self.layers for w in layer.non_trainable_weights]
+        """The weights that `trainable_weights` leaves out."""
+        trainable = {id(w) for w in self.trainable_weights}
+        return [w for w in self.weights if id(w) not in trainable]
 
     @property
     def input(self):
-        """The model's input tensor (a list for several): Keras's ``model.input``."""
+        """The model's input tensor (a list for several, a dict if it was made from one): Keras's
+        ``model.input``."""
+        if getattr(self, "_input_keys", None):
+            return dict(zip(self._input_keys, self.inputs))
         return self.inputs[0] if len(self.inputs) == 1 else self.inputs
 
     @property
@@ -548,11 +563,10 @@ class _Model:
             print_fn(name.ljust(widths[0]) + shape.ljust(widths[1]) + count.rjust(widths[2]))
             print_fn(("=" if i == len(rows) - 1 else "_") * total_width)
         if all(layer.built or not layer._has_weights for layer in self.layers):
-            total = self.count_params()
-            size = _format_bytes(sum(w.nbytes for layer in self.layers for w in layer.weights))
-            print_fn(f"Total params: {total:,} ({size})")
-            print_fn(f"Trainable params: {total:,} ({size})")
-            print_fn("Non-trainable params: 0 (0.00 B)")
+            for label, weights in (("Total", self.weights), ("Trainable", self.trainable_weights),
+                                   ("Non-trainable", self.non_trainable_weights)):
+                count = sum(w.size for w in weights)
+                print_fn(f"{label} params: {count:,} ({_format_bytes(sum(w.nbytes for w in weights))})")
         else:
             print_fn("Total params: ? (the model is not built: give its first layer input_shape=)")
 
@@ -785,8 +799,10 @@ class Model(_Model):
     def __init__(self, inputs, outputs, name=None, trainable=True):
         self.name = name or unique_name("functional")
         self.trainable = bool(trainable)
+        # Inputs given by name are taken in the order of their names, as Keras flattens a dict.
+        self._input_keys = sorted(inputs) if isinstance(inputs, dict) else None
         if isinstance(inputs, dict):
-            inputs = list(inputs.values())
+            inputs = [inputs[key] for key in self._input_keys]
         self.inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         self.outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         for tensor in self.inputs + self.outputs:
@@ -841,7 +857,7 @@ class Model(_Model):
         """`inputs` as one entry per model input, in order: from one array (a single-input
         model), a list or tuple, or a dict keyed by input name, as Keras takes them."""
         if isinstance(inputs, dict):
-            names = [t.name for t in self.inputs]
+            names = self._input_keys or [t.name for t in self.inputs]
             unknown = sorted(set(inputs) - set(names), key=str)
             missing = [n for n in names if n not in inputs]
             if unknown or missing:
@@ -886,8 +902,13 @@ class Model(_Model):
 
         if any(isinstance(a, Symbolic) for a in arrays):
             return self._call_symbolic(arrays, resolve)
-        masks_given = [None] * len(arrays) if mask is None else self._input_list(
-            [mask] if len(self.inputs) == 1 and not isinstance(mask, (list, tuple, dict)) else mask, "masks")
+        if mask is None:
+            masks_given = [None] * len(arrays)
+        elif len(self.inputs) == 1 and not isinstance(mask, dict):   # the mask, or a list of that one array
+            single = isinstance(mask, (list, tuple)) and len(mask) == 1 and hasattr(mask[0], "ndim")
+            masks_given = [mask[0] if single else mask]
+        else:
+            masks_given = self._input_list(mask, "masks")
         values, masks = {}, {}
         for tensor, array, given_mask in zip(self.inputs, arrays, masks_given):
             array = np.asarray(array)

@@ -388,3 +388,44 @@ def test_ragged_lists_of_one_sequence():
     uni = fr.Sequential([fr.Input((None, 1)), fr.GRU(3, seed=0)])
     s = rng_inputs(7)
     np.testing.assert_allclose(uni.predict([s]), uni(s[None, :, None]), atol=1e-6)
+
+
+def test_input_layer_config_and_keras_arguments():
+    layer = fr.InputLayer(shape=(3,), batch_size=2, dtype="int32", ragged=False, name="tokens")
+    again = fr.InputLayer.from_config(layer.get_config())
+    assert (again.batch_shape, again.input_dtype, again.name) == ((2, 3), np.dtype("int32"), "tokens")
+    assert fr.Input((2,), dtype=None).dtype == np.float32            # Keras's default
+    with pytest.raises(ValueError, match="takes batch_shape= or shape= .*not both"):
+        fr.Input((2,), batch_shape=(None, 2))
+    with pytest.raises(ValueError, match="ragged=True is not supported"):
+        fr.Input((2,), ragged=True)
+
+
+def test_inputs_by_name_follow_keras_order_and_keys():
+    # Keras flattens a dict of inputs in the order of its keys, and matches given arrays by key.
+    first, second = fr.Input((None, 3), name="feature_1"), fr.Input((None, 2), name="feature_2")
+    model = fr.Model({"z": first, "a": second},
+                     fr.Concatenate()([fr.GRU(2, seed=0)(first), fr.GRU(2, seed=1)(second)]))
+    x1, x2 = rng_inputs(4, 5, 3), rng_inputs(4, 5, 2, seed=1)
+    assert model.inputs == [second, first] and model.input == {"a": second, "z": first}
+    expected = model({"z": x1, "a": x2})
+    np.testing.assert_array_equal(model([x2, x1]), expected)
+    np.testing.assert_array_equal(model.predict({"z": x1, "a": x2}), expected)
+
+
+def test_single_input_mask_as_a_list():
+    inp = fr.Input((None, 3))
+    lstm = fr.LSTM(4, seed=0)
+    model = fr.Model(inp, lstm(inp))
+    x = rng_inputs(2, 4, 3)
+    mask = [[True, True, False, False], [True, True, True, True]]    # a nested list is one mask
+    np.testing.assert_array_equal(model(x, mask=mask), lstm(x, mask=np.array(mask)))
+
+
+def test_trainable_false_in_weights_and_summary():
+    model = fr.Sequential([fr.Input((None,), dtype="int32"), fr.Embedding(10, 3, trainable=False), fr.GRU(4)])
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert "Non-trainable params: 30 (120.00 B)" in lines and "Trainable params: 108 (432.00 B)" in lines
+    frozen = fr.Sequential([fr.Input((None, 2)), fr.GRU(4)], trainable=False)
+    assert frozen.trainable_weights == [] and len(frozen.non_trainable_weights) == 3
