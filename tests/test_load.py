@@ -166,7 +166,7 @@ def test_options_for_the_wrong_format_are_refused():
 @pytest.mark.parametrize("content, message", [
     (b"", "not a model file fastrnn reads"),
     (b"hello world, not a model", "not a model file fastrnn reads"),
-    (b"PK\x03\x04 truncated zip", "damaged zip"),
+    (b"PK\x03\x04 truncated zip", "not a readable zip archive"),
     (b"\x89HDF\r\n\x1a\n truncated", "not a readable HDF5 file"),
 ])
 def test_garbage_files_are_named(tmp_path, content, message):

@@ -4,7 +4,6 @@ Each reader converts its format to fastrnn's layers in Keras layout, once; `load
 format from the file's first bytes, not from its name.
 """
 import os
-import zipfile
 
 from ..errors import ModelFileError
 
@@ -20,17 +19,10 @@ def _format(path):
     if head.startswith(_HDF5_MAGIC):
         return "keras_h5"
     if head.startswith(b"PK\x03\x04"):
-        from .keras import MAX_ARCHIVE_MEMBERS, ZIP_ERRORS
+        from .keras import open_archive
 
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-        except ZIP_ERRORS as exc:
-            raise ModelFileError(f"{path}: a damaged zip archive ({exc})") from exc
-        if len(names) > MAX_ARCHIVE_MEMBERS:
-            raise ModelFileError(f"{path}: a zip archive of {len(names)} members, more than {MAX_ARCHIVE_MEMBERS}; "
-                                 "refused")
-        names = set(names)
+        with open_archive(path, path, "zip archive") as archive:
+            names = set(archive.namelist())
         if "__fastrnn__.npy" in names:
             return "native"
         if "config.json" in names:

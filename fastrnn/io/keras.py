@@ -599,12 +599,13 @@ def _json(text, source, what):
 ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError)
 
 
-def _open_archive(path, source):
-    """A zip archive, open, with at most MAX_ARCHIVE_MEMBERS members (nothing is extracted)."""
+def open_archive(path, source, kind=".keras archive"):
+    """A zip archive, open, with at most MAX_ARCHIVE_MEMBERS members (nothing is extracted);
+    anything else is a ModelFileError naming `source` and what it should have been, `kind`."""
     try:
         archive = zipfile.ZipFile(path)
     except ZIP_ERRORS as exc:
-        raise ModelFileError(f"{source}: not a readable .keras archive ({exc})") from exc
+        raise ModelFileError(f"{source}: not a readable {kind} ({exc})") from exc
     if len(archive.infolist()) > MAX_ARCHIVE_MEMBERS:
         archive.close()
         raise ModelFileError(f"{source}: the archive has more than {MAX_ARCHIVE_MEMBERS} members; refused")
@@ -645,7 +646,7 @@ def load_keras(path):
         For a damaged archive, an unsupported layer, or weights that do not fit the configuration.
     """
     source = str(path)
-    with _open_archive(path, source) as archive:
+    with open_archive(path, source) as archive:
         config = _json(_read_member(archive, "config.json", source, MAX_CONFIG_BYTES), source, "config.json")
         weights = _read_member(archive, "model.weights.h5", source)
         metadata = (_json(_read_member(archive, "metadata.json", source, MAX_CONFIG_BYTES), source, "metadata.json")
@@ -720,7 +721,7 @@ def load_weights(model, path):
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic == b"PK\x03\x04":
-        with _open_archive(path, source) as archive:
+        with open_archive(path, source) as archive:
             data = _read_member(archive, "model.weights.h5", source)
         h5_context = _open_h5(data, source)
     else:

@@ -281,18 +281,12 @@ def _check_torch_archive(source):
     """Refuse a zip-format .pt file that would expand far beyond its own size, before
     torch.load allocates its members: torch writes tensors uncompressed, so only a damaged or
     hostile file holds much more than it stores."""
-    from .keras import MAX_ARCHIVE_MEMBERS, MAX_WEIGHT_BYTES, ZIP_ERRORS
+    from .keras import MAX_WEIGHT_BYTES, open_archive
 
     if not zipfile.is_zipfile(source):
         return   # the legacy pickle format: its tensors are stored in the file at their size
-    try:
-        with zipfile.ZipFile(source) as archive:
-            members = archive.infolist()
-    except ZIP_ERRORS as exc:
-        raise ModelFileError(f"{source}: a damaged zip archive ({exc})") from exc
-    if len(members) > MAX_ARCHIVE_MEMBERS:
-        raise ModelFileError(f"{source}: a zip archive of {len(members)} members, more than {MAX_ARCHIVE_MEMBERS}; "
-                             "refused")
+    with open_archive(source, source, "PyTorch zip archive") as archive:
+        members = archive.infolist()
     largest = max(members, key=lambda info: info.file_size, default=None)
     total = sum(info.file_size for info in members)
     if largest is not None and largest.file_size > MAX_WEIGHT_BYTES:
