@@ -426,9 +426,14 @@ class _Model:
                 for target, r in zip(outputs, result):
                     target[start:start + len(r)] = r
                 advance(len(chunk[0]))
-        if outputs is None:   # no rows at all: the outputs' shapes from a probe of one row
-            probe = self([np.zeros((1,) + tuple(np.shape(a))[1:], np.asarray(a).dtype) for a in inputs]
-                         if len(inputs) > 1 else np.zeros((1,) + np.shape(inputs[0])[1:], np.asarray(inputs[0]).dtype))
+        if outputs is None:   # no rows at all: the outputs' shapes from a probe of zeros
+            rows = required or 1
+            stateful = [layer for layer in _within(self.layers) if getattr(layer, "stateful", False)]
+            carried = [layer._carried for layer in stateful]     # the probe must not move them
+            probe = self([np.zeros((rows,) + tuple(np.shape(a))[1:], np.asarray(a).dtype) for a in inputs]
+                         if len(inputs) > 1 else np.zeros((rows,) + np.shape(inputs[0])[1:], np.asarray(inputs[0]).dtype))
+            for layer, states in zip(stateful, carried):
+                layer._carried = states
             outputs = [np.empty((0,) + p.shape[1:], p.dtype) for p in (probe if isinstance(probe, list) else [probe])]
         return outputs if len(outputs) > 1 else outputs[0]
 

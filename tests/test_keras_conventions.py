@@ -429,3 +429,15 @@ def test_trainable_false_in_weights_and_summary():
     assert "Non-trainable params: 30 (120.00 B)" in lines and "Trainable params: 108 (432.00 B)" in lines
     frozen = fr.Sequential([fr.Input((None, 2)), fr.GRU(4)], trainable=False)
     assert frozen.trainable_weights == [] and len(frozen.non_trainable_weights) == 3
+
+
+def test_empty_predict_on_a_stateful_model_leaves_its_states():
+    model = fr.Sequential([fr.LSTM(3, batch_input_shape=(2, 4, 1), stateful=True, seed=0)])
+    x = rng_inputs(2, 4, 1)
+    model(x)
+    empty = model.predict(np.zeros((0, 4, 1), np.float32))
+    assert empty.shape == (0, 3)
+    after_empty = model(x)
+    model.reset_states()
+    model(x)
+    np.testing.assert_array_equal(model(x), after_empty)     # the empty predict moved nothing
