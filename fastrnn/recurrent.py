@@ -206,8 +206,8 @@ class _RNN(Layer):
             # Keras builds a stateful layer's states for its declared batch and refuses others.
             raise ValueError(
                 f"stateful layer {self.name!r} was declared for batches of {declared} (batch_input_shape "
-                f"or the Input's batch size), got a batch of {batch}; predict(x, batch_size={declared}) "
-                "runs more rows as consecutive batches"
+                f"or the Input's batch size), got a batch of {batch}: give it consecutive batches of "
+                f"{declared} (a model's predict does)"
             )
         if initial_state is None:
             return [np.zeros((batch, size), self.dtype) for size in self._sizes]
