@@ -84,7 +84,9 @@ class _RNN(Layer):
     def __init__(self, units, activation, use_bias, return_sequences, return_state, go_backwards,
                  dtype, seed, name, weights, input_shape, batch_input_shape, recurrent_activation=None,
                  zero_output_for_mask=False, stateful=False, dropout=0.0, recurrent_dropout=0.0, unroll=False,
-                 **keras_options):
+                 input_dim=None, input_length=None, **keras_options):
+        if input_shape is None and (input_dim is not None or input_length is not None):
+            input_shape = (input_length, input_dim)   # Keras 2's way of saying it
         super().__init__(name, dtype, input_shape, batch_input_shape, **keras_options)
         self.units = positive_int(units, "units")
         self._sizes = tuple(self._state_sizes())

@@ -441,3 +441,9 @@ def test_empty_predict_on_a_stateful_model_leaves_its_states():
     model.reset_states()
     model(x)
     np.testing.assert_array_equal(model(x), after_empty)     # the empty predict moved nothing
+
+
+def test_keras_2_shape_arguments_of_recurrent_layers():
+    assert fr.LSTM(4, input_dim=3, input_length=5).batch_input_shape == (None, 5, 3)
+    assert fr.GRU(4, input_dim=3).batch_input_shape == (None, None, 3)
+    assert fr.LSTM(4, batch_size=1, input_shape=(3, 1), stateful=True).batch_input_shape == (1, 3, 1)
