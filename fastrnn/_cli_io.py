@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .models import Model
+from .models import Model, _adjust_rank
 
 __all__ = ["CommandError", "InputSpec", "PredictionWriter", "Progress", "batch_axis", "bench_inputs",
            "check_inputs", "describe_format", "format_seconds", "format_shape", "input_specs", "is_torch",
@@ -77,7 +77,8 @@ def input_specs(model):
     if is_torch(model):
         return [InputSpec("input", (None, None, model.input_size), model.dtype)]
     if isinstance(model, Model):
-        return [InputSpec(t.name, t.shape, t.dtype) for t in model.inputs]
+        names = model._input_keys or [t.name for t in model.inputs]   # a model built from a dict: its keys
+        return [InputSpec(name, t.shape, t.dtype) for name, t in zip(names, model.inputs)]
     shape = model.input_shape
     return [InputSpec(None, tuple(shape) if shape is not None else None, _sequential_input_dtype(model))]
 
@@ -164,8 +165,8 @@ def _from_npz(path, specs, chosen):
             names = list(chosen)
         elif all(name in available for name in model_names):
             names = model_names
-        elif len(available) == len(specs):
-            names = available
+        elif len(available) == len(specs) and (len(specs) == 1 or available == [f"arr_{i}" for i in range(len(specs))]):
+            names = available    # one array, or np.savez's positional arr_0, arr_1, ...: in that order
         else:
             wanted = f" ({', '.join(model_names)})" if all(model_names) else ""
             raise CommandError(f"{path}: holds arrays {available}; the model takes {len(specs)} input(s)"
@@ -235,6 +236,8 @@ def check_inputs(path, arrays, model):
     for spec, array in zip(specs, arrays):
         # The batch size is free: the declared shape only pins the other axes.
         declared = spec.shape
+        if declared is not None and not is_torch(model):
+            array = _adjust_rank(array, declared)     # (rows, timesteps) for a univariate model, as predict
         if declared is not None and not _fits(array.shape[:axis] + array.shape[axis + 1:],
                                               declared[:axis] + declared[axis + 1:]):
             which = f"input {spec.name!r}" if len(specs) > 1 else "the model"
@@ -398,6 +401,7 @@ def bench_inputs(model, batch, timesteps, seed=0):
         One per model input.
     """
     rng, axis, arrays = np.random.default_rng(seed), batch_axis(model), []
+    batch = getattr(model, "_required_batch", None) or batch     # a stateful model takes only its own
     for spec in input_specs(model):
         if spec.shape is None:
             raise CommandError("the model does not declare its input shape")

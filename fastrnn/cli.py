@@ -162,7 +162,8 @@ def predict(args):
         progress = Progress(rows, enabled=sys.stderr.isatty() and not args.quiet)
         start = time.perf_counter()
         try:
-            _run_chunks(model, arrays, rows, writer, progress, args.batch_size)
+            _run_chunks(model, arrays, rows, writer, progress,
+                        args.batch_size or getattr(model, "_required_batch", None) or 1024)
             writer.finish()
         except BaseException:
             writer.abort()
@@ -227,7 +228,7 @@ def bench(args):
     print(f"{args.model}: inputs {shapes}, about {args.seconds:g} s per engine")
     print(f"{'engine':<10}{'p50':>12}{'p99':>12}{'sequences/s':>16}")
     for name, times in results.items():
-        rate = args.batch * len(times) / times.sum()
+        rate = inputs[0].shape[batch_axis(model)] * len(times) / times.sum()
         print(f"{name:<10}{format_seconds(np.percentile(times, 50)):>12}"
               f"{format_seconds(np.percentile(times, 99)):>12}{rate:>16,.0f}")
     for note in notes:
@@ -362,7 +363,8 @@ def build_parser():
     run.add_argument("input", metavar="INPUT", help=".npy (memory-mapped) or .npz (one array per model input)")
     run.add_argument("-o", "--output", metavar="OUTPUT", help=".npy, or .npz for several outputs "
                      "(default: INPUT's stem + .pred.npy or .pred.npz)")
-    run.add_argument("--batch-size", type=_positive(int), default=1024, metavar="N", help="rows per chunk (1024)")
+    run.add_argument("--batch-size", type=_positive(int), default=None, metavar="N",
+                     help="rows per chunk (1024, or the batch a stateful model was declared for)")
     run.add_argument("--threads", type=_positive(int), metavar="N", help="threads a forward pass may use (fastrnn.set_num_threads; default: the CPUs)")
     run.add_argument("--backend", choices=("cython", "numba", "numpy"), metavar="NAME",
                      help="cython, numba or numpy (default: fastrnn's choice)")

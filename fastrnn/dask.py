@@ -48,9 +48,10 @@ def predict(model, x, batch_size=None):
     model : Sequential or Model
         A fastrnn model (anything with fastrnn's ``predict``). It is shipped to the workers once,
         pickled through fastrnn's own format, and each worker runs it on whole chunks.
-    x : dask.array.Array or list of dask.array.Array
+    x : dask.array.Array, list or dict of dask.array.Array
         The input(s), batch axis first and chunked along it; a list for a model with several
-        inputs, in the model's input order. The other axes are rechunked to a single chunk, and
+        inputs, in the model's input order, or a dict by input name. The other axes are
+        rechunked to a single chunk, and
         every further input is rechunked to the first input's row chunks.
     batch_size : int, optional
         Rows per call inside a chunk, passed to ``model.predict`` (its default if None). The
@@ -94,6 +95,12 @@ def predict(model, x, batch_size=None):
     if stateful:
         raise ValueError(f"model {getattr(model, 'name', '')!r} has stateful layers {stateful}; fastrnn.dask.predict "
                          "runs chunks independently and in any order, so it cannot carry states between them")
+    if isinstance(x, dict):    # inputs by name, in the model's order (its _input_list checks the names)
+        from .models import Model
+
+        if not isinstance(model, Model):
+            raise TypeError("inputs by name (a dict) are for functional models; give a Sequential one dask array")
+        x = model._input_list(x)
     inputs = list(x) if isinstance(x, (list, tuple)) else [x]
     if not inputs:
         raise ValueError("fastrnn.dask.predict needs at least one input array")

@@ -247,9 +247,9 @@ class _Model:
 
     @property
     def trainable_weights(self):
-        """The weights of layers made with ``trainable=True``, none if the model was made with
-        ``trainable=False`` (Keras's split)."""
-        return [w for layer in self.layers for w in layer.trainable_weights] if self.trainable else []
+        """The weights of layers made with ``trainable=True`` (Keras's split; a model made with
+        ``trainable=False`` freezes its layers, as in Keras)."""
+        return [w for layer in self.layers for w in layer.trainable_weights]
 
     @property
     def non_trainable_weights(self):
@@ -468,8 +468,10 @@ class _Model:
             from .layers import Embedding
 
             return x[0].ndim == (2 if isinstance(self.layers[0], Embedding) else 3)
-        rank = len(declared)
-        return x[0].ndim != rank - 1 and not (declared[-1] == 1 and x[0].ndim == rank - 2)
+        rank, last = len(declared), declared[-1]
+        one_sequence = ((x[0].ndim == rank - 1 and last in (None, x[0].shape[-1]))
+                        or (last == 1 and x[0].ndim == rank - 2))
+        return not one_sequence
 
     def _predict_ragged(self, sequences, batch_size, verbose):
         """Run sequences of different lengths in groups; results in the original order.
@@ -610,6 +612,8 @@ class Sequential(_Model):
         self._output_shapes = None
         self._graph = None
         self._required_batch = None
+        # Threads making the first calls at once build one after another: one graph, not several.
+        self._build_lock = threading.RLock()
         for layer in layers or []:
             self.add(layer)
 
@@ -690,6 +694,12 @@ class Sequential(_Model):
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential {self.name!r} takes fastrnn layers (or a Sequential, whose layers "
                             f"it adds), got {type(layer).__name__}")
+        if any(other.name == layer.name for other in self.layers):
+            # Keras refuses it too; weights are saved by layer name.
+            raise ValueError(f"Sequential {self.name!r} already has a layer called {layer.name!r}: layer names "
+                             "must be unique in a model (give one another name=)")
+        if not self.trainable:
+            layer.trainable = False
         if not self.layers and self._input_shape is None and layer.batch_input_shape is not None:
             self._input_shape = layer.batch_input_shape
         self.layers.append(layer)
@@ -717,6 +727,10 @@ class Sequential(_Model):
         ValueError
             Naming the first layer that does not fit, with the shapes involved.
         """
+        with self._build_lock:
+            self._build(input_shape)
+
+    def _build(self, input_shape):
         shape, shapes = tuple(input_shape), []
         for layer in self.layers:
             layer.build(shape)
@@ -821,6 +835,14 @@ class Model(_Model):
         for node in self._nodes:
             if node.layer not in layers:
                 layers.append(node.layer)
+        names = [layer.name for layer in layers]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"model {self.name!r} has several layers called {repeated}: layer names must be "
+                             "unique in a model (give them other name=)")
+        if not self.trainable:
+            for layer in layers:
+                layer.trainable = False
         self.layers = layers
         self._required_batch = self._stateful_batch()
 

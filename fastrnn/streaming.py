@@ -79,6 +79,10 @@ class Stream:
                                  f"({type(layer).__name__}) cannot, because {reason}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        required = model._stateful_batch()
+        if required is not None and batch_size != required:
+            raise ValueError(f"model {model.name!r} has stateful layers declared for batches of {required}: "
+                             f"a stream of it takes batch_size={required}, not {batch_size}")
         self.model = model
         self.batch_size = int(batch_size)
         self._recurrent = [layer for layer in model.layers if isinstance(layer, R._RNN)]
@@ -111,7 +115,7 @@ class Stream:
 
     def __call__(self, chunk):
         """Advance every sequence by the steps of `chunk` ``(batch, n, ...)``; see the class notes."""
-        x = np.asarray(chunk)
+        x = self._with_features(np.asarray(chunk), 1)
         if x.ndim < 2 or x.shape[0] != self.batch_size:
             raise ValueError(f"a stream of batch_size {self.batch_size} takes chunks of shape "
                              f"({self.batch_size}, steps, ...), got {x.shape}")
@@ -153,13 +157,22 @@ class Stream:
                     x = run(x)
                 # A last state is the stream's own, updated in place next step: hand out a copy.
                 return x.copy() if self._copy_last else x
-        x = np.asarray(x_t)
+        x = self._with_features(np.asarray(x_t), 2)
         if x.ndim < 1 or x.shape[0] != self.batch_size:     # (named as given, not as a chunk)
             raise ValueError(f"a stream of batch_size {self.batch_size} takes steps of shape "
                              f"({self.batch_size}, ...), got {x.shape}")
         output = self(x[:, None])
         self._prepare_steps(x)
         return output[:, 0] if self._sequence_output else output
+
+    def _with_features(self, x, missing_axes):
+        """`x` with the feature axis of 1 that a univariate model declares added where it is left
+        out (`missing_axes` short of the model's input: 1 for a chunk, 2 for a step), as the
+        model's own call adds it."""
+        declared = self.model.input_shape
+        if declared is not None and declared[-1] == 1 and x.ndim == len(declared) - missing_axes:
+            return x[..., None]
+        return x
 
     def _prepare_steps(self, x):
         """Bind each layer's step to the stream's current states and weights, when the fast path

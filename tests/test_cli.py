@@ -313,3 +313,35 @@ def test_closed_stdout_pipe_prints_no_traceback():
     process.stderr.close()
     assert process.wait() == 1
     assert err == ""
+
+
+# ----------------------------------------------------------------------------- models built in code
+def test_predict_matches_inputs_by_the_models_dict_keys_or_refuses(capsys, tmp_path):
+    a, b = fastrnn.Input((None, 3), name="a_in"), fastrnn.Input((None, 2), name="b_in")
+    model = fastrnn.Model({"second": a, "first": b},
+                          fastrnn.Concatenate()([fastrnn.GRU(2, seed=0)(a), fastrnn.GRU(2, seed=1)(b)]))
+    model.save(tmp_path / "m.npz")
+    rng = np.random.default_rng(0)
+    xa, xb = rng.standard_normal((4, 5, 3)).astype("float32"), rng.standard_normal((4, 5, 2)).astype("float32")
+    expected = model({"second": xa, "first": xb})
+    np.savez(tmp_path / "keys.npz", second=xa, first=xb)        # the model's keys, in another order
+    assert run(capsys, "predict", tmp_path / "m.npz", tmp_path / "keys.npz", "-o", tmp_path / "o.npy")[0] == 0
+    np.testing.assert_allclose(np.load(tmp_path / "o.npy"), expected, atol=1e-6)
+    np.savez(tmp_path / "positional.npz", xb, xa)                # arr_0, arr_1: the model's order (first, second)
+    assert run(capsys, "predict", tmp_path / "m.npz", tmp_path / "positional.npz", "-o", tmp_path / "p.npy")[0] == 0
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, atol=1e-6)
+    np.savez(tmp_path / "other.npz", x=xa, y=xb)                 # neither: refused, not guessed
+    status, _, err = run(capsys, "predict", tmp_path / "m.npz", tmp_path / "other.npz")
+    assert status == 1
+    assert_one_line_error(err, "holds arrays ['x', 'y']", "(first, second)", "--input-name")
+
+
+def test_predict_and_bench_run_a_stateful_model_in_its_declared_batch(capsys, tmp_path):
+    model = fastrnn.Sequential([fastrnn.LSTM(3, batch_input_shape=(2, 4, 1), stateful=True, seed=0)])
+    model.save(tmp_path / "s.npz")
+    x = random_inputs(tmp_path / "x.npy", (6, 4))                # (rows, timesteps): a univariate model's
+    assert run(capsys, "predict", tmp_path / "s.npz", tmp_path / "x.npy", "-o", tmp_path / "y.npy")[0] == 0
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model.predict(x[..., None]), atol=1e-6)
+    status, out, err = run(capsys, "bench", tmp_path / "s.npz", "--batch", "5", "--seconds", "0.05")
+    assert status == 0, err
+    assert "inputs (2, 4, 1) float32" in out

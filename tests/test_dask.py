@@ -184,6 +184,18 @@ def test_two_input_functional_model():
 
 
 @needs_dask
+def test_inputs_by_name():
+    model = fastrnn.load(FILES / "k3_encoder_decoder.keras")
+    rng = np.random.default_rng(2)
+    encoder_in = rng.standard_normal((20, 5, 3)).astype(np.float32)
+    decoder_in = rng.standard_normal((20, 6, 2)).astype(np.float32)
+    names = [t.name for t in model.inputs]
+    y = fastrnn.dask.predict(model, {names[1]: da.from_array(decoder_in, chunks=8),
+                                     names[0]: da.from_array(encoder_in, chunks=8)})
+    assert_matches_predict(y.compute(), model, [encoder_in, decoder_in], y.chunks[0])
+
+
+@needs_dask
 def test_several_outputs_run_the_model_once_per_chunk(monkeypatch):
     encoder_in = fastrnn.Input((None, 3))
     sequence, h, c = fastrnn.LSTM(4, return_sequences=True, return_state=True, seed=0)(encoder_in)

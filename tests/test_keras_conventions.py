@@ -447,3 +447,75 @@ def test_keras_2_shape_arguments_of_recurrent_layers():
     assert fr.LSTM(4, input_dim=3, input_length=5).batch_input_shape == (None, 5, 3)
     assert fr.GRU(4, input_dim=3).batch_input_shape == (None, None, 3)
     assert fr.LSTM(4, batch_size=1, input_shape=(3, 1), stateful=True).batch_input_shape == (1, 3, 1)
+
+
+# ------------------------------------------------------------------ where these meet the rest
+def test_nested_stateful_batch_and_dict_keys_and_trainable_survive_saving(tmp_path):
+    inner = fr.Sequential([fr.Input(batch_shape=(2, None, 3)), fr.GRU(4, stateful=True, seed=0)])
+    outer = fr.Sequential([fr.Input((None, 3)), fr.Dense(3, seed=1, trainable=False), inner])
+    x = rng_inputs(6, 5, 3)
+    expected = outer.predict(x)
+    outer.save(tmp_path / "nested.npz")
+    loaded = fr.load(tmp_path / "nested.npz")
+    np.testing.assert_array_equal(loaded.predict(x), expected)
+    assert len(loaded.trainable_weights) == 3 and len(loaded.non_trainable_weights) == 2
+    a, b = fr.Input((None, 3), name="a_in"), fr.Input((None, 2), name="b_in")
+    by_key = fr.Model({"second": a, "first": b}, fr.Concatenate()([fr.GRU(2, seed=0)(a), fr.GRU(2, seed=1)(b)]))
+    by_key.save(tmp_path / "keys.npz")
+    again = fr.load(tmp_path / "keys.npz")
+    xa, xb = rng_inputs(2, 4, 3), rng_inputs(2, 4, 2, seed=1)
+    assert list(again.input) == ["first", "second"]
+    np.testing.assert_array_equal(again({"second": xa, "first": xb}), by_key({"second": xa, "first": xb}))
+
+
+def test_layer_names_are_unique_in_a_model():
+    with pytest.raises(ValueError, match="already has a layer called 'enc': layer names must be unique"):
+        fr.Sequential([fr.LSTM(2, name="enc", return_sequences=True), fr.LSTM(2, name="enc")])
+    inp = fr.Input((None, 3))
+    with pytest.raises(ValueError, match=r"several layers called \['enc'\]"):
+        fr.Model(inp, fr.GRU(2, name="enc")(fr.GRU(3, name="enc", return_sequences=True)(inp)))
+
+
+def test_a_frozen_model_freezes_its_layers():
+    inner = fr.Sequential([fr.Input((None, 3)), fr.GRU(4)], trainable=False)
+    outer = fr.Sequential([inner, fr.Dense(1)])
+    assert len(outer.trainable_weights) == 2 and len(outer.non_trainable_weights) == 3
+
+
+def test_first_calls_from_many_threads_make_one_graph():
+    import threading
+
+    model = fr.Sequential([fr.LSTM(4, return_sequences=True, seed=0), fr.GRU(2, seed=1)])
+    x, barrier = rng_inputs(3, 5, 2), threading.Barrier(8)
+    results = [None] * 8
+
+    def first_call(i):
+        barrier.wait()
+        results[i] = model(x)
+
+    threads = [threading.Thread(target=first_call, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.array_equal(r, results[0]) for r in results)
+    assert [len(layer._inbound_nodes) for layer in model.layers] == [1, 1]
+    np.testing.assert_array_equal(fr.Model(model.input, model.layers[0].output)(x), model.layers[0](x))
+
+
+def test_streams_of_univariate_and_stateful_models():
+    model = fr.Sequential([fr.Input((None, 1)), fr.LSTM(3, return_sequences=True, seed=0)])
+    x = rng_inputs(2, 6)                              # (batch, timesteps): the feature axis left out
+    stream = model.stream(2)
+    np.testing.assert_array_equal(np.stack([stream.step(x[:, t]) for t in range(6)], axis=1), model(x))
+    stream.reset()
+    np.testing.assert_array_equal(stream(x), model(x))
+    stateful = fr.Sequential([fr.LSTM(3, batch_input_shape=(2, None, 1), stateful=True)])
+    with pytest.raises(ValueError, match="declared for batches of 2: a stream of it takes batch_size=2, not 1"):
+        stateful.stream(1)
+
+
+def test_a_univariate_batch_in_a_list():
+    model = fr.Sequential([fr.Input((None, 1)), fr.GRU(3, seed=0)])
+    x = rng_inputs(4, 7)                              # (rows, timesteps): its last axis cannot be features
+    np.testing.assert_array_equal(model.predict([x]), model.predict(x))

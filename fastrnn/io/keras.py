@@ -146,6 +146,8 @@ def layer_from_config(spec, source, keras2=False, native=False, _depth=0):
     if config.get("time_major"):
         raise ModelFileError(f"{source}: layer {name!r} is time_major; fastrnn takes (batch, time, features)")
     kwargs = {key: config[key] for key in keys if key in config}
+    if isinstance(config.get("trainable"), bool):
+        kwargs["trainable"] = config["trainable"]
     if isinstance(kwargs.get("n"), int) and kwargs["n"] > MAX_REPEATS:
         raise ModelFileError(f"{source}: layer {name!r} repeats its input n={kwargs['n']} times, more than the "
                              f"{MAX_REPEATS} fastrnn accepts from a file")
@@ -334,6 +336,8 @@ def _wire_functional(body, specs, layers_by_name, source):
 
     def refs(key):
         value = body.get(key)
+        if key == "input_layers" and isinstance(value, dict) and value:   # inputs by name (Keras 3)
+            return {str(k): tensor(_tensor_ref(v, source)) for k, v in value.items()}
         if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
             value = [value]     # Keras 3 writes a single input/output unwrapped
         if not isinstance(value, list) or not value:
@@ -342,8 +346,8 @@ def _wire_functional(body, specs, layers_by_name, source):
 
     inputs, outs = refs("input_layers"), refs("output_layers")
     try:
-        return Model(inputs if len(inputs) > 1 else inputs[0], outs if len(outs) > 1 else outs[0],
-                     name=body.get("name"))
+        return Model(inputs if isinstance(inputs, dict) or len(inputs) > 1 else inputs[0],
+                     outs if len(outs) > 1 else outs[0], name=body.get("name"))
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{source}: {exc}") from exc
 

@@ -31,6 +31,12 @@ def _tensor_spec(tensor, node_index_of):
                        "keras_history": [tensor.node.layer.name, node_index_of[id(tensor.node)], tensor.index]}}
 
 
+def _batch_shape(model, shape):
+    """`shape` as saved: with the batch size the model's stateful layers were declared for, which
+    may be an inner model's (the layers themselves are rebuilt from their weights, without it)."""
+    return [model._required_batch if shape[0] is None else shape[0], *shape[1:]]
+
+
 def _model_config(model):
     from ..models import InputLayer, Model, Sequential, TorchRNN
 
@@ -42,7 +48,8 @@ def _model_config(model):
     if isinstance(model, Sequential):
         if model.input_shape is None:
             raise ValueError(f"model {model.name!r} is not built: call it once or give it an input shape before saving")
-        layers = [{"class_name": "InputLayer", "config": {"batch_shape": list(model.input_shape), "name": None}}]
+        layers = [{"class_name": "InputLayer", "config": {"batch_shape": _batch_shape(model, model.input_shape),
+                                                          "name": None}}]
         return {"class_name": "Sequential", "config": {"name": model.name, "layers": layers + [layer_spec(l) for l in model.layers]}}
     if isinstance(model, Model):
         node_index_of, calls, specs = {}, {}, {}
@@ -50,8 +57,8 @@ def _model_config(model):
             if isinstance(layer, InputLayer):
                 node_index_of[id(layer.output.node)] = 0
                 specs[layer.name] = {"class_name": "InputLayer", "name": layer.name, "inbound_nodes": [],
-                                     "config": {"batch_shape": list(layer.batch_shape), "dtype": layer.input_dtype.name,
-                                                "name": layer.name}}
+                                     "config": {"batch_shape": _batch_shape(model, layer.batch_shape),
+                                                "dtype": layer.input_dtype.name, "name": layer.name}}
             else:
                 specs[layer.name] = {**layer_spec(layer), "name": layer.name, "inbound_nodes": []}
         for node in model._nodes:
@@ -68,9 +75,12 @@ def _model_config(model):
                 "kwargs": {key: encode(value) for key, value in node.kwargs.items()},
             })
         refs = lambda tensors: [[t.node.layer.name, node_index_of[id(t.node)], t.index] for t in tensors]  # noqa: E731
+        inputs = refs(model.inputs)
+        if model._input_keys:     # made from a dict: the keys, as Keras 3 writes them
+            inputs = dict(zip(model._input_keys, inputs))
         return {"class_name": "Functional", "config": {
             "name": model.name, "layers": [specs[layer.name] for layer in model.layers],
-            "input_layers": refs(model.inputs), "output_layers": refs(model.outputs)}}
+            "input_layers": inputs, "output_layers": refs(model.outputs)}}
     raise TypeError(f"cannot save a {type(model).__name__}; fastrnn saves Sequential, Model and TorchRNN models")
 
 
