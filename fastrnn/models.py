@@ -830,11 +830,8 @@ class Model(_Model):
         for tensor in self.inputs:
             if not isinstance(tensor.node.layer, InputLayer):
                 raise ValueError(f"model input {tensor!r} is not made by fastrnn.Input")
-        self._nodes = self._sorted_nodes()
-        layers = [t.node.layer for t in self.inputs]
-        for node in self._nodes:
-            if node.layer not in layers:
-                layers.append(node.layer)
+        self._nodes, first_seen = self._sorted_nodes()
+        layers = self._keras_order(first_seen)
         names = [layer.name for layer in layers]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
@@ -847,12 +844,16 @@ class Model(_Model):
         self._required_batch = self._stateful_batch()
 
     def _sorted_nodes(self):
-        """The nodes between inputs and outputs, each after every node it reads from."""
-        order, seen, sources = [], set(), {id(t) for t in self.inputs}
+        """The nodes between inputs and outputs, each after every node it reads from, and each
+        layer's position in the order the search from the outputs first meets it."""
+        order, seen, sources, first_seen = [], set(), {id(t) for t in self.inputs}, {}
 
         def visit(tensor, path):
             node = tensor.node
-            if id(tensor) in sources or id(node) in seen:
+            if id(node) in seen:
+                return
+            first_seen.setdefault(id(node.layer), len(first_seen))
+            if id(tensor) in sources:
                 return
             if isinstance(node.layer, InputLayer):
                 raise ValueError(f"an output of model {self.name!r} depends on input {node.layer.name!r}, "
@@ -866,7 +867,23 @@ class Model(_Model):
 
         for tensor in self.outputs:
             visit(tensor, frozenset())
-        return order
+        return order, first_seen
+
+    def _keras_order(self, first_seen):
+        """The model's layers in Keras's order, that of its ``model.layers`` and so of its
+        ``get_weights()``: farthest from the outputs first (a layer's depth is its longest path to
+        an output), then in the order the search from the outputs met them."""
+        node_depth, layer_depth, layers = {}, {}, {}
+        for node in reversed(self._nodes):          # from the outputs back
+            depth = max(node_depth.get(id(node), 0), layer_depth.get(id(node.layer), 0))
+            node_depth[id(node)] = layer_depth[id(node.layer)] = depth
+            layers[id(node.layer)] = node.layer
+            for tensor in node.tensors():
+                node_depth[id(tensor.node)] = max(depth + 1, node_depth.get(id(tensor.node), 0))
+        for tensor in self.inputs:                  # an input no output reads: depth 0, first
+            layer = tensor.node.layer
+            layer_depth[id(layer)], layers[id(layer)] = node_depth.get(id(tensor.node), 0), layer
+        return sorted(layers.values(), key=lambda layer: (-layer_depth[id(layer)], first_seen.get(id(layer), -1)))
 
     @property
     def input_shape(self):

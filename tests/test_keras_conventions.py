@@ -519,3 +519,16 @@ def test_a_univariate_batch_in_a_list():
     model = fr.Sequential([fr.Input((None, 1)), fr.GRU(3, seed=0)])
     x = rng_inputs(4, 7)                              # (rows, timesteps): its last axis cannot be features
     np.testing.assert_array_equal(model.predict([x]), model.predict(x))
+
+
+def test_functional_layers_and_weights_in_keras_order():
+    # Keras 3.15 orders this model's layers (and get_weights) by depth from the outputs:
+    # ['a', 'b', 'enc_a1', 'enc_b1', 'enc_a2', 'enc_b2', 'subtract'], not branch by branch.
+    a, b = fr.Input((None, 3), name="a"), fr.Input((None, 3), name="b")
+    a2 = fr.LSTM(2, name="enc_a2", seed=2)(fr.LSTM(2, return_sequences=True, name="enc_a1", seed=1)(a))
+    b2 = fr.LSTM(2, name="enc_b2", seed=4)(fr.LSTM(2, return_sequences=True, name="enc_b1", seed=3)(b))
+    model = fr.Model([a, b], fr.Subtract(name="subtract")([a2, b2]))
+    assert [layer.name for layer in model.layers] == ["a", "b", "enc_a1", "enc_b1", "enc_a2", "enc_b2", "subtract"]
+    weights = model.get_weights()
+    np.testing.assert_array_equal(weights[3], model.get_layer("enc_b1").get_weights()[0])
+    assert model.get_layer(index=3).name == "enc_b1"
