@@ -167,9 +167,12 @@ class Layer:
         initializers (used when the layer is built without weights), and those that only
         training uses (regularizers, constraints, ``trainable``...), accepted so that Keras code
         runs as written. Anything else is a TypeError naming the layer and the argument."""
-        self._initializer_names = {key: options.pop(key, default) for key, default in self._initializers.items()}
+        given = {key: options.pop(key, default) for key, default in self._initializers.items()}
         self._initializer_functions = {key: initializers.get(value, f"{key} of layer {self.name!r}")
-                                       for key, value in self._initializer_names.items()}
+                                       for key, value in given.items()}
+        # (Keras's serialized form is named by its class)
+        self._initializer_names = {key: value["class_name"] if isinstance(value, dict) else value
+                                   for key, value in given.items()}
         self.trainable = bool(options.pop("trainable", True))
         weights = [key[:-len("_initializer")] for key in self._initializers]
         training_only = {"activity_regularizer", "autocast", *self._training_options,
@@ -348,7 +351,10 @@ class Layer:
 
     @classmethod
     def from_config(cls, config):
-        """The layer that `config` (from `get_config`) describes, unbuilt."""
+        """The layer that `config` (from `get_config`, fastrnn's or a Keras layer's) describes, unbuilt."""
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):   # Keras 3's DTypePolicy: its name is the dtype
+            config["dtype"] = (config["dtype"].get("config") or {}).get("name", "float32")
         return cls(**config)
 
     # ----------------------------------------------------------------- functional graphs

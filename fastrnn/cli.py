@@ -222,6 +222,9 @@ def bench(args):
         if times is not None:
             results["torch"] = times
     notes.append("onnxruntime: not timed (fastrnn does not export models to ONNX)")
+    steps = {x.shape[1 - batch_axis(model)] for x in inputs if x.ndim >= 3 or x.dtype.kind in "iu"}  # sequences
+    if steps and args.timesteps not in steps:
+        notes.append(f"timesteps: the model fixes them at {min(steps)}; --timesteps {args.timesteps} is not used")
     shapes = ", ".join(f"{format_shape(x.shape)} {x.dtype.name}" for x in inputs)
     if batch_axis(model) == 1:
         shapes += " (time, batch, features)"

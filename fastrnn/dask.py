@@ -135,7 +135,11 @@ def predict(model, x, batch_size=None):
 
     # Output shapes and dtypes: run the model once on one row of zeros (this also checks the inputs).
     probe = [np.zeros((1,) + a.shape[1:], dtype=a.dtype) for a in aligned]
-    probed = model.predict(probe if several else probe[0], batch_size=batch_size)
+    try:
+        probed = model.predict(probe if several else probe[0], batch_size=batch_size)
+    except (TypeError, ValueError) as exc:     # (its message shows the probe's one row)
+        shapes = ", ".join(str(a.shape) for a in aligned)
+        raise type(exc)(f"model {model.name!r} cannot take input(s) of shape {shapes}: {exc}") from exc
     probed = probed if isinstance(probed, list) else [probed]
 
     # The model is one task of the graph: pickled once with the graph, then copied at most once to

@@ -98,14 +98,20 @@ _BY_NAME.update({name.title().replace("_", ""): function for name, function in l
 _BY_NAME.update({"Identity": _identity, "HeUniform": _BY_NAME["he_uniform"], "HeNormal": _BY_NAME["he_normal"]})
 
 
+# The settings of Keras's initializers that a name alone means (Orthogonal's gain, Constant's
+# value, RandomUniform's bounds, RandomNormal's and TruncatedNormal's mean and stddev).
+_KERAS_DEFAULTS = {"gain": 1.0, "value": 0.0, "minval": -0.05, "maxval": 0.05, "mean": 0.0, "stddev": 0.05}
+
+
 def get(identifier, what):
     """The initializer that `identifier` names: a Keras name or class name, or a callable.
 
     Parameters
     ----------
-    identifier : str or callable
-        ``"glorot_uniform"``, ``"GlorotUniform"``, ``"orthogonal"``, ``"zeros"`` ...; a callable
-        is called as Keras calls one, ``identifier(shape, dtype=dtype)``.
+    identifier : str, dict or callable
+        ``"glorot_uniform"``, ``"GlorotUniform"``, ``"orthogonal"``, ``"zeros"`` ..., or Keras's
+        serialized form of one with its defaults; a callable is called as Keras calls one,
+        ``identifier(shape, dtype=dtype)``.
     what : str
         What is being initialised, for error messages (``"kernel_initializer of layer 'lstm'"``).
 
@@ -119,6 +125,15 @@ def get(identifier, what):
     ValueError
         If `identifier` is not a known name nor callable.
     """
+    if isinstance(identifier, dict) and identifier.get("class_name") in _BY_NAME:
+        # Keras's serialized form ({"class_name": "GlorotUniform", "config": {"seed": None}}), as a
+        # layer's get_config gives it: only defaults, as the name alone would mean.
+        settings = {k: v for k, v in (identifier.get("config") or {}).items()
+                    if k != "seed" and _KERAS_DEFAULTS.get(k, object()) != v}
+        if settings:
+            raise ValueError(f"{what}: {identifier['class_name']} with settings {settings} is not supported; "
+                             "fastrnn takes initializers with their Keras defaults, or a callable")
+        identifier = identifier["class_name"]
     if isinstance(identifier, str) and identifier in _BY_NAME:
         return _BY_NAME[identifier]
     if callable(identifier):

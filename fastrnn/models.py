@@ -423,6 +423,8 @@ class _Model:
                 result = result if isinstance(result, list) else [result]
                 if outputs is None:
                     outputs = [np.empty((n,) + r.shape[1:], r.dtype) for r in result]
+                elif start == 0:
+                    self._check_out(outputs, result, n)
                 for target, r in zip(outputs, result):
                     target[start:start + len(r)] = r
                 advance(len(chunk[0]))
@@ -436,6 +438,18 @@ class _Model:
                 layer._carried = states
             outputs = [np.empty((0,) + p.shape[1:], p.dtype) for p in (probe if isinstance(probe, list) else [probe])]
         return outputs if len(outputs) > 1 else outputs[0]
+
+    def _check_out(self, targets, first, rows):
+        """Refuse `out` arrays that cannot hold the outputs whose first batch is `first`, before
+        anything is written: another shape, too few of them, or a dtype that would lose values."""
+        if len(targets) != len(first):
+            raise ValueError(f"model {self.name!r} has {len(first)} output(s); out= gave {len(targets)} array(s)")
+        for i, (target, r) in enumerate(zip(targets, first)):
+            expected = (rows,) + r.shape[1:]
+            shape, dtype = getattr(target, "shape", None), getattr(target, "dtype", None)
+            if shape != expected or dtype is None or not np.can_cast(r.dtype, dtype, casting="safe"):
+                raise ValueError(f"out= array {i} of model {self.name!r} must have shape {expected} and a dtype "
+                                 f"that holds {r.dtype} exactly, got shape {shape} and dtype {dtype}")
 
     def _stateful_batch(self):
         """The batch size the model's stateful layers were declared for (Keras builds their
@@ -485,6 +499,16 @@ class _Model:
         if len(ranks) > 1 or not sequences or sequences[0].ndim < 1:
             raise ValueError(f"ragged input to model {self.name!r} must be sequences of one rank, "
                              f"(timesteps_i, ...) each; got shapes {[s.shape for s in sequences[:5]]}")
+        declared = self.inputs[0].shape if isinstance(self, Model) else self.input_shape
+        if declared is not None and sequences[0].ndim == len(declared):
+            raise ValueError(f"model {self.name!r} takes one input; got a list of {len(sequences)} arrays of shape "
+                             f"{sequences[0].shape}... (a list is read as sequences of different lengths, each "
+                             f"one axis short of {declared})")
+        tails = [s.shape[1:] for s in sequences]
+        odd = next((i for i, tail in enumerate(tails) if tail != tails[0]), None)
+        if odd is not None:
+            raise ValueError(f"ragged input to model {self.name!r}: sequence {odd} has steps of shape {tails[odd]}, "
+                             f"sequence 0 of shape {tails[0]}; sequences may differ in length only")
         lengths = np.array([len(s) for s in sequences])
         if isinstance(self, Sequential) and self.input_shape is None:
             # Unbuilt: built for any length, not the first group's (where the layers allow it).

@@ -158,9 +158,11 @@ class Stream:
                 # A last state is the stream's own, updated in place next step: hand out a copy.
                 return x.copy() if self._copy_last else x
         x = self._with_features(np.asarray(x_t), 2)
-        if x.ndim < 1 or x.shape[0] != self.batch_size:     # (named as given, not as a chunk)
-            raise ValueError(f"a stream of batch_size {self.batch_size} takes steps of shape "
-                             f"({self.batch_size}, ...), got {x.shape}")
+        declared = self.model.input_shape
+        if (x.ndim < 1 or x.shape[0] != self.batch_size
+                or (declared is not None and x.ndim != len(declared) - 1)):   # (named as given, not as a chunk)
+            step = (self.batch_size,) + tuple(declared[2:]) if declared else f"({self.batch_size}, ...)"
+            raise ValueError(f"a stream of batch_size {self.batch_size} takes steps of shape {step}, got {x.shape}")
         output = self(x[:, None])
         self._prepare_steps(x)
         return output[:, 0] if self._sequence_output else output

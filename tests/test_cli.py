@@ -345,3 +345,9 @@ def test_predict_and_bench_run_a_stateful_model_in_its_declared_batch(capsys, tm
     status, out, err = run(capsys, "bench", tmp_path / "s.npz", "--batch", "5", "--seconds", "0.05")
     assert status == 0, err
     assert "inputs (2, 4, 1) float32" in out
+
+
+def test_bench_says_when_the_model_fixes_the_timesteps(capsys):
+    status, out, err = run(capsys, "bench", KERAS, "--timesteps", "9", "--seconds", "0.05")
+    assert status == 0, err
+    assert "the model fixes them at 5; --timesteps 9 is not used" in out

@@ -532,3 +532,66 @@ def test_functional_layers_and_weights_in_keras_order():
     weights = model.get_weights()
     np.testing.assert_array_equal(weights[3], model.get_layer("enc_b1").get_weights()[0])
     assert model.get_layer(index=3).name == "enc_b1"
+
+
+def test_predict_refuses_an_out_that_cannot_hold_the_outputs():
+    model = fr.Sequential([fr.Input((4, 3)), fr.GRU(3, return_sequences=True, seed=0)])
+    x = rng_inputs(10, 4, 3)
+    for bad in (np.zeros((10, 4, 3), np.int32), np.zeros((10, 3), np.float32), np.zeros((10, 4, 3), np.float16)):
+        with pytest.raises(ValueError, match=r"out= array 0 of model .* must have shape \(10, 4, 3\) and a dtype "
+                                             "that holds float32 exactly"):
+            model.predict(x, out=bad)
+        assert not bad.any()                                    # refused before anything was written
+    wider = np.zeros((10, 4, 3), np.float64)
+    np.testing.assert_array_equal(model.predict(x, out=wider), model(x))
+
+
+def test_save_refuses_another_frameworks_file_name(tmp_path):
+    model = fr.Sequential([fr.Input((4, 3)), fr.GRU(3)])
+    for name in ("m.keras", "m.h5", "m.pt"):
+        with pytest.raises(ValueError, match="writes fastrnn's own format, not .*name the file .npz"):
+            model.save(tmp_path / name)
+        assert not (tmp_path / name).exists()
+
+
+def test_clear_errors_for_ragged_and_stream_mistakes():
+    model = fr.Sequential([fr.Input((None, 3)), fr.LSTM(2, seed=0)])
+    with pytest.raises(ValueError, match=r"sequence 1 has steps of shape \(2,\), sequence 0 of shape \(3,\)"):
+        model.predict([rng_inputs(5, 3), rng_inputs(4, 2)])
+    with pytest.raises(ValueError, match=r"takes one input; got a list of 2 arrays of shape \(2, 5, 3\)"):
+        model.predict([rng_inputs(2, 5, 3), rng_inputs(2, 5, 3)])
+    with pytest.raises(ValueError, match=r"takes steps of shape \(1, 3\), got \(1, 1, 3\)"):
+        model.stream(1).step(rng_inputs(1, 1, 3))
+
+
+def test_a_keras_layer_config_builds_the_layer():
+    # What keras.layers.SimpleRNN(3).get_config() returns in Keras 3.15.
+    policy = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None}
+
+    def initializer(name, **config):
+        return {"module": "keras.initializers", "class_name": name, "config": {"seed": None, **config},
+                "registered_name": None}
+
+    config = {"name": "simple_rnn", "trainable": True, "dtype": policy, "return_sequences": False,
+              "return_state": False, "go_backwards": False, "stateful": False, "unroll": False,
+              "zero_output_for_mask": False, "units": 3, "activation": "tanh", "use_bias": True,
+              "kernel_initializer": initializer("GlorotUniform"), "recurrent_initializer": initializer("Orthogonal", gain=1.0),
+              "bias_initializer": {"module": "keras.initializers", "class_name": "Zeros", "config": {},
+                                   "registered_name": None},
+              "kernel_regularizer": None, "recurrent_regularizer": None, "bias_regularizer": None,
+              "activity_regularizer": None, "kernel_constraint": None, "recurrent_constraint": None,
+              "bias_constraint": None, "dropout": 0.0, "recurrent_dropout": 0.0, "seed": None}
+    layer = fr.SimpleRNN.from_config(config)
+    assert (layer.units, layer.dtype, layer.get_config()["recurrent_initializer"]) == (3, np.float32, "Orthogonal")
+    config["kernel_initializer"] = initializer("Constant", value=2.0)
+    with pytest.raises(ValueError, match=r"Constant with settings \{'value': 2.0\} is not supported"):
+        fr.SimpleRNN.from_config(config)
+
+
+def test_a_nested_model_in_a_keras_file_is_named():
+    from fastrnn.errors import ModelFileError
+    from fastrnn.io.keras import layer_from_config
+
+    with pytest.raises(ModelFileError, match="layer 'encoder' is a whole Sequential model nested in this one"):
+        layer_from_config({"class_name": "Sequential", "config": {"name": "encoder", "layers": []}}, "m.keras",
+                          False, False)

@@ -191,3 +191,10 @@ def test_torch_options_in_torch_terms():
         from_state_dict(state_dict(case), nonlinearity="relu")
     torch = pytest.importorskip("torch")
     assert from_state_dict(state_dict(case), dtype=torch.float64).dtype == np.float64
+
+
+def test_a_whole_networks_state_dict_names_its_rnns_prefix():
+    case = next(c for c in CASES if c["name"] == "gru_two_layers")
+    network = {**state_dict(case, "rnn."), "head.weight": np.zeros((1, 4)), "head.bias": np.zeros(1)}
+    with pytest.raises(fastrnn.ModelFileError, match="its RNN weights are under prefix 'rnn.': pass prefix='rnn.'"):
+        from_state_dict(network)

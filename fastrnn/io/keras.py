@@ -136,6 +136,10 @@ def layer_from_config(spec, source, keras2=False, native=False, _depth=0):
     if class_name == "Lambda":
         raise ModelFileError(f"{source}: layer {name!r} is a Lambda layer, which holds Python code; "
                              "fastrnn never runs code from a file. Replace it with supported layers.")
+    if class_name in ("Sequential", "Functional", "Model"):
+        raise ModelFileError(f"{source}: layer {name!r} is a whole {class_name} model nested in this one; fastrnn "
+                             "reads models made of layers, not of models (in Keras, build the outer model from "
+                             "the inner one's layers, or save and load the inner model on its own)")
     if class_name not in SUPPORTED_LAYERS:
         raise ModelFileError(
             f"{source}: layer {name!r} of class {class_name!r} is not supported by fastrnn; "

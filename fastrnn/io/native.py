@@ -13,6 +13,7 @@ A deployment needs neither h5py nor torch to read it.
 """
 import io
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -84,6 +85,10 @@ def _model_config(model):
     raise TypeError(f"cannot save a {type(model).__name__}; fastrnn saves Sequential, Model and TorchRNN models")
 
 
+_OTHER_FORMATS = {".keras": "a Keras archive", ".h5": "Keras HDF5", ".hdf5": "Keras HDF5", ".pt": "a PyTorch file",
+                  ".pth": "a PyTorch file", ".safetensors": "safetensors"}
+
+
 def save(model, path):
     """Write `model` to `path` in fastrnn's own format (see the module docstring).
 
@@ -91,8 +96,18 @@ def save(model, path):
     ----------
     model : Sequential, Model or TorchRNN
     path : str or os.PathLike
-        Written as given (``np.savez`` adds ``.npz`` to a name without that suffix).
+        Written as given; ``.npz`` is the usual name.
+
+    Raises
+    ------
+    ValueError
+        For a name another framework's format uses (``.keras``, ``.h5``, ``.pt`` ...): the file
+        would not be one, and that framework could not read it.
     """
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix in _OTHER_FORMATS:
+        raise ValueError(f"{os.fspath(path)}: model.save writes fastrnn's own format, not {_OTHER_FORMATS[suffix]}; "
+                         "name the file .npz (fastrnn.load reads it back)")
     with open(path, "wb") as f:
         _write(model, f)
 

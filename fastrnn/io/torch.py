@@ -77,8 +77,12 @@ def from_state_dict(state_dict, prefix="", nonlinearity="tanh", batch_first=Fals
         name = key[len(prefix):]
         match = _KEY.match(name)
         if match is None:
+            # A whole network's state dict: say where its RNN's tensors are.
+            prefixes = sorted({str(k)[:-len("weight_ih_l0")] for k in state_dict
+                               if str(k).endswith("weight_ih_l0") and str(k).startswith(prefix)} - {prefix})
+            hint = f"; its RNN weights are under prefix {prefixes[0]!r}: pass prefix={prefixes[0]!r}" if prefixes else ""
             raise ModelFileError(f"{source}: unexpected tensor {key!r} for a torch RNN/LSTM/GRU"
-                                 f"{' under prefix ' + repr(prefix) if prefix else ''}")
+                                 f"{' under prefix ' + repr(prefix) if prefix else ''}{hint}")
         tensors[name] = _array(value, key, 2 if name.startswith("weight") else 1, source)
     if "weight_ih_l0" not in tensors:
         raise ModelFileError(f"{source}: no torch RNN/LSTM/GRU weights (weight_ih_l0) "
