@@ -171,12 +171,16 @@ def test_sequential_on_chunked_array():
     assert_matches_predict(y.compute(scheduler="sync"), model, x, y.chunks[0], batch_size=7)
 
 
+def encoder_decoder(rows):
+    """The two-input Keras model and random inputs for it: encoder (rows, 5, 3), decoder (rows, 6, 2)."""
+    rng = np.random.default_rng(2)
+    return (fastrnn.load(FILES / "k3_encoder_decoder.keras"), rng.standard_normal((rows, 5, 3)).astype(np.float32),
+            rng.standard_normal((rows, 6, 2)).astype(np.float32))
+
+
 @needs_dask
 def test_two_input_functional_model():
-    model = fastrnn.load(FILES / "k3_encoder_decoder.keras")
-    rng = np.random.default_rng(2)
-    encoder_in = rng.standard_normal((50, 5, 3)).astype(np.float32)
-    decoder_in = rng.standard_normal((50, 6, 2)).astype(np.float32)
+    model, encoder_in, decoder_in = encoder_decoder(50)
     y = fastrnn.dask.predict(model, [da.from_array(encoder_in, chunks=(12, 5, 3)),
                                      da.from_array(decoder_in, chunks=(7, 4, 2))])   # rechunked to (12, ...)
     assert y.shape == (50, 6, 3) and y.chunks[0] == (12, 12, 12, 12, 2)
@@ -185,10 +189,7 @@ def test_two_input_functional_model():
 
 @needs_dask
 def test_inputs_by_name():
-    model = fastrnn.load(FILES / "k3_encoder_decoder.keras")
-    rng = np.random.default_rng(2)
-    encoder_in = rng.standard_normal((20, 5, 3)).astype(np.float32)
-    decoder_in = rng.standard_normal((20, 6, 2)).astype(np.float32)
+    model, encoder_in, decoder_in = encoder_decoder(20)
     names = [t.name for t in model.inputs]
     y = fastrnn.dask.predict(model, {names[1]: da.from_array(decoder_in, chunks=8),
                                      names[0]: da.from_array(encoder_in, chunks=8)})
