@@ -270,6 +270,28 @@ class _Model:
         """The model's output tensor (a list for several): Keras's ``model.output``."""
         return self.outputs[0] if len(self.outputs) == 1 else self.outputs
 
+    def get_config(self):
+        """The model's configuration in Keras's form (its layers and, for a functional model, how
+        they connect), without weights: `from_config` rebuilds it."""
+        from .io.native import _model_config
+
+        return _model_config(self)["config"]
+
+    @classmethod
+    def from_config(cls, config):
+        """A model of `config`, from `get_config` (fastrnn's or a Keras model's), its layers
+        initialised as Keras does (``set_weights`` gives it trained ones).
+
+        Raises
+        ------
+        fastrnn.ModelFileError
+            For a configuration fastrnn cannot build (naming the layer at fault).
+        """
+        from .io.keras import model_from_config
+
+        kind = "Sequential" if issubclass(cls, Sequential) else "Functional"
+        return model_from_config({"class_name": kind, "config": config}, "the configuration", native=True)
+
     def predict_on_batch(self, x):
         """Run the model on one batch `x`, as Keras's ``predict_on_batch``: ``model(x)``."""
         return self(x)

@@ -595,3 +595,39 @@ def test_a_nested_model_in_a_keras_file_is_named():
     with pytest.raises(ModelFileError, match="layer 'encoder' is a whole Sequential model nested in this one"):
         layer_from_config({"class_name": "Sequential", "config": {"name": "encoder", "layers": []}}, "m.keras",
                           False, False)
+
+
+def test_model_config_round_trip():
+    model = fr.Sequential([fr.Input((None, 3)), fr.LSTM(4, return_sequences=True, seed=0), fr.GRU(2, seed=1),
+                           fr.Dense(1, activation="mish")])
+    again = fr.Sequential.from_config(model.get_config())
+    assert [type(l).__name__ for l in again.layers] == ["LSTM", "GRU", "Dense"] and again.input_shape == (None, None, 3)
+    again.set_weights(model.get_weights())
+    x = rng_inputs(2, 5, 3)
+    np.testing.assert_array_equal(again(x), model(x))
+    a, b = fr.Input((None, 3), name="a"), fr.Input((None, 2), name="b")
+    functional = fr.Model({"a": a, "b": b}, fr.Concatenate()([fr.GRU(2, seed=0)(a), fr.GRU(2, seed=1)(b)]))
+    copy = fr.Model.from_config(functional.get_config())
+    copy.set_weights(functional.get_weights())
+    xa, xb = rng_inputs(2, 4, 3), rng_inputs(2, 4, 2, seed=1)
+    np.testing.assert_array_equal(copy({"a": xa, "b": xb}), functional({"a": xa, "b": xb}))
+
+
+@pytest.mark.parametrize("name", ["k3_embedding_gru.keras", "k3_encoder_decoder.keras", "k3_bidi_concat.keras"])
+def test_a_keras_models_config_builds_the_model(name):
+    import json
+    import zipfile
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "files" / name
+    with zipfile.ZipFile(path) as archive:
+        keras_config = json.loads(archive.read("config.json"))     # what Keras's model.get_config() gave
+    loaded = fr.load(path)
+    built = type(loaded).from_config(keras_config["config"])
+    assert [type(l).__name__ for l in built.layers] == [type(l).__name__ for l in loaded.layers]
+    built.set_weights(loaded.get_weights())
+    shapes = loaded.input_shape if isinstance(loaded.input_shape, list) else [loaded.input_shape]
+    x = [np.random.default_rng(0).integers(1, 10, size=(2, 6)) if len(shape) == 2     # token ids
+         else rng_inputs(2, *[5 if d is None else d for d in shape[1:]]) for shape in shapes]
+    given = x if len(x) > 1 else x[0]
+    np.testing.assert_array_equal(built(given), loaded(given))
