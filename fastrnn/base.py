@@ -72,6 +72,14 @@ def wrapped_dtype(layer, dtype, wrapper):
     return layer.dtype
 
 
+def plain_config(config):
+    """A copy of a layer's `config` whose dtype is a name: Keras 3 writes a DTypePolicy there."""
+    config = dict(config)
+    if isinstance(config.get("dtype"), dict):
+        config["dtype"] = (config["dtype"].get("config") or {}).get("name", "float32")
+    return config
+
+
 def from_spec(spec):
     """The fastrnn layer that a Keras-style ``{"class_name", "config"}`` spec describes."""
     import fastrnn
@@ -109,6 +117,36 @@ class Symbolic:
         return f"<Symbolic shape={self.shape} dtype={self.dtype.name} name={self.name!r}>"
 
 
+class ModelCall:
+    """One call of a whole model on `Input` tensors: the nodes its layers make during it are
+    marked with it, so that a model built around it lists that model's layers together, in the
+    model's own order, as Keras lists a nested model as one layer."""
+
+    _stack = threading.local()    # the model calls in progress in this thread, outermost first
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self._calls().append(self)
+        return self
+
+    def __exit__(self, *exc):
+        self._calls().pop()
+
+    @classmethod
+    def _calls(cls):
+        if not hasattr(cls._stack, "calls"):
+            cls._stack.calls = []
+        return cls._stack.calls
+
+    @classmethod
+    def outermost(cls):
+        """The outermost model call in progress in this thread, or None."""
+        calls = cls._calls()
+        return calls[0] if calls else None
+
+
 class Node:
     """One call of a layer in a functional model: its tensor arguments and its outputs."""
 
@@ -117,11 +155,13 @@ class Node:
         self.inputs = inputs      # a Symbolic or a list of them, as the layer was called
         self.kwargs = kwargs      # keyword arguments, possibly holding Symbolic (initial_state)
         self.outputs = []
+        self.within = ModelCall.outermost()   # the whole model's call it is part of, if any
 
     def tensors(self):
-        """Every Symbolic this node reads, positional first."""
+        """Every Symbolic this node reads, positional first, then keywords by name (as Keras
+        flattens a call's arguments)."""
         found = []
-        for value in [self.inputs, *self.kwargs.values()]:
+        for value in [self.inputs, *(self.kwargs[key] for key in sorted(self.kwargs))]:
             found.extend(v for v in (value if isinstance(value, (list, tuple)) else [value])
                          if isinstance(v, Symbolic))
         return found
@@ -174,6 +214,8 @@ class Layer:
         self._initializer_names = {key: value["class_name"] if isinstance(value, dict) else value
                                    for key, value in given.items()}
         self.trainable = bool(options.pop("trainable", True))
+        if options.pop("quantization_config", None) is not None:   # (Keras 3 writes None for a float layer)
+            raise TypeError(f"{type(self).__name__} (layer {self.name!r}): quantized layers are not supported")
         weights = [key[:-len("_initializer")] for key in self._initializers]
         training_only = {"activity_regularizer", "autocast", *self._training_options,
                          *(f"{w}_{kind}" for w in weights for kind in ("regularizer", "constraint"))}
@@ -352,10 +394,7 @@ class Layer:
     @classmethod
     def from_config(cls, config):
         """The layer that `config` (from `get_config`, fastrnn's or a Keras layer's) describes, unbuilt."""
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):   # Keras 3's DTypePolicy: its name is the dtype
-            config["dtype"] = (config["dtype"].get("config") or {}).get("name", "float32")
-        return cls(**config)
+        return cls(**plain_config(config))
 
     # ----------------------------------------------------------------- functional graphs
     @property

@@ -129,10 +129,16 @@ def _count_outputs(model):
 
 def _run_chunks(model, arrays, rows, writer, progress, batch_size):
     axis = batch_axis(model)
+    # A stateful model runs in the batch it was declared for, chunks being whole batches of it.
+    required = getattr(model, "_required_batch", None)
+    if required and rows % required:
+        raise CommandError(f"the model's stateful layers take batches of {required}: the input's {rows} "
+                           f"sequences are not a multiple of {required}")
+    chunk_rows = max(required, batch_size // required * required) if required else batch_size
     # One chunk even for zero rows: the output file then still gets its shape and dtype.
-    for start in range(0, max(rows, 1), batch_size):
-        chunk = [take_rows(array, axis, start, start + batch_size) for array in arrays]
-        outputs = _predict_chunk(model, chunk, batch_size)
+    for start in range(0, max(rows, 1), chunk_rows):
+        chunk = [take_rows(array, axis, start, start + chunk_rows) for array in arrays]
+        outputs = _predict_chunk(model, chunk, required or batch_size)
         writer.write(start, outputs)
         progress.update(outputs[0].shape[axis])
 
@@ -162,8 +168,7 @@ def predict(args):
         progress = Progress(rows, enabled=sys.stderr.isatty() and not args.quiet)
         start = time.perf_counter()
         try:
-            _run_chunks(model, arrays, rows, writer, progress,
-                        args.batch_size or getattr(model, "_required_batch", None) or 1024)
+            _run_chunks(model, arrays, rows, writer, progress, args.batch_size or 1024)
             writer.finish()
         except BaseException:
             writer.abort()
@@ -367,7 +372,7 @@ def build_parser():
     run.add_argument("-o", "--output", metavar="OUTPUT", help=".npy, or .npz for several outputs "
                      "(default: INPUT's stem + .pred.npy or .pred.npz)")
     run.add_argument("--batch-size", type=_positive(int), default=None, metavar="N",
-                     help="rows per chunk (1024, or the batch a stateful model was declared for)")
+                     help="rows per chunk (1024; a stateful model runs in the batch it was declared for)")
     run.add_argument("--threads", type=_positive(int), metavar="N", help="threads a forward pass may use (fastrnn.set_num_threads; default: the CPUs)")
     run.add_argument("--backend", choices=("cython", "numba", "numpy"), metavar="NAME",
                      help="cython, numba or numpy (default: fastrnn's choice)")

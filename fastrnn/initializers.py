@@ -100,7 +100,8 @@ _BY_NAME.update({"Identity": _identity, "HeUniform": _BY_NAME["he_uniform"], "He
 
 # The settings of Keras's initializers that a name alone means (Orthogonal's gain, Constant's
 # value, RandomUniform's bounds, RandomNormal's and TruncatedNormal's mean and stddev).
-_KERAS_DEFAULTS = {"gain": 1.0, "value": 0.0, "minval": -0.05, "maxval": 0.05, "mean": 0.0, "stddev": 0.05}
+_KERAS_DEFAULTS = {"gain": 1.0, "value": 0.0, "minval": -0.05, "maxval": 0.05, "mean": 0.0, "stddev": 0.05,
+                   "input_axes": None, "output_axes": None}
 
 
 def get(identifier, what):

@@ -7,7 +7,7 @@ reshaping, and the merges of functional models. Each is small: weights in Keras 
 import numpy as np
 
 from . import activations
-from .base import Layer, from_spec, positive_int, wrapped_dtype
+from .base import Layer, from_spec, plain_config, positive_int, wrapped_dtype
 
 __all__ = [
     "Activation", "Add", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
@@ -387,7 +387,7 @@ class TimeDistributed(Layer):
     @classmethod
     def from_config(cls, config):
         """The TimeDistributed layer that `config` (from `get_config`) describes, unbuilt."""
-        return cls(**{**config, "layer": from_spec(config["layer"])})
+        return cls(**{**plain_config(config), "layer": from_spec(config["layer"])})
 
     def compute_output_shape(self, input_shape):
         batch, timesteps = tuple(input_shape)[:2]

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import parallel
 from .backends import num_threads
-from .base import Layer, Node, Symbolic, as_numeric, checked_shape, positive_int, unique_name
+from .base import Layer, ModelCall, Node, Symbolic, as_numeric, checked_shape, positive_int, unique_name
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 __all__ = ["Input", "InputLayer", "Model", "Sequential", "TorchRNN"]
@@ -241,6 +241,18 @@ class _Model:
         raise ValueError(f"model {self.name!r} has no layer {name!r}; it has {[l.name for l in self.layers]}")
 
     @property
+    def trainable(self):
+        """Whether the model's layers are trainable; setting it sets every layer's, as in Keras
+        (``model.trainable = False`` freezes them all)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        for layer in getattr(self, "layers", []):
+            layer.trainable = self._trainable
+
+    @property
     def weights(self):
         """All layers' weights, read-only, in `get_weights` order (not copies)."""
         return [w for layer in self.layers for w in layer.weights]
@@ -450,7 +462,7 @@ class _Model:
                 for target, r in zip(outputs, result):
                     target[start:start + len(r)] = r
                 advance(len(chunk[0]))
-        if outputs is None:   # no rows at all: the outputs' shapes from a probe of zeros
+        if n == 0:   # no rows at all: the outputs' shapes from a probe of zeros
             rows = required or 1
             stateful = [layer for layer in _within(self.layers) if getattr(layer, "stateful", False)]
             carried = [layer._carried for layer in stateful]     # the probe must not move them
@@ -458,7 +470,11 @@ class _Model:
                          if len(inputs) > 1 else np.zeros((rows,) + np.shape(inputs[0])[1:], np.asarray(inputs[0]).dtype))
             for layer, states in zip(stateful, carried):
                 layer._carried = states
-            outputs = [np.empty((0,) + p.shape[1:], p.dtype) for p in (probe if isinstance(probe, list) else [probe])]
+            probe = probe if isinstance(probe, list) else [probe]
+            if outputs is not None:
+                self._check_out(outputs, probe, 0)
+            else:
+                outputs = [np.empty((0,) + p.shape[1:], p.dtype) for p in probe]
         return outputs if len(outputs) > 1 else outputs[0]
 
     def _check_out(self, targets, first, rows):
@@ -482,7 +498,10 @@ class _Model:
         inputs = [t.shape for t in self.inputs] if isinstance(self, Model) else [self.input_shape or (None,)]
         layers = [layer.input_shape or layer.batch_input_shape or (None,) for layer in stateful]
         declared = {shape[0] for shape in inputs + layers} - {None}
-        return min(declared) if declared else None
+        if len(declared) > 1:
+            raise ValueError(f"model {self.name!r} has stateful layers declared for different batch sizes "
+                             f"{sorted(declared)}: their states must all be for one")
+        return declared.pop() if declared else None
 
     def _check_stateful_batch(self, batch):
         required = self._required_batch
@@ -740,11 +759,11 @@ class Sequential(_Model):
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential {self.name!r} takes fastrnn layers (or a Sequential, whose layers "
                             f"it adds), got {type(layer).__name__}")
-        if any(other.name == layer.name for other in self.layers):
+        if any(other.name == layer.name and other is not layer for other in self.layers):
             # Keras refuses it too; weights are saved by layer name.
             raise ValueError(f"Sequential {self.name!r} already has a layer called {layer.name!r}: layer names "
                              "must be unique in a model (give one another name=)")
-        if not self.trainable:
+        if not self._trainable:
             layer.trainable = False
         if not self.layers and self._input_shape is None and layer.batch_input_shape is not None:
             self._input_shape = layer.batch_input_shape
@@ -809,8 +828,9 @@ class Sequential(_Model):
         if isinstance(inputs, (list, tuple)) and len(inputs) == 1 and hasattr(inputs[0], "ndim"):
             inputs = inputs[0]   # Keras's list of one input array
         if isinstance(inputs, Symbolic):   # nested in a functional model: its layers, in turn
-            for layer in self.layers:
-                inputs = layer(inputs)
+            with ModelCall(self):
+                for layer in self.layers:
+                    inputs = layer(inputs)
             return inputs
         x = np.asarray(inputs)
         if self._input_shape is not None:
@@ -883,10 +903,9 @@ class Model(_Model):
         if repeated:
             raise ValueError(f"model {self.name!r} has several layers called {repeated}: layer names must be "
                              "unique in a model (give them other name=)")
-        if not self.trainable:
-            for layer in layers:
-                layer.trainable = False
         self.layers = layers
+        if not self._trainable:
+            self.trainable = False
         self._required_batch = self._stateful_batch()
 
     def _sorted_nodes(self):
@@ -917,19 +936,48 @@ class Model(_Model):
 
     def _keras_order(self, first_seen):
         """The model's layers in Keras's order, that of its ``model.layers`` and so of its
-        ``get_weights()``: farthest from the outputs first (a layer's depth is its longest path to
-        an output), then in the order the search from the outputs met them."""
-        node_depth, layer_depth, layers = {}, {}, {}
-        for node in reversed(self._nodes):          # from the outputs back
-            depth = max(node_depth.get(id(node), 0), layer_depth.get(id(node.layer), 0))
-            node_depth[id(node)] = layer_depth[id(node.layer)] = depth
-            layers[id(node.layer)] = node.layer
-            for tensor in node.tensors():
-                node_depth[id(tensor.node)] = max(depth + 1, node_depth.get(id(tensor.node), 0))
+        ``get_weights()``: farthest from the outputs first (an operation's depth is its longest
+        path to an output), then in the order the search from the outputs met them. A whole
+        model called inside this one is one operation, as in Keras, and brings its layers in its
+        own order."""
+        def call_of(node):    # a node of a nested model's call counts as that call
+            return node.within or node
+
+        def operation(call):
+            return call.model if isinstance(call, ModelCall) else call.layer
+
+        members = {}
+        for node in self._nodes:
+            members.setdefault(id(call_of(node)), (call_of(node), []))[1].append(node)
+        call_depth, depth, operations, done = {}, {}, {}, set()
+        for node in reversed(self._nodes):          # from the outputs back; a call at its last node
+            call = call_of(node)
+            if id(call) in done:
+                continue
+            done.add(id(call))
+            op = operation(call)
+            d = max(call_depth.get(id(call), 0), depth.get(id(op), 0))
+            call_depth[id(call)] = depth[id(op)] = d
+            operations[id(op)] = op
+            for member in members[id(call)][1]:
+                for tensor in member.tensors():
+                    parent = call_of(tensor.node)
+                    if parent is not call:
+                        call_depth[id(parent)] = max(d + 1, call_depth.get(id(parent), 0))
         for tensor in self.inputs:                  # an input no output reads: depth 0, first
             layer = tensor.node.layer
-            layer_depth[id(layer)], layers[id(layer)] = node_depth.get(id(tensor.node), 0), layer
-        return sorted(layers.values(), key=lambda layer: (-layer_depth[id(layer)], first_seen.get(id(layer), -1)))
+            depth[id(layer)], operations[id(layer)] = call_depth.get(id(tensor.node), 0), layer
+        used = {id(node.layer) for node in self._nodes} | {id(t.node.layer) for t in self.inputs}
+
+        def seen(op):
+            inner = op.layers if isinstance(op, _Model) else [op]
+            return min((first_seen[id(layer)] for layer in inner if id(layer) in first_seen), default=-1)
+
+        layers = []
+        for op in sorted(operations.values(), key=lambda op: (-depth[id(op)], seen(op))):
+            inner = op.layers if isinstance(op, _Model) else [op]
+            layers += [layer for layer in inner if id(layer) in used and layer not in layers]
+        return layers
 
     @property
     def input_shape(self):
@@ -1036,11 +1084,12 @@ class Model(_Model):
                 raise ValueError(f"model {self.name!r} takes fastrnn.Input tensors of shapes "
                                  f"{[t.shape for t in self.inputs]}, got {given!r}")
             values[id(tensor)] = given
-        for node in self._nodes:
-            kwargs = {key: resolve(value, values) for key, value in node.kwargs.items()}
-            out = node.layer(resolve(node.inputs, values), **kwargs)
-            for tensor, made in zip(node.outputs, out if len(node.outputs) > 1 else [out]):
-                values[id(tensor)] = made
+        with ModelCall(self):
+            for node in self._nodes:
+                kwargs = {key: resolve(value, values) for key, value in node.kwargs.items()}
+                out = node.layer(resolve(node.inputs, values), **kwargs)
+                for tensor, made in zip(node.outputs, out if len(node.outputs) > 1 else [out]):
+                    values[id(tensor)] = made
         results = [values[id(t)] for t in self.outputs]
         return results[0] if len(results) == 1 else results
 

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from . import activations, backends, parallel
-from .base import Layer, Symbolic, as_numeric, from_spec, positive_int, wrapped_dtype
+from .base import Layer, Symbolic, as_numeric, from_spec, plain_config, positive_int, wrapped_dtype
 from .initializers import glorot_uniform
 
 __all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN"]
@@ -84,7 +84,9 @@ class _RNN(Layer):
     def __init__(self, units, activation, use_bias, return_sequences, return_state, go_backwards,
                  dtype, seed, name, weights, input_shape, batch_input_shape, recurrent_activation=None,
                  zero_output_for_mask=False, stateful=False, dropout=0.0, recurrent_dropout=0.0, unroll=False,
-                 input_dim=None, input_length=None, **keras_options):
+                 input_dim=None, input_length=None, time_major=False, **keras_options):
+        if time_major:   # (Keras 2's option; Keras 2 configs carry time_major=False)
+            raise ValueError("time_major=True is not supported: fastrnn takes inputs (batch, timesteps, features)")
         if input_shape is None and (input_dim is not None or input_length is not None):
             input_shape = (input_length, input_dim)   # Keras 2's way of saying it
         super().__init__(name, dtype, input_shape, batch_input_shape, **keras_options)
@@ -807,7 +809,7 @@ class Bidirectional(Layer):
     @classmethod
     def from_config(cls, config):
         """The Bidirectional layer that `config` (from `get_config`) describes, unbuilt."""
-        config = dict(config)
+        config = plain_config(config)
         config["layer"] = from_spec(config["layer"])
         if config.get("backward_layer") is not None:
             config["backward_layer"] = from_spec(config["backward_layer"])

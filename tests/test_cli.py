@@ -351,3 +351,16 @@ def test_bench_says_when_the_model_fixes_the_timesteps(capsys):
     status, out, err = run(capsys, "bench", KERAS, "--timesteps", "9", "--seconds", "0.05")
     assert status == 0, err
     assert "the model fixes them at 5; --timesteps 9 is not used" in out
+
+
+def test_predict_chunks_a_stateful_model_in_whole_declared_batches(capsys, tmp_path):
+    model = fastrnn.Sequential([fastrnn.GRU(3, batch_input_shape=(4, 5, 2), stateful=True, seed=0)])
+    model.save(tmp_path / "s.npz")
+    x = random_inputs(tmp_path / "x8.npy", (8, 5, 2))
+    assert run(capsys, "predict", tmp_path / "s.npz", tmp_path / "x8.npy", "--batch-size", "8",
+               "-o", tmp_path / "y.npy")[0] == 0
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model.predict(x), atol=1e-6)
+    random_inputs(tmp_path / "x10.npy", (10, 5, 2))
+    status, _, err = run(capsys, "predict", tmp_path / "s.npz", tmp_path / "x10.npy")
+    assert status == 1
+    assert_one_line_error(err, "take batches of 4: the input's 10 sequences are not a multiple of 4")

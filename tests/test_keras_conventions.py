@@ -631,3 +631,71 @@ def test_a_keras_models_config_builds_the_model(name):
          else rng_inputs(2, *[5 if d is None else d for d in shape[1:]]) for shape in shapes]
     given = x if len(x) > 1 else x[0]
     np.testing.assert_array_equal(built(given), loaded(given))
+
+
+def test_a_nested_model_is_one_operation_in_keras_order():
+    # Keras lists [x, C, inner]: inner and C are both outputs, C met first; so weights C, A, B.
+    x = fr.Input((4,), name="x")
+    inner = fr.Sequential([fr.Input((4,)), fr.Dense(4, name="A"), fr.Dense(4, name="B")], name="inner")
+    model = fr.Model(x, [fr.Dense(4, name="C")(x), inner(x)])
+    assert [layer.name for layer in model.layers] == ["x", "C", "A", "B"]
+
+
+def test_keyword_tensors_count_in_name_order():
+    # Keras flattens a call's keyword arguments by name: initial_state before mask, whatever
+    # order they were written in (Keras 3.15's order for this model).
+    x, v, mk = fr.Input((3, 4), name="x"), fr.Input((4,), name="v"), fr.Input((3,), name="mk")
+    h, m = fr.Dense(4, name="h_dense")(v), fr.Dense(3, name="m_dense")(mk)
+    model = fr.Model([x, v, mk], fr.LSTM(4, name="lstm")(x, mask=m, initial_state=[h, h]))
+    assert [layer.name for layer in model.layers] == ["v", "mk", "x", "h_dense", "m_dense", "lstm"]
+
+
+def test_the_same_layer_twice_in_a_sequential(tmp_path):
+    dense = fr.Dense(4, seed=0)
+    model = fr.Sequential([fr.Input((4,)), dense, dense])
+    x = rng_inputs(3, 4)
+    model.save(tmp_path / "twice.npz")
+    np.testing.assert_array_equal(fr.load(tmp_path / "twice.npz")(x), dense(dense(x)))
+
+
+def test_setting_trainable_freezes_every_layer():
+    model = fr.Sequential([fr.Input((None, 3)), fr.GRU(4), fr.Dense(1)])
+    model.trainable = False
+    assert model.trainable_weights == [] and len(model.non_trainable_weights) == 5
+    model.trainable = True
+    assert len(model.trainable_weights) == 5
+
+
+def test_predict_of_no_rows_checks_out_too():
+    model = fr.Sequential([fr.Input((4, 3)), fr.GRU(2, seed=0)])
+    with pytest.raises(ValueError, match=r"out= array 0 .* must have shape \(0, 2\)"):
+        model.predict(rng_inputs(0, 4, 3), out=np.empty((3, 9), np.int8))
+
+
+def test_stateful_layers_of_different_declared_batches_are_refused():
+    with pytest.raises(ValueError, match=r"declared for different batch sizes \[2, 4\]"):
+        fr.Sequential([fr.LSTM(3, batch_input_shape=(4, 5, 1), stateful=True, return_sequences=True),
+                       fr.GRU(2, batch_input_shape=(2, 5, 3), stateful=True)])
+
+
+@pytest.mark.parametrize("name", ["k3_bidi_concat.keras", "k3_masking_lstm.keras", "k3_embedding_gru.keras",
+                                  "k2_stacked_bidi.h5", "k2_embedding_gru.h5", "k2_gru_reset_before.h5"])
+def test_every_layer_config_in_a_keras_file_builds_the_layer(name):
+    # A layer's get_config in Keras 3 (DTypePolicy, initializers with input_axes, quantization_config)
+    # or Keras 2 (time_major=False) gives the layer through from_config.
+    import json
+    import zipfile
+    from pathlib import Path
+
+    import h5py
+
+    path = Path(__file__).parent / "data" / "files" / name
+    if name.endswith(".keras"):
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    else:
+        with h5py.File(path, "r") as h5:
+            config = json.loads(h5.attrs["model_config"])
+    for spec in config["config"]["layers"]:
+        layer = getattr(fr, spec["class_name"]).from_config(spec["config"])
+        assert layer.name == spec["config"]["name"]

@@ -231,19 +231,24 @@ def model_from_config(config, source, read_weights=None, keras2=False, native=Fa
 
 
 def _sequential(body, layer_specs, source, read_weights, keras2, native):
-    model_layers, input_shape = [], None
+    model_layers, input_shape, by_name = [], None, {}
     for spec in layer_specs:
         if isinstance(spec, dict) and spec.get("class_name") == "InputLayer":
             input_shape = _input_layer(spec, source)
             continue
+        repeated = by_name.get(spec.get("config", {}).get("name")) if isinstance(spec, dict) else None
+        if repeated is not None and repeated[0] == spec:   # one layer used twice: the same object again
+            model_layers.append(repeated[1])
+            continue
         layer = layer_from_config(spec, source, keras2, native)
+        by_name[layer.name] = (spec, layer)
         declared = spec["config"].get("batch_input_shape") or spec["config"].get("batch_shape")
         if input_shape is None and not model_layers and declared:
             input_shape = _input_layer({"config": {"batch_shape": declared, "name": None}}, source)
         model_layers.append(layer)
     if input_shape is None and isinstance(body.get("build_input_shape"), list):
         input_shape = _input_layer({"config": {"batch_shape": body["build_input_shape"], "name": None}}, source)
-    for layer in model_layers:
+    for layer in dict.fromkeys(model_layers):
         read_weights(layer)
     try:
         return Sequential(([input_shape] if input_shape is not None else []) + model_layers, name=body.get("name"))
