@@ -699,3 +699,17 @@ def test_every_layer_config_in_a_keras_file_builds_the_layer(name):
     for spec in config["config"]["layers"]:
         layer = getattr(fr, spec["class_name"]).from_config(spec["config"])
         assert layer.name == spec["config"]["name"]
+
+
+def test_a_shared_layer_whose_later_call_reads_a_later_layer_saves_and_loads():
+    # S(D1(S(x))): in Keras's order S comes before D1, so S's second call waits for D1 on load.
+    x = fr.Input((4,), name="x")
+    shared, d1, d2 = fr.Dense(4, activation="tanh", name="S", seed=0), fr.Dense(4, name="D1", seed=1), \
+        fr.Dense(4, name="D2", seed=2)
+    model = fr.Model(x, d2(shared(d1(shared(x)))))
+    assert [layer.name for layer in model.layers] == ["x", "S", "D1", "D2"]
+    y = rng_inputs(3, 4)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model))(y), model(y))
+    again = fr.Model.from_config(model.get_config())
+    again.set_weights(model.get_weights())
+    np.testing.assert_array_equal(again(y), model(y))

@@ -236,7 +236,9 @@ def _sequential(body, layer_specs, source, read_weights, keras2, native):
         if isinstance(spec, dict) and spec.get("class_name") == "InputLayer":
             input_shape = _input_layer(spec, source)
             continue
-        repeated = by_name.get(spec.get("config", {}).get("name")) if isinstance(spec, dict) else None
+        config = spec.get("config") if isinstance(spec, dict) else None
+        name = config.get("name") if isinstance(config, dict) else None
+        repeated = by_name.get(name) if isinstance(name, str) else None
         if repeated is not None and repeated[0] == spec:   # one layer used twice: the same object again
             model_layers.append(repeated[1])
             continue
@@ -288,17 +290,25 @@ def _tensor_ref(value, source):
     return tuple(history[:3])
 
 
+class _NotYet(Exception):
+    """A node's input comes from a call that has not been made yet (deferred, as Keras does)."""
+
+
 def _wire_functional(body, specs, layers_by_name, source):
-    """Call each layer on its inputs' Symbolic tensors, in file order, then make the Model."""
+    """Call each layer on its inputs' Symbolic tensors, then make the Model. Calls are made in
+    file order, a call whose inputs are not made yet waiting for a later pass (a shared layer's
+    second call may read a layer listed after it)."""
     outputs = {}   # (layer name, node index) -> list of Symbolic
 
     def tensor(ref):
         name, node, index = ref
+        if (name, node) not in outputs:
+            raise _NotYet(ref)
         try:
             return outputs[(name, node)][index]
-        except (KeyError, IndexError):
+        except IndexError:
             raise ModelFileError(f"{source}: a layer input refers to output {index} of call {node} of "
-                                 f"layer {name!r}, which does not exist (or comes later)") from None
+                                 f"layer {name!r}, which does not exist") from None
 
     def resolve(value):
         if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
@@ -307,6 +317,35 @@ def _wire_functional(body, specs, layers_by_name, source):
             return [resolve(v) for v in value]
         return value
 
+    def call(name, layer, node_index, node):
+        if isinstance(node, dict):   # Keras 3
+            args, kwargs = node.get("args", []), node.get("kwargs") or {}
+            if not isinstance(args, list) or not isinstance(kwargs, dict):
+                raise ModelFileError(f"{source}: layer {name!r} has a malformed inbound node")
+            args = [resolve(a) for a in args]
+            kwargs = {k: resolve(v) for k, v in kwargs.items() if k in ("initial_state", "mask") and v is not None}
+            if "initial_state" in kwargs and not isinstance(layer, (R._RNN, R.Bidirectional)):
+                raise ModelFileError(f"{source}: layer {name!r} ({type(layer).__name__}) is given an "
+                                     "initial_state, which only recurrent layers take")
+            inputs = args[0] if len(args) == 1 else args
+        elif isinstance(node, list):  # Keras 2: a list of [layer, node, tensor, kwargs]
+            refs = [tensor(_tensor_ref(entry, source)) for entry in node]
+            kwargs = {}
+            if isinstance(layer, (R._RNN, R.Bidirectional)) and len(refs) > 1:
+                inputs, kwargs["initial_state"] = refs[0], refs[1:]   # states as extra inputs
+            else:
+                inputs = refs[0] if len(refs) == 1 else refs
+        else:
+            raise ModelFileError(f"{source}: layer {name!r} has a malformed inbound node")
+        try:
+            result = layer(inputs, **kwargs)
+        except ModelFileError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{source}: layer {name!r} does not fit its inputs: {exc}") from exc
+        outputs[(name, node_index)] = result if isinstance(result, list) else [result]
+
+    pending = []
     for name, spec in specs:
         layer = layers_by_name[name]
         if not isinstance(layer, Layer):           # an Input: its output is the tensor
@@ -315,43 +354,36 @@ def _wire_functional(body, specs, layers_by_name, source):
         nodes = spec.get("inbound_nodes") or []
         if not isinstance(nodes, list):
             raise ModelFileError(f"{source}: layer {name!r} has malformed inbound_nodes")
-        for node_index, node in enumerate(nodes):
-            if isinstance(node, dict):   # Keras 3
-                args, kwargs = node.get("args", []), node.get("kwargs") or {}
-                if not isinstance(args, list) or not isinstance(kwargs, dict):
-                    raise ModelFileError(f"{source}: layer {name!r} has a malformed inbound node")
-                args = [resolve(a) for a in args]
-                kwargs = {k: resolve(v) for k, v in kwargs.items() if k in ("initial_state", "mask") and v is not None}
-                if "initial_state" in kwargs and not isinstance(layer, (R._RNN, R.Bidirectional)):
-                    raise ModelFileError(f"{source}: layer {name!r} ({type(layer).__name__}) is given an "
-                                         "initial_state, which only recurrent layers take")
-                inputs = args[0] if len(args) == 1 else args
-            elif isinstance(node, list):  # Keras 2: a list of [layer, node, tensor, kwargs]
-                refs = [tensor(_tensor_ref(entry, source)) for entry in node]
-                kwargs = {}
-                if isinstance(layer, (R._RNN, R.Bidirectional)) and len(refs) > 1:
-                    inputs, kwargs["initial_state"] = refs[0], refs[1:]   # states as extra inputs
-                else:
-                    inputs = refs[0] if len(refs) == 1 else refs
-            else:
-                raise ModelFileError(f"{source}: layer {name!r} has a malformed inbound node")
+        pending += [(name, layer, node_index, node) for node_index, node in enumerate(nodes)]
+    while pending:
+        waiting = []
+        for name, layer, node_index, node in pending:
             try:
-                result = layer(inputs, **kwargs)
-            except ModelFileError:
-                raise
-            except (TypeError, ValueError) as exc:
-                raise ModelFileError(f"{source}: layer {name!r} does not fit its inputs: {exc}") from exc
-            outputs[(name, node_index)] = result if isinstance(result, list) else [result]
+                if node_index and (name, node_index - 1) not in outputs:   # a layer's calls in order
+                    raise _NotYet((name, node_index - 1, 0))
+                call(name, layer, node_index, node)
+            except _NotYet as missing:
+                waiting.append(((name, layer, node_index, node), missing.args[0]))
+        if len(waiting) == len(pending):           # nothing could be made: a missing call or a cycle
+            name, node, index = waiting[0][1]
+            raise ModelFileError(f"{source}: a layer input refers to output {index} of call {node} of "
+                                 f"layer {name!r}, which does not exist (or depends on itself)")
+        pending = [item for item, _ in waiting]
 
     def refs(key):
         value = body.get(key)
-        if key == "input_layers" and isinstance(value, dict) and value:   # inputs by name (Keras 3)
-            return {str(k): tensor(_tensor_ref(v, source)) for k, v in value.items()}
         if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
             value = [value]     # Keras 3 writes a single input/output unwrapped
-        if not isinstance(value, list) or not value:
+        if not (isinstance(value, (list, dict)) and value):
             raise ModelFileError(f"{source}: the model configuration has no {key}")
-        return [tensor(_tensor_ref(v, source)) for v in value]
+        try:
+            if isinstance(value, dict):     # inputs by name (Keras 3)
+                return {str(k): tensor(_tensor_ref(v, source)) for k, v in value.items()}
+            return [tensor(_tensor_ref(v, source)) for v in value]
+        except _NotYet as missing:
+            name, node, index = missing.args[0]
+            raise ModelFileError(f"{source}: the model's {key} refer to output {index} of call {node} of "
+                                 f"layer {name!r}, which does not exist") from None
 
     inputs, outs = refs("input_layers"), refs("output_layers")
     try:
