@@ -124,8 +124,9 @@ class ModelCall:
 
     _stack = threading.local()    # the model calls in progress in this thread, outermost first
 
-    def __init__(self, model):
+    def __init__(self, model, args):
         self.model = model
+        self.args = list(args)        # the tensors it was called on, in order
 
     def __enter__(self):
         self._calls().append(self)

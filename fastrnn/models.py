@@ -828,7 +828,7 @@ class Sequential(_Model):
         if isinstance(inputs, (list, tuple)) and len(inputs) == 1 and hasattr(inputs[0], "ndim"):
             inputs = inputs[0]   # Keras's list of one input array
         if isinstance(inputs, Symbolic):   # nested in a functional model: its layers, in turn
-            with ModelCall(self):
+            with ModelCall(self, [inputs]):
                 for layer in self.layers:
                     inputs = layer(inputs)
             return inputs
@@ -896,8 +896,8 @@ class Model(_Model):
         for tensor in self.inputs:
             if not isinstance(tensor.node.layer, InputLayer):
                 raise ValueError(f"model input {tensor!r} is not made by fastrnn.Input")
-        self._nodes, first_seen = self._sorted_nodes()
-        layers = self._keras_order(first_seen)
+        self._nodes = self._sorted_nodes()
+        layers = self._keras_order()
         names = [layer.name for layer in layers]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
@@ -909,16 +909,12 @@ class Model(_Model):
         self._required_batch = self._stateful_batch()
 
     def _sorted_nodes(self):
-        """The nodes between inputs and outputs, each after every node it reads from, and each
-        layer's position in the order the search from the outputs first meets it."""
-        order, seen, sources, first_seen = [], set(), {id(t) for t in self.inputs}, {}
+        """The nodes between inputs and outputs, each after every node it reads from."""
+        order, seen, sources = [], set(), {id(t) for t in self.inputs}
 
         def visit(tensor, path):
             node = tensor.node
-            if id(node) in seen:
-                return
-            first_seen.setdefault(id(node.layer), len(first_seen))
-            if id(tensor) in sources:
+            if id(tensor) in sources or id(node) in seen:
                 return
             if isinstance(node.layer, InputLayer):
                 raise ValueError(f"an output of model {self.name!r} depends on input {node.layer.name!r}, "
@@ -932,51 +928,53 @@ class Model(_Model):
 
         for tensor in self.outputs:
             visit(tensor, frozenset())
-        return order, first_seen
+        return order
 
-    def _keras_order(self, first_seen):
+    def _keras_order(self):
         """The model's layers in Keras's order, that of its ``model.layers`` and so of its
         ``get_weights()``: farthest from the outputs first (an operation's depth is its longest
-        path to an output), then in the order the search from the outputs met them. A whole
-        model called inside this one is one operation, as in Keras, and brings its layers in its
-        own order."""
-        def call_of(node):    # a node of a nested model's call counts as that call
+        path to an output), then in the order the search from the outputs first met them. A
+        whole model called inside this one is one operation, as in Keras, and brings all its
+        layers in its own order."""
+        def unit(node):    # a node made during a nested model's call counts as that call
             return node.within or node
+
+        def parents(call):
+            tensors = call.args if isinstance(call, ModelCall) else call.tensors()
+            return [unit(tensor.node) for tensor in tensors]
 
         def operation(call):
             return call.model if isinstance(call, ModelCall) else call.layer
 
-        members = {}
-        for node in self._nodes:
-            members.setdefault(id(call_of(node)), (call_of(node), []))[1].append(node)
-        call_depth, depth, operations, done = {}, {}, {}, set()
-        for node in reversed(self._nodes):          # from the outputs back; a call at its last node
-            call = call_of(node)
-            if id(call) in done:
-                continue
-            done.add(id(call))
+        first_visit, post_order = {}, []
+
+        def visit(call):     # Keras's search: from the outputs, inputs in argument order
+            if id(call) in first_visit:
+                return
+            first_visit[id(call)] = len(first_visit)
+            for parent in parents(call):
+                visit(parent)
+            post_order.append(call)
+
+        for tensor in self.outputs:
+            visit(unit(tensor.node))
+        call_depth, depth, first_seen, operations = {}, {}, {}, {}
+        for call in reversed(post_order):            # from the outputs back
             op = operation(call)
             d = max(call_depth.get(id(call), 0), depth.get(id(op), 0))
             call_depth[id(call)] = depth[id(op)] = d
+            first_seen[id(op)] = min(first_seen.get(id(op), first_visit[id(call)]), first_visit[id(call)])
             operations[id(op)] = op
-            for member in members[id(call)][1]:
-                for tensor in member.tensors():
-                    parent = call_of(tensor.node)
-                    if parent is not call:
-                        call_depth[id(parent)] = max(d + 1, call_depth.get(id(parent), 0))
-        for tensor in self.inputs:                  # an input no output reads: depth 0, first
+            for parent in parents(call):
+                call_depth[id(parent)] = max(d + 1, call_depth.get(id(parent), 0))
+        for tensor in self.inputs:                   # an input no output reads: depth 0, first
             layer = tensor.node.layer
-            depth[id(layer)], operations[id(layer)] = call_depth.get(id(tensor.node), 0), layer
-        used = {id(node.layer) for node in self._nodes} | {id(t.node.layer) for t in self.inputs}
-
-        def seen(op):
-            inner = op.layers if isinstance(op, _Model) else [op]
-            return min((first_seen[id(layer)] for layer in inner if id(layer) in first_seen), default=-1)
-
+            if id(layer) not in operations:
+                depth[id(layer)], first_seen[id(layer)], operations[id(layer)] = 0, -1, layer
         layers = []
-        for op in sorted(operations.values(), key=lambda op: (-depth[id(op)], seen(op))):
-            inner = op.layers if isinstance(op, _Model) else [op]
-            layers += [layer for layer in inner if id(layer) in used and layer not in layers]
+        for op in sorted(operations.values(), key=lambda op: (-depth[id(op)], first_seen[id(op)])):
+            inner = [layer for layer in op.layers if not isinstance(layer, InputLayer)] if isinstance(op, _Model) else [op]
+            layers += [layer for layer in inner if layer not in layers]
         return layers
 
     @property
@@ -1084,7 +1082,7 @@ class Model(_Model):
                 raise ValueError(f"model {self.name!r} takes fastrnn.Input tensors of shapes "
                                  f"{[t.shape for t in self.inputs]}, got {given!r}")
             values[id(tensor)] = given
-        with ModelCall(self):
+        with ModelCall(self, tensors):
             for node in self._nodes:
                 kwargs = {key: resolve(value, values) for key, value in node.kwargs.items()}
                 out = node.layer(resolve(node.inputs, values), **kwargs)

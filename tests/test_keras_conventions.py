@@ -713,3 +713,60 @@ def test_a_shared_layer_whose_later_call_reads_a_later_layer_saves_and_loads():
     again = fr.Model.from_config(model.get_config())
     again.set_weights(model.get_weights())
     np.testing.assert_array_equal(again(y), model(y))
+
+
+def _dense(name, seed):
+    return fr.Dense(4, name=name, seed=seed)
+
+
+def test_nested_models_keep_keras_order_through_saving(tmp_path):
+    # Keras (map_graph, a nested model one operation): [x, D, inner (A, B), C, cat].
+    i = fr.Input((4,), name="i")
+    inner = fr.Model(i, _dense("B", 1)(_dense("A", 0)(i)), name="inner")
+    x = fr.Input((4,), name="x")
+    model = fr.Model(x, fr.Concatenate(name="cat")([inner(x), _dense("C", 2)(_dense("D", 3)(x))]))
+    order = ["x", "D", "A", "B", "C", "cat"]
+    assert [layer.name for layer in model.layers] == order
+    model.save(tmp_path / "nested.npz")
+    y = rng_inputs(2, 4)
+    for copy in (fr.load(tmp_path / "nested.npz"), pickle.loads(pickle.dumps(model)),
+                 fr.Model.from_config(model.get_config())):
+        assert [layer.name for layer in copy.layers] == order
+        copy.set_weights(model.get_weights())
+        np.testing.assert_array_equal(copy(y), model(y))
+
+
+def test_a_nested_model_counts_where_its_outputs_are_used_and_with_all_its_layers():
+    # Keras 3.15's orders: the call ranks by its deepest-used output; all its layers count,
+    # also those behind an output or an input the outer model does not use.
+    i = fr.Input((4,), name="i")
+    a = _dense("A", 0)(i)
+    two = fr.Model(i, [a, _dense("B", 1)(a)], name="two")
+    x = fr.Input((4,), name="x")
+    first, second = two(x)
+    model = fr.Model(x, _dense("E", 2)(fr.Add(name="Fo")([_dense("D", 3)(first), second])))
+    assert [layer.name for layer in model.layers] == ["x", "A", "B", "D", "Fo", "E"]
+    only_first = fr.Model(x, _dense("P2", 4)(two(x)[0]))
+    assert [layer.name for layer in only_first.layers] == ["x", "A", "B", "P2"]
+
+
+def test_a_missing_layer_is_named_when_loading():
+    from fastrnn.errors import ModelFileError
+    from fastrnn.io.keras import model_from_config
+
+    def node(name):
+        return [{"args": [{"class_name": "__keras_tensor__",
+                           "config": {"shape": [None, 4], "dtype": "float32", "keras_history": [name, 0, 0]}}],
+                 "kwargs": {}}]
+
+    def dense(name, reads):
+        return {"class_name": "Dense", "name": name, "inbound_nodes": node(reads),
+                "config": {"name": name, "units": 4, "dtype": "float32"}}
+
+    config = {"class_name": "Functional", "config": {"name": "m", "layers": [
+        {"class_name": "InputLayer", "name": "x", "inbound_nodes": [],
+         "config": {"batch_shape": [None, 4], "dtype": "float32", "name": "x"}},
+        dense("c", "b"), dense("b", "a"), dense("a", "typo_x")],
+        "input_layers": [["x", 0, 0]], "output_layers": [["c", 0, 0]]}}
+    with pytest.raises(ModelFileError, match="output 0 of call 0 of layer 'typo_x', which does not exist"):
+        model_from_config(config, "m.keras", native=True)

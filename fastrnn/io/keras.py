@@ -365,9 +365,14 @@ def _wire_functional(body, specs, layers_by_name, source):
             except _NotYet as missing:
                 waiting.append(((name, layer, node_index, node), missing.args[0]))
         if len(waiting) == len(pending):           # nothing could be made: a missing call or a cycle
-            name, node, index = waiting[0][1]
-            raise ModelFileError(f"{source}: a layer input refers to output {index} of call {node} of "
-                                 f"layer {name!r}, which does not exist (or depends on itself)")
+            waited_for = {(name, node_index) for name, _, node_index, _ in pending}
+            absent = [ref for _, ref in waiting if (ref[0], ref[1]) not in waited_for]
+            if absent:
+                name, node, index = absent[0]
+                raise ModelFileError(f"{source}: a layer input refers to output {index} of call {node} of "
+                                     f"layer {name!r}, which does not exist")
+            raise ModelFileError(f"{source}: the calls of layers {sorted({name for name, *_ in pending})} "
+                                 "depend on each other in a cycle")
         pending = [item for item, _ in waiting]
 
     def refs(key):
@@ -387,10 +392,15 @@ def _wire_functional(body, specs, layers_by_name, source):
 
     inputs, outs = refs("input_layers"), refs("output_layers")
     try:
-        return Model(inputs if isinstance(inputs, dict) or len(inputs) > 1 else inputs[0],
-                     outs if len(outs) > 1 else outs[0], name=body.get("name"))
+        model = Model(inputs if isinstance(inputs, dict) or len(inputs) > 1 else inputs[0],
+                      outs if len(outs) > 1 else outs[0], name=body.get("name"))
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{source}: {exc}") from exc
+    # The file lists the layers in the order their writer kept them (Keras's, or a fastrnn
+    # model's, where a model nested in it grouped its layers): keep it, and so get_weights'.
+    position = {name: i for i, (name, _) in enumerate(specs)}
+    model.layers.sort(key=lambda layer: position.get(layer.name, len(position)))
+    return model
 
 
 # ---------------------------------------------------------------------------------- weights
