@@ -422,7 +422,7 @@ class _Model:
         real steps cost, and the results come back in the original order, equal to running
         each sequence alone.
         """
-        required = self._stateful_batch()
+        required = self._required_batch
         batch_size = (required or 1024) if batch_size is None else batch_size
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -512,13 +512,17 @@ class _Model:
     def _n_inputs(self):
         return len(self.inputs) if isinstance(self, Model) else 1
 
+    def _declared_input_shape(self):
+        """The (first) input's declared shape, batch axis included; None for an unbuilt Sequential."""
+        return self.inputs[0].shape if isinstance(self, Model) else self.input_shape
+
     def _one_input_array(self, x):
         """Whether list `x`, given to a single-input model, is Keras's list of that one input's
         array rather than a list of sequences (each one axis short of a batch, or two where the
         last axis of 1 may be left out)."""
         if len(x) != 1 or not hasattr(x[0], "ndim"):
             return False
-        declared = self.inputs[0].shape if isinstance(self, Model) else self.input_shape
+        declared = self._declared_input_shape()
         if declared is None:   # an unbuilt Sequential: a batch of tokens, or of sequences
             from .layers import Embedding
 
@@ -540,7 +544,7 @@ class _Model:
         if len(ranks) > 1 or not sequences or sequences[0].ndim < 1:
             raise ValueError(f"ragged input to model {self.name!r} must be sequences of one rank, "
                              f"(timesteps_i, ...) each; got shapes {[s.shape for s in sequences[:5]]}")
-        declared = self.inputs[0].shape if isinstance(self, Model) else self.input_shape
+        declared = self._declared_input_shape()
         if declared is not None and sequences[0].ndim == len(declared):
             raise ValueError(f"model {self.name!r} takes one input; got a list of {len(sequences)} arrays of shape "
                              f"{sequences[0].shape}... (a list is read as sequences of different lengths, each "
@@ -1055,7 +1059,7 @@ class Model(_Model):
                     f"input {tensor.name!r} of model {self.name!r} expects shape {tensor.shape}, got {array.shape}"
                 )
             values[id(tensor)], masks[id(tensor)] = array, given_mask
-        self._check_stateful_batch(len(np.asarray(arrays[0])))
+        self._check_stateful_batch(len(values[id(self.inputs[0])]))
         for node in self._nodes:
             args = resolve(node.inputs, values)
             in_mask = resolve(node.inputs, masks)

@@ -205,8 +205,8 @@ class _RNN(Layer):
         return mask.astype(bool, copy=False)
 
     def _initial_states(self, initial_state, batch):
-        declared = (self.input_shape or self.batch_input_shape or (None,))[0]
-        if self.stateful and declared is not None and batch != declared:
+        declared = (self.input_shape or self.batch_input_shape or (None,))[0] if self.stateful else None
+        if declared is not None and batch != declared:
             # Keras builds a stateful layer's states for its declared batch and refuses others.
             raise ValueError(
                 f"stateful layer {self.name!r} was declared for batches of {declared} (batch_input_shape "

@@ -9,6 +9,7 @@ import numpy as np
 from . import backends
 from . import layers as L
 from . import recurrent as R
+from .models import _adjust_rank
 from .recurrent import _EMPTY_MASK as _NO_MASK
 
 __all__ = ["Stream"]
@@ -79,7 +80,7 @@ class Stream:
                                  f"({type(layer).__name__}) cannot, because {reason}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        required = model._stateful_batch()
+        required = model._required_batch
         if required is not None and batch_size != required:
             raise ValueError(f"model {model.name!r} has stateful layers declared for batches of {required}: "
                              f"a stream of it takes batch_size={required}, not {batch_size}")
@@ -115,7 +116,10 @@ class Stream:
 
     def __call__(self, chunk):
         """Advance every sequence by the steps of `chunk` ``(batch, n, ...)``; see the class notes."""
-        x = self._with_features(np.asarray(chunk), 1)
+        x = np.asarray(chunk)
+        declared = self.model.input_shape
+        if declared is not None:   # a univariate model's feature axis of 1 may be left out, as in its call
+            x = _adjust_rank(x, declared)
         if x.ndim < 2 or x.shape[0] != self.batch_size:
             raise ValueError(f"a stream of batch_size {self.batch_size} takes chunks of shape "
                              f"({self.batch_size}, steps, ...), got {x.shape}")
@@ -157,8 +161,10 @@ class Stream:
                     x = run(x)
                 # A last state is the stream's own, updated in place next step: hand out a copy.
                 return x.copy() if self._copy_last else x
-        x = self._with_features(np.asarray(x_t), 2)
+        x = np.asarray(x_t)
         declared = self.model.input_shape
+        if declared is not None:   # a step is the input without its time axis
+            x = _adjust_rank(x, declared[:1] + declared[2:])
         if (x.ndim < 1 or x.shape[0] != self.batch_size
                 or (declared is not None and x.ndim != len(declared) - 1)):   # (named as given, not as a chunk)
             step = (self.batch_size,) + tuple(declared[2:]) if declared else f"({self.batch_size}, ...)"
@@ -166,15 +172,6 @@ class Stream:
         output = self(x[:, None])
         self._prepare_steps(x)
         return output[:, 0] if self._sequence_output else output
-
-    def _with_features(self, x, missing_axes):
-        """`x` with the feature axis of 1 that a univariate model declares added where it is left
-        out (`missing_axes` short of the model's input: 1 for a chunk, 2 for a step), as the
-        model's own call adds it."""
-        declared = self.model.input_shape
-        if declared is not None and declared[-1] == 1 and x.ndim == len(declared) - missing_axes:
-            return x[..., None]
-        return x
 
     def _prepare_steps(self, x):
         """Bind each layer's step to the stream's current states and weights, when the fast path
