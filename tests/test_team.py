@@ -301,6 +301,42 @@ def test_row_parts_on_the_team_read_only_inputs_and_many_threads(tuned, monkeypa
         fastrnn.set_num_threads(previous)
 
 
+def test_a_large_batch_goes_to_the_team_in_spare_parts(tuned, monkeypatch):
+    """A batch with MIN_ROWS_PER_SPARE_PART rows to spare goes to the team in up to
+    PARTS_PER_THREAD parts per thread (claimed as threads come free), none smaller than that,
+    the two directions of a Bidirectional layer sharing them and the team's 64 the limit; the
+    outputs match the reference."""
+    tuned(threads=2)
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
+    previous = fastrnn.num_threads()
+    calls = []
+    run_parts = _kernels.run_parts
+    monkeypatch.setattr(_kernels, "run_parts", lambda parts: (calls.append(len(parts)), run_parts(parts)))
+    rows = parallel.MIN_ROWS_PER_SPARE_PART
+    sizes = lambda parts: [part.stop - part.start if part.stop else None for part in parts]
+    try:
+        fastrnn.set_num_threads(2)
+        for batch, calls_per_batch, expected in ((2 * rows - 1, 1, 2), (3 * rows, 1, 3), (100 * rows, 1, 8),
+                                                 (100 * rows, 2, 4), (rows, 2, 1)):
+            parts, team = parallel.batch_parts(batch, 1, _kernels, calls=calls_per_batch)
+            assert team and len(parts or [None]) == expected, (batch, calls_per_batch)
+            if expected > 2:
+                assert min(sizes(parts)) >= rows and sum(sizes(parts)) == batch
+        fastrnn.set_num_threads(100)
+        assert len(parallel.batch_parts(100 * rows, 1, _kernels)[0]) == 64
+        assert len(parallel.batch_parts(100 * rows, 1, _kernels, calls=2)[0]) == 32
+        fastrnn.set_num_threads(2)
+        gru = make_layer("gru", "float32", return_sequences=True)
+        x, _, _ = make_inputs(gru, 3 * rows, 2)
+        for layer, parts in ((gru, 3), (fastrnn.Bidirectional(make_layer("lstm", "float32")), 2 * 3)):
+            calls.clear()
+            expected = on_reference(lambda: layer(x))
+            assert_close(layer(x), expected, "float32")
+            assert calls == [parts]
+    finally:
+        fastrnn.set_num_threads(previous)
+
+
 def _parts(layer, x, mask, states, bounds, sequence, backwards=False):
     """run_parts's parts for `layer` on rows split at `bounds` of `x` (read in reverse time
     order when `backwards`)."""
