@@ -56,7 +56,13 @@ TOLERANCE = 1e-4        # largest absolute difference from the NumPy reference
 SEED = 0
 WARMUP_CALLS = 3
 SAMPLE_SECONDS = 0.05   # a timed sample repeats a call back to back until it lasts about this long
-SETTLE_SECONDS = 0.05   # a pause before each sample, for the previous engine's threads to park
+# Before each sample, a pause until the process's other threads (the previous engine's pools) have
+# used under QUIET_SHARE of a core for QUIET_SECONDS, at least SETTLE_SECONDS and at most
+# SETTLE_LIMIT. A fixed 50 ms was too short: ONNX Runtime's worker spins about 60 ms after a call.
+SETTLE_SECONDS = 0.05
+QUIET_SECONDS = 0.01
+QUIET_SHARE = 0.05
+SETTLE_LIMIT = 1.0
 MIN_ROUNDS, MAX_ROUNDS = 5, 2000
 
 
@@ -221,12 +227,25 @@ def check(engine, expected):
     return None
 
 
-def settle(seconds):
-    """Wait `seconds` busily: the other engines' threads park, this core stays awake (a sleep let
-    the VM's core idle, and the first milliseconds after it ran a small call up to 1.5x slower)."""
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
+def other_threads_cpu():
+    """Seconds of CPU used so far by the threads of this process other than the calling one."""
+    return time.process_time() - time.thread_time()
+
+
+def settle():
+    """Wait until the other threads of the process are quiet (see SETTLE_SECONDS); return the
+    seconds waited. The wait is busy: the other engines' threads park, this core stays awake (a
+    sleep let the VM's core idle, and the first milliseconds after it ran a small call up to 1.5x
+    slower)."""
+    start = window = time.perf_counter()
+    used = other_threads_cpu()
+    while True:
+        now = time.perf_counter()
+        if now - window >= QUIET_SECONDS:
+            quiet = other_threads_cpu() - used < QUIET_SHARE * (now - window)
+            if (quiet and now - start >= SETTLE_SECONDS) or now - start >= SETTLE_LIMIT:
+                return now - start
+            window, used = now, other_threads_cpu()
 
 
 def take_sample(engine):
@@ -244,10 +263,12 @@ def time_engines(engines, budget):
     Each engine is warmed up and given a number of calls per sample that makes a sample last
     about SAMPLE_SECONDS. Then every round takes one sample of each engine, starting with a
     different engine each round, until `budget` seconds have passed (at least MIN_ROUNDS
-    rounds). A sample is a block of back-to-back calls after a pause of SETTLE_SECONDS: the thread
-    pools of ONNX Runtime, PyTorch and OpenBLAS keep spinning after a call and take the cores of
-    whatever runs next (measured: fastrnn 9.4 ms alone, 13-16 ms when interleaved call by call
-    with ONNX Runtime on an LSTM 32x100x64x128), which no user who runs one engine sees.
+    rounds). A sample is a block of back-to-back calls after a pause until the other threads of
+    the process are quiet (`settle`): the thread pools of ONNX Runtime, PyTorch and OpenBLAS keep
+    spinning after a call and take the cores of whatever runs next (measured: fastrnn 9.4 ms
+    alone, 13-16 ms when interleaved call by call with ONNX Runtime on an LSTM 32x100x64x128;
+    ONNX Runtime's worker spins about 60 ms after its last call), which no user who runs one
+    engine sees.
     """
     for engine in engines:
         engine.times = []
@@ -262,7 +283,7 @@ def time_engines(engines, budget):
         for i in range(len(engines)):
             engine = engines[(rounds + i) % len(engines)]
             engine.prepare()
-            settle(SETTLE_SECONDS)
+            settle()
             take_sample(engine)
         rounds += 1
     return {engine.name: statistics.median(engine.times) for engine in engines}
