@@ -3,6 +3,8 @@
 Only the option parsing runs here (no peers, no timing): it needs nothing but fastrnn.
 """
 import importlib.util
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,22 @@ def test_floor_names_the_rows_that_1_2x_cannot_reach(compare):
     table = [line for line in lines if line.startswith(("| LSTM", "| GRU"))]
     assert len(table) == 2 and "below the floor" in table[0] and table[1].endswith("| yes |")
     assert lines[-1].endswith("below fastrnn's floor: 1")
+
+
+def test_settle_waits_for_the_other_threads_to_go_quiet(compare):
+    """A sample starts once the previous engine's threads stop spinning, not after a fixed pause:
+    here a thread that spins for 0.3 s (as ONNX Runtime's worker does for about 60 ms)."""
+    assert compare.SETTLE_SECONDS <= compare.settle() < compare.SETTLE_LIMIT
+    end = time.perf_counter() + 0.3
+
+    def spin():
+        while time.perf_counter() < end:
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        waited = compare.settle()
+    finally:
+        spinner.join()
+    assert 0.25 < waited < compare.SETTLE_LIMIT
