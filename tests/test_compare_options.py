@@ -1,6 +1,7 @@
 """bench/compare.py's command line: names as users type them, clear errors for the rest.
 
-Only the option parsing runs here (no peers, no timing): it needs nothing but fastrnn.
+Only the option parsing and the pause before each sample run here (no peers): they need nothing
+but fastrnn.
 """
 import importlib.util
 import threading
