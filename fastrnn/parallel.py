@@ -18,7 +18,7 @@ import threading
 from . import backends
 
 # A part needs at least this many multiply-adds, and a row part this many rows (the kernels'
-# products work on blocks of 4 rows). Measured: smaller splits ran slower than one thread.
+# products work on blocks of 4 or 6 rows). Measured: smaller splits ran slower than one thread.
 MIN_WORK_PER_PART = 1 << 23
 MIN_ROWS_PER_PART = 4
 # The same for row parts run by the compiled kernels' team (`run_parts`), handed over in

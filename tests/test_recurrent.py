@@ -89,13 +89,33 @@ def test_float32_vector_blocks_match_reference(backend_name, cell, batch, units,
         assert_close(layer(x, mask=mask, initial_state=h0), expected, np.float32)
 
 
+ROW_BLOCKS = list(itertools.product(["simple_rnn", "lstm", "gru"], DTYPES, [6, 8, 9, 10, 11, 12, 17, 20], [24, 72]))
+
+
+@pytest.mark.parametrize("cell, dtype, batch, units", ROW_BLOCKS,
+                         ids=["%s-%s-b%d-u%d" % (c, np.dtype(d).name, b, u) for c, d, b, u in ROW_BLOCKS])
+def test_six_and_four_row_blocks_match_reference(backend_name, cell, dtype, batch, units):
+    """The compiled products take rows in blocks of 6, then of 4 (two of 4 where one of 6 would
+    leave 2 or 3 rows over: 8, 9, 20 rows), then one at a time; with a recurrent kernel read in
+    place (24 units) and packed (72)."""
+    cls, options = CELLS[cell]
+    layer = cls(units, **options, return_sequences=True, return_state=True, dtype=dtype)
+    layer.build((None, None, INPUT_DIM))
+    rng = np.random.default_rng(batch * units)
+    layer.set_weights([rng.uniform(-0.3, 0.3, w.shape) for w in layer.get_weights()])
+    x = rng.standard_normal((batch, 5, INPUT_DIM)).astype(dtype)
+    h0 = [rng.standard_normal((batch, units)).astype(dtype) for _ in layer._state_sizes()]
+    expected = on_reference(lambda: layer(x, initial_state=h0))
+    assert_close(layer(x, initial_state=h0), expected, dtype)
+
+
 LONE_ROWS = list(itertools.product(["simple_rnn", "lstm", "gru"], DTYPES, [1, 2, 3, 6], [False, True]))
 
 
 @pytest.mark.parametrize("cell, dtype, batch, with_mask", LONE_ROWS,
                          ids=["%s-%s-b%d-mask%d" % (c, np.dtype(d).name, b, m) for c, d, b, m in LONE_ROWS])
 def test_lone_rows_reading_packed_kernels_match_reference(backend_name, cell, dtype, batch, with_mask):
-    """Rows outside 4-row blocks read a packed recurrent kernel once it is 16 KB or more (72
+    """Rows outside the row blocks read a packed recurrent kernel once it is 16 KB or more (72
     units: blocks of 8 and 4 vectors, then edges read in place), for one row alone and the
     rows after a block."""
     cls, options = CELLS[cell]
