@@ -97,6 +97,7 @@ cdef extern from "small_gemm.h":
     void fr_small_gemm_f64(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
                            const double* b, Py_ssize_t ldb, const double* packed, double beta, double* c,
                            Py_ssize_t ldc) noexcept nogil
+    int fr_gemm_wide
     void fr_pack_panels_f32(Py_ssize_t n, Py_ssize_t k, const float* b, Py_ssize_t ldb, float* packed) noexcept nogil
     void fr_pack_panels_f64(Py_ssize_t n, Py_ssize_t k, const double* b, Py_ssize_t ldb,
                             double* packed) noexcept nogil
@@ -508,17 +509,22 @@ cdef int team_size = 1              # fastrnn.set_num_threads
 cdef Py_ssize_t team_calls = 0      # calls run on more than one thread, for the tests
 
 
-def configure(threads=None, min_step_work=None, projected_elements=None, projected_rows=None):
+def configure(threads=None, min_step_work=None, projected_elements=None, projected_rows=None,
+              wide_vectors=None):
     """Set the kernels' tuning, each setting that is given, and return all of them as they were.
 
     `threads` is the most threads a call may run on (fastrnn.set_num_threads sets it). The
     others are measured defaults that tests change to reach every path with small inputs:
     `min_step_work` (TEAM_MIN_STEP_WORK), `projected_elements` and `projected_rows`
-    (PROJECTED_ELEMENTS, PROJECTED_ROWS).
+    (PROJECTED_ELEMENTS, PROJECTED_ROWS), and `wide_vectors` (False: small_gemm.h's 128-bit
+    products even where the CPU has AVX2, as machines without it run them).
     """
-    global team_size, TEAM_MIN_STEP_WORK, PROJECTED_ELEMENTS, PROJECTED_ROWS
+    global team_size, TEAM_MIN_STEP_WORK, PROJECTED_ELEMENTS, PROJECTED_ROWS, fr_gemm_wide
     previous = {"threads": team_size, "min_step_work": TEAM_MIN_STEP_WORK,
-                "projected_elements": PROJECTED_ELEMENTS, "projected_rows": PROJECTED_ROWS}
+                "projected_elements": PROJECTED_ELEMENTS, "projected_rows": PROJECTED_ROWS,
+                "wide_vectors": bool(fr_gemm_wide)}
+    if wide_vectors is not None:
+        fr_gemm_wide = bool(wide_vectors)
     if threads is not None:
         team_size = max(1, min(threads, FR_TEAM_MAX))
     if min_step_work is not None:

@@ -6,27 +6,37 @@
  * contiguous rows of B and C, so the compiler vectorises the inner loop; on x86-64 it is also
  * compiled for AVX2+FMA and picked at run time. csrc/_kernels.pyx chooses it below a size
  * measured in bench/.
+ *
+ * Vectors are the width the target has: 256 bits in the AVX2 variant, 128 bits otherwise
+ * (SSE2, NEON). A vector type wider than the target's lives in memory, not in registers: built
+ * for plain x86-64, 256-bit accumulators ran these products at 1.9 GFLOP/s, 50 times slower than
+ * the AVX2 variant.
  */
 #ifndef FASTRNN_SMALL_GEMM_H
 #define FASTRNN_SMALL_GEMM_H
 
 #include "fast_math.h"   /* FASTRNN_MULTIVERSION */
 
-/* Register-blocked micro-kernels: a block of 6 (or 4) rows by 2 vectors of C stays in 12 (or 8)
- * vector accumulators while p runs over k, so each step loads two vectors of B and six values of
- * A for twelve vector multiply-adds. Twelve independent sums keep both FMA units busy through
+/* B is packed in panels of 64 bytes of columns (16 floats, 8 doubles), whatever the vector
+ * width: NV vectors of L lanes each. */
+#define FR_PANEL_BYTES 64
+
+/* Register-blocked micro-kernels: a block of 6 (or 4) rows by one panel of C stays in vector
+ * accumulators while p runs over k, so each step loads a panel row of B and six values of A
+ * for 6 NV vector multiply-adds. Twelve independent sums (AVX2) keep both FMA units busy through
  * their latency with room to spare, where eight just cover it (BLIS's float kernel for these
  * cores is 6x16 too). Measured in turns against 4-row blocks alone, whole calls on two threads:
  * 1.07-1.13x on LSTM, GRU and SimpleRNN 32x100x64x128 and 64x100x256x512, LSTM 256x50x128x256
- * 1.12x, 1.04x over the grid (batches under 6 rows unchanged); float64 1.02-1.17x. GCC/Clang
- * vector extensions: 256-bit vectors are AVX registers in the AVX2 clone. Edges fall back to a
- * plain loop. */
+ * 1.12x, 1.04x over the grid (batches under 6 rows unchanged); float64 1.02-1.17x. With 128-bit
+ * vectors a panel is four, and blocks are of 4 rows only (16 accumulators). Edges fall back to
+ * a plain loop. */
 /* Rows m_main .. m-1 of C, W vectors of L columns at a time from column n_wide on; moves
- * n_wide past the columns it covered. A part of FASTRNN_SMALL_GEMM. With `packed`, vector q
- * of a block is read from its panel (W / 2 panels, each a sequential stream): a lone row is a
- * matrix-vector product that streams all of B per step, and B's rows read in place, a
- * power-of-two stride apart, came 1.26-1.42x slower from L2 (k=64, n=256 and k=128, n=512). */
-#define FR_ROW_BLOCKS(W, T, V, L)                                                               \
+ * n_wide past the columns it covered (W a multiple of NV: whole panels). A part of
+ * FASTRNN_SMALL_GEMM. With `packed`, vector q of a block is read from its panel (W / NV panels,
+ * each a sequential stream): a lone row is a matrix-vector product that streams all of B per
+ * step, and B's rows read in place, a power-of-two stride apart, came 1.26-1.42x slower from L2
+ * (k=64, n=256 and k=128, n=512). */
+#define FR_ROW_BLOCKS(W, T, V, L, NV)                                                           \
     {                                                                                           \
         const Py_ssize_t n_end = n_wide + (n - n_wide) / ((W) * L) * ((W) * L);                 \
         for (Py_ssize_t i = m_main; i < m; i++) {                                               \
@@ -36,8 +46,8 @@
                     const T a_ip = a[i * lda + p];                                              \
                     for (int q = 0; q < (W); q++) {                                             \
                         V b_q;                                                                  \
-                        memcpy(&b_q, packed ? packed + (j + q / 2 * 2 * L) * k + p * 2 * L     \
-                                                  + q % 2 * L                                   \
+                        memcpy(&b_q, packed ? packed + (j + q / (NV) * panel) * k + p * panel   \
+                                                  + q % (NV) * L                                \
                                             : b + p * ldb + j + q * L, sizeof b_q);             \
                         acc[q] += a_ip * b_q;                                                   \
                     }                                                                           \
@@ -54,27 +64,27 @@
         n_wide = n_end;                                                                         \
     }
 
-/* Rows i_start .. i_end - 1 of C (a multiple of R), in blocks of R rows by 2 vectors: 2R vector
- * accumulators stay in registers while p runs over k. */
-#define FR_ROW_BLOCK(R, i_start, i_end, T, V, L)                                                \
+/* Rows i_start .. i_end - 1 of C (a multiple of R), in blocks of R rows by one panel: R NV
+ * vector accumulators stay in registers while p runs over k. */
+#define FR_ROW_BLOCK(R, i_start, i_end, T, V, L, NV)                                            \
     for (Py_ssize_t i = (i_start); i < (i_end); i += (R)) {                                     \
-        for (Py_ssize_t j = 0; j < n_main; j += 2 * L) {                                        \
-            V acc[R][2] = {{{0}}};                                                              \
+        for (Py_ssize_t j = 0; j < n_main; j += panel) {                                        \
+            V acc[R][NV] = {{{0}}};                                                             \
             const T *b_j = packed ? packed + j * k : b + j;                                     \
-            const Py_ssize_t step = packed ? 2 * L : ldb;                                       \
+            const Py_ssize_t step = packed ? panel : ldb;                                       \
             for (Py_ssize_t p = 0; p < k; p++) {                                                \
-                V b0, b1;                                                                       \
-                memcpy(&b0, b_j + p * step, sizeof b0);                                         \
-                memcpy(&b1, b_j + p * step + L, sizeof b1);                                     \
+                V b_p[NV];                                                                      \
+                for (int q = 0; q < (NV); q++)                                                  \
+                    memcpy(&b_p[q], b_j + p * step + q * L, sizeof b_p[q]);                     \
                 for (int r = 0; r < (R); r++) {                                                 \
                     const T a_rp = a[(i + r) * lda + p];                                        \
-                    acc[r][0] += a_rp * b0;                                                     \
-                    acc[r][1] += a_rp * b1;                                                     \
+                    for (int q = 0; q < (NV); q++)                                              \
+                        acc[r][q] += a_rp * b_p[q];                                             \
                 }                                                                               \
             }                                                                                   \
             for (int r = 0; r < (R); r++) {                                                     \
                 T *c_r = c + (i + r) * ldc + j;                                                 \
-                for (int q = 0; q < 2; q++) {                                                   \
+                for (int q = 0; q < (NV); q++) {                                                \
                     V old;                                                                      \
                     memcpy(&old, c_r + q * L, sizeof old);                                      \
                     V sum = beta == 0 ? acc[r][q] : acc[r][q] + old;                            \
@@ -84,38 +94,44 @@
         }                                                                                       \
     }
 
-#define FASTRNN_SMALL_GEMM(NAME, PACK, T, V, L)                                                \
-typedef T V __attribute__((vector_size(32)));                                                  \
-/* B's columns in panels of 2L, each panel's k rows one after another: the layout the row       \
- * blocks read, `packed` holding k * (n - n % 2L) values. A recurrent kernel is packed once per  \
- * call and read every step; read in place, its rows are a power-of-two stride apart and a      \
- * panel's rows crowd into a few cache sets, evicting each other before the next block. */      \
+/* B's columns in panels of FR_PANEL_BYTES, each panel's k rows one after another: the layout the
+ * row blocks read, `packed` holding k * (n - n % panel) values. A recurrent kernel is packed once
+ * per call and read every step; read in place, its rows are a power-of-two stride apart and a
+ * panel's rows crowd into a few cache sets, evicting each other before the next block. */
+#define FASTRNN_PACK_PANELS(PACK, T)                                                            \
 static void PACK(Py_ssize_t n, Py_ssize_t k, const T *b, Py_ssize_t ldb, T *packed)             \
 {                                                                                               \
-    for (Py_ssize_t j = 0; j + 2 * L <= n; j += 2 * L)                                          \
-        for (Py_ssize_t p = 0; p < k; p++, packed += 2 * L)                                     \
-            memcpy(packed, b + p * ldb + j, 2 * L * sizeof(T));                                 \
-}                                                                                               \
-/* `packed` is B as PACK lays it out, or NULL to read B in place. */                            \
-FASTRNN_MULTIVERSION static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,                 \
-                                      const T *a, Py_ssize_t lda, const T *b, Py_ssize_t ldb,   \
-                                      const T *packed, T beta, T *c, Py_ssize_t ldc)            \
+    const Py_ssize_t panel = FR_PANEL_BYTES / sizeof(T);                                        \
+    for (Py_ssize_t j = 0; j + panel <= n; j += panel)                                          \
+        for (Py_ssize_t p = 0; p < k; p++, packed += panel)                                     \
+            memcpy(packed, b + p * ldb + j, panel * sizeof(T));                                 \
+}
+
+/* NAME: C = A @ B + beta * C with vectors V of L lanes of T, NV to a panel, blocks of 6 rows
+ * where ROWS6; ATTRIBUTES (a target) before it. `packed` is B as the PACK of FASTRNN_PACK_PANELS
+ * lays it out, or NULL to read B in place. */
+#define FASTRNN_SMALL_GEMM(NAME, T, V, L, NV, ROWS6, ATTRIBUTES)                                \
+ATTRIBUTES static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,                           \
+                            const T *a, Py_ssize_t lda, const T *b, Py_ssize_t ldb,             \
+                            const T *packed, T beta, T *c, Py_ssize_t ldc)                      \
 {                                                                                               \
+    const Py_ssize_t panel = (NV) * L;                                                          \
     /* Blocks of 6 rows, then of 4; of 4 rather than 6 where that leaves no 2 or 3 rows over. */ \
-    Py_ssize_t m6 = m / 6;                                                                      \
+    Py_ssize_t m6 = (ROWS6) ? m / 6 : 0;                                                        \
     if (m6 > 0 && (m % 6 == 2 || m % 6 == 3))                                                   \
         m6--;                                                                                   \
-    const Py_ssize_t m_main = 6 * m6 + (m - 6 * m6) / 4 * 4, n_main = n - n % (2 * L);          \
-    FR_ROW_BLOCK(6, 0, 6 * m6, T, V, L)                                                         \
-    FR_ROW_BLOCK(4, 6 * m6, m_main, T, V, L)                                                    \
+    const Py_ssize_t m_main = 6 * m6 + (m - 6 * m6) / 4 * 4, n_main = n - n % panel;            \
+    FR_ROW_BLOCK(6, 0, 6 * m6, T, V, L, NV)                                                     \
+    FR_ROW_BLOCK(4, 6 * m6, m_main, T, V, L, NV)                                                \
     /* The 0-3 rows left (batch 1 is all of it): one row, eight vectors of columns at a time,
-     * then four, then two (one panel). Eight independent sums keep both FMA units busy through
-     * the multiply-add latency, where four leave half of them idle (a step at batch 1 is that
-     * latency); the two-vector blocks spare the edge loop below a panel's columns. */         \
+     * then four, then (with two to a panel) two. Eight independent sums keep both FMA units busy
+     * through the multiply-add latency, where four leave half of them idle (a step at batch 1 is
+     * that latency); the smaller blocks spare the edge loop below a panel's columns. */        \
     Py_ssize_t n_wide = 0;                                                                      \
-    FR_ROW_BLOCKS(8, T, V, L)                                                                   \
-    FR_ROW_BLOCKS(4, T, V, L)                                                                   \
-    FR_ROW_BLOCKS(2, T, V, L)                                                                   \
+    FR_ROW_BLOCKS(8, T, V, L, NV)                                                               \
+    FR_ROW_BLOCKS(4, T, V, L, NV)                                                               \
+    if ((NV) == 2)                                                                              \
+        FR_ROW_BLOCKS(2, T, V, L, NV)                                                           \
     /* Edges: the columns the blocks above left, row by row. */                                \
     for (Py_ssize_t i = 0; i < m; i++) {                                                        \
         const Py_ssize_t j0 = i < m_main ? n_main : n_wide;                                     \
@@ -129,7 +145,46 @@ FASTRNN_MULTIVERSION static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, 
     }                                                                                           \
 }
 
-FASTRNN_SMALL_GEMM(fr_small_gemm_f32, fr_pack_panels_f32, float, fr_v8f, 8)
-FASTRNN_SMALL_GEMM(fr_small_gemm_f64, fr_pack_panels_f64, double, fr_v4d, 4)
+typedef float fr_v4f __attribute__((vector_size(16)));
+typedef double fr_v2d __attribute__((vector_size(16)));
+FASTRNN_PACK_PANELS(fr_pack_panels_f32, float)
+FASTRNN_PACK_PANELS(fr_pack_panels_f64, double)
+
+/* 0: the 128-bit variant even where AVX2 is (csrc/_kernels.pyx's `configure`, for the tests). */
+static int fr_gemm_wide = 1;
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && defined(__linux__)
+/* An AVX2+FMA variant and a 128-bit one, picked at each call (a few flag tests). */
+typedef float fr_v8f __attribute__((vector_size(32)));
+typedef double fr_v4d __attribute__((vector_size(32)));
+FASTRNN_SMALL_GEMM(fr_small_gemm_f32_avx2, float, fr_v8f, 8, 2, 1, __attribute__((target("avx2,fma"))))
+FASTRNN_SMALL_GEMM(fr_small_gemm_f64_avx2, double, fr_v4d, 4, 2, 1, __attribute__((target("avx2,fma"))))
+FASTRNN_SMALL_GEMM(fr_small_gemm_f32_sse, float, fr_v4f, 4, 4, 0, )
+FASTRNN_SMALL_GEMM(fr_small_gemm_f64_sse, double, fr_v2d, 2, 4, 0, )
+
+static int fr_has_avx2(void)
+{
+    return fr_gemm_wide && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+static void fr_small_gemm_f32(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *a, Py_ssize_t lda,
+                              const float *b, Py_ssize_t ldb, const float *packed, float beta, float *c,
+                              Py_ssize_t ldc)
+{
+    (fr_has_avx2() ? fr_small_gemm_f32_avx2 : fr_small_gemm_f32_sse)(m, n, k, a, lda, b, ldb, packed, beta,
+                                                                      c, ldc);
+}
+
+static void fr_small_gemm_f64(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *a, Py_ssize_t lda,
+                              const double *b, Py_ssize_t ldb, const double *packed, double beta, double *c,
+                              Py_ssize_t ldc)
+{
+    (fr_has_avx2() ? fr_small_gemm_f64_avx2 : fr_small_gemm_f64_sse)(m, n, k, a, lda, b, ldb, packed, beta,
+                                                                      c, ldc);
+}
+#else
+FASTRNN_SMALL_GEMM(fr_small_gemm_f32, float, fr_v4f, 4, 4, 0, )
+FASTRNN_SMALL_GEMM(fr_small_gemm_f64, double, fr_v2d, 2, 4, 0, )
+#endif
 
 #endif

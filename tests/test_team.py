@@ -301,6 +301,29 @@ def test_row_parts_on_the_team_read_only_inputs_and_many_threads(tuned, monkeypa
         fastrnn.set_num_threads(previous)
 
 
+NARROW = list(itertools.product(CELLS, DTYPES, [1, 3, 4, 6, 9, 13], [24, 72]))
+
+
+@pytest.mark.parametrize("cell, dtype, batch, units", NARROW,
+                         ids=["%s-%s-b%d-u%d" % n for n in NARROW])
+def test_products_in_128_bit_vectors_match_reference(tuned, cell, dtype, batch, units):
+    """small_gemm.h's 128-bit variant, which machines without AVX2 run (and ARM), forced here:
+    blocks of 4 rows, lone rows, edges, a recurrent kernel read in place (24 units) and packed
+    (72), with a mask and initial states."""
+    tuned(wide_vectors=False)
+    cls, options = CELLS[cell]
+    layer = cls(units, **options, return_sequences=True, return_state=True, dtype=dtype)
+    layer.build((None, None, INPUT_DIM))
+    rng = np.random.default_rng(batch * units)
+    layer.set_weights([rng.uniform(-0.3, 0.3, w.shape) for w in layer.get_weights()])
+    x = rng.standard_normal((batch, 5, INPUT_DIM)).astype(dtype)
+    mask = rng.random((batch, 5)) < 0.7
+    h0 = [rng.standard_normal((batch, size)).astype(dtype) for size in layer._state_sizes()]
+    expected = on_reference(lambda: layer(x, mask=mask, initial_state=h0))
+    assert_close(layer(x, mask=mask, initial_state=h0), expected, dtype)
+    assert not _kernels.configure()["wide_vectors"]
+
+
 def test_a_large_batch_goes_to_the_team_in_spare_parts(tuned, monkeypatch):
     """A batch with MIN_ROWS_PER_SPARE_PART rows to spare goes to the team in up to
     PARTS_PER_THREAD parts per thread (claimed as threads come free), none smaller than that,
