@@ -416,7 +416,8 @@ cdef struct Call:
     void* kernel
     void* bias
     void* recurrent_kernel
-    void* packed                # the recurrent kernel already packed (a Step's), or NULL
+    void* packed                # the recurrent kernel already packed (a Step's, run_parts's), or NULL
+    void* packed_kernel         # the kernel already packed (run_parts's), or NULL
     void* extra                 # LSTM: projection or NULL; GRU: recurrent bias
     const unsigned char* mask
     int activation, recurrent_activation
@@ -453,18 +454,26 @@ cdef inline void pack_panels(Py_ssize_t columns, Py_ssize_t rows, const floating
         fr_pack_panels_f64(columns, rows, b, columns, packed)
 
 
+cdef void* pack_matrix(const Call* k, const void* matrix, Py_ssize_t rows, Py_ssize_t columns,
+                       void* packed) noexcept nogil:
+    """The contiguous (rows, columns) `matrix` of `k`'s dtype in small_gemm.h's panels, in `packed`
+    (rows * columns values), which is returned."""
+    global packings
+    if k.typenum == cnp.NPY_FLOAT32:
+        pack_panels(columns, rows, <const float*> matrix, <float*> packed)
+    else:
+        pack_panels(columns, rows, <const double*> matrix, <double*> packed)
+    packings += 1
+    return packed
+
+
 cdef void* pack_recurrent_kernel(const Call* k) except? NULL nogil:
     """`k`'s recurrent kernel packed for a stream of steps (the caller frees it), or NULL where
     packing does not pay."""
     cdef Py_ssize_t n = gates_of(k) * k.units
     if not packs(k, n, 2):
         return NULL
-    cdef void* packed = alloc_scratch(n * k.state * itemsize(k))
-    if k.typenum == cnp.NPY_FLOAT32:
-        pack_panels(n, k.state, <const float*> k.recurrent_kernel, <float*> packed)
-    else:
-        pack_panels(n, k.state, <const double*> k.recurrent_kernel, <double*> packed)
-    return packed
+    return pack_matrix(k, k.recurrent_kernel, k.state, n, alloc_scratch(n * k.state * itemsize(k)))
 
 
 # -------------------------------------------------------------------------------------- the team
@@ -507,6 +516,7 @@ cdef Py_ssize_t TEAM_MIN_STEP_WORK = 1 << 13
 cdef Py_ssize_t ACTIVATION_WORK = 32
 cdef int team_size = 1              # fastrnn.set_num_threads
 cdef Py_ssize_t team_calls = 0      # calls run on more than one thread, for the tests
+cdef Py_ssize_t packings = 0        # kernels packed, for the tests
 
 
 def configure(threads=None, min_step_work=None, projected_elements=None, projected_rows=None,
@@ -539,6 +549,12 @@ def configure(threads=None, min_step_work=None, projected_elements=None, project
 def calls_on_several_threads():
     """How many calls have run on more than one thread, for the tests."""
     return team_calls
+
+
+def kernels_packed():
+    """How many kernels and recurrent kernels calls have packed in small_gemm.h's panels, for
+    the tests."""
+    return packings
 
 
 def hold_threads():
@@ -580,6 +596,7 @@ cdef struct Slice:
     void* gates                 # GRU: (B, G * width), the recurrent side of the gates or r * h
     void* c                     # LSTM: (B, width), the slice's cell state
     void* packed_kernel         # the kernel in small_gemm.h's panels (see packs_kernel), or NULL
+    bint pack_kernel            # packed_kernel is to be filled (not run_parts's, packed already)
     Py_ssize_t x_lda            # GEMM reads a chunk's rows of x in place, this many elements apart
     void* x_copy                # (chunk * B, I): else a chunk's rows of x, copied time-major
 
@@ -604,14 +621,23 @@ cdef inline Py_ssize_t take(Py_ssize_t* total, Py_ssize_t count, Py_ssize_t alig
     return offset
 
 
-cdef inline bint packs_kernel(const Call* k, const Slice* sl, Py_ssize_t columns) noexcept nogil:
+cdef inline Py_ssize_t chunk_steps(const Call* k, Py_ssize_t columns) noexcept nogil:
+    """The steps whose input projection is computed at once, for `columns` columns (see
+    PROJECTED_ELEMENTS)."""
+    if k.inputs * columns <= PROJECTED_ELEMENTS:     # a small kernel: BLAS's copy of it is cheap
+        return min(k.timesteps, max(1, PROJECTED_ELEMENTS // max(1, k.batch * columns)))
+    return min(k.timesteps, max(PROJECTED_ELEMENTS // max(1, k.batch * columns),
+                                (PROJECTED_ROWS + k.batch - 1) // max(1, k.batch)))
+
+
+cdef inline bint packs_kernel(const Call* k, Py_ssize_t chunk, Py_ssize_t columns) noexcept nogil:
     """Whether the slice's input projection reads its kernel packed in small_gemm.h's panels: when
     it runs in more than one chunk, each small enough for small_gemm.h. BLAS copies the kernel
     and the chunk's rows at every call (a fifth of its time on a 128x64 by 64x512 chunk), the
     panels are copied once. Side by side on one thread: LSTM 32x100x64x128 1.06x (two threads
     1.03x), 1024x20x64x64 1.05x, 256x50x128x256 1.03x, GRU 32x100x64x128 1.05x, SimpleRNN
     32x100x64x128 1.03x, 4x2000x16x32 0.99-1.02x."""
-    return sl.chunk < k.timesteps and sl.chunk * k.batch * columns * k.inputs < SMALL_GEMM_PACKED
+    return chunk < k.timesteps and chunk * k.batch * columns * k.inputs < SMALL_GEMM_PACKED
 
 
 cdef Py_ssize_t x_lda(const Call* k, Py_ssize_t steps) noexcept nogil:
@@ -673,11 +699,7 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         sl.width = slice_start(k.units, id + 1, n, align) - sl.start
         columns = gates * sl.width
         sl.pack = k.packed == NULL and packs(k, columns, k.timesteps)
-        if k.inputs * columns <= PROJECTED_ELEMENTS:     # a small kernel: BLAS's copy of it is cheap
-            sl.chunk = min(k.timesteps, max(1, PROJECTED_ELEMENTS // max(1, k.batch * columns)))
-        else:
-            sl.chunk = min(k.timesteps, max(PROJECTED_ELEMENTS // max(1, k.batch * columns),
-                                            (PROJECTED_ROWS + k.batch - 1) // max(1, k.batch)))
+        sl.chunk = chunk_steps(k, columns)
         offsets[id][0] = take(&total, sl.chunk * k.batch * columns, align)
         offsets[id][1] = take(&total, k.inputs * columns if n > 1 else 0, align)
         offsets[id][2] = take(&total, columns if n > 1 else 0, align)
@@ -686,11 +708,15 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         offsets[id][5] = take(&total, k.state * columns if sl.pack else 0, align)
         offsets[id][6] = take(&total, k.batch * columns if k.cell == GRU_CELL else 0, align)
         offsets[id][7] = take(&total, k.batch * sl.width if k.cell == LSTM_CELL else 0, align)
-        kernel_packed[id] = packs_kernel(k, sl, columns)
-        offsets[id][8] = take(&total, k.inputs * columns if kernel_packed[id] else 0, align)
+        kernel_packed[id] = packs_kernel(k, sl.chunk, columns)
+        sl.pack_kernel = kernel_packed[id] and k.packed_kernel == NULL
+        offsets[id][8] = take(&total, k.inputs * columns if sl.pack_kernel else 0, align)
         sl.x_lda = x_lda(k, sl.chunk)   # (a shorter last chunk reads in place too if this one does)
         offsets[id][9] = take(&total, 0 if sl.x_lda else sl.chunk * k.batch * k.inputs, align)
     p.memory = take_scratch(total * size + 64)
+    global packings
+    for id in range(n):
+        packings += p.slices[id].pack + p.slices[id].pack_kernel
     cdef char* base = cache_line(p.memory)
     p.h[0], p.h[1] = base + h_offsets[0] * size, base + h_offsets[1] * size
     for id in range(n):
@@ -703,7 +729,8 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         sl.packed = base + offsets[id][5] * size if sl.pack else k.packed
         sl.gates = base + offsets[id][6] * size if k.cell == GRU_CELL else NULL
         sl.c = base + offsets[id][7] * size if k.cell == LSTM_CELL else NULL
-        sl.packed_kernel = base + offsets[id][8] * size if kernel_packed[id] else NULL
+        sl.packed_kernel = (NULL if not kernel_packed[id] else base + offsets[id][8] * size if sl.pack_kernel
+                            else k.packed_kernel)
         sl.x_copy = NULL if sl.x_lda else base + offsets[id][9] * size
     return 0
 
@@ -737,7 +764,7 @@ cdef void fill_slice(const Call* k, const Slice* sl, const floating* precision) 
                        units, gates, sl.start, s)
     if sl.pack:
         pack_panels(columns, k.state, recurrent_kernel, <floating*> sl.packed)
-    if sl.packed_kernel != NULL:
+    if sl.pack_kernel:
         pack_panels(columns, k.inputs, <const floating*> sl.kernel, <floating*> sl.packed_kernel)
 
 
@@ -975,6 +1002,37 @@ cdef void work_parts(void* arg, int id, int n) noexcept nogil:
         work(&parts.plans[j], 0, 1)
 
 
+cdef int share_packing(Call* calls, int j, void** owned, int* n_owned) except -1 nogil:
+    """Give part j of run_parts the kernels packed for an earlier part of the same weights, or
+    pack them here where part j's plan would (`owned` then holds them, for the caller to give
+    back with fr_scratch_give: kept scratch, whose pages are not faulted in again at each call):
+    parts that each packed their own copies kept 8 of an LSTM(512)'s recurrent kernel at once
+    (63 MB of float64 scratch for 8 parts of 32 rows, 7 MB for 2)."""
+    cdef Call* k = &calls[j]
+    cdef Call* other
+    cdef Py_ssize_t columns = gates_of(k) * k.units
+    cdef bint recurrent = packs(k, columns, k.timesteps)
+    cdef bint kernel = packs_kernel(k, chunk_steps(k, columns), columns)
+    cdef int i
+    for i in range(j):
+        other = &calls[i]
+        if (other.kernel == k.kernel and other.recurrent_kernel == k.recurrent_kernel and other.inputs == k.inputs
+                and other.state == k.state and gates_of(other) * other.units == columns):
+            if recurrent and other.packed != NULL:
+                k.packed, recurrent = other.packed, False
+            if kernel and other.packed_kernel != NULL:
+                k.packed_kernel, kernel = other.packed_kernel, False
+    if recurrent:
+        k.packed = owned[n_owned[0]] = pack_matrix(k, k.recurrent_kernel, k.state, columns,
+                                                   take_scratch(k.state * columns * itemsize(k)))
+        n_owned[0] += 1
+    if kernel:
+        k.packed_kernel = owned[n_owned[0]] = pack_matrix(k, k.kernel, k.inputs, columns,
+                                                          take_scratch(k.inputs * columns * itemsize(k)))
+        n_owned[0] += 1
+    return 0
+
+
 # ------------------------------------------------------------------------------- the entry points
 
 cdef int check_inputs(Call* k, object x, object kernel, object bias, object recurrent_kernel,
@@ -991,7 +1049,7 @@ cdef int check_inputs(Call* k, object x, object kernel, object bias, object recu
     check_shape(b"recurrent_kernel", shape_of(recurrent_kernel, b"recurrent_kernel", k.typenum, 2, False), 2,
                 k.state, gates * k.units)
     k.kernel, k.bias, k.recurrent_kernel = data(kernel), data(bias), data(recurrent_kernel)
-    k.packed = NULL
+    k.packed = k.packed_kernel = NULL
     return 0
 
 
@@ -1141,7 +1199,7 @@ cdef object check_call(Call* k, function, tuple arguments, bint step=False):
     else:
         raise TypeError(f"expected one of fastrnn._kernels' kernels and all the arguments it takes, "
                         f"got {function!r} with {n}")
-    k.packed = NULL
+    k.packed = k.packed_kernel = NULL
     if step:
         k.x = NULL      # the stand-in dies here
     return h
@@ -1165,7 +1223,8 @@ def run_parts(parts):
     cdef Parts p
     cdef Call* calls = <Call*> alloc_scratch(count * sizeof(Call))
     cdef void* plans = NULL     # the plans hold a 64-byte aligned queue: aligned by hand
-    cdef int planned = 0, n = 1
+    cdef int planned = 0, n = 1, n_owned = 0
+    cdef void* owned[2 * FR_TEAM_MAX]      # kernels packed once for all parts that read them
     try:
         plans = alloc_scratch(count * sizeof(Plan) + 64)
         p.plans = <Plan*> cache_line(plans)
@@ -1183,6 +1242,8 @@ def run_parts(parts):
             for j in range(count):
                 p.plans[j].memory = NULL
             for j in range(count):
+                share_packing(calls, j, owned, &n_owned)
+            for j in range(count):
                 plan_call(&p.plans[j], &calls[j], 1)
                 planned += 1
             n = fr_team_acquire(min(count, team_size))
@@ -1195,6 +1256,8 @@ def run_parts(parts):
     finally:
         for j in range(planned):
             fr_scratch_give(p.plans[j].memory)
+        for j in range(n_owned):
+            fr_scratch_give(owned[j])
         free(calls)
         free(plans)
 

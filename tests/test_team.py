@@ -399,6 +399,37 @@ def test_run_parts_matches_whole_batch_calls(tuned, cell, dtype, threads, bounds
     assert _kernels.calls_on_several_threads() - before == several
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_parts_of_one_layer_share_its_packed_kernels(tuned, dtype):
+    """run_parts packs each layer's kernel and recurrent kernel once for all the parts that read
+    them (8 parts that each packed their own copies kept 8 at once), two layers' parts each their
+    own; the results are those of one call on the whole batch."""
+    tuned(threads=2, projected_elements=2 * 4 * 4 * UNITS)   # chunks of 2 of the 6 steps: both pack
+    layers = [make_layer("lstm", dtype, seed=seed) for seed in (0, 1)]
+    x, mask, states = make_inputs(layers[0], 32, 6)
+    kernel_mask = np.ascontiguousarray(mask).view(np.uint8)
+    tolerance = {"float32": 1e-6, "float64": 1e-12}[dtype]
+
+    def packings_of_parts(layers):
+        outputs, calls = [], []
+        for layer in layers:
+            outputs.append([s.copy() for s in states] + [np.zeros((32, 6, UNITS), dtype)])
+            calls += _parts(layer, x, mask, outputs[-1][:-1], list(range(0, 33, 4)), outputs[-1][-1])
+        before = _kernels.kernels_packed()
+        _kernels.run_parts(calls)
+        packings = _kernels.kernels_packed() - before
+        for layer, got in zip(layers, outputs):
+            want = [s.copy() for s in states] + [np.zeros((32, 6, UNITS), dtype)]
+            function, arguments = layer._kernel_call(_kernels, x, kernel_mask, want[:-1], want[-1])
+            function(*arguments)
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g, w, rtol=0, atol=tolerance)
+        return packings
+
+    assert packings_of_parts(layers[:1]) == 2
+    assert packings_of_parts(layers) == 4
+
+
 MIXED = list(itertools.product(DTYPES, [1, 2, 3]))
 
 
