@@ -34,9 +34,10 @@ MAX_TEAM_PARTS = 64   # the team's largest size (FR_TEAM_MAX in csrc/team.h)
 # A large batch goes to the team in up to this many parts per thread, each of at least this many
 # rows: the team's threads claim parts as they come free, so a thread whose core is taken (by
 # another process, or the VM's host) does less of the work instead of holding up the call with
-# its half. Measured in turns with one part per thread, 2 threads, on LSTM, GRU and SimpleRNN
-# 256x50x128x256 and 1024x20x64x64: 0.83-1.05x the time on a quiet machine, 0.75-0.93x with a
-# busy process beside it; with parts of 8-16 rows (batch 32 or 64) no gain.
+# its half. Measured in turns against one part per thread, 2 threads, LSTM, GRU, SimpleRNN and
+# Bidirectional LSTM 256x50x128x256, 1024x20x64x64 and 128x100x64x128: 0.92-1.24x as fast on a
+# quiet machine (1.01x geometric mean), 1.00-1.24x (1.08x) with a busy process beside it; with
+# parts of 8-16 rows (batch 32 or 64) no gain.
 PARTS_PER_THREAD = 4
 MIN_ROWS_PER_SPARE_PART = 32
 

@@ -308,8 +308,8 @@ NARROW = list(itertools.product(CELLS, DTYPES, [1, 3, 4, 6, 9, 13], [24, 72]))
                          ids=["%s-%s-b%d-u%d" % n for n in NARROW])
 def test_products_in_128_bit_vectors_match_reference(tuned, cell, dtype, batch, units):
     """small_gemm.h's 128-bit variant, which machines without AVX2 run (and ARM), forced here:
-    blocks of 4 rows, lone rows, edges, a recurrent kernel read in place (24 units) and packed
-    (72), with a mask and initial states."""
+    blocks of 4 rows, lone rows, whole panels and edges (24 and 72 units), a recurrent kernel
+    read in place (1 and 3 rows) and packed (4 rows or more), with a mask and initial states."""
     tuned(wide_vectors=False)
     cls, options = CELLS[cell]
     layer = cls(units, **options, return_sequences=True, return_state=True, dtype=dtype)
