@@ -269,7 +269,8 @@ cdef void activate(floating* v, Py_ssize_t n, int activation) noexcept nogil:
 cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a, Py_ssize_t lda,
                       const floating* b, Py_ssize_t ldb, floating beta, floating* c, Py_ssize_t ldc,
                       const floating* packed=NULL, Py_ssize_t small=SMALL_GEMM) noexcept nogil:
-    """Row-major ``C[m, n] = A[m, k] @ B[k, n] + beta * C`` with leading dimensions lda, ldb, ldc.
+    """Row-major ``C[m, n] = A[m, k] @ B[k, n] + beta * C``, beta 0 or 1 (small_gemm.h takes no other),
+    with leading dimensions lda, ldb, ldc.
 
     Products of fewer than `small` multiply-adds run in small_gemm.h, reading B from `packed`
     when given (see `packs`), and with B packed the bound is SMALL_GEMM_PACKED. The others run in BLAS, which is

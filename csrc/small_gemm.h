@@ -1,4 +1,4 @@
-/* Row-major C = A @ B + beta * C for the small products of the recurrent kernels.
+/* Row-major C = A @ B + beta * C, beta 0 or 1, for the small products of the recurrent kernels.
  *
  * Why: a BLAS call has a fixed cost of several microseconds (argument checks, buffer
  * allocation, thread decisions), more than the whole product when the batch is a few rows,
@@ -109,9 +109,9 @@ static void PACK(Py_ssize_t n, Py_ssize_t k, const T *b, Py_ssize_t ldb, T *pack
             memcpy(packed, b + p * ldb + j, panel * sizeof(T));                                 \
 }
 
-/* NAME: C = A @ B + beta * C with vectors V of L lanes of T, NV to a panel, blocks of 6 rows
- * where ROWS6; ATTRIBUTES (a target) before it. `packed` is B as the PACK of FASTRNN_PACK_PANELS
- * lays it out, or NULL to read B in place. */
+/* NAME: C = A @ B + beta * C (beta 0 or 1) with vectors V of L lanes of T, NV to a panel, blocks
+ * of 6 rows where ROWS6; ATTRIBUTES (a target) before it. `packed` is B as the PACK of
+ * FASTRNN_PACK_PANELS lays it out, or NULL to read B in place. */
 #define FASTRNN_SMALL_GEMM(NAME, T, V, L, NV, ROWS6, ATTRIBUTES)                                \
 ATTRIBUTES static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,                           \
                             const T *a, Py_ssize_t lda, const T *b, Py_ssize_t ldb,             \
