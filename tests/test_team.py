@@ -301,6 +301,35 @@ def test_row_parts_on_the_team_read_only_inputs_and_many_threads(tuned, monkeypa
         fastrnn.set_num_threads(previous)
 
 
+SPARE = list(itertools.product(CELLS, DTYPES, [False, True]))
+
+
+@pytest.mark.parametrize("cell, dtype, go_backwards", SPARE, ids=["%s-%s-back%d" % o for o in SPARE])
+def test_spare_parts_with_masks_and_states_match_reference(tuned, monkeypatch, cell, dtype, go_backwards):
+    """With the thresholds lowered, 13 rows go to 2 threads in 6 spare parts (2-3 rows each),
+    each reading its rows of the mask and the initial states and writing its rows of every
+    output, time reversed too; a Bidirectional layer's two directions in 4 parts each."""
+    tuned(threads=2)
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
+    monkeypatch.setattr(parallel, "MIN_ROWS_PER_SPARE_PART", 2)
+    previous = fastrnn.num_threads()
+    fastrnn.set_num_threads(2)
+    calls = []
+    run_parts = _kernels.run_parts
+    monkeypatch.setattr(_kernels, "run_parts", lambda parts: (calls.append(len(parts)), run_parts(parts)))
+    try:
+        layer = make_layer(cell, dtype, return_sequences=True, return_state=True, go_backwards=go_backwards)
+        x, mask, states = make_inputs(layer, 13, 5)
+        expected = on_reference(lambda: layer(x, mask=mask, initial_state=states))
+        assert_close(layer(x, mask=mask, initial_state=states), expected, dtype)
+        bidirectional = fastrnn.Bidirectional(make_layer(cell, dtype, return_sequences=True))
+        expected = on_reference(lambda: bidirectional(x, mask=mask))
+        assert_close(bidirectional(x, mask=mask), expected, dtype)
+        assert calls == [6, 2 * 4]    # 4 parts per thread in all: 4 for each direction
+    finally:
+        fastrnn.set_num_threads(previous)
+
+
 NARROW = list(itertools.product(CELLS, DTYPES, [1, 3, 4, 6, 9, 13], [24, 72]))
 
 
