@@ -2,9 +2,9 @@
  *
  * Why: a BLAS call has a fixed cost of several microseconds (argument checks, buffer
  * allocation, thread decisions), more than the whole product when the batch is a few rows,
- * which is the embedded, one-sequence-at-a-time use. This loop nest (i, k, j) runs along
- * contiguous rows of B and C, so the compiler vectorises the inner loop; on x86-64 Linux with GCC
- * or Clang it is also compiled for AVX2+FMA and picked at run time. csrc/_kernels.pyx chooses it below a size
+ * which is the embedded, one-sequence-at-a-time use. Blocks of C stay in vector registers while
+ * the loop runs along contiguous rows of B; on x86-64 Linux with GCC or Clang the products are
+ * also compiled for AVX2+FMA and picked at run time. csrc/_kernels.pyx chooses them below a size
  * measured in bench/.
  *
  * Vectors are the width the target has: 256 bits in the AVX2 variant, 128 bits otherwise
