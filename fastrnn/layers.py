@@ -10,8 +10,8 @@ from . import activations
 from .base import Layer, from_spec, plain_config, positive_int, wrapped_dtype
 
 __all__ = [
-    "Activation", "Add", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
-    "GaussianDropout", "GaussianNoise", "Masking", "Maximum", "Minimum", "Multiply", "RepeatVector",
+    "Activation", "Add", "Any", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
+    "GaussianDropout", "GaussianNoise", "Masking", "Maximum", "Minimum", "Multiply", "NotEqual", "RepeatVector",
     "Reshape", "SpatialDropout1D", "Subtract", "TimeDistributed",
     "add", "average", "concatenate", "maximum", "minimum", "multiply", "subtract",
 ]
@@ -225,6 +225,58 @@ class Masking(Layer):
 
     def compute_mask(self, inputs, mask=None):
         return np.any(np.asarray(inputs) != self.mask_value, axis=-1)
+
+
+class NotEqual(Layer):
+    """Where `inputs` differ from `value` (of two inputs, where they differ), as Keras's
+    ``ops.not_equal``: a Keras 3 functional model records the mask of ``Masking`` and of
+    ``Embedding(mask_zero=True)`` as this operation (then ``Any``), passed as ``mask=``."""
+
+    _config_keys = ("value",)
+
+    def __init__(self, value=0.0, name=None, dtype="float32", **keras_options):
+        super().__init__(name, dtype, **keras_options)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"value of layer {self.name!r} must be a number, got {value!r:.100}")
+        self.value = value
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0] if isinstance(input_shape, list) else input_shape)
+
+    def call(self, inputs, mask=None):
+        """A boolean array: ``inputs != value``, or ``inputs[0] != inputs[1]``."""
+        if isinstance(inputs, (list, tuple)):
+            return np.not_equal(np.asarray(inputs[0]), np.asarray(inputs[1]))
+        return np.asarray(inputs) != self.value
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+class Any(Layer):
+    """Whether any value along `axis` is true, as Keras's ``ops.any`` (see `NotEqual`)."""
+
+    _config_keys = ("axis", "keepdims")
+
+    def __init__(self, axis=-1, keepdims=False, name=None, dtype="float32", **keras_options):
+        super().__init__(name, dtype, **keras_options)
+        if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
+            raise ValueError(f"axis of layer {self.name!r} must be a non-batch axis, got {axis!r:.100}")
+        self.axis, self.keepdims = axis, bool(keepdims)
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        if not -len(shape) <= self.axis < len(shape) or self.axis % len(shape) == 0:
+            raise ValueError(f"layer {self.name!r} reduces axis {self.axis} of inputs of shape {tuple(shape)}")
+        axis = self.axis % len(shape)
+        return tuple(shape[:axis] + ([1] if self.keepdims else []) + shape[axis + 1:])
+
+    def call(self, inputs, mask=None):
+        """A boolean array: ``inputs`` reduced by logical or along `axis`."""
+        return np.any(np.asarray(inputs), axis=self.axis, keepdims=self.keepdims)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
 
 
 class _Identity(Layer):

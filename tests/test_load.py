@@ -60,6 +60,27 @@ def test_keras_file_reproduces_keras(kind, case, filename, backend_name):
         assert model.get_layer(name).name == name
 
 
+with np.load(FILES / "expected_keras3_masks.npz", allow_pickle=False) as _masks:
+    MASKED = {name: (_masks[f"{name}_x"], _masks[f"{name}_y"]) for name in json.loads(str(_masks["names"]))}
+MASKED_FILES = [name + suffix for name in MASKED for suffix in (".keras", ".h5")]
+
+
+@pytest.mark.parametrize("filename", MASKED_FILES)
+def test_functional_masks_recorded_as_operations_reproduce_keras(filename, backend_name, tmp_path):
+    """Keras 3 records the mask of Masking and Embedding(mask_zero) in a functional model as
+    operations (NotEqual, Any) passed on as mask=: fastrnn runs them (tests/data/
+    make_keras_functional_masks.py), and keeps them in its own format."""
+    x, expected = MASKED[filename.rsplit(".", 1)[0]]
+    model = fastrnn.load(FILES / filename)
+    assert {"NotEqual"} <= {type(layer).__name__ for layer in model.layers}
+    assert_close(model(x), expected, "float32")
+    unmasked = x.copy()
+    unmasked[unmasked == 0] = 1   # no step masked: a different answer, so the masks were applied
+    assert np.abs(model(unmasked) - expected).max() > 1e-3
+    model.save(tmp_path / "model.npz")
+    np.testing.assert_array_equal(fastrnn.load(tmp_path / "model.npz")(x), model(x))
+
+
 WEIGHTS = [(kind, case, f) for kind in ("keras3", "keras2") for case in INDEXES.get(kind, ([], {}))[0]
            for f in case["files"] if _is_weights_only(case, f)]
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import layers as L
 from .. import recurrent as R
-from ..base import Layer, snake_case
+from ..base import Layer, Symbolic, snake_case
 from ..errors import ModelFileError
 from ..models import Input, InputLayer, Model, Sequential
 
@@ -56,6 +56,9 @@ SUPPORTED_LAYERS = {
     "Dense": (L.Dense, ("units", "activation", "use_bias")),
     "Embedding": (L.Embedding, ("input_dim", "output_dim", "mask_zero")),
     "Masking": (L.Masking, ("mask_value",)),
+    # Operations a Keras 3 functional model records for the masks of Masking and Embedding
+    "NotEqual": (L.NotEqual, ("value",)),
+    "Any": (L.Any, ("axis", "keepdims")),
     "Dropout": (L.Dropout, ("rate",)),
     "SpatialDropout1D": (L.SpatialDropout1D, ("rate",)),
     "GaussianDropout": (L.GaussianDropout, ("rate",)),
@@ -323,6 +326,8 @@ def _wire_functional(body, specs, layers_by_name, source):
             if not isinstance(args, list) or not isinstance(kwargs, dict):
                 raise ModelFileError(f"{source}: layer {name!r} has a malformed inbound node")
             args = [resolve(a) for a in args]
+            if isinstance(layer, L.NotEqual) and len(args) == 2 and not isinstance(args[1], (Symbolic, list)):
+                layer.value, args = L.NotEqual(args[1], name=name).value, args[:1]   # Keras: a constant operand
             kwargs = {k: resolve(v) for k, v in kwargs.items() if k in ("initial_state", "mask") and v is not None}
             if "initial_state" in kwargs and not isinstance(layer, (R._RNN, R.Bidirectional)):
                 raise ModelFileError(f"{source}: layer {name!r} ({type(layer).__name__}) is given an "

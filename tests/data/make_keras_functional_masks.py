@@ -1,0 +1,90 @@
+"""Write Keras 3 functional models whose masks Keras records as operations, and their outputs.
+
+In a functional model, Keras 3 saves the mask of ``Masking`` and of ``Embedding(mask_zero=True)``
+as operations of the graph (``NotEqual``, then ``Any`` for ``Masking``) whose output is passed to
+the next layer as ``mask=``; a ``Sequential`` model saves no such thing. This script builds three
+such models with seeded random weights, saves each with Keras as ``NAME.keras`` and ``NAME.h5``
+in ``tests/data/files/`` (Keras reads the ``.keras`` ones back and matches; it cannot read the
+operations back from its own ``.h5``, fastrnn can) and writes their inputs and outputs (``model(x)``, inference) to
+``tests/data/files/expected_keras3_masks.npz``: ``NAME_x`` and ``NAME_y`` for each name in the
+JSON list ``names``. The fastrnn tests only read these files.
+
+Last run with: Python 3.11.7, keras 3.15.1, jax 0.10.2, numpy 2.4.6, h5py, on CPU::
+
+    pip install keras==3.15.1 jax numpy h5py
+    KERAS_BACKEND=jax python tests/data/make_keras_functional_masks.py
+"""
+import json
+import os
+
+import keras
+import numpy as np
+from keras import layers
+
+OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "files")
+SEED = 5
+
+
+def padded_batch(rng, batch=4, timesteps=6, features=3):
+    """Floats with zero-padded steps: row 1 padded at the end, row 2 at the start, row 3 in the
+    middle, row 0 not at all."""
+    x = rng.uniform(-1, 1, (batch, timesteps, features)).astype("float32")
+    x[1, 4:] = 0.0
+    x[2, :2] = 0.0
+    x[3, 2:4] = 0.0
+    return x
+
+
+def masking_lstm(rng):
+    inputs = keras.Input((6, 3), name="features")
+    h = layers.Masking(0.0)(inputs)
+    h = layers.LSTM(3, return_sequences=True)(h)
+    outputs = layers.LSTM(2)(h)
+    return keras.Model(inputs, outputs, name="masking_lstm"), padded_batch(rng)
+
+
+def embedding_gru(rng):
+    inputs = keras.Input((7,), dtype="int32", name="tokens")
+    h = layers.Embedding(12, 4, mask_zero=True)(inputs)
+    h = layers.GRU(3)(h)
+    outputs = layers.Dense(1, activation="sigmoid")(h)
+    tokens = rng.integers(1, 12, (5, 7)).astype("int32")
+    tokens[1, 5:] = 0
+    tokens[2, :3] = 0
+    return keras.Model(inputs, outputs, name="embedding_gru"), tokens
+
+
+def masking_bidirectional(rng):
+    inputs = keras.Input((6, 3))
+    h = layers.Masking(0.0)(inputs)
+    h = layers.Bidirectional(layers.GRU(3, return_sequences=True))(h)
+    outputs = layers.Dense(2)(h)
+    return keras.Model(inputs, outputs, name="masking_bidirectional"), padded_batch(rng)
+
+
+def main():
+    keras.utils.set_random_seed(SEED)
+    rng = np.random.default_rng(SEED)
+    os.makedirs(OUT_DIR, exist_ok=True)
+    arrays, names = {}, []
+    for make in (masking_lstm, embedding_gru, masking_bidirectional):
+        model, x = make(rng)
+        for weight in model.weights:
+            weight.assign(rng.uniform(-0.5, 0.5, weight.shape).astype(weight.dtype))
+        y = np.asarray(model(x, training=False))
+        name = f"k3_functional_{model.name}"
+        for suffix in (".keras", ".h5"):
+            path = os.path.join(OUT_DIR, name + suffix)
+            model.save(path)
+            if suffix == ".keras":   # Keras 3.15 cannot read these operations back from its .h5
+                again = keras.saving.load_model(path)
+                np.testing.assert_allclose(np.asarray(again(x, training=False)), y, atol=1e-6)
+        arrays[f"{name}_x"], arrays[f"{name}_y"] = x, y
+        names.append(name)
+        print(f"  {name}: output {y.shape}")
+    arrays["names"] = np.array(json.dumps(names))
+    np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_masks.npz"), **arrays)
+
+
+if __name__ == "__main__":
+    main()
