@@ -6,6 +6,7 @@ scripts beside them (which need the frameworks; these tests do not).
 import json
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -79,6 +80,37 @@ def test_functional_masks_recorded_as_operations_reproduce_keras(filename, backe
     assert np.abs(model(unmasked) - expected).max() > 1e-3
     model.save(tmp_path / "model.npz")
     np.testing.assert_array_equal(fastrnn.load(tmp_path / "model.npz")(x), model(x))
+
+
+def _masks_file_with(tmp_path, cls, change):
+    """k3_functional_masking_lstm.keras with `change(spec)` applied to its layer of class `cls`."""
+    with zipfile.ZipFile(FILES / "k3_functional_masking_lstm.keras") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    change(next(spec for spec in config["config"]["layers"] if spec["class_name"] == cls))
+    members["config.json"] = json.dumps(config).encode()
+    path = tmp_path / "changed.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _set_second_arg(value):
+    return lambda spec: spec["inbound_nodes"][0]["args"].__setitem__(1, value)
+
+
+@pytest.mark.parametrize("cls, change, message", [
+    ("NotEqual", _set_second_arg("a"), "value of layer 'not_equal' must be a number"),
+    ("NotEqual", _set_second_arg(None), "value of layer 'not_equal' must be a number"),
+    ("NotEqual", _set_second_arg([1, 2]), "layer 'not_equal' is called on"),
+    ("NotEqual", lambda spec: spec["inbound_nodes"][0].__setitem__("args", []), "is called on [], not on layer"),
+    ("Any", lambda spec: spec["config"].__setitem__("axis", 0), "must be a non-batch axis"),
+    ("Any", lambda spec: spec["config"].__setitem__("axis", 5), "reduces axis 5 of inputs of shape"),
+], ids=["text", "none", "list", "no-args", "batch-axis", "axis-out-of-range"])
+def test_damaged_mask_operations_are_named(tmp_path, cls, change, message):
+    with pytest.raises(fastrnn.ModelFileError, match=re.escape(message)):
+        fastrnn.load(_masks_file_with(tmp_path, cls, change))
 
 
 WEIGHTS = [(kind, case, f) for kind in ("keras3", "keras2") for case in INDEXES.get(kind, ([], {}))[0]

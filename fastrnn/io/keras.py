@@ -293,6 +293,13 @@ def _tensor_ref(value, source):
     return tuple(history[:3])
 
 
+def _layer_outputs(value):
+    """Whether a resolved call argument is a layer output or a non-empty list of them."""
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(v, Symbolic) for v in value)
+    return isinstance(value, Symbolic)
+
+
 class _NotYet(Exception):
     """A node's input comes from a call that has not been made yet (deferred, as Keras does)."""
 
@@ -327,7 +334,13 @@ def _wire_functional(body, specs, layers_by_name, source):
                 raise ModelFileError(f"{source}: layer {name!r} has a malformed inbound node")
             args = [resolve(a) for a in args]
             if isinstance(layer, L.NotEqual) and len(args) == 2 and not isinstance(args[1], (Symbolic, list)):
-                layer.value, args = L.NotEqual(args[1], name=name).value, args[:1]   # Keras: a constant operand
+                try:   # Keras: a constant operand
+                    layer.value, args = L.NotEqual(args[1], name=name).value, args[:1]
+                except TypeError as exc:
+                    raise ModelFileError(f"{source}: {exc}") from exc
+            if not args or not all(_layer_outputs(a) for a in args):
+                raise ModelFileError(f"{source}: layer {name!r} is called on {str(node.get('args'))[:120]}, "
+                                     "not on layer outputs")
             kwargs = {k: resolve(v) for k, v in kwargs.items() if k in ("initial_state", "mask") and v is not None}
             if "initial_state" in kwargs and not isinstance(layer, (R._RNN, R.Bidirectional)):
                 raise ModelFileError(f"{source}: layer {name!r} ({type(layer).__name__}) is given an "
