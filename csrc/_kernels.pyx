@@ -682,6 +682,7 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
     gates) lies on cache lines of its own: a line that two threads write in turn travels between
     their cores (this cost 0.5-0.9 us per step when the caller's h and c were written in place;
     the sequence output still is, once per row and step)."""
+    global packings
     cdef size_t size = itemsize(k)
     cdef Py_ssize_t align = 64 // size      # elements per cache line
     cdef Py_ssize_t gates = gates_of(k), columns, id, total = 0
@@ -711,13 +712,11 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         offsets[id][7] = take(&total, k.batch * sl.width if k.cell == LSTM_CELL else 0, align)
         kernel_packed[id] = packs_kernel(k, sl.chunk, columns)
         sl.pack_kernel = kernel_packed[id] and k.packed_kernel == NULL
+        packings += sl.pack + sl.pack_kernel
         offsets[id][8] = take(&total, k.inputs * columns if sl.pack_kernel else 0, align)
         sl.x_lda = x_lda(k, sl.chunk)   # (a shorter last chunk reads in place too if this one does)
         offsets[id][9] = take(&total, 0 if sl.x_lda else sl.chunk * k.batch * k.inputs, align)
     p.memory = take_scratch(total * size + 64)
-    global packings
-    for id in range(n):
-        packings += p.slices[id].pack + p.slices[id].pack_kernel
     cdef char* base = cache_line(p.memory)
     p.h[0], p.h[1] = base + h_offsets[0] * size, base + h_offsets[1] * size
     for id in range(n):

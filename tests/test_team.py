@@ -43,9 +43,18 @@ def tuned():
     fastrnn.set_backend(previous_backend)
 
 
-def make_layer(cell, dtype, seed=0, **kwargs):
+@pytest.fixture
+def parts_per_call(monkeypatch):
+    """The number of parts of each `run_parts` call made during the test, in order."""
+    sizes = []
+    run_parts = _kernels.run_parts
+    monkeypatch.setattr(_kernels, "run_parts", lambda parts: (sizes.append(len(parts)), run_parts(parts)))
+    return sizes
+
+
+def make_layer(cell, dtype, seed=0, units=UNITS, **kwargs):
     cls, options = CELLS[cell]
-    layer = cls(UNITS, **options, dtype=dtype, **kwargs)
+    layer = cls(units, **options, dtype=dtype, **kwargs)
     layer.build((None, None, INPUT_DIM))
     rng = np.random.default_rng(seed)
     layer.set_weights([rng.uniform(-0.3, 0.3, w.shape) for w in layer.get_weights()])
@@ -214,34 +223,31 @@ def test_row_split_runs_its_parts_on_the_team(tuned, monkeypatch):
         fastrnn.set_num_threads(previous)
 
 
-def test_row_parts_on_the_team_from_a_lower_threshold(tuned, monkeypatch):
+def test_row_parts_on_the_team_from_a_lower_threshold(tuned, parts_per_call):
     """With the compiled kernels, a batch splits into row parts from MIN_WORK_PER_TEAM_PART of
     work per part (their hand-over is cheap), not MIN_WORK_PER_PART as on the Python pool; a
     batch of one row shares its steps among the team's threads."""
     tuned(threads=2)
     previous = fastrnn.num_threads()
     fastrnn.set_num_threads(2)
-    calls = []
-    run_parts = _kernels.run_parts
-    monkeypatch.setattr(_kernels, "run_parts", lambda parts: (calls.append(len(parts)), run_parts(parts)))
     try:
         layer = make_layer("lstm", "float32")
         per_part = lambda batch, timesteps: batch * timesteps * layer._step_work // 2
         timesteps = -(-parallel.MIN_WORK_PER_TEAM_PART // per_part(8, 1))     # just enough
         assert per_part(8, timesteps) < parallel.MIN_WORK_PER_PART
         for steps, parts in ((timesteps, [2]), (timesteps - 1, [])):
-            calls.clear()
+            parts_per_call.clear()
             x, _, _ = make_inputs(layer, 8, steps)
             expected = on_reference(lambda: layer(x))
             assert_close(layer(x), expected, "float32")
-            assert calls == parts, steps
+            assert parts_per_call == parts, steps
         # One row cannot be split: its steps are shared among the team's threads instead.
-        calls.clear()
+        parts_per_call.clear()
         x, _, _ = make_inputs(layer, 1, 8 * timesteps)
         expected = on_reference(lambda: layer(x))
         before = _kernels.calls_on_several_threads()
         assert_close(layer(x), expected, "float32")
-        assert calls == [] and _kernels.calls_on_several_threads() == before + 1
+        assert parts_per_call == [] and _kernels.calls_on_several_threads() == before + 1
     finally:
         fastrnn.set_num_threads(previous)
 
@@ -250,7 +256,7 @@ BIDIRECTIONAL = list(itertools.product(["lstm", "gru"], [2, 4], [1, 13]))
 
 
 @pytest.mark.parametrize("cell, threads, batch", BIDIRECTIONAL, ids=["%s-t%d-b%d" % b for b in BIDIRECTIONAL])
-def test_bidirectional_directions_run_on_the_team(tuned, monkeypatch, cell, threads, batch):
+def test_bidirectional_directions_run_on_the_team(tuned, monkeypatch, cell, threads, batch, parts_per_call):
     """A Bidirectional layer runs its two directions as parts of one team call, each direction's
     rows split again with threads to spare (4 threads, 13 rows: four parts), and gets the
     reference's outputs and states, masked, stateful across calls."""
@@ -258,9 +264,6 @@ def test_bidirectional_directions_run_on_the_team(tuned, monkeypatch, cell, thre
     monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
     previous = fastrnn.num_threads()
     fastrnn.set_num_threads(threads)
-    calls = []
-    run_parts = _kernels.run_parts
-    monkeypatch.setattr(_kernels, "run_parts", lambda parts: (calls.append(len(parts)), run_parts(parts)))
     try:
         layer, twin = (fastrnn.Bidirectional(make_layer(cell, "float32", return_sequences=True, return_state=True,
                                                         stateful=True))
@@ -274,7 +277,7 @@ def test_bidirectional_directions_run_on_the_team(tuned, monkeypatch, cell, thre
         for _ in range(2):       # the second call starts from the states the first one left
             expected = on_reference(lambda: twin(x, mask=mask))
             assert_close(layer(x, mask=mask), expected, "float32")
-        assert calls == [2 * min(threads // 2, batch)] * 2
+        assert parts_per_call == [2 * min(threads // 2, batch)] * 2
     finally:
         fastrnn.set_num_threads(previous)
 
@@ -305,7 +308,8 @@ SPARE = list(itertools.product(CELLS, DTYPES, [False, True]))
 
 
 @pytest.mark.parametrize("cell, dtype, go_backwards", SPARE, ids=["%s-%s-back%d" % o for o in SPARE])
-def test_spare_parts_with_masks_and_states_match_reference(tuned, monkeypatch, cell, dtype, go_backwards):
+def test_spare_parts_with_masks_and_states_match_reference(tuned, monkeypatch, parts_per_call, cell, dtype,
+                                                           go_backwards):
     """With the thresholds lowered, 13 rows go to 2 threads in 6 spare parts (2-3 rows each),
     each reading its rows of the mask and the initial states and writing its rows of every
     output, time reversed too; a Bidirectional layer's two directions in 4 parts each."""
@@ -314,9 +318,6 @@ def test_spare_parts_with_masks_and_states_match_reference(tuned, monkeypatch, c
     monkeypatch.setattr(parallel, "MIN_ROWS_PER_SPARE_PART", 2)
     previous = fastrnn.num_threads()
     fastrnn.set_num_threads(2)
-    calls = []
-    run_parts = _kernels.run_parts
-    monkeypatch.setattr(_kernels, "run_parts", lambda parts: (calls.append(len(parts)), run_parts(parts)))
     try:
         layer = make_layer(cell, dtype, return_sequences=True, return_state=True, go_backwards=go_backwards)
         x, mask, states = make_inputs(layer, 13, 5)
@@ -325,7 +326,7 @@ def test_spare_parts_with_masks_and_states_match_reference(tuned, monkeypatch, c
         bidirectional = fastrnn.Bidirectional(make_layer(cell, dtype, return_sequences=True))
         expected = on_reference(lambda: bidirectional(x, mask=mask))
         assert_close(bidirectional(x, mask=mask), expected, dtype)
-        assert calls == [6, 2 * 4]    # 4 parts per thread in all: 4 for each direction
+        assert parts_per_call == [6, 2 * 4]    # 4 parts per thread in all: 4 for each direction
     finally:
         fastrnn.set_num_threads(previous)
 
@@ -340,20 +341,14 @@ def test_products_in_128_bit_vectors_match_reference(tuned, cell, dtype, batch, 
     blocks of 4 rows, lone rows, whole panels and edges (24 and 72 units), a recurrent kernel
     read in place (1 and 3 rows) and packed (4 rows or more), with a mask and initial states."""
     tuned(wide_vectors=False)
-    cls, options = CELLS[cell]
-    layer = cls(units, **options, return_sequences=True, return_state=True, dtype=dtype)
-    layer.build((None, None, INPUT_DIM))
-    rng = np.random.default_rng(batch * units)
-    layer.set_weights([rng.uniform(-0.3, 0.3, w.shape) for w in layer.get_weights()])
-    x = rng.standard_normal((batch, 5, INPUT_DIM)).astype(dtype)
-    mask = rng.random((batch, 5)) < 0.7
-    h0 = [rng.standard_normal((batch, size)).astype(dtype) for size in layer._state_sizes()]
+    layer = make_layer(cell, dtype, seed=batch * units, units=units, return_sequences=True, return_state=True)
+    x, mask, h0 = make_inputs(layer, batch, 5)
     expected = on_reference(lambda: layer(x, mask=mask, initial_state=h0))
     assert_close(layer(x, mask=mask, initial_state=h0), expected, dtype)
     assert not _kernels.configure()["wide_vectors"]
 
 
-def test_a_large_batch_goes_to_the_team_in_spare_parts(tuned, monkeypatch):
+def test_a_large_batch_goes_to_the_team_in_spare_parts(tuned, monkeypatch, parts_per_call):
     """A batch with MIN_ROWS_PER_SPARE_PART rows to spare goes to the team in up to
     PARTS_PER_THREAD parts per thread (claimed as threads come free), none smaller than that,
     the two directions of a Bidirectional layer sharing them and the team's 64 the limit; the
@@ -361,9 +356,6 @@ def test_a_large_batch_goes_to_the_team_in_spare_parts(tuned, monkeypatch):
     tuned(threads=2)
     monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
     previous = fastrnn.num_threads()
-    calls = []
-    run_parts = _kernels.run_parts
-    monkeypatch.setattr(_kernels, "run_parts", lambda parts: (calls.append(len(parts)), run_parts(parts)))
     rows = parallel.MIN_ROWS_PER_SPARE_PART
     sizes = lambda parts: [part.stop - part.start if part.stop else None for part in parts]
     try:
@@ -381,10 +373,10 @@ def test_a_large_batch_goes_to_the_team_in_spare_parts(tuned, monkeypatch):
         gru = make_layer("gru", "float32", return_sequences=True)
         x, _, _ = make_inputs(gru, 3 * rows, 2)
         for layer, parts in ((gru, 3), (fastrnn.Bidirectional(make_layer("lstm", "float32")), 2 * 3)):
-            calls.clear()
+            parts_per_call.clear()
             expected = on_reference(lambda: layer(x))
             assert_close(layer(x), expected, "float32")
-            assert calls == [parts]
+            assert parts_per_call == [parts]
     finally:
         fastrnn.set_num_threads(previous)
 

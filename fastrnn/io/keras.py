@@ -340,7 +340,7 @@ def _wire_functional(body, specs, layers_by_name, source):
                     raise ModelFileError(f"{source}: {exc}") from exc
             if not args or not all(_layer_outputs(a) for a in args):
                 raise ModelFileError(f"{source}: layer {name!r} is called on {str(node.get('args'))[:120]}, "
-                                     "not on layer outputs")
+                                     "not on layer outputs: the file is damaged; save the model again with Keras")
             kwargs = {k: resolve(v) for k, v in kwargs.items() if k in ("initial_state", "mask") and v is not None}
             if "initial_state" in kwargs and not isinstance(layer, (R._RNN, R.Bidirectional)):
                 raise ModelFileError(f"{source}: layer {name!r} ({type(layer).__name__}) is given an "
