@@ -302,7 +302,8 @@ class _Model:
         from .io.keras import model_from_config
 
         kind = "Sequential" if issubclass(cls, Sequential) else "Functional"
-        return model_from_config({"class_name": kind, "config": config}, "the configuration", native=True)
+        return model_from_config({"class_name": kind, "config": _as_lists(config)}, "the configuration",
+                                 native=True)
 
     def predict_on_batch(self, x):
         """Run the model on one batch `x`, as Keras's ``predict_on_batch``: ``model(x)``."""
@@ -645,6 +646,16 @@ class _Model:
                 print_fn(f"{label} params: {count:,} ({_format_bytes(sum(w.nbytes for w in weights))})")
         else:
             print_fn("Total params: ? (the model is not built: give its first layer input_shape=)")
+
+
+def _as_lists(value):
+    """`value` with its tuples made lists: a live Keras config holds tuples (shapes, a node's
+    arguments) where the JSON of a saved one has the lists that the loaders read."""
+    if isinstance(value, dict):
+        return {key: _as_lists(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_lists(v) for v in value]
+    return value
 
 
 class Sequential(_Model):
