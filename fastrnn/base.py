@@ -157,6 +157,16 @@ class Node:
         self.kwargs = kwargs      # keyword arguments, possibly holding Symbolic (initial_state)
         self.outputs = []
         self.within = ModelCall.outermost()   # the whole model's call it is part of, if any
+        # Whether the call is given the mask flowing in with its inputs, when it has no mask=.
+        # Keras 3 gives it only to a call whose inputs are its one tensor argument: a recurrent
+        # layer given initial_state tensors runs unmasked. (Keras 2 gave it to every call: the
+        # loader sets this for Keras 2 files.)
+        self.passes_mask = self.passes_mask_in_keras3(kwargs)
+
+    @staticmethod
+    def passes_mask_in_keras3(kwargs):
+        """Whether Keras 3 gives a call with keyword arguments `kwargs` its inputs' mask."""
+        return not any(is_symbolic(value) for key, value in kwargs.items() if key != "mask")
 
     def tensors(self):
         """Every Symbolic this node reads, positional first, then keywords by name (as Keras

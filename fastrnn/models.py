@@ -880,7 +880,10 @@ class Model(_Model):
         Made by `fastrnn.Input`.
     outputs : Symbolic or list of Symbolic
         Made by calling layers on the inputs (several outputs, shared layers, merges, RNN
-        ``initial_state`` from another layer and ``return_state`` outputs all work).
+        ``initial_state`` from another layer and ``return_state`` outputs all work). Masks
+        flow as in Keras 3: a layer's call is given its inputs' mask only when they are its
+        one tensor argument, so an RNN given ``initial_state`` tensors runs unmasked unless it
+        is given ``mask=``.
     name : str, optional
 
     Examples
@@ -1075,10 +1078,12 @@ class Model(_Model):
             args = resolve(node.inputs, values)
             in_mask = resolve(node.inputs, masks)
             kwargs = {key: resolve(value, values) for key, value in node.kwargs.items()}
-            # An explicit mask= replaces the one flowing in for this call only: as in Keras, the
-            # output's mask still derives from the input's.
+            # An explicit mask= replaces the one flowing in for this call only (which some calls
+            # are not given, see Node.passes_mask): as in Keras, the output's mask still derives
+            # from the input's.
             explicit = kwargs.pop("mask", None)
-            out = node.layer.call(args, mask=in_mask if explicit is None else explicit, **kwargs)
+            mask = explicit if explicit is not None else in_mask if node.passes_mask else None
+            out = node.layer.call(args, mask=mask, **kwargs)
             out_mask = node.layer.compute_mask(args, in_mask)
             several = len(node.outputs) > 1
             for i, tensor in enumerate(node.outputs):
@@ -1101,6 +1106,7 @@ class Model(_Model):
             for node in self._nodes:
                 kwargs = {key: resolve(value, values) for key, value in node.kwargs.items()}
                 out = node.layer(resolve(node.inputs, values), **kwargs)
+                node.layer._inbound_nodes[-1].passes_mask = node.passes_mask
                 for tensor, made in zip(node.outputs, out if len(node.outputs) > 1 else [out]):
                     values[id(tensor)] = made
         results = [values[id(t)] for t in self.outputs]

@@ -661,6 +661,39 @@ def test_keyword_tensors_count_in_name_order():
     assert [layer.name for layer in model.layers] == ["v", "mk", "x", "h_dense", "m_dense", "lstm"]
 
 
+def test_a_recurrent_call_given_initial_state_tensors_gets_no_implicit_mask():
+    # Keras 3 gives a call its inputs' mask only when they are its one tensor argument
+    # (Layer.__call__); the output's mask still derives from the inputs'. mask= applies.
+    encoder_in, decoder_in = fr.Input((None, 3)), fr.Input((None, 3))
+    _, h = fr.GRU(4, return_state=True, seed=0)(encoder_in)
+    masked = fr.Masking(0.0)(decoder_in)
+    decoder, after = fr.GRU(4, return_sequences=True, seed=1), fr.SimpleRNN(2, return_sequences=True, seed=2)
+    decoded = decoder(masked, initial_state=[h])
+    model = fr.Model([encoder_in, decoder_in], [decoded, after(decoded)])
+    encoder, x = rng_inputs(3, 5, 3), rng_inputs(3, 4, 3, seed=1)
+    x[1, 2:] = 0.0
+    mask = np.any(x != 0, axis=-1)
+    got_decoded, got_after = model([encoder, x])
+    state = fr.Model(encoder_in, h)(encoder)
+    np.testing.assert_array_equal(got_decoded, decoder(x, initial_state=[state]))
+    np.testing.assert_array_equal(got_after, after(got_decoded, mask=mask))
+    mask_in = fr.Input((None,), dtype="bool")
+    explicit = fr.Model([encoder_in, decoder_in, mask_in], decoder(masked, initial_state=[h], mask=mask_in))
+    np.testing.assert_array_equal(explicit([encoder, x, mask]), decoder(x, initial_state=[state], mask=mask))
+    assert np.abs(explicit([encoder, x, mask]) - got_decoded).max() > 1e-3
+
+
+def test_a_nested_keras2_model_keeps_its_masks():
+    from pathlib import Path
+
+    keras2 = fr.load(Path(__file__).parent / "data" / "files" / "k2_masked_decoder.h5")   # masks its decoder
+    encoder_in, decoder_in = fr.Input((5, 3)), fr.Input((None, 3))
+    outer = fr.Model([encoder_in, decoder_in], keras2([encoder_in, decoder_in]))
+    x = [rng_inputs(3, 5, 3), rng_inputs(3, 4, 3, seed=1)]
+    x[1][1, :2] = 0.0   # (at the end, the summary LSTM's own mask would hide the decoder's)
+    np.testing.assert_array_equal(outer(x), keras2(x))
+
+
 def test_the_same_layer_twice_in_a_sequential(tmp_path):
     dense = fr.Dense(4, seed=0)
     model = fr.Sequential([fr.Input((4,)), dense, dense])

@@ -82,6 +82,39 @@ def test_functional_masks_recorded_as_operations_reproduce_keras(filename, backe
     np.testing.assert_array_equal(fastrnn.load(tmp_path / "model.npz")(x), model(x))
 
 
+with np.load(FILES / "expected_keras3_decoders.npz", allow_pickle=False) as _decoders:
+    DECODERS = {name: ([_decoders[f"{name}_encoder"], _decoders[f"{name}_decoder"]], _decoders[f"{name}_y"])
+                for name in json.loads(str(_decoders["names"]))}
+
+
+@pytest.mark.parametrize("filename", [name + suffix for name in DECODERS for suffix in (".keras", ".h5")])
+def test_a_masked_decoder_given_initial_state_runs_as_in_keras3(filename, backend_name, tmp_path):
+    """Keras 3 gives a call its inputs' mask only when they are its one tensor argument: a
+    decoder given initial_state runs unmasked, the layers after it masked, and an explicit mask=
+    applies (tests/data/make_keras_functional_masks.py; Keras 2 masked such a decoder, see
+    test_keras2_masks_survive_fastrnns_format)."""
+    x, expected = DECODERS[filename.rsplit(".", 1)[0]]
+    model = fastrnn.load(FILES / filename)
+    assert_close(model(x), expected, "float32")
+    model.save(tmp_path / "model.npz")
+    np.testing.assert_array_equal(fastrnn.load(tmp_path / "model.npz")(x), model(x))
+
+
+def test_keras2_masks_survive_fastrnns_format(tmp_path):
+    """A Keras 2 decoder given initial_state is masked (k2_masked_decoder.h5, against Keras 2);
+    fastrnn's own format records that call as ``passes_mask``, and reads it back."""
+    model = fastrnn.load(FILES / "k2_masked_decoder.h5")
+    model.save(tmp_path / "model.npz")
+    with np.load(tmp_path / "model.npz", allow_pickle=False) as saved:
+        header = json.loads(str(saved["__fastrnn__"]))
+    nodes = {spec["name"]: spec["inbound_nodes"] for spec in header["model"]["config"]["layers"]}
+    assert nodes["decoder"][0]["passes_mask"] is True and "passes_mask" not in nodes["summary"][0]
+    case = next(c for c in keras_cases("keras2") if c[1]["name"] == "k2_masked_decoder")
+    x = keras_inputs(*case[:2])
+    np.testing.assert_array_equal(fastrnn.load(tmp_path / "model.npz")(x), model(x))
+    assert_close(as_list(model(x)), keras_expected(*case[:2]), "float32")
+
+
 def _masks_file_with(tmp_path, cls, change):
     """k3_functional_masking_lstm.keras with `change(spec)` applied to its layer of class `cls`."""
     with zipfile.ZipFile(FILES / "k3_functional_masking_lstm.keras") as archive:

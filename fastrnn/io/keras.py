@@ -361,6 +361,8 @@ def _wire_functional(body, specs, layers_by_name, source):
             raise
         except (TypeError, ValueError) as exc:
             raise ModelFileError(f"{source}: layer {name!r} does not fit its inputs: {exc}") from exc
+        if isinstance(node, list) or node.get("passes_mask") is True:   # Keras 2's masks, kept in fastrnn's files
+            layer._inbound_nodes[-1].passes_mask = True
         outputs[(name, node_index)] = result if isinstance(result, list) else [result]
 
     pending = []

@@ -6,7 +6,8 @@ Layout (a NumPy ``.npz``, read with ``allow_pickle=False``, so loading runs no c
   "fastrnn_version": ..., "model": <config>}``, where ``<config>`` is a Keras 3 style model
   configuration (``{"class_name": "Sequential" | "Functional", "config": {...}}``, layers as
   ``{"class_name", "config"}`` with their `get_config`, functional ``inbound_nodes`` as Keras 3
-  writes them) or ``{"class_name": "TorchRNN", "config": {mode, input_size, hidden_size, ...}}``;
+  writes them, plus ``"passes_mask": true`` on a call loaded from Keras 2 that is given the mask
+  flowing in where Keras 3 would not give it) or ``{"class_name": "TorchRNN", "config": {mode, input_size, hidden_size, ...}}``;
 - ``<layer name>/<i>``: the i-th weight of each layer, in Keras order and layout.
 
 A deployment needs neither h5py nor torch to read it.
@@ -39,6 +40,7 @@ def _batch_shape(model, shape):
 
 
 def _model_config(model):
+    from ..base import Node
     from ..models import InputLayer, Model, Sequential, TorchRNN
 
     def layer_spec(layer):
@@ -74,6 +76,9 @@ def _model_config(model):
             specs[node.layer.name]["inbound_nodes"].append({
                 "args": [encode(node.inputs)],
                 "kwargs": {key: encode(value) for key, value in node.kwargs.items()},
+                # a call that Keras 3 would not give the mask flowing in, given it (Keras 2's)
+                **({"passes_mask": True}
+                   if node.passes_mask and not Node.passes_mask_in_keras3(node.kwargs) else {}),
             })
         refs = lambda tensors: [[t.node.layer.name, node_index_of[id(t.node)], t.index] for t in tensors]  # noqa: E731
         inputs = refs(model.inputs)

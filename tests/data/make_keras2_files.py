@@ -511,6 +511,28 @@ def case_batch_input_shape():
         "output is in reversed time order.")
 
 
+def case_masked_decoder():
+    """A masked decoder given initial_state: Keras 2 masks it, Keras 3 does not."""
+    enc_in = keras.Input(shape=(5, 3), name="encoder_inputs")
+    _, h = layers.GRU(4, return_state=True, name="encoder")(enc_in)
+    dec_in = keras.Input(shape=(None, 3), name="decoder_inputs")
+    masked = layers.Masking(0.0, name="padding")(dec_in)
+    seq = layers.GRU(4, return_sequences=True, name="decoder")(
+        masked, initial_state=[h])
+    out = layers.LSTM(2, name="summary")(seq)
+    model = keras.Model([enc_in, dec_in], out, name="masked_decoder")
+    enc = uniform((3, 5, 3), 1.0)
+    dec = uniform((3, 4, 3), 1.0)
+    dec[1, 2:] = 0.0   # padded at the end
+    dec[2] = 0.0       # masked whole
+    return record(
+        "k2_masked_decoder", model, [enc, dec],
+        "Functional: encoder GRU(4, return_state=True); Masking(0.0) -> "
+        "decoder GRU(4, return_sequences=True) with initial_state=[h] -> "
+        "LSTM(2). Keras 2 gives the decoder the mask (its call's first "
+        "input's); Keras 3 gives a call with initial_state tensors none.")
+
+
 CASES = [
     case_simple_rnn_relu,
     case_lstm_hard_sigmoid,
@@ -524,6 +546,7 @@ CASES = [
     case_float64,
     case_trained,
     case_batch_input_shape,
+    case_masked_decoder,
 ]
 
 

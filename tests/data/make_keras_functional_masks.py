@@ -9,6 +9,13 @@ operations back from its own ``.h5``, fastrnn can) and writes their inputs and o
 ``tests/data/files/expected_keras3_masks.npz``: ``NAME_x`` and ``NAME_y`` for each name in the
 JSON list ``names``. The fastrnn tests only read these files.
 
+It also writes masked decoders given ``initial_state`` (``k3_decoder_*``), whose outputs go to
+``tests/data/files/expected_keras3_decoders.npz`` (``NAME_encoder``, ``NAME_decoder``, ``NAME_y``):
+Keras 3 gives a layer's call its inputs' mask only when the inputs are its one tensor argument
+(``Layer.__call__``), so a decoder given initial_state tensors runs unmasked, while the layers
+after it are masked; an explicit ``mask=`` still applies (Keras 2 masked such a decoder:
+``k2_masked_decoder`` in make_keras2_files.py).
+
 Last run with: Python 3.11.7, keras 3.15.1, jax 0.10.2, numpy 2.4.6, h5py, on CPU::
 
     pip install keras==3.15.1 jax numpy h5py
@@ -62,6 +69,70 @@ def masking_bidirectional(rng):
     return keras.Model(inputs, outputs, name="masking_bidirectional"), padded_batch(rng)
 
 
+def decoder_inputs(rng, batch=3):
+    """(encoder inputs, decoder inputs): the decoder's rows 1 and 2 padded at the end.
+
+    Not at the start: a masked step before any unmasked one outputs zeros with Keras's
+    TensorFlow and torch backends (and Keras 2, and fastrnn) but the initial state with JAX's.
+    """
+    encoder = rng.uniform(-1, 1, (batch, 5, 3)).astype("float32")
+    decoder = rng.uniform(-1, 1, (batch, 4, 3)).astype("float32")
+    decoder[1, 2:] = 0.0
+    decoder[2, 1:] = 0.0
+    return encoder, decoder
+
+
+def decoder_gru(rng):
+    encoder_in, decoder_in = keras.Input((None, 3)), keras.Input((None, 3))
+    _, h = layers.GRU(4, return_state=True)(encoder_in)
+    decoded = layers.GRU(4, return_sequences=True)(layers.Masking(0.0)(decoder_in), initial_state=[h])
+    outputs = layers.Dense(2)(decoded)
+    return keras.Model([encoder_in, decoder_in], outputs, name="gru"), decoder_inputs(rng)
+
+
+def decoder_lstm_backwards(rng):
+    encoder_in, decoder_in = keras.Input((None, 3)), keras.Input((None, 3))
+    _, h, c = layers.LSTM(4, return_state=True)(encoder_in)
+    decoded = layers.LSTM(4, return_sequences=True, go_backwards=True)(layers.Masking(0.0)(decoder_in),
+                                                                        initial_state=[h, c])
+    outputs = layers.SimpleRNN(2, return_sequences=True)(decoded)   # masked: the mask flows on
+    return keras.Model([encoder_in, decoder_in], outputs, name="lstm_backwards"), decoder_inputs(rng)
+
+
+def decoder_bidirectional(rng):
+    encoder_in, decoder_in = keras.Input((None, 3)), keras.Input((None, 3))
+    _, forward, backward = layers.Bidirectional(layers.SimpleRNN(3, return_state=True))(encoder_in)
+    decoded = layers.Bidirectional(layers.SimpleRNN(3, return_sequences=True))(
+        layers.Masking(0.0)(decoder_in), initial_state=[forward, backward])
+    outputs = layers.GRU(2)(decoded)
+    return keras.Model([encoder_in, decoder_in], outputs, name="bidirectional"), decoder_inputs(rng)
+
+
+def decoder_explicit_mask(rng):
+    """mask= given with initial_state: applied (Keras records it as NotEqual and Any operations)."""
+    encoder_in, decoder_in = keras.Input((None, 3)), keras.Input((None, 3))
+    _, h = layers.GRU(4, return_state=True)(encoder_in)
+    mask = keras.ops.any(keras.ops.not_equal(decoder_in, 0.0), axis=-1)
+    decoded = layers.GRU(4, return_sequences=True)(decoder_in, initial_state=[h], mask=mask)
+    outputs = layers.Dense(2)(decoded)
+    return keras.Model([encoder_in, decoder_in], outputs, name="explicit_mask"), decoder_inputs(rng)
+
+
+def save_and_check(model, name, x, y):
+    """`model` saved as NAME.keras and NAME.h5; the .keras read back by Keras gives `y`."""
+    for suffix in (".keras", ".h5"):
+        path = os.path.join(OUT_DIR, name + suffix)
+        model.save(path)
+        if suffix == ".keras":   # Keras 3.15 cannot read these operations back from its .h5
+            again = keras.saving.load_model(path)
+            np.testing.assert_allclose(np.asarray(again(x, training=False)), y, atol=1e-6)
+
+
+def random_weights(model, rng):
+    for weight in model.weights:
+        weight.assign(rng.uniform(-0.5, 0.5, weight.shape).astype(weight.dtype))
+
+
 def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -69,21 +140,28 @@ def main():
     arrays, names = {}, []
     for make in (masking_lstm, embedding_gru, masking_bidirectional):
         model, x = make(rng)
-        for weight in model.weights:
-            weight.assign(rng.uniform(-0.5, 0.5, weight.shape).astype(weight.dtype))
+        random_weights(model, rng)
         y = np.asarray(model(x, training=False))
         name = f"k3_functional_{model.name}"
-        for suffix in (".keras", ".h5"):
-            path = os.path.join(OUT_DIR, name + suffix)
-            model.save(path)
-            if suffix == ".keras":   # Keras 3.15 cannot read these operations back from its .h5
-                again = keras.saving.load_model(path)
-                np.testing.assert_allclose(np.asarray(again(x, training=False)), y, atol=1e-6)
+        save_and_check(model, name, x, y)
         arrays[f"{name}_x"], arrays[f"{name}_y"] = x, y
         names.append(name)
         print(f"  {name}: output {y.shape}")
     arrays["names"] = np.array(json.dumps(names))
     np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_masks.npz"), **arrays)
+
+    arrays, names = {}, []
+    for make in (decoder_gru, decoder_lstm_backwards, decoder_bidirectional, decoder_explicit_mask):
+        model, (encoder, decoder) = make(rng)
+        random_weights(model, rng)
+        y = np.asarray(model([encoder, decoder], training=False))
+        name = f"k3_decoder_{model.name}"
+        save_and_check(model, name, [encoder, decoder], y)
+        arrays[f"{name}_encoder"], arrays[f"{name}_decoder"], arrays[f"{name}_y"] = encoder, decoder, y
+        names.append(name)
+        print(f"  {name}: output {y.shape}")
+    arrays["names"] = np.array(json.dumps(names))
+    np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_decoders.npz"), **arrays)
 
 
 if __name__ == "__main__":
