@@ -212,7 +212,10 @@ def open_inputs(path, model, chosen=None):
     if len(specs) > 1:
         names = ", ".join(str(s.name) for s in specs)
         raise CommandError(f"the model takes {len(specs)} inputs ({names}): give them as arrays of a .npz")
-    return [np.load(path, mmap_mode="r", allow_pickle=False)]
+    try:
+        return [np.load(path, mmap_mode="r", allow_pickle=False)]
+    except ValueError as exc:   # an object array, which NumPy will not map or unpickle
+        raise CommandError(f"{path}: {exc}") from None
 
 
 def _fits(shape, declared):

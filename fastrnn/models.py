@@ -489,6 +489,9 @@ class _Model:
             if shape != expected or dtype is None or not np.can_cast(r.dtype, dtype, casting="safe"):
                 raise ValueError(f"out= array {i} of model {self.name!r} must have shape {expected} and a dtype "
                                  f"that holds {r.dtype} exactly, got shape {shape} and dtype {dtype}")
+            if not getattr(getattr(target, "flags", None), "writeable", True):
+                raise ValueError(f"out= array {i} of model {self.name!r} is read-only (a memory map opened "
+                                 "with mode 'r'?)")
 
     def _stateful_batch(self):
         """The batch size the model's stateful layers were declared for (Keras builds their

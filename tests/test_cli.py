@@ -107,6 +107,13 @@ def test_predict_npy_in_several_chunks(capsys, tmp_path):
     np.testing.assert_allclose(np.load(written), fastrnn.load(KERAS).predict(x), rtol=0, atol=1e-6)
 
 
+def test_predict_of_an_object_npy_names_the_file(capsys, tmp_path):
+    np.save(tmp_path / "objects.npy", np.array([1, "a"], dtype=object), allow_pickle=True)
+    status, _, err = run(capsys, "predict", KERAS, tmp_path / "objects.npy")
+    assert status == 1
+    assert_one_line_error(err, f"{tmp_path / 'objects.npy'}: ", "Python objects")
+
+
 def test_predict_npz_with_two_inputs_found_by_name(capsys, tmp_path):
     rng = np.random.default_rng(1)
     encoder, decoder = rng.random((20, 5, 3), "float32"), rng.random((20, 7, 2), "float32")

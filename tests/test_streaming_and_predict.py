@@ -153,6 +153,13 @@ def test_predict_memmap_larger_than_a_batch_into_a_memmap(tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model(x), rtol=0, atol=1e-6)
 
 
+def test_predict_into_a_read_only_array_is_refused_first(tmp_path):
+    out = np.zeros((5, 11, 2), np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="out= array 0 of model .* is read-only"):
+        stacked("lstm").predict(inputs(batch=5), out=out)
+
+
 def test_predict_empty_input_keeps_output_shape():
     assert stacked("gru").predict(np.zeros((0, 4, 3), np.float32)).shape == (0, 4, 2)
 
