@@ -9,25 +9,29 @@ extension and of numba.
 """
 import os
 import platform
-import sys
+import threading
 import warnings
 
 __all__ = ["available", "backend", "kernels", "num_threads", "set_backend", "set_num_threads", "show_config"]
 
 
 def _import_cython():
+    global _compiled
     from . import _kernels
 
     # One BLAS thread inside a kernel: fastrnn's own threads split the work (fastrnn/parallel.py
     # and the kernels' team).
     _kernels.use_blas_thread_control(_blas_set_threads_address())
-    _kernels.configure(threads=num_threads())
+    with _threads_lock:     # a set_num_threads meanwhile then either comes first or finds it
+        _kernels.configure(threads=num_threads())
+        _compiled = _kernels
     return _kernels
 
 
 def compiled():
-    """The compiled extension if it is loaded, else None (nothing is imported)."""
-    return sys.modules.get(f"{__package__}._kernels")
+    """The compiled extension once it is loaded and set up, else None (nothing is imported).
+    Not sys.modules's entry: while one thread imports it, another would find it there half made."""
+    return _compiled
 
 
 def _blas_set_threads_address():
@@ -61,6 +65,8 @@ _IMPORTERS = {"cython": _import_cython, "numba": _import_numba, "numpy": _import
 
 _active = None  # (name, kernels module, how it was chosen); resolved on first use
 _threads = None  # set_num_threads's value; None until set or first read
+_threads_lock = threading.Lock()   # _threads and the compiled extension's copy of it agree
+_compiled = None   # the compiled extension, once _import_cython has set it up
 
 
 def _load(name):
@@ -185,9 +191,10 @@ def set_num_threads(n):
     global _threads
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
-    _threads = n
-    if compiled() is not None:
-        compiled().configure(threads=n)
+    with _threads_lock:
+        _threads = n
+        if _compiled is not None:
+            _compiled.configure(threads=n)
 
 
 def kernels():

@@ -65,7 +65,7 @@ def _executor():
     """
     global _pool, _pool_size
     with _pool_lock:
-        wanted = backends.num_threads() - 1
+        wanted = max(1, backends.num_threads() - 1)   # (set_num_threads(1) may come after a split)
         if _pool is None or _pool_size < wanted:
             _pool, _pool_size = concurrent.futures.ThreadPoolExecutor(wanted, "fastrnn"), wanted
         return _pool
@@ -134,8 +134,14 @@ def run(*calls):
     compiled = backends.compiled()
     held = compiled is not None and compiled.hold_threads()
     try:
-        others = [_executor().submit(part, call) for call in calls[1:]]
-        return [part(calls[0])] + [future.result() for future in others]
+        others = []
+        try:
+            for call in calls[1:]:
+                others.append(_executor().submit(part, call))
+        except RuntimeError:   # the interpreter is shutting down: no new threads, the rest run here
+            pass
+        return ([part(calls[0])] + [future.result() for future in others]
+                + [part(call) for call in calls[1 + len(others):]])
     finally:
         if held:
             compiled.release_threads()

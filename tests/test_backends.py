@@ -288,6 +288,47 @@ def test_set_num_threads_refuses_non_positive_integers(bad):
         fastrnn.set_num_threads(bad)
 
 
+def test_set_num_threads_while_another_thread_imports_the_kernels():
+    # The first call imports the compiled extension; meanwhile sys.modules holds it half made,
+    # and set_num_threads once called its configure there (AttributeError in 10 of 10 runs).
+    code = """
+import threading, numpy as np, fastrnn
+errors, stop = [], threading.Event()
+def toggle():
+    while not stop.is_set():
+        try:
+            fastrnn.set_num_threads(3)
+        except Exception as exc:
+            errors.append(repr(exc))
+            return
+toggler = threading.Thread(target=toggle)
+toggler.start()
+fastrnn.LSTM(8, seed=0)(np.ones((2, 5, 3), "float32"))
+stop.set()
+toggler.join()
+from fastrnn import _kernels
+print(errors, _kernels.configure()["threads"])
+"""
+    assert run_python(code, FASTRNN_BACKEND="cython") == "[] 3"
+
+
+def test_a_split_call_at_interpreter_exit_runs_on_the_calling_thread():
+    # No new threads once the interpreter shuts down: fastrnn's pool, made at the first split,
+    # raised RuntimeError there (an atexit handler, a thread outliving the main one).
+    code = """
+import atexit, numpy as np, fastrnn
+fastrnn.set_backend("numpy")
+fastrnn.set_num_threads(2)
+layer = fastrnn.LSTM(64, seed=0)
+x = np.random.default_rng(0).standard_normal((512, 20, 8)).astype("float32")
+def at_exit():
+    got = layer(x)    # two parts of 256 rows
+    print(np.abs(got[256:] - layer(x[256:])).max() < 1e-6)
+atexit.register(at_exit)
+"""
+    assert run_python(code) == "True"
+
+
 def test_results_do_not_depend_on_the_thread_count(backend_name):
     """Large enough for BLAS (the threaded path) in both the projection and the steps."""
     layer = fastrnn.LSTM(256, seed=0, return_sequences=True)
