@@ -111,8 +111,29 @@ def test_keras2_masks_survive_fastrnns_format(tmp_path):
     assert nodes["decoder"][0]["passes_mask"] is True and "passes_mask" not in nodes["summary"][0]
     case = next(c for c in keras_cases("keras2") if c[1]["name"] == "k2_masked_decoder")
     x = keras_inputs(*case[:2])
-    np.testing.assert_array_equal(fastrnn.load(tmp_path / "model.npz")(x), model(x))
+    for got, expected in zip(fastrnn.load(tmp_path / "model.npz")(x), model(x)):
+        np.testing.assert_array_equal(got, expected)
     assert_close(as_list(model(x)), keras_expected(*case[:2]), "float32")
+
+
+def test_a_version_1_file_gives_every_call_its_mask(tmp_path):
+    """fastrnn files before version 2 (no ``passes_mask``) were written when every call got the
+    mask flowing in: a Keras 2 decoder saved then still matches Keras 2."""
+    model = fastrnn.load(FILES / "k2_masked_decoder.h5")
+    model.save(tmp_path / "model.npz")
+    with np.load(tmp_path / "model.npz", allow_pickle=False) as saved:
+        arrays = dict(saved)
+    header = json.loads(str(arrays["__fastrnn__"]))
+    for spec in header["model"]["config"]["layers"]:
+        for node in spec["inbound_nodes"]:
+            node.pop("passes_mask", None)
+    for version, matches in [(1, True), (2, False)]:   # 2 without the marker: Keras 3's masks
+        header["version"] = version
+        arrays["__fastrnn__"] = np.array(json.dumps(header))
+        np.savez(tmp_path / "old.npz", **arrays)
+        case = next(c for c in keras_cases("keras2") if c[1]["name"] == "k2_masked_decoder")
+        got = fastrnn.load(tmp_path / "old.npz")(keras_inputs(*case[:2]))
+        assert (max(np.abs(g - e).max() for g, e in zip(got, keras_expected(*case[:2]))) < 1e-5) == matches
 
 
 def _masks_file_with(tmp_path, cls, change):

@@ -2,12 +2,12 @@
 
 Layout (a NumPy ``.npz``, read with ``allow_pickle=False``, so loading runs no code):
 
-- ``__fastrnn__``: a 0-d unicode array holding JSON ``{"format": "fastrnn", "version": 1,
+- ``__fastrnn__``: a 0-d unicode array holding JSON ``{"format": "fastrnn", "version": 2,
   "fastrnn_version": ..., "model": <config>}``, where ``<config>`` is a Keras 3 style model
   configuration (``{"class_name": "Sequential" | "Functional", "config": {...}}``, layers as
   ``{"class_name", "config"}`` with their `get_config`, functional ``inbound_nodes`` as Keras 3
   writes them, plus ``"passes_mask": true`` on a call loaded from Keras 2 that is given the mask
-  flowing in where Keras 3 would not give it) or ``{"class_name": "TorchRNN", "config": {mode, input_size, hidden_size, ...}}``;
+  flowing in where Keras 3 would not give it; version 1 files gave every call that mask) or ``{"class_name": "TorchRNN", "config": {mode, input_size, hidden_size, ...}}``;
 - ``<layer name>/<i>``: the i-th weight of each layer, in Keras order and layout.
 
 A deployment needs neither h5py nor torch to read it.
@@ -24,7 +24,7 @@ from ..errors import ModelFileError
 __all__ = ["from_bytes", "load_native", "save", "to_bytes"]
 
 FORMAT_KEY = "__fastrnn__"
-VERSION = 1
+VERSION = 2   # 2: functional calls follow Keras 3's masks, "passes_mask" marking those that do not
 
 
 def _tensor_spec(tensor, node_index_of):
@@ -254,8 +254,9 @@ def _read(file, source):
             raise ModelFileError(f"{source}: damaged fastrnn header ({exc})") from exc
         if not isinstance(header, dict) or header.get("format") != "fastrnn":
             raise ModelFileError(f"{source}: not a fastrnn file")
-        if header.get("version") != VERSION:
-            raise ModelFileError(f"{source}: fastrnn file version {header.get('version')!r}; this fastrnn reads version {VERSION}")
+        if header.get("version") not in (1, VERSION):
+            raise ModelFileError(f"{source}: fastrnn file version {header.get('version')!r}; this fastrnn reads "
+                                 f"versions 1 to {VERSION}")
 
         def read_weights(layer):
             keys = sorted((k for k in archive.files if k.startswith(layer.name + "/")
@@ -281,4 +282,8 @@ def _read(file, source):
                                          f"size {size}")
                 size = (2 if rnn.bidirectional else 1) * (rnn.proj_size or rnn.hidden_size)
             return rnn
-        return model_from_config(model, source, read_weights, native=True)
+        built = model_from_config(model, source, read_weights, native=True)
+        if header["version"] == 1:   # written when every call got the mask flowing in (see Node.passes_mask)
+            for node in getattr(built, "_nodes", ()):
+                node.passes_mask = True
+        return built

@@ -519,18 +519,19 @@ def case_masked_decoder():
     masked = layers.Masking(0.0, name="padding")(dec_in)
     seq = layers.GRU(4, return_sequences=True, name="decoder")(
         masked, initial_state=[h])
-    out = layers.LSTM(2, name="summary")(seq)
-    model = keras.Model([enc_in, dec_in], out, name="masked_decoder")
+    steps = layers.Dense(2, name="steps")(seq)
+    summary = layers.LSTM(2, name="summary")(seq)
+    model = keras.Model([enc_in, dec_in], [steps, summary], name="masked_decoder")
     enc = uniform((3, 5, 3), 1.0)
     dec = uniform((3, 4, 3), 1.0)
     dec[1, 2:] = 0.0   # padded at the end
-    dec[2] = 0.0       # masked whole
+    dec[2, :2] = 0.0   # at the start
     return record(
         "k2_masked_decoder", model, [enc, dec],
         "Functional: encoder GRU(4, return_state=True); Masking(0.0) -> "
         "decoder GRU(4, return_sequences=True) with initial_state=[h] -> "
-        "LSTM(2). Keras 2 gives the decoder the mask (its call's first "
-        "input's); Keras 3 gives a call with initial_state tensors none.")
+        "[Dense(2), LSTM(2)]. Keras 2 gives the decoder the mask (its call's "
+        "first input's); Keras 3 gives a call with initial_state tensors none.")
 
 
 CASES = [
