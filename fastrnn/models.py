@@ -1081,13 +1081,13 @@ class Model(_Model):
             args = resolve(node.inputs, values)
             in_mask = resolve(node.inputs, masks)
             kwargs = {key: resolve(value, values) for key, value in node.kwargs.items()}
-            # An explicit mask= replaces the one flowing in for this call only (which some calls
-            # are not given, see Node.passes_mask): as in Keras, the output's mask still derives
-            # from the input's.
+            # An explicit mask= replaces the one flowing in, for the call and its outputs' mask
+            # (Keras 3 and 2 alike). Without it the outputs' mask derives from the one flowing
+            # in, which the call itself is given only where node.passes_mask.
             explicit = kwargs.pop("mask", None)
-            mask = explicit if explicit is not None else in_mask if node.passes_mask else None
-            out = node.layer.call(args, mask=mask, **kwargs)
-            out_mask = node.layer.compute_mask(args, in_mask)
+            mask = explicit if explicit is not None else in_mask
+            out = node.layer.call(args, mask=mask if explicit is not None or node.passes_mask else None, **kwargs)
+            out_mask = node.layer.compute_mask(args, mask)
             several = len(node.outputs) > 1
             for i, tensor in enumerate(node.outputs):
                 values[id(tensor)] = out[i] if several else out
