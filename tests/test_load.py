@@ -161,7 +161,10 @@ def _set_second_arg(value):
     ("NotEqual", lambda spec: spec["inbound_nodes"][0].__setitem__("args", []), "is called on [], not on layer"),
     ("Any", lambda spec: spec["config"].__setitem__("axis", 0), "must be a non-batch axis"),
     ("Any", lambda spec: spec["config"].__setitem__("axis", 5), "reduces axis 5 of inputs of shape"),
-], ids=["text", "none", "list", "no-args", "batch-axis", "axis-out-of-range"])
+    # Masking called on [inputs, [inputs]]: two arguments, one a list
+    ("Masking", lambda spec: spec["inbound_nodes"][0]["args"].append([spec["inbound_nodes"][0]["args"][0]]),
+     "layer 'masking' (Masking) is called on 2 arguments, not all of them tensors"),
+], ids=["text", "none", "list", "no-args", "batch-axis", "axis-out-of-range", "nested-argument"])
 def test_damaged_mask_operations_are_named(tmp_path, cls, change, message):
     with pytest.raises(fastrnn.ModelFileError, match=re.escape(message)):
         fastrnn.load(_masks_file_with(tmp_path, cls, change))

@@ -342,9 +342,17 @@ def _wire_functional(body, specs, layers_by_name, source):
                 raise ModelFileError(f"{source}: layer {name!r} is called on {str(node.get('args'))[:120]}, "
                                      "not on layer outputs: the file is damaged; save the model again with Keras")
             kwargs = {k: resolve(v) for k, v in kwargs.items() if k in ("initial_state", "mask") and v is not None}
+            if isinstance(layer, (R._RNN, R.Bidirectional)) and 1 < len(args) <= 3:
+                # call(sequences, initial_state=None, mask=None), arguments given by position
+                kwargs.update((key, value) for key, value in zip(("initial_state", "mask"), args[1:])
+                              if value is not None)
+                args = args[:1]
             if "initial_state" in kwargs and not isinstance(layer, (R._RNN, R.Bidirectional)):
                 raise ModelFileError(f"{source}: layer {name!r} ({type(layer).__name__}) is given an "
                                      "initial_state, which only recurrent layers take")
+            if len(args) > 1 and not all(isinstance(a, Symbolic) for a in args):
+                raise ModelFileError(f"{source}: layer {name!r} ({type(layer).__name__}) is called on "
+                                     f"{len(args)} arguments, not all of them tensors: it takes one")
             inputs = args[0] if len(args) == 1 else args
         elif isinstance(node, list):  # Keras 2: a list of [layer, node, tensor, kwargs]
             refs = [tensor(_tensor_ref(entry, source)) for entry in node]

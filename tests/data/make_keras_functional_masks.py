@@ -118,6 +118,15 @@ def decoder_explicit_mask(rng):
     return keras.Model([encoder_in, decoder_in], outputs, name="explicit_mask"), decoder_inputs(rng)
 
 
+def decoder_positional_state(rng):
+    """initial_state given by position: Keras records the node's args as [sequences, [h]]."""
+    encoder_in, decoder_in = keras.Input((None, 3)), keras.Input((None, 3))
+    _, h = layers.GRU(4, return_state=True)(encoder_in)
+    decoded = layers.GRU(4, return_sequences=True)(layers.Masking(0.0)(decoder_in), [h])
+    outputs = layers.Dense(2)(decoded)
+    return keras.Model([encoder_in, decoder_in], outputs, name="positional_state"), decoder_inputs(rng)
+
+
 def save_and_check(model, name, x, y):
     """`model` saved as NAME.keras and NAME.h5; the .keras read back by Keras gives `y`."""
     for suffix in (".keras", ".h5"):
@@ -151,7 +160,8 @@ def main():
     np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_masks.npz"), **arrays)
 
     arrays, names = {}, []
-    for make in (decoder_gru, decoder_lstm_backwards, decoder_bidirectional, decoder_explicit_mask):
+    for make in (decoder_gru, decoder_lstm_backwards, decoder_bidirectional, decoder_explicit_mask,
+                 decoder_positional_state):
         model, (encoder, decoder) = make(rng)
         random_weights(model, rng)
         y = np.asarray(model([encoder, decoder], training=False))
