@@ -65,7 +65,7 @@ _IMPORTERS = {"cython": _import_cython, "numba": _import_numba, "numpy": _import
 
 _active = None  # (name, kernels module, how it was chosen); resolved on first use
 _threads = None  # set_num_threads's value; None until set or first read
-_threads_lock = threading.Lock()   # _threads and the compiled extension's copy of it agree
+_threads_lock = threading.RLock()   # _threads and the compiled extension's copy of it agree (re-entered: num_threads)
 _compiled = None   # the compiled extension, once _import_cython has set it up
 
 
@@ -159,7 +159,9 @@ def num_threads():
     """
     global _threads
     if _threads is None:
-        _threads = _threads_from_environment()
+        with _threads_lock:     # (not over a set_num_threads that came first)
+            if _threads is None:
+                _threads = _threads_from_environment()
     return _threads
 
 

@@ -451,6 +451,13 @@ class _Model:
             raise ValueError(f"model {self.name!r} has stateful layers declared for batches of {required}: "
                              f"predict needs a number of rows divisible by {required}, got {n}")
         outputs = None if out is None else (list(out) if isinstance(out, (list, tuple)) else [out])
+        for i, target in enumerate(outputs or []):
+            if not getattr(getattr(target, "flags", None), "writeable", True):
+                raise ValueError(f"out= array {i} of model {self.name!r} is read-only (a memory map opened "
+                                 "with mode 'r'?)")
+        # A refused out= (checked on the first batch's results) or a probe must not move these.
+        stateful = [layer for layer in _within(self.layers) if getattr(layer, "stateful", False)]
+        carried = [layer._carried for layer in stateful]
         with _progress(n, verbose) as advance:
             for start in range(0, n, batch_size):
                 chunk = [np.asarray(a[start:start + batch_size]) for a in inputs]
@@ -459,14 +466,17 @@ class _Model:
                 if outputs is None:
                     outputs = [np.empty((n,) + r.shape[1:], r.dtype) for r in result]
                 elif start == 0:
-                    self._check_out(outputs, result, n)
+                    try:
+                        self._check_out(outputs, result, n)
+                    except ValueError:
+                        for layer, states in zip(stateful, carried):
+                            layer._carried = states
+                        raise
                 for target, r in zip(outputs, result):
                     target[start:start + len(r)] = r
                 advance(len(chunk[0]))
         if n == 0:   # no rows at all: the outputs' shapes from a probe of zeros
             rows = required or 1
-            stateful = [layer for layer in _within(self.layers) if getattr(layer, "stateful", False)]
-            carried = [layer._carried for layer in stateful]     # the probe must not move them
             probe = self([np.zeros((rows,) + tuple(np.shape(a))[1:], np.asarray(a).dtype) for a in inputs]
                          if len(inputs) > 1 else np.zeros((rows,) + np.shape(inputs[0])[1:], np.asarray(inputs[0]).dtype))
             for layer, states in zip(stateful, carried):
@@ -489,9 +499,6 @@ class _Model:
             if shape != expected or dtype is None or not np.can_cast(r.dtype, dtype, casting="safe"):
                 raise ValueError(f"out= array {i} of model {self.name!r} must have shape {expected} and a dtype "
                                  f"that holds {r.dtype} exactly, got shape {shape} and dtype {dtype}")
-            if not getattr(getattr(target, "flags", None), "writeable", True):
-                raise ValueError(f"out= array {i} of model {self.name!r} is read-only (a memory map opened "
-                                 "with mode 'r'?)")
 
     def _stateful_batch(self):
         """The batch size the model's stateful layers were declared for (Keras builds their

@@ -160,6 +160,16 @@ def test_predict_into_a_read_only_array_is_refused_first(tmp_path):
         stacked("lstm").predict(inputs(batch=5), out=out)
 
 
+def test_a_refused_out_leaves_stateful_layers_where_they_were():
+    def model():
+        return fr.Sequential([fr.Input(batch_shape=(2, 4, 3)), fr.LSTM(5, stateful=True, seed=0)])
+    x = inputs(batch=4, timesteps=4)
+    refused = model()
+    with pytest.raises(ValueError, match="must have shape"):
+        refused.predict(x, batch_size=2, out=np.empty((4, 9), np.float32))   # checked on the first batch
+    np.testing.assert_array_equal(refused.predict(x, batch_size=2), model().predict(x, batch_size=2))
+
+
 def test_predict_empty_input_keeps_output_shape():
     assert stacked("gru").predict(np.zeros((0, 4, 3), np.float32)).shape == (0, 4, 2)
 
