@@ -356,7 +356,10 @@ def _wire_functional(body, specs, layers_by_name, source):
             inputs = args[0] if len(args) == 1 else args
         elif isinstance(node, list):  # Keras 2: a list of [layer, node, tensor, kwargs]
             refs = [tensor(_tensor_ref(entry, source)) for entry in node]
-            kwargs = {}
+            # The call's own keyword arguments sit in the first input's entry: mask= a tensor
+            given = node[0][3] if node and isinstance(node[0], list) and len(node[0]) > 3 else None
+            mask = given.get("mask") if isinstance(given, dict) else None
+            kwargs = {} if mask is None else {"mask": tensor(_tensor_ref(mask, source))}
             if isinstance(layer, (R._RNN, R.Bidirectional)) and len(refs) > 1:
                 inputs, kwargs["initial_state"] = refs[0], refs[1:]   # states as extra inputs
             else:

@@ -534,6 +534,28 @@ def case_masked_decoder():
         "first input's); Keras 3 gives a call with initial_state tensors none.")
 
 
+def case_explicit_mask():
+    """An explicit mask= input: Keras 2 records it in the node's kwargs."""
+    seq_in = keras.Input(shape=(4, 3), name="sequences")
+    mask_in = keras.Input(shape=(4,), dtype="bool", name="mask")
+    seq = layers.GRU(4, return_sequences=True, name="masked_gru")(
+        seq_in, mask=mask_in)
+    steps = layers.Dense(2, name="steps")(seq)
+    summary = layers.LSTM(2, name="summary")(seq)   # masked by mask_in too
+    model = keras.Model([seq_in, mask_in], [steps, summary],
+                        name="explicit_mask")
+    x = uniform((3, 4, 3), 1.0)
+    mask = np.ones((3, 4), bool)
+    mask[1, 2:] = False
+    mask[2, :2] = False
+    return record(
+        "k2_explicit_mask", model, [x, mask],
+        "Functional: GRU(4, return_sequences=True)(sequences, mask=mask) "
+        "with a boolean mask input -> [Dense(2), LSTM(2)]; the node lists "
+        "[[sequences, 0, 0, {'mask': ['mask', 0, 0]}]]. The LSTM after it "
+        "is masked by the same mask.")
+
+
 CASES = [
     case_simple_rnn_relu,
     case_lstm_hard_sigmoid,
@@ -548,6 +570,7 @@ CASES = [
     case_trained,
     case_batch_input_shape,
     case_masked_decoder,
+    case_explicit_mask,
 ]
 
 
