@@ -10,9 +10,9 @@ from . import activations
 from .base import Layer, from_spec, plain_config, positive_int, wrapped_dtype
 
 __all__ = [
-    "Activation", "Add", "Any", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "Flatten",
-    "GaussianDropout", "GaussianNoise", "Masking", "Maximum", "Minimum", "Multiply", "NotEqual", "RepeatVector",
-    "Reshape", "SpatialDropout1D", "Subtract", "TimeDistributed",
+    "Activation", "Add", "Any", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "ExpandDims", "Flatten",
+    "GaussianDropout", "GaussianNoise", "LogicalOr", "Masking", "Maximum", "Minimum", "Multiply", "NotEqual",
+    "RepeatVector", "Reshape", "SpatialDropout1D", "Subtract", "TimeDistributed", "ZerosLike",
     "add", "average", "concatenate", "maximum", "minimum", "multiply", "subtract",
 ]
 
@@ -274,6 +274,84 @@ class Any(Layer):
     def call(self, inputs, mask=None):
         """A boolean array: ``inputs`` reduced by logical or along `axis`."""
         return np.any(np.asarray(inputs), axis=self.axis, keepdims=self.keepdims)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+class ExpandDims(Layer):
+    """`inputs` with a new axis of size 1 at `axis`, as Keras's ``ops.expand_dims``: with
+    `ZerosLike` and `LogicalOr`, how a Keras 3 functional model records the mask of a
+    ``Concatenate`` of masked sequences (each mask broadcast to its input's shape)."""
+
+    _config_keys = ("axis",)
+
+    def __init__(self, axis=-1, name=None, dtype="float32", **keras_options):
+        super().__init__(name, dtype, **keras_options)
+        if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
+            raise ValueError(f"axis of layer {self.name!r} must be a non-batch axis, got {axis!r:.100}")
+        self.axis = axis
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        if not -len(shape) - 1 <= self.axis <= len(shape) or self.axis % (len(shape) + 1) == 0:
+            raise ValueError(f"layer {self.name!r} cannot add axis {self.axis} to inputs of shape {tuple(shape)}")
+        axis = self.axis % (len(shape) + 1)
+        return tuple(shape[:axis] + [1] + shape[axis:])
+
+    def call(self, inputs, mask=None):
+        """`inputs` with a new axis of size 1 at `axis`."""
+        return np.expand_dims(np.asarray(inputs), self.axis)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+class ZerosLike(Layer):
+    """Zeros of the shape of `inputs`, as Keras's ``ops.zeros_like``, in `dtype` (which may be
+    ``"bool"``, as in the masks Keras 3 records; see `ExpandDims`)."""
+
+    def __init__(self, name=None, dtype="float32", **keras_options):
+        zeros = np.dtype(dtype)
+        super().__init__(name, "float32" if zeros == np.bool_ else zeros, **keras_options)
+        self.zeros_dtype = zeros
+
+    def get_config(self):
+        return {**super().get_config(), "dtype": self.zeros_dtype.name}
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def call(self, inputs, mask=None):
+        """Zeros like `inputs`, of `dtype`."""
+        return np.zeros(np.shape(inputs), self.zeros_dtype)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+class LogicalOr(Layer):
+    """Where either of two inputs is true, broadcast, as Keras's ``ops.logical_or`` (see
+    `ExpandDims`)."""
+
+    def _shapes_fit(self, shapes):
+        return isinstance(shapes, list) and len(shapes) == 2
+
+    def compute_output_shape(self, input_shape):
+        if not isinstance(input_shape, list) or len(input_shape) != 2 or len(input_shape[0]) != len(input_shape[1]):
+            raise ValueError(f"layer {self.name!r} (LogicalOr) takes two inputs of one rank, got {input_shape}")
+        shape = []
+        for a, b in zip(*input_shape):
+            if a is not None and b is not None and a != b and 1 not in (a, b):
+                raise ValueError(f"layer {self.name!r} (LogicalOr) cannot broadcast shapes {input_shape}")
+            shape.append(b if a == 1 else a if b == 1 else a if a is not None else b)
+        return tuple(shape)
+
+    def call(self, inputs, mask=None):
+        """A boolean array: ``inputs[0] or inputs[1]``, broadcast."""
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError(f"layer {self.name!r} (LogicalOr) takes a list of two arrays")
+        return np.logical_or(np.asarray(inputs[0]), np.asarray(inputs[1]))
 
     def compute_mask(self, inputs, mask=None):
         return None
@@ -543,13 +621,22 @@ class Minimum(_Merge):
 
 
 class Concatenate(_Merge):
-    """Join the inputs along `axis` (the last by default), as ``keras.layers.Concatenate``."""
+    """Join the inputs along `axis` (the last by default), as ``keras.layers.Concatenate``.
+
+    Its output mask keeps a step where any joined input keeps it, as in Keras 3; with
+    ``keras2_mask=True`` (Keras 2 files) only where all of them do, as in Keras 2.
+    """
 
     _config_keys = ("axis",)
 
-    def __init__(self, axis=-1, name=None, dtype="float32", **keras_options):
+    def __init__(self, axis=-1, name=None, dtype="float32", keras2_mask=False, **keras_options):
         super().__init__(name, dtype, **keras_options)
         self.axis = int(axis)
+        self.keras2_mask = bool(keras2_mask)
+
+    def get_config(self):
+        config = super().get_config()
+        return {**config, "keras2_mask": True} if self.keras2_mask else config
 
     def _check_shapes(self, shapes):
         rank = len(shapes[0])
@@ -572,14 +659,14 @@ class Concatenate(_Merge):
 
     def compute_mask(self, inputs, mask=None):
         # Keras: expand each mask to its input's shape (all True where absent), join along the
-        # axis, and keep a step where every joined position is unmasked.
+        # axis, and keep a step where any joined position is unmasked (Keras 2: every one).
         if mask is None or all(m is None for m in mask):
             return None
         arrays = [np.asarray(a) for a in inputs]
         full = [np.ones(a.shape, bool) if m is None else np.broadcast_to(
             np.asarray(m, bool).reshape(m.shape + (1,) * (a.ndim - np.ndim(m))), a.shape)
             for a, m in zip(arrays, mask)]
-        return np.all(np.concatenate(full, axis=self.axis), axis=-1)
+        return (np.all if self.keras2_mask else np.any)(np.concatenate(full, axis=self.axis), axis=-1)
 
 
 # Keras's functional forms of the merge layers: ``concatenate([a, b])`` is ``Concatenate()([a, b])``.

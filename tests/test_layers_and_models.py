@@ -105,7 +105,13 @@ def test_merges_and_their_masks():
     m1 = np.array([[True, True, False], [True, False, True]])
     m2 = np.array([[True, False, False], [True, True, True]])
     np.testing.assert_array_equal(fr.Add().compute_mask([a, b], [m1, m2]), m1 & m2)
-    np.testing.assert_array_equal(fr.Concatenate().compute_mask([a, b], [m1, None]), m1)
+    # Keras 3 keeps a step where any joined input keeps it (an unmasked one keeps all), Keras 2 where all do
+    np.testing.assert_array_equal(fr.Concatenate().compute_mask([a, b], [m1, None]), np.ones_like(m1))
+    np.testing.assert_array_equal(fr.Concatenate().compute_mask([a, b], [m1, m2]), m1 | m2)
+    np.testing.assert_array_equal(fr.Concatenate(keras2_mask=True).compute_mask([a, b], [m1, None]), m1)
+    np.testing.assert_array_equal(fr.Concatenate(keras2_mask=True).compute_mask([a, b], [m1, m2]), m1 & m2)
+    assert fr.Concatenate.from_config(fr.Concatenate(keras2_mask=True).get_config()).keras2_mask
+    assert "keras2_mask" not in fr.Concatenate().get_config()
     np.testing.assert_array_equal(fr.Concatenate(axis=1).compute_mask([a, b], [m1, m2]), np.concatenate([m1, m2], 1))
     assert fr.Add().compute_mask([a, b], [None, None]) is None
     with pytest.raises(ValueError, match="needs inputs of one shape"):

@@ -170,6 +170,23 @@ def test_damaged_mask_operations_are_named(tmp_path, cls, change, message):
         fastrnn.load(_masks_file_with(tmp_path, cls, change))
 
 
+def test_the_mask_operations_check_their_shapes():
+    from fastrnn.layers import ExpandDims, LogicalOr, ZerosLike
+
+    x = fastrnn.Input((None, 3))
+    assert ExpandDims(axis=-1)(x).shape == (None, None, 3, 1) and ExpandDims(axis=1)(x).shape == (None, 1, None, 3)
+    with pytest.raises(ValueError, match="must be a non-batch axis"):
+        ExpandDims(axis=0)
+    with pytest.raises(ValueError, match="cannot add axis 4"):
+        ExpandDims(axis=4)(x)
+    with pytest.raises(ValueError, match=r"cannot broadcast shapes \[\(None, None, 3\), \(None, None, 2\)\]"):
+        LogicalOr()([x, fastrnn.Input((None, 2))])
+    assert LogicalOr()([ExpandDims()(fastrnn.Input((None,))), x]).shape == (None, None, 3)
+    zeros = ZerosLike(dtype="bool")
+    assert zeros(np.ones((2, 3), np.float32)).dtype == bool and zeros.get_config()["dtype"] == "bool"
+    assert ZerosLike()(np.ones((2, 3))).dtype == np.float32
+
+
 WEIGHTS = [(kind, case, f) for kind in ("keras3", "keras2") for case in INDEXES.get(kind, ([], {}))[0]
            for f in case["files"] if _is_weights_only(case, f)]
 

@@ -56,9 +56,13 @@ SUPPORTED_LAYERS = {
     "Dense": (L.Dense, ("units", "activation", "use_bias")),
     "Embedding": (L.Embedding, ("input_dim", "output_dim", "mask_zero")),
     "Masking": (L.Masking, ("mask_value",)),
-    # Operations a Keras 3 functional model records for the masks of Masking and Embedding
+    # Operations a Keras 3 functional model records for the masks of Masking and Embedding, and
+    # of a Concatenate of masked sequences
     "NotEqual": (L.NotEqual, ("value",)),
     "Any": (L.Any, ("axis", "keepdims")),
+    "ExpandDims": (L.ExpandDims, ("axis",)),
+    "ZerosLike": (L.ZerosLike, ()),
+    "LogicalOr": (L.LogicalOr, ()),
     "Dropout": (L.Dropout, ("rate",)),
     "SpatialDropout1D": (L.SpatialDropout1D, ("rate",)),
     "GaussianDropout": (L.GaussianDropout, ("rate",)),
@@ -75,7 +79,7 @@ SUPPORTED_LAYERS = {
     "Maximum": (L.Maximum, ()),
     "Minimum": (L.Minimum, ()),
 }
-_NATIVE_ONLY_KEYS = {"LSTM": ("proj_size",)}   # fastrnn's own extensions, in fastrnn files only
+_NATIVE_ONLY_KEYS = {"LSTM": ("proj_size",), "Concatenate": ("keras2_mask",)}   # fastrnn's own, in its files only
 
 
 # ---------------------------------------------------------------------------------- configs
@@ -87,10 +91,10 @@ def _dtype_name(dtype):
     return dtype
 
 
-def _dtype(config, source, name):
+def _dtype(config, source, name, allowed=("float32", "float64")):
     """The layer dtype of a Keras config: a name or a DTypePolicy; float32 or float64 only."""
     dtype = _dtype_name(config.get("dtype", "float32") or "float32")
-    if dtype not in ("float32", "float64"):
+    if dtype not in allowed:
         raise ModelFileError(f"{source}: layer {name!r} uses dtype policy {dtype!r}; fastrnn runs "
                              "float32 or float64 models")
     return dtype
@@ -153,6 +157,8 @@ def layer_from_config(spec, source, keras2=False, native=False, _depth=0):
     if config.get("time_major"):
         raise ModelFileError(f"{source}: layer {name!r} is time_major; fastrnn takes (batch, time, features)")
     kwargs = {key: config[key] for key in keys if key in config}
+    if keras2 and class_name == "Concatenate":
+        kwargs["keras2_mask"] = True    # Keras 2 joined masks with all, Keras 3 with any
     if isinstance(config.get("trainable"), bool):
         kwargs["trainable"] = config["trainable"]
     if isinstance(kwargs.get("n"), int) and kwargs["n"] > MAX_REPEATS:
@@ -171,7 +177,8 @@ def layer_from_config(spec, source, keras2=False, native=False, _depth=0):
             return cls(forward, backward_layer=backward, name=name, **kwargs)
         if class_name == "TimeDistributed":
             return cls(layer_from_config(config.get("layer"), source, keras2, native, _depth + 1), name=name)
-        return cls(name=name, dtype=_dtype(config, source, name), **kwargs)
+        allowed = ("float32", "float64", "bool") if class_name == "ZerosLike" else ("float32", "float64")
+        return cls(name=name, dtype=_dtype(config, source, name, allowed), **kwargs)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ModelFileError):
             raise

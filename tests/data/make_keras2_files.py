@@ -556,6 +556,28 @@ def case_explicit_mask():
         "is masked by the same mask.")
 
 
+def case_joined_masks():
+    """Two differently masked sequences joined: Keras 2 keeps a step where all inputs do."""
+    a_in = keras.Input(shape=(4, 3), name="a")
+    b_in = keras.Input(shape=(4, 3), name="b")
+    a = layers.LSTM(2, return_sequences=True, name="lstm_a")(
+        layers.Masking(0.0, name="mask_a")(a_in))
+    b = layers.GRU(2, return_sequences=True, name="gru_b")(
+        layers.Masking(0.0, name="mask_b")(b_in))
+    joined = layers.Concatenate(name="joined")([a, b])
+    out = layers.SimpleRNN(2, name="after")(joined)
+    model = keras.Model([a_in, b_in], out, name="joined_masks")
+    xa, xb = uniform((2, 4, 3), 1.0), uniform((2, 4, 3), 1.0)
+    xa[0, 2:] = 0.0
+    xb[1, :2] = 0.0
+    return record(
+        "k2_joined_masks", model, [xa, xb],
+        "Functional: Masking -> LSTM and Masking -> GRU on two inputs, "
+        "padded differently, -> Concatenate -> SimpleRNN(2). Keras 2's "
+        "Concatenate keeps a step where every joined mask does (all); "
+        "Keras 3's where any does.")
+
+
 CASES = [
     case_simple_rnn_relu,
     case_lstm_hard_sigmoid,
@@ -571,6 +593,7 @@ CASES = [
     case_batch_input_shape,
     case_masked_decoder,
     case_explicit_mask,
+    case_joined_masks,
 ]
 
 

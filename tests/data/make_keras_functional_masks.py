@@ -69,6 +69,20 @@ def masking_bidirectional(rng):
     return keras.Model(inputs, outputs, name="masking_bidirectional"), padded_batch(rng)
 
 
+def embedding_concatenate(rng):
+    """Two masked sequences joined: Keras records Concatenate's mask as ExpandDims, ZerosLike,
+    LogicalOr, a concatenation and Any."""
+    inputs = keras.Input((None,), dtype="int32", name="tokens")
+    h = layers.Embedding(12, 4, mask_zero=True)(inputs)
+    joined = layers.Concatenate()([layers.LSTM(3, return_sequences=True)(h),
+                                   layers.GRU(2, return_sequences=True, go_backwards=True)(h)])
+    outputs = layers.LSTM(2)(joined)
+    tokens = rng.integers(1, 12, (4, 6)).astype("int32")
+    tokens[1, 4:] = 0
+    tokens[2, :2] = 0
+    return keras.Model(inputs, outputs, name="embedding_concatenate"), tokens
+
+
 def decoder_inputs(rng, batch=3):
     """(encoder inputs, decoder inputs): the decoder's rows 1 and 2 padded at the end.
 
@@ -146,18 +160,20 @@ def main():
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
     os.makedirs(OUT_DIR, exist_ok=True)
-    arrays, names = {}, []
-    for make in (masking_lstm, embedding_gru, masking_bidirectional):
+    masks, mask_names = {}, []
+
+    def record_masked(make):
         model, x = make(rng)
         random_weights(model, rng)
         y = np.asarray(model(x, training=False))
         name = f"k3_functional_{model.name}"
         save_and_check(model, name, x, y)
-        arrays[f"{name}_x"], arrays[f"{name}_y"] = x, y
-        names.append(name)
+        masks[f"{name}_x"], masks[f"{name}_y"] = x, y
+        mask_names.append(name)
         print(f"  {name}: output {y.shape}")
-    arrays["names"] = np.array(json.dumps(names))
-    np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_masks.npz"), **arrays)
+
+    for make in (masking_lstm, embedding_gru, masking_bidirectional):
+        record_masked(make)
 
     arrays, names = {}, []
     for make in (decoder_gru, decoder_lstm_backwards, decoder_bidirectional, decoder_explicit_mask,
@@ -172,6 +188,10 @@ def main():
         print(f"  {name}: output {y.shape}")
     arrays["names"] = np.array(json.dumps(names))
     np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_decoders.npz"), **arrays)
+
+    record_masked(embedding_concatenate)   # (after the decoders: their random draws stay as they were)
+    masks["names"] = np.array(json.dumps(mask_names))
+    np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_masks.npz"), **masks)
 
 
 if __name__ == "__main__":
