@@ -535,10 +535,17 @@ class TimeDistributed(Layer):
 
 
 class _Merge(Layer):
-    """Combine a list of same-shaped inputs; the output mask is the AND of the input masks."""
+    """Combine a list of same-shaped inputs. Masks as in Keras 3: the output's keeps a step where
+    any input's does, and there is none if an input has none; with ``keras2_mask=True`` (Keras 2
+    files, which fastrnn loads as Keras 2 ran them) where every input's mask that there is does."""
 
-    def __init__(self, name=None, dtype="float32", **keras_options):
+    def __init__(self, name=None, dtype="float32", keras2_mask=False, **keras_options):
         super().__init__(name, dtype, **keras_options)
+        self.keras2_mask = bool(keras2_mask)
+
+    def get_config(self):
+        config = super().get_config()
+        return {**config, "keras2_mask": True} if self.keras2_mask else config
 
     def _shapes_fit(self, shapes):
         return isinstance(shapes, list) and len(shapes) == len(self.input_shape)
@@ -572,8 +579,21 @@ class _Merge(Layer):
         return self._merge(self._arrays(inputs))
 
     def compute_mask(self, inputs, mask=None):
-        masks = [m for m in (mask or []) if m is not None]
-        return np.logical_and.reduce(masks) if masks else None
+        if self.keras2_mask:
+            masks = [m for m in (mask or []) if m is not None]
+            return np.logical_and.reduce(masks) if masks else None
+        if not mask or any(m is None for m in mask):
+            return None
+        return np.logical_or.reduce([np.asarray(m, bool) for m in mask])
+
+    def _step_masks(self, arrays, mask):
+        """Each input's mask broadcast to its shape (None where it has none), for the Keras 3
+        merges whose values depend on the masks; all None with keras2_mask or no masks."""
+        if self.keras2_mask or mask is None:
+            return [None] * len(arrays)
+        return [None if m is None else np.broadcast_to(
+            np.asarray(m, bool).reshape(np.shape(m) + (1,) * (a.ndim - np.ndim(m))), a.shape)
+            for a, m in zip(arrays, mask)]
 
 
 class Add(_Merge):
@@ -593,10 +613,20 @@ class Subtract(_Merge):
 
 
 class Multiply(_Merge):
-    """Elementwise product of the inputs, as ``keras.layers.Multiply``."""
+    """Elementwise product of the inputs, as ``keras.layers.Multiply``: as in Keras 3, a masked
+    value counts as 1, and where every input is masked the product is 0."""
 
     def _merge(self, arrays):
         return np.prod(arrays, axis=0)
+
+    def call(self, inputs, mask=None):
+        """The product of the arrays in the list `inputs`, their `mask` (a list) applied."""
+        arrays = self._arrays(inputs)
+        masks = self._step_masks(arrays, mask)
+        if all(m is None for m in masks):
+            return self._merge(arrays)
+        product = np.prod([a if m is None else np.where(m, a, 1) for a, m in zip(arrays, masks)], axis=0)
+        return product if any(m is None for m in masks) else np.where(np.logical_or.reduce(masks), product, 0)
 
 
 class Average(_Merge):
@@ -606,14 +636,34 @@ class Average(_Merge):
         return sum(arrays[1:], arrays[0]) / len(arrays)
 
 
-class Maximum(_Merge):
+class _Extremum(_Merge):
+    """Maximum or Minimum: as in Keras 3, where an input is masked the others decide."""
+
+    def call(self, inputs, mask=None):
+        """The merge of the arrays in the list `inputs`, their `mask` (a list) applied."""
+        arrays = self._arrays(inputs)
+        masks = self._step_masks(arrays, mask)
+        if all(m is None for m in masks):
+            return self._merge(arrays)
+        output, output_mask = arrays[0], masks[0]
+        for x, m in zip(arrays[1:], masks[1:]):
+            if m is not None:
+                x = np.where(m, x, output)
+            if output_mask is not None:
+                output = np.where(output_mask, output, x)
+            output_mask = None if m is None or output_mask is None else output_mask | m
+            output = self._merge([output, x])
+        return output
+
+
+class Maximum(_Extremum):
     """Elementwise maximum of the inputs, as ``keras.layers.Maximum``."""
 
     def _merge(self, arrays):
         return np.maximum.reduce(arrays)
 
 
-class Minimum(_Merge):
+class Minimum(_Extremum):
     """Elementwise minimum of the inputs, as ``keras.layers.Minimum``."""
 
     def _merge(self, arrays):
@@ -630,13 +680,8 @@ class Concatenate(_Merge):
     _config_keys = ("axis",)
 
     def __init__(self, axis=-1, name=None, dtype="float32", keras2_mask=False, **keras_options):
-        super().__init__(name, dtype, **keras_options)
+        super().__init__(name, dtype, keras2_mask, **keras_options)
         self.axis = int(axis)
-        self.keras2_mask = bool(keras2_mask)
-
-    def get_config(self):
-        config = super().get_config()
-        return {**config, "keras2_mask": True} if self.keras2_mask else config
 
     def _check_shapes(self, shapes):
         rank = len(shapes[0])

@@ -104,7 +104,22 @@ def test_merges_and_their_masks():
     np.testing.assert_allclose(fr.Concatenate(axis=1)([a, b]), np.concatenate([a, b], axis=1))
     m1 = np.array([[True, True, False], [True, False, True]])
     m2 = np.array([[True, False, False], [True, True, True]])
-    np.testing.assert_array_equal(fr.Add().compute_mask([a, b], [m1, m2]), m1 & m2)
+    # Keras 3: a step where any input keeps it, none if an input has no mask; Keras 2: where all do
+    np.testing.assert_array_equal(fr.Add().compute_mask([a, b], [m1, m2]), m1 | m2)
+    assert fr.Add().compute_mask([a, b], [m1, None]) is None
+    np.testing.assert_array_equal(fr.Add(keras2_mask=True).compute_mask([a, b], [m1, m2]), m1 & m2)
+    np.testing.assert_array_equal(fr.Add(keras2_mask=True).compute_mask([a, b], [m1, None]), m1)
+    # Keras 3's Multiply counts a masked value as 1 (0 where all are masked); Maximum and
+    # Minimum take the other input's value where one is masked
+    both, only_a = np.where(m2[..., None], b, 1), np.where(m1[..., None], a, 1)
+    np.testing.assert_allclose(fr.Multiply()([a, b], mask=[m1, m2]),
+                               np.where((m1 | m2)[..., None], only_a * both, 0))
+    np.testing.assert_allclose(fr.Multiply()([a, b], mask=[m1, None]), only_a * b)
+    np.testing.assert_allclose(fr.Multiply(keras2_mask=True)([a, b], mask=[m1, m2]), a * b)
+    second = np.where(m2[..., None], b, a)
+    first = np.where(m1[..., None], a, second)
+    np.testing.assert_allclose(fr.Maximum()([a, b], mask=[m1, m2]), np.maximum(first, second))
+    np.testing.assert_allclose(fr.Minimum()([a, b], mask=[m1, None]), np.minimum(np.where(m1[..., None], a, b), b))
     # Keras 3 keeps a step where any joined input keeps it (an unmasked one keeps all), Keras 2 where all do
     np.testing.assert_array_equal(fr.Concatenate().compute_mask([a, b], [m1, None]), np.ones_like(m1))
     np.testing.assert_array_equal(fr.Concatenate().compute_mask([a, b], [m1, m2]), m1 | m2)

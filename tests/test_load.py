@@ -127,13 +127,34 @@ def test_a_version_1_file_gives_every_call_its_mask(tmp_path):
     for spec in header["model"]["config"]["layers"]:
         for node in spec["inbound_nodes"]:
             node.pop("passes_mask", None)
-    for version, matches in [(1, True), (2, False)]:   # 2 without the marker: Keras 3's masks
+    for version, matches in [(1, True), (2, False), (3, False)]:   # 2 and 3 without the marker: Keras 3's masks
         header["version"] = version
         arrays["__fastrnn__"] = np.array(json.dumps(header))
         np.savez(tmp_path / "old.npz", **arrays)
         case = next(c for c in keras_cases("keras2") if c[1]["name"] == "k2_masked_decoder")
         got = fastrnn.load(tmp_path / "old.npz")(keras_inputs(*case[:2]))
         assert (max(np.abs(g - e).max() for g, e in zip(got, keras_expected(*case[:2]))) < 1e-5) == matches
+
+
+def test_a_file_before_version_3_merges_masks_as_keras2(tmp_path):
+    """Until version 3, fastrnn merged masks as Keras 2 did (a step kept where all inputs keep
+    it): a Keras 3 model saved then, read now, still runs so; version 3 runs as Keras 3."""
+    x, expected = DECODERS["k3_decoder_merges"]
+    model = fastrnn.load(FILES / "k3_decoder_merges.keras")
+    model.save(tmp_path / "model.npz")
+    with np.load(tmp_path / "model.npz", allow_pickle=False) as saved:
+        arrays = dict(saved)
+    header = json.loads(str(arrays["__fastrnn__"]))
+    outputs = {}
+    for version in (2, 3):
+        header["version"] = version
+        arrays["__fastrnn__"] = np.array(json.dumps(header))
+        np.savez(tmp_path / "old.npz", **arrays)
+        old = fastrnn.load(tmp_path / "old.npz")
+        assert all(layer.keras2_mask == (version == 2) for layer in old.layers if hasattr(layer, "keras2_mask"))
+        outputs[version] = old(x)
+    np.testing.assert_array_equal(outputs[3], model(x))
+    assert np.abs(outputs[2] - expected).max() > 1e-3
 
 
 def _masks_file_with(tmp_path, cls, change):

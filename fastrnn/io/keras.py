@@ -79,7 +79,9 @@ SUPPORTED_LAYERS = {
     "Maximum": (L.Maximum, ()),
     "Minimum": (L.Minimum, ()),
 }
-_NATIVE_ONLY_KEYS = {"LSTM": ("proj_size",), "Concatenate": ("keras2_mask",)}   # fastrnn's own, in its files only
+# fastrnn's own extensions, in its files only
+_NATIVE_ONLY_KEYS = {"LSTM": ("proj_size",), **{merge: ("keras2_mask",) for merge in (
+    "Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")}}
 
 
 # ---------------------------------------------------------------------------------- configs
@@ -157,8 +159,8 @@ def layer_from_config(spec, source, keras2=False, native=False, _depth=0):
     if config.get("time_major"):
         raise ModelFileError(f"{source}: layer {name!r} is time_major; fastrnn takes (batch, time, features)")
     kwargs = {key: config[key] for key in keys if key in config}
-    if keras2 and class_name == "Concatenate":
-        kwargs["keras2_mask"] = True    # Keras 2 joined masks with all, Keras 3 with any
+    if keras2 and issubclass(cls, L._Merge):
+        kwargs["keras2_mask"] = True    # Keras 2 merged masks otherwise (see _Merge)
     if isinstance(config.get("trainable"), bool):
         kwargs["trainable"] = config["trainable"]
     if isinstance(kwargs.get("n"), int) and kwargs["n"] > MAX_REPEATS:

@@ -2,12 +2,14 @@
 
 Layout (a NumPy ``.npz``, read with ``allow_pickle=False``, so loading runs no code):
 
-- ``__fastrnn__``: a 0-d unicode array holding JSON ``{"format": "fastrnn", "version": 2,
+- ``__fastrnn__``: a 0-d unicode array holding JSON ``{"format": "fastrnn", "version": 3,
   "fastrnn_version": ..., "model": <config>}``, where ``<config>`` is a Keras 3 style model
   configuration (``{"class_name": "Sequential" | "Functional", "config": {...}}``, layers as
   ``{"class_name", "config"}`` with their `get_config`, functional ``inbound_nodes`` as Keras 3
   writes them, plus ``"passes_mask": true`` on a call loaded from Keras 2 that is given the mask
-  flowing in where Keras 3 would not give it; version 1 files gave every call that mask) or ``{"class_name": "TorchRNN", "config": {mode, input_size, hidden_size, ...}}``;
+  flowing in where Keras 3 would not give it, and ``"keras2_mask": true`` on a merge layer from
+  Keras 2; version 1 files gave every call that mask, versions 1 and 2 merged masks as Keras 2)
+  or ``{"class_name": "TorchRNN", "config": {mode, input_size, hidden_size, ...}}``;
 - ``<layer name>/<i>``: the i-th weight of each layer, in Keras order and layout.
 
 A deployment needs neither h5py nor torch to read it.
@@ -20,11 +22,12 @@ import zipfile
 import numpy as np
 
 from ..errors import ModelFileError
+from ..layers import _Merge
 
 __all__ = ["from_bytes", "load_native", "save", "to_bytes"]
 
 FORMAT_KEY = "__fastrnn__"
-VERSION = 2   # 2: functional calls follow Keras 3's masks, "passes_mask" marking those that do not
+VERSION = 3   # 2: functional calls follow Keras 3's masks (see Node.passes_mask); 3: so do merges
 
 
 def _tensor_spec(tensor, node_index_of):
@@ -254,7 +257,7 @@ def _read(file, source):
             raise ModelFileError(f"{source}: damaged fastrnn header ({exc})") from exc
         if not isinstance(header, dict) or header.get("format") != "fastrnn":
             raise ModelFileError(f"{source}: not a fastrnn file")
-        if header.get("version") not in (1, VERSION):
+        if header.get("version") not in range(1, VERSION + 1):
             raise ModelFileError(f"{source}: fastrnn file version {header.get('version')!r}; this fastrnn reads "
                                  f"versions 1 to {VERSION}")
 
@@ -286,4 +289,8 @@ def _read(file, source):
         if header["version"] == 1:   # written when every call got the mask flowing in (see Node.passes_mask)
             for node in getattr(built, "_nodes", ()):
                 node.passes_mask = True
+        if header["version"] < 3:    # written when merges masked as in Keras 2 (see layers._Merge)
+            for layer in built.layers:
+                if isinstance(layer, _Merge):
+                    layer.keras2_mask = True
         return built

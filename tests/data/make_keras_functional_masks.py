@@ -141,6 +141,24 @@ def decoder_positional_state(rng):
     return keras.Model([encoder_in, decoder_in], outputs, name="positional_state"), decoder_inputs(rng)
 
 
+def decoder_merges(rng):
+    """Merges of differently masked sequences, and of a masked with an unmasked one: Keras 3
+    ORs the masks (none if one is missing), Multiply counts masked values as 1, Maximum and
+    Minimum let the other input decide."""
+    first_in, second_in = keras.Input((None, 3)), keras.Input((None, 3))
+    first = layers.LSTM(3, return_sequences=True)(layers.Masking(0.0)(first_in))
+    second = layers.GRU(3, return_sequences=True)(layers.Masking(0.0)(second_in))
+    plain = layers.SimpleRNN(3, return_sequences=True)(second_in)            # no mask
+    merged = [layers.Add()([first, second]), layers.Multiply()([first, second]),
+              layers.Maximum()([first, second]), layers.Minimum()([first, plain]),
+              layers.Multiply()([first, plain]), layers.Average()([first, plain])]
+    outputs = layers.Concatenate()([layers.SimpleRNN(2, return_sequences=True)(m) for m in merged])
+    first_x, second_x = decoder_inputs(rng)
+    second_x = np.ascontiguousarray(second_x[:, :4])
+    second_x[0, 1:3] = 0.0
+    return keras.Model([first_in, second_in], outputs, name="merges"), (second_x, first_x[:, :4].copy())
+
+
 def save_and_check(model, name, x, y):
     """`model` saved as NAME.keras and NAME.h5; the .keras read back by Keras gives `y`."""
     for suffix in (".keras", ".h5"):
@@ -190,6 +208,16 @@ def main():
     np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_decoders.npz"), **arrays)
 
     record_masked(embedding_concatenate)   # (after the decoders: their random draws stay as they were)
+    model, (first, second) = decoder_merges(rng)
+    random_weights(model, rng)
+    y = np.asarray(model([first, second], training=False))
+    save_and_check(model, "k3_decoder_merges", [first, second], y)
+    arrays["k3_decoder_merges_encoder"], arrays["k3_decoder_merges_decoder"], arrays["k3_decoder_merges_y"] = (
+        first, second, y)
+    names.append("k3_decoder_merges")
+    arrays["names"] = np.array(json.dumps(names))
+    np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_decoders.npz"), **arrays)
+    print(f"  k3_decoder_merges: output {y.shape}")
     masks["names"] = np.array(json.dumps(mask_names))
     np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_masks.npz"), **masks)
 
