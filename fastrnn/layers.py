@@ -11,7 +11,7 @@ from .base import Layer, from_spec, plain_config, positive_int, wrapped_dtype
 
 __all__ = [
     "Activation", "Add", "Any", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "ExpandDims", "Flatten",
-    "GaussianDropout", "GaussianNoise", "LogicalOr", "Masking", "Maximum", "Minimum", "Multiply", "NotEqual",
+    "GaussianDropout", "GaussianNoise", "LogicalOr", "Masking", "Maximum", "Minimum", "Multiply", "NotEqual", "OnesLike",
     "RepeatVector", "Reshape", "SpatialDropout1D", "Subtract", "TimeDistributed", "ZerosLike",
     "add", "average", "concatenate", "maximum", "minimum", "multiply", "subtract",
 ]
@@ -311,23 +311,32 @@ class ZerosLike(Layer):
     """Zeros of the shape of `inputs`, as Keras's ``ops.zeros_like``, in `dtype` (which may be
     ``"bool"``, as in the masks Keras 3 records; see `ExpandDims`)."""
 
+    _fill = 0
+
     def __init__(self, name=None, dtype="float32", **keras_options):
-        zeros = np.dtype(dtype)
-        super().__init__(name, "float32" if zeros == np.bool_ else zeros, **keras_options)
-        self.zeros_dtype = zeros
+        filled = np.dtype(dtype)
+        super().__init__(name, "float32" if filled == np.bool_ else filled, **keras_options)
+        self.filled_dtype = filled
 
     def get_config(self):
-        return {**super().get_config(), "dtype": self.zeros_dtype.name}
+        return {**super().get_config(), "dtype": self.filled_dtype.name}
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
     def call(self, inputs, mask=None):
-        """Zeros like `inputs`, of `dtype`."""
-        return np.zeros(np.shape(inputs), self.zeros_dtype)
+        """An array like `inputs`, of `dtype`, filled."""
+        return np.full(np.shape(inputs), self._fill, self.filled_dtype)
 
     def compute_mask(self, inputs, mask=None):
         return None
+
+
+class OnesLike(ZerosLike):
+    """Ones of the shape of `inputs`, as Keras's ``ops.ones_like`` (the mask Keras 3 records for
+    an unmasked input of a ``Concatenate``, as ``"bool"``)."""
+
+    _fill = 1
 
 
 class LogicalOr(Layer):

@@ -192,7 +192,7 @@ def test_damaged_mask_operations_are_named(tmp_path, cls, change, message):
 
 
 def test_the_mask_operations_check_their_shapes():
-    from fastrnn.layers import ExpandDims, LogicalOr, ZerosLike
+    from fastrnn.layers import ExpandDims, LogicalOr, OnesLike, ZerosLike
 
     x = fastrnn.Input((None, 3))
     assert ExpandDims(axis=-1)(x).shape == (None, None, 3, 1) and ExpandDims(axis=1)(x).shape == (None, 1, None, 3)
@@ -205,7 +205,8 @@ def test_the_mask_operations_check_their_shapes():
     assert LogicalOr()([ExpandDims()(fastrnn.Input((None,))), x]).shape == (None, None, 3)
     zeros = ZerosLike(dtype="bool")
     assert zeros(np.ones((2, 3), np.float32)).dtype == bool and zeros.get_config()["dtype"] == "bool"
-    assert ZerosLike()(np.ones((2, 3))).dtype == np.float32
+    assert ZerosLike()(np.ones((2, 3))).dtype == np.float32 and not ZerosLike()(np.ones((2, 3))).any()
+    assert OnesLike(dtype="bool")(np.zeros((2, 3))).all()
 
 
 WEIGHTS = [(kind, case, f) for kind in ("keras3", "keras2") for case in INDEXES.get(kind, ([], {}))[0]

@@ -62,6 +62,7 @@ SUPPORTED_LAYERS = {
     "Any": (L.Any, ("axis", "keepdims")),
     "ExpandDims": (L.ExpandDims, ("axis",)),
     "ZerosLike": (L.ZerosLike, ()),
+    "OnesLike": (L.OnesLike, ()),
     "LogicalOr": (L.LogicalOr, ()),
     "Dropout": (L.Dropout, ("rate",)),
     "SpatialDropout1D": (L.SpatialDropout1D, ("rate",)),
@@ -179,7 +180,7 @@ def layer_from_config(spec, source, keras2=False, native=False, _depth=0):
             return cls(forward, backward_layer=backward, name=name, **kwargs)
         if class_name == "TimeDistributed":
             return cls(layer_from_config(config.get("layer"), source, keras2, native, _depth + 1), name=name)
-        allowed = ("float32", "float64", "bool") if class_name == "ZerosLike" else ("float32", "float64")
+        allowed = ("float32", "float64", "bool") if class_name in ("ZerosLike", "OnesLike") else ("float32", "float64")
         return cls(name=name, dtype=_dtype(config, source, name, allowed), **kwargs)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ModelFileError):

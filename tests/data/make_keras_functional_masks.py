@@ -159,6 +159,18 @@ def decoder_merges(rng):
     return keras.Model([first_in, second_in], outputs, name="merges"), (second_x, first_x[:, :4].copy())
 
 
+def decoder_concatenate_unmasked(rng):
+    """A masked and an unmasked sequence joined: Keras records the unmasked one's mask as OnesLike."""
+    tokens_in, features_in = keras.Input((None,), dtype="int32"), keras.Input((None, 3))
+    joined = layers.Concatenate()([layers.Embedding(12, 4, mask_zero=True)(tokens_in), features_in])
+    outputs = layers.LSTM(2, return_sequences=True)(joined)
+    tokens = rng.integers(1, 12, (3, 4)).astype("int32")
+    tokens[1, 2:] = 0
+    tokens[2, :2] = 0
+    features = rng.uniform(-1, 1, (3, 4, 3)).astype("float32")
+    return keras.Model([tokens_in, features_in], outputs, name="concatenate_unmasked"), (tokens, features)
+
+
 def save_and_check(model, name, x, y):
     """`model` saved as NAME.keras and NAME.h5; the .keras read back by Keras gives `y`."""
     for suffix in (".keras", ".h5"):
@@ -208,16 +220,17 @@ def main():
     np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_decoders.npz"), **arrays)
 
     record_masked(embedding_concatenate)   # (after the decoders: their random draws stay as they were)
-    model, (first, second) = decoder_merges(rng)
-    random_weights(model, rng)
-    y = np.asarray(model([first, second], training=False))
-    save_and_check(model, "k3_decoder_merges", [first, second], y)
-    arrays["k3_decoder_merges_encoder"], arrays["k3_decoder_merges_decoder"], arrays["k3_decoder_merges_y"] = (
-        first, second, y)
-    names.append("k3_decoder_merges")
+    for make in (decoder_merges, decoder_concatenate_unmasked):   # (two-input models, added later)
+        model, (first, second) = make(rng)
+        random_weights(model, rng)
+        y = np.asarray(model([first, second], training=False))
+        name = f"k3_decoder_{model.name}"
+        save_and_check(model, name, [first, second], y)
+        arrays[f"{name}_encoder"], arrays[f"{name}_decoder"], arrays[f"{name}_y"] = first, second, y
+        names.append(name)
+        print(f"  {name}: output {y.shape}")
     arrays["names"] = np.array(json.dumps(names))
     np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_decoders.npz"), **arrays)
-    print(f"  k3_decoder_merges: output {y.shape}")
     masks["names"] = np.array(json.dumps(mask_names))
     np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_masks.npz"), **masks)
 
