@@ -11,8 +11,8 @@ from .base import Layer, from_spec, plain_config, positive_int, wrapped_dtype
 
 __all__ = [
     "Activation", "Add", "Any", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "ExpandDims", "Flatten",
-    "GaussianDropout", "GaussianNoise", "LogicalOr", "Masking", "Maximum", "Minimum", "Multiply", "NotEqual", "OnesLike",
-    "RepeatVector", "Reshape", "SpatialDropout1D", "Subtract", "TimeDistributed", "ZerosLike",
+    "GaussianDropout", "GaussianNoise", "LogicalOr", "Masking", "Maximum", "Minimum", "Multiply", "NotEqual",
+    "OnesLike", "RepeatVector", "Reshape", "SpatialDropout1D", "Subtract", "TimeDistributed", "ZerosLike",
     "add", "average", "concatenate", "maximum", "minimum", "multiply", "subtract",
 ]
 

@@ -57,7 +57,7 @@ SUPPORTED_LAYERS = {
     "Embedding": (L.Embedding, ("input_dim", "output_dim", "mask_zero")),
     "Masking": (L.Masking, ("mask_value",)),
     # Operations a Keras 3 functional model records for the masks of Masking and Embedding, and
-    # of a Concatenate of masked sequences
+    # of merges of masked sequences
     "NotEqual": (L.NotEqual, ("value",)),
     "Any": (L.Any, ("axis", "keepdims")),
     "ExpandDims": (L.ExpandDims, ("axis",)),
@@ -95,7 +95,7 @@ def _dtype_name(dtype):
 
 
 def _dtype(config, source, name, allowed=("float32", "float64")):
-    """The layer dtype of a Keras config: a name or a DTypePolicy; float32 or float64 only."""
+    """The layer dtype of a Keras config: a name or a DTypePolicy, one of `allowed`."""
     dtype = _dtype_name(config.get("dtype", "float32") or "float32")
     if dtype not in allowed:
         raise ModelFileError(f"{source}: layer {name!r} uses dtype policy {dtype!r}; fastrnn runs "
@@ -180,7 +180,8 @@ def layer_from_config(spec, source, keras2=False, native=False, _depth=0):
             return cls(forward, backward_layer=backward, name=name, **kwargs)
         if class_name == "TimeDistributed":
             return cls(layer_from_config(config.get("layer"), source, keras2, native, _depth + 1), name=name)
-        allowed = ("float32", "float64", "bool") if class_name in ("ZerosLike", "OnesLike") else ("float32", "float64")
+        floats = ("float32", "float64")
+        allowed = floats + ("bool",) if class_name in ("ZerosLike", "OnesLike") else floats   # (mask operations)
         return cls(name=name, dtype=_dtype(config, source, name, allowed), **kwargs)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ModelFileError):
