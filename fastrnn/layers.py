@@ -227,7 +227,19 @@ class Masking(Layer):
         return np.any(np.asarray(inputs) != self.mask_value, axis=-1)
 
 
-class NotEqual(Layer):
+class _MaskOperation(Layer):
+    """A Keras operation that a Keras 3 functional model records to compute a mask, run as a
+    layer of the graph; its outputs carry no mask of their own."""
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def _check_axis(self, axis):
+        if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
+            raise ValueError(f"axis of layer {self.name!r} must be a non-batch axis, got {axis!r:.100}")
+
+
+class NotEqual(_MaskOperation):
     """Where `inputs` differ from `value` (of two inputs, where they differ), as Keras's
     ``ops.not_equal``: a Keras 3 functional model records the mask of ``Masking`` and of
     ``Embedding(mask_zero=True)`` as this operation (then ``Any``), passed as ``mask=``."""
@@ -249,19 +261,15 @@ class NotEqual(Layer):
             return np.not_equal(np.asarray(inputs[0]), np.asarray(inputs[1]))
         return np.asarray(inputs) != self.value
 
-    def compute_mask(self, inputs, mask=None):
-        return None
 
-
-class Any(Layer):
+class Any(_MaskOperation):
     """Whether any value along `axis` is true, as Keras's ``ops.any`` (see `NotEqual`)."""
 
     _config_keys = ("axis", "keepdims")
 
     def __init__(self, axis=-1, keepdims=False, name=None, dtype="float32", **keras_options):
         super().__init__(name, dtype, **keras_options)
-        if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
-            raise ValueError(f"axis of layer {self.name!r} must be a non-batch axis, got {axis!r:.100}")
+        self._check_axis(axis)
         self.axis, self.keepdims = axis, bool(keepdims)
 
     def compute_output_shape(self, input_shape):
@@ -275,21 +283,17 @@ class Any(Layer):
         """A boolean array: ``inputs`` reduced by logical or along `axis`."""
         return np.any(np.asarray(inputs), axis=self.axis, keepdims=self.keepdims)
 
-    def compute_mask(self, inputs, mask=None):
-        return None
 
-
-class ExpandDims(Layer):
+class ExpandDims(_MaskOperation):
     """`inputs` with a new axis of size 1 at `axis`, as Keras's ``ops.expand_dims``: with
-    `ZerosLike` and `LogicalOr`, how a Keras 3 functional model records the mask of a
-    ``Concatenate`` of masked sequences (each mask broadcast to its input's shape)."""
+    `ZerosLike`, `OnesLike` and `LogicalOr`, how a Keras 3 functional model records the mask of
+    a merge of masked sequences (each mask broadcast to its input's shape)."""
 
     _config_keys = ("axis",)
 
     def __init__(self, axis=-1, name=None, dtype="float32", **keras_options):
         super().__init__(name, dtype, **keras_options)
-        if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
-            raise ValueError(f"axis of layer {self.name!r} must be a non-batch axis, got {axis!r:.100}")
+        self._check_axis(axis)
         self.axis = axis
 
     def compute_output_shape(self, input_shape):
@@ -303,11 +307,8 @@ class ExpandDims(Layer):
         """`inputs` with a new axis of size 1 at `axis`."""
         return np.expand_dims(np.asarray(inputs), self.axis)
 
-    def compute_mask(self, inputs, mask=None):
-        return None
 
-
-class ZerosLike(Layer):
+class ZerosLike(_MaskOperation):
     """Zeros of the shape of `inputs`, as Keras's ``ops.zeros_like``, in `dtype` (which may be
     ``"bool"``, as in the masks Keras 3 records; see `ExpandDims`)."""
 
@@ -328,9 +329,6 @@ class ZerosLike(Layer):
         """An array like `inputs`, of `dtype`, filled."""
         return np.full(np.shape(inputs), self._fill, self.filled_dtype)
 
-    def compute_mask(self, inputs, mask=None):
-        return None
-
 
 class OnesLike(ZerosLike):
     """Ones of the shape of `inputs`, as Keras's ``ops.ones_like`` (the mask Keras 3 records for
@@ -339,7 +337,7 @@ class OnesLike(ZerosLike):
     _fill = 1
 
 
-class LogicalOr(Layer):
+class LogicalOr(_MaskOperation):
     """Where either of two inputs is true, broadcast, as Keras's ``ops.logical_or`` (see
     `ExpandDims`)."""
 
@@ -361,9 +359,6 @@ class LogicalOr(Layer):
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
             raise ValueError(f"layer {self.name!r} (LogicalOr) takes a list of two arrays")
         return np.logical_or(np.asarray(inputs[0]), np.asarray(inputs[1]))
-
-    def compute_mask(self, inputs, mask=None):
-        return None
 
 
 class _Identity(Layer):
@@ -543,6 +538,12 @@ class TimeDistributed(Layer):
         return y.reshape(x.shape[:2] + y.shape[1:])
 
 
+def _mask_like(mask, array):
+    """A (batch, timesteps) `mask` broadcast over the trailing axes of `array`."""
+    return np.broadcast_to(np.asarray(mask, bool).reshape(np.shape(mask) + (1,) * (array.ndim - np.ndim(mask))),
+                           array.shape)
+
+
 class _Merge(Layer):
     """Combine a list of same-shaped inputs. Masks as in Keras 3: the output's keeps a step where
     any input's does, and there is none if an input has none; with ``keras2_mask=True`` (Keras 2
@@ -600,9 +601,7 @@ class _Merge(Layer):
         merges whose values depend on the masks; all None with keras2_mask or no masks."""
         if self.keras2_mask or mask is None:
             return [None] * len(arrays)
-        return [None if m is None else np.broadcast_to(
-            np.asarray(m, bool).reshape(np.shape(m) + (1,) * (a.ndim - np.ndim(m))), a.shape)
-            for a, m in zip(arrays, mask)]
+        return [None if m is None else _mask_like(m, a) for a, m in zip(arrays, mask)]
 
 
 class Add(_Merge):
@@ -717,9 +716,7 @@ class Concatenate(_Merge):
         if mask is None or all(m is None for m in mask):
             return None
         arrays = [np.asarray(a) for a in inputs]
-        full = [np.ones(a.shape, bool) if m is None else np.broadcast_to(
-            np.asarray(m, bool).reshape(m.shape + (1,) * (a.ndim - np.ndim(m))), a.shape)
-            for a, m in zip(arrays, mask)]
+        full = [np.ones(a.shape, bool) if m is None else _mask_like(m, a) for a, m in zip(arrays, mask)]
         return (np.all if self.keras2_mask else np.any)(np.concatenate(full, axis=self.axis), axis=-1)
 
 

@@ -202,35 +202,29 @@ def main():
         mask_names.append(name)
         print(f"  {name}: output {y.shape}")
 
-    for make in (masking_lstm, embedding_gru, masking_bidirectional):
-        record_masked(make)
+    decoders, decoder_names = {}, []
 
-    arrays, names = {}, []
-    for make in (decoder_gru, decoder_lstm_backwards, decoder_bidirectional, decoder_explicit_mask,
-                 decoder_positional_state):
+    def record_decoder(make):
         model, (encoder, decoder) = make(rng)
         random_weights(model, rng)
         y = np.asarray(model([encoder, decoder], training=False))
         name = f"k3_decoder_{model.name}"
         save_and_check(model, name, [encoder, decoder], y)
-        arrays[f"{name}_encoder"], arrays[f"{name}_decoder"], arrays[f"{name}_y"] = encoder, decoder, y
-        names.append(name)
+        decoders[f"{name}_encoder"], decoders[f"{name}_decoder"], decoders[f"{name}_y"] = encoder, decoder, y
+        decoder_names.append(name)
         print(f"  {name}: output {y.shape}")
-    arrays["names"] = np.array(json.dumps(names))
-    np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_decoders.npz"), **arrays)
 
-    record_masked(embedding_concatenate)   # (after the decoders: their random draws stay as they were)
-    for make in (decoder_merges, decoder_concatenate_unmasked):   # (two-input models, added later)
-        model, (first, second) = make(rng)
-        random_weights(model, rng)
-        y = np.asarray(model([first, second], training=False))
-        name = f"k3_decoder_{model.name}"
-        save_and_check(model, name, [first, second], y)
-        arrays[f"{name}_encoder"], arrays[f"{name}_decoder"], arrays[f"{name}_y"] = first, second, y
-        names.append(name)
-        print(f"  {name}: output {y.shape}")
-    arrays["names"] = np.array(json.dumps(names))
-    np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_decoders.npz"), **arrays)
+    # In the order they were added, so that each model's random draws stay as they were.
+    for make in (masking_lstm, embedding_gru, masking_bidirectional):
+        record_masked(make)
+    for make in (decoder_gru, decoder_lstm_backwards, decoder_bidirectional, decoder_explicit_mask,
+                 decoder_positional_state):
+        record_decoder(make)
+    record_masked(embedding_concatenate)
+    for make in (decoder_merges, decoder_concatenate_unmasked):
+        record_decoder(make)
+    decoders["names"] = np.array(json.dumps(decoder_names))
+    np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_decoders.npz"), **decoders)
     masks["names"] = np.array(json.dumps(mask_names))
     np.savez_compressed(os.path.join(OUT_DIR, "expected_keras3_masks.npz"), **masks)
 
