@@ -90,6 +90,15 @@ def from_spec(spec):
     return cls.from_config(spec["config"])
 
 
+def raise_naming(layer, error):
+    """Raise `error`, raised inside `layer`'s call, with the layer named in front of its message
+    where it is a plain ValueError or TypeError that does not name it (NumPy's name no layer:
+    "operands could not be broadcast together", "inhomogeneous shape")."""
+    if type(error) in (ValueError, TypeError) and repr(layer.name) not in str(error):
+        raise type(error)(f"layer {layer.name!r} ({type(layer).__name__}): {error}") from error
+    raise error
+
+
 def positive_int(value, what):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{what} must be a positive integer, got {value!r}")
@@ -466,7 +475,10 @@ class Layer:
             kwargs = self._call_arguments(args, kwargs)
         if type(inputs) is not np.ndarray and is_symbolic(inputs):
             return self._call_symbolic(inputs, **kwargs)
-        return self.call(inputs, **kwargs) if kwargs else self.call(inputs)   # the plain call is faster
+        try:
+            return self.call(inputs, **kwargs) if kwargs else self.call(inputs)   # the plain call is faster
+        except (ValueError, TypeError) as error:
+            raise_naming(self, error)
 
     def _call_arguments(self, args, kwargs):
         """`args` and `kwargs` of a call as keyword arguments of `call`, checked against its signature."""

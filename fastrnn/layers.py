@@ -689,6 +689,8 @@ class Concatenate(_Merge):
 
     def __init__(self, axis=-1, name=None, dtype="float32", keras2_mask=False, **keras_options):
         super().__init__(name, dtype, keras2_mask, **keras_options)
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+            raise ValueError(f"axis of layer {self.name!r} (Concatenate) must be an integer, got {axis!r:.100}")
         self.axis = int(axis)
 
     def _check_shapes(self, shapes):

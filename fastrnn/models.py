@@ -12,7 +12,7 @@ import numpy as np
 
 from . import parallel
 from .backends import num_threads
-from .base import Layer, ModelCall, Node, Symbolic, as_numeric, checked_shape, positive_int, unique_name
+from .base import Layer, ModelCall, Node, Symbolic, as_numeric, checked_shape, positive_int, raise_naming, unique_name
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 __all__ = ["Input", "InputLayer", "Model", "Sequential", "TorchRNN"]
@@ -871,7 +871,10 @@ class Sequential(_Model):
             self.build(self._input_shape)
         self._check_stateful_batch(len(x))
         for layer in self.layers:
-            x, mask = layer.call(x, mask=mask), layer.compute_mask(x, mask)
+            try:
+                x, mask = layer.call(x, mask=mask), layer.compute_mask(x, mask)
+            except (ValueError, TypeError) as error:
+                raise_naming(layer, error)
         return x
 
     def _summary_rows(self):
@@ -1093,8 +1096,12 @@ class Model(_Model):
             # in, which the call itself is given only where node.passes_mask.
             explicit = kwargs.pop("mask", None)
             mask = explicit if explicit is not None else in_mask
-            out = node.layer.call(args, mask=mask if explicit is not None or node.passes_mask else None, **kwargs)
-            out_mask = node.layer.compute_mask(args, mask)
+            try:
+                out = node.layer.call(args, mask=mask if explicit is not None or node.passes_mask else None,
+                                      **kwargs)
+                out_mask = node.layer.compute_mask(args, mask)
+            except (ValueError, TypeError) as error:
+                raise_naming(node.layer, error)
             several = len(node.outputs) > 1
             for i, tensor in enumerate(node.outputs):
                 values[id(tensor)] = out[i] if several else out

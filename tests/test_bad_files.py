@@ -17,10 +17,10 @@ KERAS_FILE = FILES / "k3_lstm_backwards_gru.keras"
 H5_FILE = FILES / "k3_lstm_backwards_gru.h5"
 
 
-def rewrite_keras(tmp_path, config=None, weights=None, drop=(), extra=None):
-    """A copy of KERAS_FILE with config.json or model.weights.h5 replaced or members dropped."""
+def rewrite_keras(tmp_path, config=None, weights=None, drop=(), extra=None, source=KERAS_FILE):
+    """A copy of `source` with config.json or model.weights.h5 replaced or members dropped."""
     out = tmp_path / "model.keras"
-    with zipfile.ZipFile(KERAS_FILE) as src, zipfile.ZipFile(out, "w") as dst:
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(out, "w") as dst:
         for name in src.namelist():
             if name in drop:
                 continue
@@ -60,6 +60,28 @@ def set_units(config, units):
 def test_bad_configs(tmp_path, edit, message):
     with pytest.raises(fastrnn.ModelFileError, match=message):
         fastrnn.load(rewrite_keras(tmp_path, config=edit))
+
+
+@pytest.mark.parametrize("axis", [1.5, "1", True, None])
+def test_concatenate_axis_that_is_not_an_integer_is_refused(tmp_path, axis):
+    # int() read 1.5 and "1" as 1: the model joined its sequences on the time axis instead.
+    def edit(c):
+        layer_config(c, "Concatenate")["axis"] = axis
+        return c
+    with pytest.raises(fastrnn.ModelFileError, match=r"layer 'concatenate_3' \(Concatenate\).* must be an integer"):
+        fastrnn.load(rewrite_keras(tmp_path, config=edit, source=FILES / "k3_decoder_merges.keras"))
+
+
+def test_mask_operation_that_cannot_broadcast_names_its_layer(tmp_path):
+    # An ExpandDims on the wrong axis of a mask of unknown length: the shapes fit while the model
+    # is built (None, 1, None) and cannot broadcast once the length is known.
+    def edit(c):
+        layer_config(c, "ExpandDims")["axis"] = 1
+        return c
+    model = fastrnn.load(rewrite_keras(tmp_path, config=edit, source=FILES / "k3_decoder_concatenate_unmasked.keras"))
+    tokens, features = np.ones((2, 5), np.int32), np.ones((2, 5, 3), np.float32)
+    with pytest.raises(ValueError, match=r"^layer 'logical_or_16' \(LogicalOr\): operands could not be broadcast"):
+        model.predict([tokens, features])
 
 
 def test_unknown_layer_names_class_and_lists_supported(tmp_path):

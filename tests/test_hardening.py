@@ -66,6 +66,37 @@ def test_zero_timesteps_and_zero_batch():
     assert MODEL(np.zeros((0, 5, 3))).shape == (0, 2)
 
 
+@pytest.mark.parametrize("call, layer", [
+    (lambda: fr.LSTM(3, name="encoder")([[[1.0, 2.0]], [[1.0]]]), r"'encoder' \(LSTM\)"),   # ragged
+    (lambda: fr.Dense(3, name="head")([[1.0, 2.0], [1.0]]), r"'head' \(Dense\)"),
+    (lambda: fr.Multiply(name="gate")([np.ones((2, 3, 4)), np.ones((2, 3, 4))], mask=[np.ones((2, 4), bool), None]),
+     r"'gate' \(Multiply\)"),
+])
+def test_numpy_errors_inside_a_layer_name_the_layer(call, layer):
+    with pytest.raises(ValueError, match=f"^layer {layer}: "):
+        call()
+
+
+class _Broken(fr.Activation):
+    """A layer whose call fails as NumPy does: a message that names no layer."""
+
+    def call(self, inputs, mask=None):
+        raise ValueError("operands could not be broadcast together")
+
+
+def test_models_name_the_layer_whose_call_failed():
+    sequential = fr.Sequential([fr.Input((None, 3)), fr.GRU(2, return_sequences=True), _Broken("linear", name="bad")])
+    inputs = fr.Input((None, 3))
+    functional = fr.Model(inputs, _Broken("linear", name="worse")(fr.GRU(2)(inputs)))
+    with pytest.raises(ValueError, match=r"^layer 'bad' \(_Broken\): operands could not"):
+        sequential.predict(np.ones((1, 2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"^layer 'worse' \(_Broken\): operands could not"):
+        functional.predict(np.ones((1, 2, 3), np.float32))
+    # A message that names its layer already is left as it is.
+    with pytest.raises(TypeError, match=r"^mask for layer 'lstm_named' must be boolean"):
+        fr.LSTM(3, name="lstm_named")(np.ones((2, 3, 4)), mask=np.ones((2, 3)))
+
+
 # ------------------------------------------------------------------ threads
 def test_one_model_from_eight_threads_equals_sequential_calls(backend_name):
     inputs = [np.random.default_rng(i).standard_normal((3, 20, 3)).astype(np.float32) for i in range(8)]
