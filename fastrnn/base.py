@@ -202,6 +202,9 @@ class Layer:
     """
 
     _has_weights = False
+    # A Keras 3 operation that a functional model records in its graph (mask computations): it
+    # runs there, and `summary` shows it, but it is not one of ``model.layers``, as in Keras.
+    _operation = False
     _config_keys = ()   # constructor arguments that get_config reports, besides name and dtype
     _initializers = {}  # Keras's initializer arguments for the layer's weights -> their defaults
     _training_options = ()   # Keras arguments of the layer besides those that affect training only

@@ -231,6 +231,8 @@ class _MaskOperation(Layer):
     """A Keras operation that a Keras 3 functional model records to compute a mask, run as a
     layer of the graph; its outputs carry no mask of their own."""
 
+    _operation = True
+
     def compute_mask(self, inputs, mask=None):
         return None
 

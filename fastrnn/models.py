@@ -877,6 +877,10 @@ class Sequential(_Model):
                 raise_naming(layer, error)
         return x
 
+    @property
+    def _graph_layers(self):
+        return self.layers   # (a Sequential records no operations)
+
     def _summary_rows(self):
         shapes = self._output_shapes or ["?"] * len(self.layers)
         return [(layer, _format_shape(shape) if shape != "?" else "?",
@@ -934,10 +938,17 @@ class Model(_Model):
         if repeated:
             raise ValueError(f"model {self.name!r} has several layers called {repeated}: layer names must be "
                              "unique in a model (give them other name=)")
-        self.layers = layers
+        self._set_layers(layers)
         if not self._trainable:
             self.trainable = False
         self._required_batch = self._stateful_batch()
+
+    def _set_layers(self, layers):
+        """Every layer of the graph in Keras's order (`_graph_layers`: what `summary` shows and
+        fastrnn's format saves) and `layers`, those that are not Keras 3 operations, as Keras
+        lists them."""
+        self._graph_layers = layers
+        self.layers = [layer for layer in layers if not layer._operation]
 
     def _sorted_nodes(self):
         """The nodes between inputs and outputs, each after every node it reads from."""
@@ -1004,7 +1015,8 @@ class Model(_Model):
                 depth[id(layer)], first_seen[id(layer)], operations[id(layer)] = 0, -1, layer
         layers = []
         for op in sorted(operations.values(), key=lambda op: (-depth[id(op)], first_seen[id(op)])):
-            inner = [layer for layer in op.layers if not isinstance(layer, InputLayer)] if isinstance(op, _Model) else [op]
+            inner = ([layer for layer in op._graph_layers if not isinstance(layer, InputLayer)]
+                     if isinstance(op, _Model) else [op])
             layers += [layer for layer in inner if layer not in layers]
         return layers
 
@@ -1131,7 +1143,7 @@ class Model(_Model):
 
     def _summary_rows(self):
         rows = []
-        for layer in self.layers:
+        for layer in self._graph_layers:
             shapes = [t.shape for node in self._nodes if node.layer is layer for t in node.outputs]
             if isinstance(layer, InputLayer):
                 shapes = [layer.batch_shape]

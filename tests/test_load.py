@@ -73,13 +73,46 @@ def test_functional_masks_recorded_as_operations_reproduce_keras(filename, backe
     make_keras_functional_masks.py), and keeps them in its own format."""
     x, expected = MASKED[filename.rsplit(".", 1)[0]]
     model = fastrnn.load(FILES / filename)
-    assert {"NotEqual"} <= {type(layer).__name__ for layer in model.layers}
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert any("(NotEqual)" in line for line in lines)   # shown, as Keras shows it, not a layer
+    assert "NotEqual" not in {type(layer).__name__ for layer in model.layers}
     assert_close(model(x), expected, "float32")
     unmasked = x.copy()
     unmasked[unmasked == 0] = 1   # no step masked: a different answer, so the masks were applied
     assert np.abs(model(unmasked) - expected).max() > 1e-3
     model.save(tmp_path / "model.npz")
     np.testing.assert_array_equal(fastrnn.load(tmp_path / "model.npz")(x), model(x))
+
+
+KERAS3_LAYERS = json.loads((FILES / "keras3_layer_names.json").read_text())   # make_keras3_layer_names.py
+
+
+@pytest.mark.parametrize("filename", [name for name in KERAS3_LAYERS if name != "k3_unsupported_conv1d.keras"])
+def test_model_layers_are_those_keras3_lists(filename, tmp_path):
+    """Keras 3's model.layers (and get_layer(index=)) skip the operations its functional models
+    record for masks, though they run and summary shows them: fastrnn's list is Keras's, from
+    the .keras archive, its .h5 twin where there is one, and fastrnn's own format."""
+    paths = [FILES / filename] + [path for path in [FILES / filename.replace(".keras", ".h5")] if path.exists()]
+    for path in paths:
+        model = fastrnn.load(path)
+        assert [layer.name for layer in model.layers] == KERAS3_LAYERS[filename], path.name
+        assert [model.get_layer(index=i).name for i in range(len(model.layers))] == KERAS3_LAYERS[filename]
+        model.save(tmp_path / "model.npz")
+        assert [layer.name for layer in fastrnn.load(tmp_path / "model.npz").layers] == KERAS3_LAYERS[filename]
+
+
+def test_an_operation_is_no_layer_but_runs_and_is_shown():
+    # ops.concatenate of the masks, recorded under the class name Concatenate (concatenate_7),
+    # beside the Concatenate layer of the values (concatenate_6).
+    model = fastrnn.load(FILES / "k3_decoder_concatenate_unmasked.keras")
+    with pytest.raises(ValueError, match="has no layer 'concatenate_7'"):
+        model.get_layer("concatenate_7")
+    assert model.get_layer("concatenate_6").name == "concatenate_6"
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert any("concatenate_7 (Concatenate)" in line for line in lines)
+    assert len(model.get_weights()) == sum(len(layer.get_weights()) for layer in model.layers)
 
 
 with np.load(FILES / "expected_keras3_decoders.npz", allow_pickle=False) as _decoders:

@@ -286,9 +286,24 @@ def _functional(body, layer_specs, source, read_weights, keras2, native):
             layers_by_name[name] = _input_layer(spec, source)
         else:
             layers_by_name[name] = layer_from_config(spec, source, keras2, native)
+            if _is_operation(spec, keras2, native):
+                layers_by_name[name]._operation = True
             read_weights(layers_by_name[name])
         specs.append((name, spec))
     return _wire_functional(body, specs, layers_by_name, source)
+
+
+def _is_operation(spec, keras2, native):
+    """Whether a functional model's layer `spec` stands for a Keras 3 operation, which runs in the
+    graph but is not one of ``model.layers``: Keras 3 records some (``ops.concatenate`` in a
+    merge's mask) under the class names of layers. A .keras archive names the operation's module;
+    Keras 3's .h5 names none, but every layer's config has "trainable" and no operation's has."""
+    if native:
+        return spec.get("operation") is True
+    if keras2:
+        return False
+    module = spec.get("module")
+    return str(module).startswith("keras.src.ops.") if module is not None else "trainable" not in spec["config"]
 
 
 def _tensor_ref(value, source):
@@ -441,7 +456,7 @@ def _wire_functional(body, specs, layers_by_name, source):
     # The file lists the layers in the order their writer kept them (Keras's, or a fastrnn
     # model's, where a model nested in it grouped its layers): keep it, and so get_weights'.
     position = {name: i for i, (name, _) in enumerate(specs)}
-    model.layers.sort(key=lambda layer: position.get(layer.name, len(position)))
+    model._set_layers(sorted(model._graph_layers, key=lambda layer: position.get(layer.name, len(position))))
     return model
 
 

@@ -7,8 +7,9 @@ Layout (a NumPy ``.npz``, read with ``allow_pickle=False``, so loading runs no c
   configuration (``{"class_name": "Sequential" | "Functional", "config": {...}}``, layers as
   ``{"class_name", "config"}`` with their `get_config`, functional ``inbound_nodes`` as Keras 3
   writes them, plus ``"passes_mask": true`` on a call loaded from Keras 2 that is given the mask
-  flowing in where Keras 3 would not give it, and ``"keras2_mask": true`` on a merge layer from
-  Keras 2; version 1 files gave every call that mask, versions 1 and 2 merged masks as Keras 2)
+  flowing in where Keras 3 would not give it, ``"keras2_mask": true`` on a merge layer from
+  Keras 2, and ``"operation": true`` on a layer that stands for a Keras 3 operation (not one of
+  ``model.layers``); version 1 files gave every call that mask, versions 1 and 2 merged masks as Keras 2)
   or ``{"class_name": "TorchRNN", "config": {mode, input_size, hidden_size, ...}}``;
 - ``<layer name>/<i>``: the i-th weight of each layer, in Keras order and layout.
 
@@ -59,14 +60,15 @@ def _model_config(model):
         return {"class_name": "Sequential", "config": {"name": model.name, "layers": layers + [layer_spec(l) for l in model.layers]}}
     if isinstance(model, Model):
         node_index_of, calls, specs = {}, {}, {}
-        for layer in model.layers:
+        for layer in model._graph_layers:
             if isinstance(layer, InputLayer):
                 node_index_of[id(layer.output.node)] = 0
                 specs[layer.name] = {"class_name": "InputLayer", "name": layer.name, "inbound_nodes": [],
                                      "config": {"batch_shape": _batch_shape(model, layer.batch_shape),
                                                 "dtype": layer.input_dtype.name, "name": layer.name}}
             else:
-                specs[layer.name] = {**layer_spec(layer), "name": layer.name, "inbound_nodes": []}
+                specs[layer.name] = {**layer_spec(layer), "name": layer.name, "inbound_nodes": [],
+                                     **({"operation": True} if layer._operation else {})}
         for node in model._nodes:
             node_index_of[id(node)] = calls.get(node.layer.name, 0)
             calls[node.layer.name] = node_index_of[id(node)] + 1
@@ -88,7 +90,7 @@ def _model_config(model):
         if model._input_keys:     # made from a dict: the keys, as Keras 3 writes them
             inputs = dict(zip(model._input_keys, inputs))
         return {"class_name": "Functional", "config": {
-            "name": model.name, "layers": [specs[layer.name] for layer in model.layers],
+            "name": model.name, "layers": [specs[layer.name] for layer in model._graph_layers],
             "input_layers": inputs, "output_layers": refs(model.outputs)}}
     raise TypeError(f"cannot save a {type(model).__name__}; fastrnn saves Sequential, Model and TorchRNN models")
 
