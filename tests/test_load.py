@@ -102,6 +102,38 @@ def test_model_layers_are_those_keras3_lists(filename, tmp_path):
         assert [layer.name for layer in fastrnn.load(tmp_path / "model.npz").layers] == KERAS3_LAYERS[filename]
 
 
+def test_operations_are_told_from_layers_where_files_do_not_mark_them(tmp_path):
+    """Keras 3 records ops.concatenate under the class name Concatenate; its .h5 and fastrnn
+    files before the "operation" mark do not say which is which: what a call joins does (a
+    config without "trainable" was taken for an operation: a SpatialDropout1D's has none)."""
+    expected = KERAS3_LAYERS["k3_decoder_concatenate_unmasked.keras"]
+    import h5py
+    h5 = tmp_path / "model.h5"
+    h5.write_bytes((FILES / "k3_decoder_concatenate_unmasked.h5").read_bytes())
+    with h5py.File(h5, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        for spec in config["config"]["layers"]:
+            spec["config"].pop("trainable", None)
+        f.attrs["model_config"] = json.dumps(config)
+    assert [layer.name for layer in fastrnn.load(h5).layers] == expected
+    fastrnn.load(FILES / "k3_decoder_concatenate_unmasked.keras").save(tmp_path / "model.npz")
+    with np.load(tmp_path / "model.npz", allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    header = json.loads(str(arrays["__fastrnn__"]))
+    assert "concatenate_7" in [spec["name"] for spec in header["model"]["config"]["layers"] if spec.pop("operation", 0)]
+    arrays["__fastrnn__"] = np.array(json.dumps(header))
+    np.savez(tmp_path / "unmarked.npz", **arrays)
+    assert [layer.name for layer in fastrnn.load(tmp_path / "unmarked.npz").layers] == expected
+
+
+def test_a_live_keras3_config_lists_keras_layers():
+    """``Model.from_config(keras_model.get_config())``: the config names each operation's module."""
+    with zipfile.ZipFile(FILES / "k3_decoder_concatenate_unmasked.keras") as archive:
+        config = json.loads(archive.read("config.json"))["config"]
+    model = fastrnn.Model.from_config(config)
+    assert [layer.name for layer in model.layers] == KERAS3_LAYERS["k3_decoder_concatenate_unmasked.keras"]
+
+
 def test_an_operation_is_no_layer_but_runs_and_is_shown():
     # ops.concatenate of the masks, recorded under the class name Concatenate (concatenate_7),
     # beside the Concatenate layer of the values (concatenate_6).

@@ -273,7 +273,7 @@ def _sequential(body, layer_specs, source, read_weights, keras2, native):
 
 
 def _functional(body, layer_specs, source, read_weights, keras2, native):
-    specs, layers_by_name = [], {}
+    specs, layers_by_name, undecided = [], {}, []
     for spec in layer_specs:
         if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
             raise ModelFileError(f"{source}: a layer entry is not a Keras layer spec: {str(spec)[:200]}")
@@ -285,25 +285,32 @@ def _functional(body, layer_specs, source, read_weights, keras2, native):
         if spec.get("class_name") == "InputLayer":
             layers_by_name[name] = _input_layer(spec, source)
         else:
-            layers_by_name[name] = layer_from_config(spec, source, keras2, native)
-            if _is_operation(spec, keras2, native):
-                layers_by_name[name]._operation = True
-            read_weights(layers_by_name[name])
+            layer = layers_by_name[name] = layer_from_config(spec, source, keras2, native)
+            operation = _is_operation(spec, keras2)
+            if operation:
+                layer._operation = True
+            elif operation is None:
+                undecided.append(layer)
+            read_weights(layer)
         specs.append((name, spec))
-    return _wire_functional(body, specs, layers_by_name, source)
+    return _wire_functional(body, specs, layers_by_name, source, undecided)
 
 
-def _is_operation(spec, keras2, native):
+def _is_operation(spec, keras2):
     """Whether a functional model's layer `spec` stands for a Keras 3 operation, which runs in the
-    graph but is not one of ``model.layers``: Keras 3 records some (``ops.concatenate`` in a
-    merge's mask) under the class names of layers. A .keras archive names the operation's module;
-    Keras 3's .h5 names none, but every layer's config has "trainable" and no operation's has."""
-    if native:
-        return spec.get("operation") is True
+    graph but is not one of ``model.layers``: True, False, or None where the spec cannot tell.
+    Keras 3 records some operations under the class names of layers (``ops.concatenate`` in a
+    merge's mask, as Concatenate): a .keras archive and a live config name the operation's module
+    and fastrnn's format marks it, but Keras 3's .h5 and fastrnn files before the mark do not
+    (`_wire_functional` then looks at what the call joins)."""
     if keras2:
         return False
+    if spec.get("operation") is True:
+        return True
     module = spec.get("module")
-    return str(module).startswith("keras.src.ops.") if module is not None else "trainable" not in spec["config"]
+    if module is not None:
+        return str(module).startswith("keras.src.ops.")
+    return None if spec.get("class_name") == "Concatenate" else False
 
 
 def _tensor_ref(value, source):
@@ -330,10 +337,11 @@ class _NotYet(Exception):
     """A node's input comes from a call that has not been made yet (deferred, as Keras does)."""
 
 
-def _wire_functional(body, specs, layers_by_name, source):
+def _wire_functional(body, specs, layers_by_name, source, undecided=()):
     """Call each layer on its inputs' Symbolic tensors, then make the Model. Calls are made in
     file order, a call whose inputs are not made yet waiting for a later pass (a shared layer's
-    second call may read a layer listed after it)."""
+    second call may read a layer listed after it). The `undecided` layers are operations where
+    all they join are operations' outputs (see `_is_operation`)."""
     outputs = {}   # (layer name, node index) -> list of Symbolic
 
     def tensor(ref):
@@ -453,6 +461,8 @@ def _wire_functional(body, specs, layers_by_name, source):
                       outs if len(outs) > 1 else outs[0], name=body.get("name"))
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{source}: {exc}") from exc
+    for layer in undecided:   # Keras's ops.concatenate joins the masks its other operations made
+        layer._operation = all(t.node.layer._operation for node in layer._inbound_nodes for t in node.tensors())
     # The file lists the layers in the order their writer kept them (Keras's, or a fastrnn
     # model's, where a model nested in it grouped its layers): keep it, and so get_weights'.
     position = {name: i for i, (name, _) in enumerate(specs)}
