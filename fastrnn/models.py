@@ -430,6 +430,14 @@ class _Model:
         if required is not None and batch_size != required:
             raise ValueError(f"model {self.name!r} has stateful layers declared for batches of {required}; "
                              f"predict runs them with batch_size={required}, not {batch_size}")
+        outputs = None if out is None else (list(out) if isinstance(out, (list, tuple)) else [out])
+        for i, target in enumerate(outputs or []):
+            if not getattr(getattr(target, "flags", None), "writeable", True):
+                raise ValueError(f"out= array {i} of model {self.name!r} is read-only (a memory map opened "
+                                 "with mode 'r'?)")
+        # A refused out= (checked on the first batch's results) or a probe must not move these.
+        stateful = [layer for layer in _within(self.layers) if getattr(layer, "stateful", False)]
+        carried = [layer._carried for layer in stateful]
         single = self._n_inputs() == 1
         if lengths is not None:
             if not single:
@@ -437,7 +445,15 @@ class _Model:
             x = _unpad(x, lengths)
         if single and isinstance(x, (list, tuple)):
             if not self._one_input_array(x):
-                return self._predict_ragged(list(x), batch_size, verbose)
+                result = self._predict_ragged(list(x), batch_size, verbose)
+                if outputs is None:
+                    return result
+                try:
+                    return self._write_ragged(outputs, result)
+                except ValueError:
+                    for layer, states in zip(stateful, carried):
+                        layer._carried = states
+                    raise
             x = x[0]
         if isinstance(x, dict) and not isinstance(self, Model):
             raise TypeError(f"Sequential {self.name!r} takes one array, not a dict (inputs by name are for "
@@ -450,14 +466,6 @@ class _Model:
         if required is not None and n % required:
             raise ValueError(f"model {self.name!r} has stateful layers declared for batches of {required}: "
                              f"predict needs a number of rows divisible by {required}, got {n}")
-        outputs = None if out is None else (list(out) if isinstance(out, (list, tuple)) else [out])
-        for i, target in enumerate(outputs or []):
-            if not getattr(getattr(target, "flags", None), "writeable", True):
-                raise ValueError(f"out= array {i} of model {self.name!r} is read-only (a memory map opened "
-                                 "with mode 'r'?)")
-        # A refused out= (checked on the first batch's results) or a probe must not move these.
-        stateful = [layer for layer in _within(self.layers) if getattr(layer, "stateful", False)]
-        carried = [layer._carried for layer in stateful]
         with _progress(n, verbose) as advance:
             for start in range(0, n, batch_size):
                 chunk = [np.asarray(a[start:start + batch_size]) for a in inputs]
@@ -487,6 +495,19 @@ class _Model:
             else:
                 outputs = [np.empty((0,) + p.shape[1:], p.dtype) for p in probe]
         return outputs if len(outputs) > 1 else outputs[0]
+
+    def _write_ragged(self, targets, result):
+        """The outputs of a ragged `predict` (`result`) written into the `out=` arrays `targets`,
+        which are returned; refused where an output is a list (its sequences' outputs differ in
+        shape) or does not fit."""
+        per_output = result if isinstance(self, Model) and len(self.outputs) > 1 else [result]
+        if any(isinstance(r, list) for r in per_output):
+            raise ValueError(f"out= cannot take the outputs of model {self.name!r} for these sequences: they "
+                             "differ in shape (their lengths), so predict returns them as a list")
+        self._check_out(targets, per_output, len(per_output[0]))
+        for target, r in zip(targets, per_output):
+            target[...] = r
+        return targets if len(targets) > 1 else targets[0]
 
     def _check_out(self, targets, first, rows):
         """Refuse `out` arrays that cannot hold the outputs whose first batch is `first`, before

@@ -170,6 +170,27 @@ def test_a_refused_out_leaves_stateful_layers_where_they_were():
     np.testing.assert_array_equal(refused.predict(x, batch_size=2), model().predict(x, batch_size=2))
 
 
+def test_ragged_predict_writes_into_out_or_refuses_it():
+    # out= was ignored for ragged lists and lengths=: a memory map stayed uninitialised.
+    model = stacked("gru", last_only=True)
+    x = inputs(batch=3, timesteps=6)
+    out = np.full((3, 2), -7, np.float32)
+    assert model.predict(x, lengths=[6, 3, 1], out=out) is out
+    np.testing.assert_allclose(out, model.predict(x, lengths=[6, 3, 1]), rtol=0, atol=0)
+    np.testing.assert_allclose(out[1], model(x[1:2, :3])[0], rtol=0, atol=1e-6)
+    sequences = [x[0], x[1, :2]]
+    out = np.full((2, 2), -7, np.float32)
+    assert model.predict(sequences, out=out) is out and not (out == -7).any()
+    with pytest.raises(ValueError, match=r"must have shape \(2, 2\)"):
+        model.predict(sequences, out=np.empty((9, 9), np.float32))
+    read_only = np.zeros((2, 2), np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="is read-only"):
+        model.predict(sequences, out=read_only)
+    with pytest.raises(ValueError, match="differ in shape .* as a list"):   # sequence outputs of 6 and 2 steps
+        stacked("gru").predict(sequences, out=np.empty((2, 6, 2), np.float32))
+
+
 def test_predict_empty_input_keeps_output_shape():
     assert stacked("gru").predict(np.zeros((0, 4, 3), np.float32)).shape == (0, 4, 2)
 
