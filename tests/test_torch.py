@@ -146,6 +146,36 @@ def test_from_torch_reads_the_module_settings():
         fastrnn.from_torch({})
 
 
+class LSTM(FakeTorchGRU):
+    """Stands for torch.nn.LSTM: the class name and module from_torch recognises it by."""
+
+    __module__ = "torch.nn.modules.rnn"
+    mode = "LSTM"
+
+    def forward(self, x, hx=None):
+        raise NotImplementedError
+
+
+def test_from_torch_refuses_a_forward_it_would_not_run():
+    # fastrnn runs torch's own forward: a subclass's or a hook's changes would silently be lost.
+    case = next(c for c in CASES if c["name"] == "gru_two_layers")
+
+    class Scaled(LSTM):
+        def forward(self, x, hx=None):
+            return 2 * super().forward(x, hx)
+
+    class Plain(LSTM):
+        pass
+
+    with pytest.raises(TypeError, match="torch module Scaled overrides the forward of torch.nn.LSTM"):
+        fastrnn.from_torch(Scaled(state_dict(case)))
+    hooked = FakeTorchGRU(state_dict(case))
+    hooked._forward_hooks = {0: print}
+    with pytest.raises(TypeError, match="torch module FakeTorchGRU has forward hooks"):
+        fastrnn.from_torch(hooked)
+    assert isinstance(fastrnn.from_torch(Plain(state_dict(case))), fastrnn.TorchRNN)   # forward not overridden
+
+
 def test_checkpoint_with_tensor_metadata_is_unwrapped():
     case = next(c for c in CASES if c["name"] == "gru_two_layers")
     from fastrnn.io.torch import _unwrap_checkpoint

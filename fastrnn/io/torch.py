@@ -184,6 +184,21 @@ def _keras_weights(mode, w, hidden, bias, proj_size):
     return weights
 
 
+def _check_stock_forward(module):
+    """Refuse a module whose forward is not torch's own RNN, LSTM or GRU forward (a subclass that
+    overrides it, forward hooks): fastrnn runs torch's, so its outputs would silently differ."""
+    name = type(module).__name__
+    stock = next((cls for cls in type(module).__mro__
+                  if cls.__module__ == "torch.nn.modules.rnn" and cls.__name__ in ("RNN", "LSTM", "GRU")), None)
+    if stock is not None and type(module).forward is not stock.forward:
+        raise TypeError(f"torch module {name} overrides the forward of torch.nn.{stock.__name__}; fastrnn runs "
+                        "torch's own forward only, so its outputs would differ: convert the plain torch.nn "
+                        "module that holds the weights")
+    if getattr(module, "_forward_hooks", None) or getattr(module, "_forward_pre_hooks", None):
+        raise TypeError(f"torch module {name} has forward hooks, which fastrnn does not run: its outputs would "
+                        "differ (remove the hooks, or convert a module without them)")
+
+
 def from_torch(module, dtype=None):
     """Convert a live ``torch.nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` (torch needed only here).
 
@@ -206,6 +221,7 @@ def from_torch(module, dtype=None):
     mode = getattr(module, "mode", None)
     if mode not in ("RNN_TANH", "RNN_RELU", "LSTM", "GRU"):
         raise TypeError(f"from_torch converts torch.nn.RNN, LSTM or GRU modules, got {type(module).__name__}")
+    _check_stock_forward(module)
     model = from_state_dict(module.state_dict(), nonlinearity="relu" if mode == "RNN_RELU" else "tanh",
                             batch_first=module.batch_first, dtype=dtype, source=f"torch module {type(module).__name__}")
     if model.num_layers != module.num_layers or model.bidirectional != module.bidirectional:
