@@ -616,9 +616,12 @@ class Add(_Merge):
 class Subtract(_Merge):
     """First input minus the second, as ``keras.layers.Subtract``."""
 
+    def _check_shapes(self, shapes):
+        if len(shapes) != 2:
+            raise ValueError(f"layer {self.name!r} (Subtract) takes exactly two inputs, got {len(shapes)}")
+        super()._check_shapes(shapes)
+
     def _merge(self, arrays):
-        if len(arrays) != 2:
-            raise ValueError(f"layer {self.name!r} (Subtract) takes exactly two inputs, got {len(arrays)}")
         return arrays[0] - arrays[1]
 
 
@@ -697,7 +700,7 @@ class Concatenate(_Merge):
 
     def _check_shapes(self, shapes):
         rank = len(shapes[0])
-        axis = self.axis % rank if rank else 0
+        axis = self.axis % rank if -rank <= self.axis < rank else 0   # (0: refused below)
         if axis == 0 or any(len(s) != rank for s in shapes) or not all(
                 a is None or b is None or a == b
                 for s in shapes[1:] for i, (a, b) in enumerate(zip(shapes[0], s)) if i not in (0, axis)):

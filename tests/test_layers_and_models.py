@@ -135,6 +135,20 @@ def test_merges_and_their_masks():
         fr.Concatenate()([a, b[:, :2]])
 
 
+@pytest.mark.parametrize("make, message", [
+    # an axis past the rank was taken modulo it: built, then NumPy's AxisError at predict
+    (lambda: fr.Concatenate(axis=3), r"cannot join shapes \[\(None, 4\), \(None, 4\)\] on axis 3"),
+    (lambda: fr.Concatenate(axis=-3), "on axis -3"),
+])
+def test_merges_refuse_at_build_what_cannot_run(make, message):
+    a, b = fr.Input((None, 3)), fr.Input((None, 2))
+    with pytest.raises(ValueError, match=message):
+        make()([fr.LSTM(4)(a), fr.GRU(4)(b)])
+    x = fr.Input((4,))
+    with pytest.raises(ValueError, match=r"'subtract_three' \(Subtract\) takes exactly two inputs, got 3"):
+        fr.Subtract(name="subtract_three")([fr.Dense(2)(x), fr.Dense(2)(x), fr.Dense(2)(x)])
+
+
 def test_bidirectional_arguments_are_checked():
     with pytest.raises(TypeError, match="wraps a SimpleRNN, LSTM or GRU"):
         fr.Bidirectional(fr.Dense(3))
