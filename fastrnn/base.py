@@ -417,6 +417,9 @@ class Layer:
     @classmethod
     def from_config(cls, config):
         """The layer that `config` (from `get_config`, fastrnn's or a Keras layer's) describes, unbuilt."""
+        if not isinstance(config, dict):
+            raise TypeError(f"{cls.__name__}.from_config takes a dict (a layer's get_config), got "
+                            f"{type(config).__name__}")
         return cls(**plain_config(config))
 
     # ----------------------------------------------------------------- functional graphs

@@ -424,9 +424,12 @@ class Reshape(Layer):
 
     def __init__(self, target_shape, name=None, dtype="float32", input_shape=None, **keras_options):
         super().__init__(name, dtype, input_shape, **keras_options)
-        self.target_shape = tuple(int(d) for d in target_shape)
-        if sum(d == -1 for d in self.target_shape) > 1 or any(d < -1 or d == 0 for d in self.target_shape):
-            raise ValueError(f"target_shape of layer {self.name!r} may hold one -1 and positive sizes, got {target_shape}")
+        dims = tuple(target_shape) if isinstance(target_shape, (list, tuple)) else None
+        if (dims is None or any(isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) for d in dims)
+                or sum(d == -1 for d in dims) > 1 or any(d < -1 or d == 0 for d in dims)):
+            raise ValueError(f"target_shape of layer {self.name!r} must be a tuple of positive integers and at most "
+                             f"one -1, got {target_shape!r:.100}")
+        self.target_shape = tuple(int(d) for d in dims)
 
     def compute_output_shape(self, input_shape):
         rest = tuple(input_shape)[1:]
@@ -458,6 +461,9 @@ class RepeatVector(Layer):
         self.n = positive_int(n, "n")
 
     def compute_output_shape(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"layer {self.name!r} (RepeatVector) takes inputs of shape (batch, features), got "
+                             f"{tuple(input_shape)}")
         batch, features = tuple(input_shape)
         return (batch, self.n, features)
 
@@ -584,6 +590,9 @@ class _Merge(Layer):
             raise ValueError(f"layer {self.name!r} ({type(self).__name__}) merges a list of at least two arrays")
         arrays = [np.asarray(a) for a in inputs]
         self._check_shapes([a.shape for a in arrays])
+        if len({a.shape[:1] for a in arrays}) > 1:   # (the shape checks leave the batch axis open)
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) merges arrays of one number of rows, got "
+                             f"shapes {[a.shape for a in arrays]}")
         return arrays
 
     def call(self, inputs, mask=None):

@@ -177,8 +177,22 @@ def _lanes(groups, lengths, count):
     return [lane for lane in lanes if lane]
 
 
+def _as_array(x, what):
+    """`x` as an array (a memory map or other array as it is), refusing a ragged list by `what`."""
+    if hasattr(x, "shape"):
+        return x
+    try:
+        return np.asarray(x)
+    except ValueError as error:   # NumPy's "inhomogeneous shape"
+        raise ValueError(f"{what} is not one array ({error}); a list of sequences of different lengths goes "
+                         "to predict of a single-input model, without lengths=") from None
+
+
 def _unpad(x, lengths):
     """The rows of a padded (batch, timesteps, ...) array, cut to their lengths."""
+    x = _as_array(x, "x given with lengths=")
+    if x.ndim < 2:
+        raise ValueError(f"lengths= takes a padded x of shape (batch, timesteps, ...), got shape {x.shape}")
     lengths = np.asarray(lengths)
     if lengths.ndim != 1 or lengths.dtype.kind not in "iu" or len(lengths) != len(x):
         raise ValueError(f"lengths must be one integer per row of x ({len(x)} rows), got {lengths!r}")
@@ -458,7 +472,10 @@ class _Model:
         if isinstance(x, dict) and not isinstance(self, Model):
             raise TypeError(f"Sequential {self.name!r} takes one array, not a dict (inputs by name are for "
                             "functional models)")
+        if x is None:
+            raise TypeError(f"predict of model {self.name!r} needs inputs x, got None")
         inputs = self._input_list(x) if isinstance(self, Model) else [x]
+        inputs = [_as_array(a, f"input {i} of model {self.name!r}") for i, a in enumerate(inputs)]
         rows = {len(a) for a in inputs}
         if len(rows) != 1:
             raise ValueError(f"model {self.name!r} needs inputs with one number of rows, got {sorted(rows)}")
@@ -1111,7 +1128,7 @@ class Model(_Model):
             masks_given = self._input_list(mask, "masks")
         values, masks = {}, {}
         for tensor, array, given_mask in zip(self.inputs, arrays, masks_given):
-            array = np.asarray(array)
+            array = np.asarray(_as_array(array, f"input {tensor.name!r} of model {self.name!r}"))
             if not _fits(array.shape, tensor.shape):
                 array = _adjust_rank(array, tensor.shape)
             if not _fits(array.shape, tensor.shape):

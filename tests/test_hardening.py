@@ -77,6 +77,43 @@ def test_numpy_errors_inside_a_layer_name_the_layer(call, layer):
         call()
 
 
+def _two_input_model():
+    a, b = fr.Input((None, 3)), fr.Input((None, 3))
+    return fr.Model([a, b], fr.Concatenate()([fr.LSTM(2)(a), fr.LSTM(2)(b)]))
+
+
+@pytest.mark.parametrize("call, error, message", [
+    # each gave Python's or NumPy's own message, naming nothing of the user's
+    (lambda: fr.Sequential([fr.Input((4, 3)), fr.RepeatVector(2, name="rep")]), ValueError,
+     r"'rep' \(RepeatVector\) takes inputs of shape \(batch, features\), got \(None, 4, 3\)"),
+    (lambda: fr.Reshape(12, name="r"), ValueError, "target_shape of layer 'r' must be a tuple of positive integers and at most one -1"),
+    (lambda: fr.Reshape("ab", name="r"), ValueError, "target_shape of layer 'r' must be"),
+    (lambda: fr.Reshape((2.5, 6), name="r"), ValueError, "target_shape of layer 'r' must be"),   # was read as (2, 6)
+    (lambda: MODEL.predict(None), TypeError, "predict of model .* needs inputs x, got None"),
+    (lambda: MODEL.predict(np.zeros(3), lengths=[1, 1, 1]), ValueError, r"lengths= takes a padded x .* got shape \(3,\)"),
+    (lambda: setattr(MODEL.stream(), "states", None), TypeError, "stream states are a list .* got NoneType"),
+    (lambda: fr.LSTM.from_config(None), TypeError, r"LSTM.from_config takes a dict"),
+    (lambda: _two_input_model().predict([[np.zeros((5, 3)), np.zeros((2, 3))]] * 2), ValueError,
+     "input 0 of model .* is not one array"),
+    (lambda: _two_input_model()([[np.zeros((5, 3)), np.zeros((2, 3))]] * 2), ValueError, "input .* is not one array"),
+    (lambda: fr.Multiply(name="m")([np.ones((2, 3)), np.ones((3, 3))]), ValueError,
+     r"'m' \(Multiply\) merges arrays of one number of rows, got shapes \[\(2, 3\), \(3, 3\)\]"),
+])
+def test_bad_arguments_get_errors_that_say_what_is_wrong(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_predict_with_lengths_takes_a_list_of_equal_rows():
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(MODEL.predict(list(x), lengths=[5, 3]), MODEL.predict(x, lengths=[5, 3]))
+
+
+def test_load_takes_a_bytes_path():
+    path = os.path.join(os.path.dirname(__file__), "data", "files", "k3_decoder_merges.keras")
+    assert [l.name for l in fr.load(os.fsencode(path)).layers] == [l.name for l in fr.load(path).layers]
+
+
 class _Broken(fr.Activation):
     """A layer whose call fails as NumPy does: a message that names no layer."""
 

@@ -73,7 +73,7 @@ def load(path, **options):
     >>> model = fastrnn.load("forecaster.keras")            # doctest: +SKIP
     >>> rnn = fastrnn.load("encoder.safetensors", prefix="encoder.", batch_first=True)  # doctest: +SKIP
     """
-    path = os.fspath(path)
+    path = os.fsdecode(path)   # (a bytes path too)
     kind = _format(path)
     if kind == "torch":
         unknown = set(options) - set(_TORCH_OPTIONS)
