@@ -610,13 +610,23 @@ class _Model:
                 self.build((None, None) + sequences[0].shape[1:])
             except ValueError:
                 pass   # a layer needs the length (Flatten ...): the first call builds for its own
+        faithful = self._masks_faithfully()
+        # A model declared for a number of steps takes sequences of that length, or shorter ones
+        # padded to it where padding plus a mask is exact: the same rule for every group.
+        steps = self._declared_input_shape()[1] if self._declared_input_shape() is not None else None
+        if steps is not None:
+            wrong = next((i for i, n in enumerate(lengths) if n > steps or (n < steps and not faithful)), None)
+            if wrong is not None:
+                raise ValueError(f"ragged input to model {self.name!r}: sequence {wrong} has {lengths[wrong]} steps; "
+                                 f"the model is declared for {steps}" + ("" if faithful else
+                                 " (it cannot pad shorter ones exactly: not all its layers honour masks)"))
         results = [None] * len(sequences)
-        groups = _length_groups(lengths, batch_size, similar=self._masks_faithfully())
+        groups = _length_groups(lengths, batch_size, similar=faithful)
         lock = threading.Lock()
 
         def run(lane):
             for rows in lane:
-                longest = lengths[rows].max()
+                longest = steps or lengths[rows].max()
                 if lengths[rows].min() == longest:
                     out = self(np.stack([sequences[i] for i in rows]))
                 else:

@@ -191,6 +191,25 @@ def test_ragged_predict_writes_into_out_or_refuses_it():
         stacked("gru").predict(sequences, out=np.empty((2, 6, 2), np.float32))
 
 
+def test_ragged_predict_on_a_model_declared_for_its_steps():
+    # One rule for every sequence: shorter ones are padded to the declared steps and masked where
+    # that is exact. Before, a short sequence passed or failed by the group it fell in.
+    model = fr.Sequential([fr.Input((5, 3)), fr.LSTM(2, seed=0)])
+    rng = np.random.default_rng(0)
+    sequences = [rng.standard_normal((n, 3)).astype(np.float32) for n in (4, 4, 3, 5)]
+    result = model.predict(sequences)
+    for sequence, got in zip(sequences, result):
+        padded = np.zeros((1, 5, 3), np.float32)
+        padded[0, :len(sequence)] = sequence
+        np.testing.assert_allclose(got, model(padded, mask=np.arange(5)[None] < len(sequence))[0], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="sequence 1 has 7 steps; the model is declared for 5"):
+        model.predict([sequences[0], np.zeros((7, 3), np.float32)])
+    inputs = fr.Input((5, 3))
+    functional = fr.Model(inputs, fr.LSTM(2, seed=0)(inputs))   # masks are not known to be exact here
+    with pytest.raises(ValueError, match="sequence 0 has 4 steps; .* cannot pad shorter ones exactly"):
+        functional.predict(sequences)
+
+
 def test_predict_empty_input_keeps_output_shape():
     assert stacked("gru").predict(np.zeros((0, 4, 3), np.float32)).shape == (0, 4, 2)
 
