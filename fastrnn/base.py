@@ -99,6 +99,14 @@ def raise_naming(layer, error):
     raise error
 
 
+def flag(value, what):
+    """`value` as a bool where it is one (or 0 or 1); anything else, such as the string "False",
+    which ``bool()`` reads as True, is a TypeError naming `what`."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{what} must be True or False, got {value!r:.100}")
+
+
 def positive_int(value, what):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{what} must be a positive integer, got {value!r}")

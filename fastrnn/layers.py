@@ -7,7 +7,7 @@ reshaping, and the merges of functional models. Each is small: weights in Keras 
 import numpy as np
 
 from . import activations
-from .base import Layer, from_spec, plain_config, positive_int, wrapped_dtype
+from .base import Layer, flag, from_spec, plain_config, positive_int, wrapped_dtype
 
 __all__ = [
     "Activation", "Add", "Any", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "ExpandDims", "Flatten",
@@ -57,7 +57,7 @@ class Dense(Layer):
         self.units = positive_int(units, "units")
         self._act = activations.get(activation, elementwise=False)
         self.activation = "linear" if activation is None else activation.lower()
-        self.use_bias = bool(use_bias)
+        self.use_bias = flag(use_bias, f"use_bias of layer {self.name!r}")
         self.seed = seed
         if weights is not None:
             self.set_weights(weights)
@@ -152,7 +152,7 @@ class Embedding(Layer):
         super().__init__(name, dtype, input_shape, batch_input_shape, **keras_options)
         self.input_dim = positive_int(input_dim, "input_dim")
         self.output_dim = positive_int(output_dim, "output_dim")
-        self.mask_zero = bool(mask_zero)
+        self.mask_zero = flag(mask_zero, f"mask_zero of layer {self.name!r}")
         self.seed = seed
         if isinstance(weights, np.ndarray):
             weights = [weights]      # Keras 3 takes the embedding matrix itself too
@@ -272,7 +272,7 @@ class Any(_MaskOperation):
     def __init__(self, axis=-1, keepdims=False, name=None, dtype="float32", **keras_options):
         super().__init__(name, dtype, **keras_options)
         self._check_axis(axis)
-        self.axis, self.keepdims = axis, bool(keepdims)
+        self.axis, self.keepdims = axis, flag(keepdims, f"keepdims of layer {self.name!r}")
 
     def compute_output_shape(self, input_shape):
         shape = list(input_shape)

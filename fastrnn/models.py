@@ -12,7 +12,8 @@ import numpy as np
 
 from . import parallel
 from .backends import num_threads
-from .base import Layer, ModelCall, Node, Symbolic, as_numeric, checked_shape, positive_int, raise_naming, unique_name
+from .base import (Layer, ModelCall, Node, Symbolic, as_numeric, checked_shape, flag, positive_int, raise_naming,
+                   unique_name)
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 __all__ = ["Input", "InputLayer", "Model", "Sequential", "TorchRNN"]
@@ -1257,8 +1258,8 @@ class TorchRNN:
         self.proj_size = 0 if proj_size is None or proj_size == 0 else positive_int(proj_size, "proj_size")
         if self.proj_size >= self.hidden_size:       # as torch.nn.LSTM
             raise ValueError(f"proj_size must be smaller than hidden_size {self.hidden_size}, got {self.proj_size}")
-        self.bias, self.batch_first = bool(bias), bool(batch_first)
-        self.bidirectional, self.nonlinearity = bool(bidirectional), nonlinearity
+        self.bias, self.batch_first = flag(bias, "bias"), flag(batch_first, "batch_first")
+        self.bidirectional, self.nonlinearity = flag(bidirectional, "bidirectional"), nonlinearity
         self.dtype = np.dtype(dtype)
         directions = 2 if bidirectional else 1
         self.layers = []

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from . import activations, backends, parallel
-from .base import Layer, Symbolic, as_numeric, from_spec, plain_config, positive_int, wrapped_dtype
+from .base import Layer, Symbolic, as_numeric, flag, from_spec, plain_config, positive_int, wrapped_dtype
 from .initializers import glorot_uniform
 
 __all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN"]
@@ -99,14 +99,14 @@ class _RNN(Layer):
             self._recurrent_activation = activations.code(recurrent_activation)
             self.recurrent_activation = ("linear" if recurrent_activation is None
                                          else recurrent_activation.lower())
-        self.use_bias = bool(use_bias)
-        self.return_sequences = bool(return_sequences)
-        self.return_state = bool(return_state)
-        self.go_backwards = bool(go_backwards)
-        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.use_bias = flag(use_bias, f"use_bias of layer {self.name!r}")
+        self.return_sequences = flag(return_sequences, f"return_sequences of layer {self.name!r}")
+        self.return_state = flag(return_state, f"return_state of layer {self.name!r}")
+        self.go_backwards = flag(go_backwards, f"go_backwards of layer {self.name!r}")
+        self.zero_output_for_mask = flag(zero_output_for_mask, f"zero_output_for_mask of layer {self.name!r}")
         # A stateful layer starts each call from the states its previous call ended with, as in
         # Keras; those states are shared by every caller, so such a layer is not for threads.
-        self.stateful = bool(stateful)
+        self.stateful = flag(stateful, f"stateful of layer {self.name!r}")
         self._carried = None
         # Training-time options, accepted so Keras code runs as written; inference ignores them.
         self.dropout, self.recurrent_dropout, self.unroll = dropout, recurrent_dropout, unroll
@@ -477,7 +477,7 @@ class LSTM(_RNN):
                  return_sequences=False, return_state=False, go_backwards=False, dtype="float32",
                  seed=None, name=None, weights=None, input_shape=None, batch_input_shape=None,
                  unit_forget_bias=True, proj_size=None, **options):
-        self.unit_forget_bias = bool(unit_forget_bias)
+        self.unit_forget_bias = flag(unit_forget_bias, f"unit_forget_bias of LSTM {name or ''!r}")
         self.proj_size = None if not proj_size else positive_int(proj_size, "proj_size")
         super().__init__(units, activation, use_bias, return_sequences, return_state, go_backwards,
                          dtype, seed, name, weights, input_shape, batch_input_shape,
@@ -553,7 +553,7 @@ class GRU(_RNN):
                  return_sequences=False, return_state=False, go_backwards=False, dtype="float32",
                  seed=None, name=None, weights=None, input_shape=None, batch_input_shape=None,
                  reset_after=True, **options):
-        self.reset_after = bool(reset_after)
+        self.reset_after = flag(reset_after, f"reset_after of GRU {name or ''!r}")
         super().__init__(units, activation, use_bias, return_sequences, return_state, go_backwards,
                          dtype, seed, name, weights, input_shape, batch_input_shape,
                          recurrent_activation=recurrent_activation, **options)

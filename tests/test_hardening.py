@@ -104,6 +104,22 @@ def test_bad_arguments_get_errors_that_say_what_is_wrong(call, error, message):
         call()
 
 
+@pytest.mark.parametrize("make, message", [
+    # bool("False") is True: these ran backwards, returned states, reset before the product ...
+    (lambda: fr.LSTM(2, go_backwards="False", name="enc"), "go_backwards of layer 'enc' must be True or False"),
+    (lambda: fr.GRU(2, return_state="no", name="g"), "return_state of layer 'g' must be True or False"),
+    (lambda: fr.GRU(2, reset_after="False", name="g"), "reset_after of GRU 'g' must be True or False"),
+    (lambda: fr.LSTM(2, unit_forget_bias=[]), "unit_forget_bias of LSTM '' must be True or False"),
+    (lambda: fr.Dense(2, use_bias="True", name="d"), "use_bias of layer 'd' must be True or False"),
+    (lambda: fr.Embedding(5, 2, mask_zero=2, name="e"), "mask_zero of layer 'e' must be True or False"),
+    (lambda: fr.TorchRNN("GRU", 3, 4, batch_first="True"), "batch_first must be True or False"),
+])
+def test_flags_must_be_booleans(make, message):
+    with pytest.raises(TypeError, match=message):
+        make()
+    assert fr.LSTM(2, go_backwards=np.bool_(True), return_sequences=1).go_backwards is True
+
+
 def test_predict_with_lengths_takes_a_list_of_equal_rows():
     x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
     np.testing.assert_array_equal(MODEL.predict(list(x), lengths=[5, 3]), MODEL.predict(x, lengths=[5, 3]))
