@@ -295,7 +295,12 @@ class Layer:
             input_shape = self._check_build_shape(input_shape)
             shapes = self._weight_shapes(input_shape)
             rng = np.random.default_rng(getattr(self, "seed", None))
-            self._assign(input_shape, self._initial_weights(shapes, rng))
+            try:
+                self._assign(input_shape, self._initial_weights(shapes, rng))
+            except MemoryError:
+                size = sum(int(np.prod(s, dtype=np.float64)) for s in shapes.values()) * self.dtype.itemsize
+                raise MemoryError(f"layer {self.name!r} ({type(self).__name__}): its weights {list(shapes.values())} "
+                                  f"need {size / 2 ** 30:.3g} GiB, more than can be allocated") from None
 
     def _check_build_shape(self, input_shape):
         return tuple(input_shape)

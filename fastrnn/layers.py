@@ -216,6 +216,8 @@ class Masking(Layer):
     def __init__(self, mask_value=0.0, name=None, dtype="float32", input_shape=None, batch_input_shape=None,
                  **keras_options):
         super().__init__(name, dtype, input_shape, batch_input_shape, **keras_options)
+        if isinstance(mask_value, (bool, np.bool_)) or not isinstance(mask_value, (int, float, np.number)):
+            raise TypeError(f"mask_value of layer {self.name!r} must be a number, got {mask_value!r:.100}")
         self.mask_value = mask_value
 
     def call(self, inputs, mask=None):
@@ -371,6 +373,9 @@ class _Identity(Layer):
     def __init__(self, rate=0.0, name=None, dtype="float32", input_shape=None, seed=None, noise_shape=None,
                  **keras_options):
         super().__init__(name, dtype, input_shape, **keras_options)
+        if isinstance(self, (Dropout, SpatialDropout1D, GaussianDropout)) and not (
+                isinstance(rate, (int, float, np.number)) and not isinstance(rate, bool) and 0 <= rate <= 1):
+            raise ValueError(f"rate of layer {self.name!r} must be a number from 0 to 1 (as in Keras), got {rate!r:.100}")
         self.rate = rate
 
     def call(self, inputs, mask=None, training=None):

@@ -120,6 +120,16 @@ def test_flags_must_be_booleans(make, message):
     assert fr.LSTM(2, go_backwards=np.bool_(True), return_sequences=1).go_backwards is True
 
 
+def test_impossible_sizes_and_values_are_named():
+    with pytest.raises(MemoryError, match=r"layer 'huge' \(LSTM\): its weights .* need .* GiB"):
+        fr.LSTM(10 ** 12, name="huge")(np.ones((1, 2, 3), np.float32))
+    with pytest.raises(TypeError, match="mask_value of layer 'm' must be a number, got 'a'"):
+        fr.Masking("a", name="m")   # it masked nothing
+    for rate in (2.0, -0.1, "0.5"):
+        with pytest.raises(ValueError, match="rate of layer 'd' must be a number from 0 to 1"):
+            fr.Dropout(rate, name="d")
+
+
 def test_predict_with_lengths_takes_a_list_of_equal_rows():
     x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
     np.testing.assert_array_equal(MODEL.predict(list(x), lengths=[5, 3]), MODEL.predict(x, lengths=[5, 3]))
