@@ -74,6 +74,8 @@ def wrapped_dtype(layer, dtype, wrapper):
 
 def plain_config(config):
     """A copy of a layer's `config` whose dtype is a name: Keras 3 writes a DTypePolicy there."""
+    if not isinstance(config, dict):
+        raise TypeError(f"a layer's config is a dict (from get_config), got {type(config).__name__}")
     config = dict(config)
     if isinstance(config.get("dtype"), dict):
         config["dtype"] = (config["dtype"].get("config") or {}).get("name", "float32")
@@ -99,10 +101,16 @@ def raise_naming(layer, error):
     raise error
 
 
+def scalar(value):
+    """`value`, or the number a 0-d NumPy array holds."""
+    return value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+
+
 def flag(value, what):
-    """`value` as a bool where it is one (or 0 or 1); anything else, such as the string "False",
-    which ``bool()`` reads as True, is a TypeError naming `what`."""
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+    """`value` as a bool where it is one (or 0, 1 or None, as Keras takes them); anything else,
+    such as the string "False", which ``bool()`` reads as True, is a TypeError naming `what`."""
+    value = scalar(value)
+    if value is None or isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
         return bool(value)
     raise TypeError(f"{what} must be True or False, got {value!r:.100}")
 
@@ -430,9 +438,6 @@ class Layer:
     @classmethod
     def from_config(cls, config):
         """The layer that `config` (from `get_config`, fastrnn's or a Keras layer's) describes, unbuilt."""
-        if not isinstance(config, dict):
-            raise TypeError(f"{cls.__name__}.from_config takes a dict (a layer's get_config), got "
-                            f"{type(config).__name__}")
         return cls(**plain_config(config))
 
     # ----------------------------------------------------------------- functional graphs

@@ -7,7 +7,7 @@ reshaping, and the merges of functional models. Each is small: weights in Keras 
 import numpy as np
 
 from . import activations
-from .base import Layer, flag, from_spec, plain_config, positive_int, wrapped_dtype
+from .base import Layer, flag, from_spec, scalar, plain_config, positive_int, wrapped_dtype
 
 __all__ = [
     "Activation", "Add", "Any", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "ExpandDims", "Flatten",
@@ -216,6 +216,7 @@ class Masking(Layer):
     def __init__(self, mask_value=0.0, name=None, dtype="float32", input_shape=None, batch_input_shape=None,
                  **keras_options):
         super().__init__(name, dtype, input_shape, batch_input_shape, **keras_options)
+        mask_value = scalar(mask_value)
         if isinstance(mask_value, (bool, np.bool_)) or not isinstance(mask_value, (int, float, np.number)):
             raise TypeError(f"mask_value of layer {self.name!r} must be a number, got {mask_value!r:.100}")
         self.mask_value = mask_value
@@ -369,11 +370,13 @@ class _Identity(Layer):
     """A training-time layer that is the identity at inference (mask passed through)."""
 
     _config_keys = ("rate",)
+    _rate_is_probability = False   # Keras refuses a dropout rate outside 0-1
 
     def __init__(self, rate=0.0, name=None, dtype="float32", input_shape=None, seed=None, noise_shape=None,
                  **keras_options):
         super().__init__(name, dtype, input_shape, **keras_options)
-        if isinstance(self, (Dropout, SpatialDropout1D, GaussianDropout)) and not (
+        rate = scalar(rate)
+        if self._rate_is_probability and not (
                 isinstance(rate, (int, float, np.number)) and not isinstance(rate, bool) and 0 <= rate <= 1):
             raise ValueError(f"rate of layer {self.name!r} must be a number from 0 to 1 (as in Keras), got {rate!r:.100}")
         self.rate = rate
@@ -386,13 +389,19 @@ class _Identity(Layer):
 class Dropout(_Identity):
     """``keras.layers.Dropout``: the identity at inference."""
 
+    _rate_is_probability = True
+
 
 class SpatialDropout1D(_Identity):
     """``keras.layers.SpatialDropout1D``: the identity at inference."""
 
+    _rate_is_probability = True
+
 
 class GaussianDropout(_Identity):
     """``keras.layers.GaussianDropout``: the identity at inference."""
+
+    _rate_is_probability = True
 
 
 class GaussianNoise(_Identity):
@@ -429,7 +438,8 @@ class Reshape(Layer):
 
     def __init__(self, target_shape, name=None, dtype="float32", input_shape=None, **keras_options):
         super().__init__(name, dtype, input_shape, **keras_options)
-        dims = tuple(target_shape) if isinstance(target_shape, (list, tuple)) else None
+        dims = (tuple(target_shape.tolist()) if isinstance(target_shape, np.ndarray) and target_shape.ndim == 1
+                else tuple(target_shape) if isinstance(target_shape, (list, tuple)) else None)
         if (dims is None or any(isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) for d in dims)
                 or sum(d == -1 for d in dims) > 1 or any(d < -1 or d == 0 for d in dims)):
             raise ValueError(f"target_shape of layer {self.name!r} must be a tuple of positive integers and at most "

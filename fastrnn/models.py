@@ -614,7 +614,7 @@ class _Model:
         faithful = self._masks_faithfully()
         # A model declared for a number of steps takes sequences of that length, or shorter ones
         # padded to it where padding plus a mask is exact: the same rule for every group.
-        steps = self._declared_input_shape()[1] if self._declared_input_shape() is not None else None
+        steps = declared[1] if declared is not None else None
         if steps is not None:
             wrong = next((i for i, n in enumerate(lengths) if n > steps or (n < steps and not faithful)), None)
             if wrong is not None:

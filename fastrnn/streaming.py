@@ -105,10 +105,11 @@ class Stream:
 
     @states.setter
     def states(self, values):
-        if not isinstance(values, (list, tuple)):
+        try:
+            values = list(values)
+        except TypeError:
             raise TypeError(f"stream states are a list of one list of states per recurrent layer, got "
-                            f"{type(values).__name__}")
-        values = list(values)
+                            f"{type(values).__name__}") from None
         if len(values) != len(self._recurrent):
             raise ValueError(f"the stream has {len(self._recurrent)} recurrent layers, got states for {len(values)}")
         checked = []

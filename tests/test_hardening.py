@@ -92,7 +92,9 @@ def _two_input_model():
     (lambda: MODEL.predict(None), TypeError, "predict of model .* needs inputs x, got None"),
     (lambda: MODEL.predict(np.zeros(3), lengths=[1, 1, 1]), ValueError, r"lengths= takes a padded x .* got shape \(3,\)"),
     (lambda: setattr(MODEL.stream(), "states", None), TypeError, "stream states are a list .* got NoneType"),
-    (lambda: fr.LSTM.from_config(None), TypeError, r"LSTM.from_config takes a dict"),
+    (lambda: fr.LSTM.from_config(None), TypeError, r"a layer's config is a dict \(from get_config\), got NoneType"),
+    (lambda: fr.Bidirectional.from_config(None), TypeError, r"a layer's config is a dict"),
+    (lambda: fr.TimeDistributed.from_config(None), TypeError, r"a layer's config is a dict"),
     (lambda: _two_input_model().predict([[np.zeros((5, 3)), np.zeros((2, 3))]] * 2), ValueError,
      "input 0 of model .* is not one array"),
     (lambda: _two_input_model()([[np.zeros((5, 3)), np.zeros((2, 3))]] * 2), ValueError, "input .* is not one array"),
@@ -109,7 +111,7 @@ def test_bad_arguments_get_errors_that_say_what_is_wrong(call, error, message):
     (lambda: fr.LSTM(2, go_backwards="False", name="enc"), "go_backwards of layer 'enc' must be True or False"),
     (lambda: fr.GRU(2, return_state="no", name="g"), "return_state of layer 'g' must be True or False"),
     (lambda: fr.GRU(2, reset_after="False", name="g"), "reset_after of GRU 'g' must be True or False"),
-    (lambda: fr.LSTM(2, unit_forget_bias=[]), "unit_forget_bias of LSTM '' must be True or False"),
+    (lambda: fr.LSTM(2, unit_forget_bias=[]), "^unit_forget_bias must be True or False"),
     (lambda: fr.Dense(2, use_bias="True", name="d"), "use_bias of layer 'd' must be True or False"),
     (lambda: fr.Embedding(5, 2, mask_zero=2, name="e"), "mask_zero of layer 'e' must be True or False"),
     (lambda: fr.TorchRNN("GRU", 3, 4, batch_first="True"), "batch_first must be True or False"),
@@ -117,7 +119,8 @@ def test_bad_arguments_get_errors_that_say_what_is_wrong(call, error, message):
 def test_flags_must_be_booleans(make, message):
     with pytest.raises(TypeError, match=message):
         make()
-    assert fr.LSTM(2, go_backwards=np.bool_(True), return_sequences=1).go_backwards is True
+    layer = fr.LSTM(2, go_backwards=np.bool_(True), return_sequences=1, return_state=None, use_bias=np.array(0))
+    assert (layer.go_backwards, layer.return_sequences, layer.return_state, layer.use_bias) == (True, True, False, False)
 
 
 def test_impossible_sizes_and_values_are_named():
@@ -128,6 +131,10 @@ def test_impossible_sizes_and_values_are_named():
     for rate in (2.0, -0.1, "0.5"):
         with pytest.raises(ValueError, match="rate of layer 'd' must be a number from 0 to 1"):
             fr.Dropout(rate, name="d")
+    # what Keras takes stays taken: NumPy scalars and arrays
+    assert fr.Dropout(np.array(0.5)).rate == 0.5 and fr.GaussianNoise(5.0).rate == 5.0
+    assert fr.Masking(np.array(-1)).mask_value == -1
+    assert fr.Reshape(np.array([2, 3])).target_shape == (2, 3)
 
 
 def test_predict_with_lengths_takes_a_list_of_equal_rows():

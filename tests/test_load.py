@@ -134,6 +134,22 @@ def test_a_live_keras3_config_lists_keras_layers():
     assert [layer.name for layer in model.layers] == KERAS3_LAYERS["k3_decoder_concatenate_unmasked.keras"]
 
 
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_users_operations_run_as_in_keras3(suffix, backend_name, tmp_path):
+    """``a + b`` and ``ops.concatenate`` recorded as Add and Concatenate operations, beside a
+    Concatenate layer that joins only operations' outputs (tests/data/make_keras3_operations.py):
+    Keras's outputs, and its layers after a round trip through fastrnn's format."""
+    with np.load(FILES / "expected_keras3_operations.npz", allow_pickle=False) as expected:
+        x, y = expected["x"], expected["y"]
+    model = fastrnn.load(FILES / f"k3_operations_in_graph{suffix}")
+    assert_close(model(x), y, "float32")
+    assert model.get_layer("real_concat").name == "real_concat"
+    model.save(tmp_path / "model.npz")
+    again = fastrnn.load(tmp_path / "model.npz")
+    assert [layer.name for layer in again.layers] == KERAS3_LAYERS["k3_operations_in_graph.keras"]
+    np.testing.assert_array_equal(again(x), model(x))
+
+
 def test_an_operation_is_no_layer_but_runs_and_is_shown():
     # ops.concatenate of the masks, recorded under the class name Concatenate (concatenate_7),
     # beside the Concatenate layer of the values (concatenate_6).

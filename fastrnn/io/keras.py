@@ -167,8 +167,6 @@ def layer_from_config(spec, source, keras2=False, native=False, _depth=0):
     if isinstance(kwargs.get("n"), int) and kwargs["n"] > MAX_REPEATS:
         raise ModelFileError(f"{source}: layer {name!r} repeats its input n={kwargs['n']} times, more than the "
                              f"{MAX_REPEATS} fastrnn accepts from a file")
-    if not isinstance(kwargs.get("mask_value", 0.0), (int, float)):
-        raise ModelFileError(f"{source}: layer {name!r} has mask_value {str(kwargs['mask_value'])[:100]}, not a number")
     try:
         for key in ("activation", "recurrent_activation"):
             if key in kwargs:
@@ -286,7 +284,7 @@ def _functional(body, layer_specs, source, read_weights, keras2, native):
             layers_by_name[name] = _input_layer(spec, source)
         else:
             layer = layers_by_name[name] = layer_from_config(spec, source, keras2, native)
-            operation = _is_operation(spec, keras2)
+            operation = _is_operation(spec, keras2, native)
             if operation:
                 layer._operation = True
             elif operation is None:
@@ -296,21 +294,25 @@ def _functional(body, layer_specs, source, read_weights, keras2, native):
     return _wire_functional(body, specs, layers_by_name, source, undecided)
 
 
-def _is_operation(spec, keras2):
+def _is_operation(spec, keras2, native):
     """Whether a functional model's layer `spec` stands for a Keras 3 operation, which runs in the
     graph but is not one of ``model.layers``: True, False, or None where the spec cannot tell.
     Keras 3 records some operations under the class names of layers (``ops.concatenate`` in a
-    merge's mask, as Concatenate): a .keras archive and a live config name the operation's module
-    and fastrnn's format marks it, but Keras 3's .h5 and fastrnn files before the mark do not
+    merge's mask as Concatenate, ``a + b`` as Add). fastrnn's format marks each call, a .keras
+    archive and a live config name the operation's module, and in Keras 3's .h5 every layer's
+    config has a dtype and no operation's has (ZerosLike's and OnesLike's do, but those are
+    operations by class). fastrnn files before the mark cannot tell a Concatenate apart
     (`_wire_functional` then looks at what the call joins)."""
     if keras2:
         return False
-    if spec.get("operation") is True:
-        return True
+    if isinstance(spec.get("operation"), bool):
+        return spec["operation"]
     module = spec.get("module")
     if module is not None:
         return str(module).startswith("keras.src.ops.")
-    return None if spec.get("class_name") == "Concatenate" else False
+    if native:
+        return None if spec.get("class_name") == "Concatenate" else False
+    return "dtype" not in spec["config"]
 
 
 def _tensor_ref(value, source):
@@ -461,7 +463,7 @@ def _wire_functional(body, specs, layers_by_name, source, undecided=()):
                       outs if len(outs) > 1 else outs[0], name=body.get("name"))
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{source}: {exc}") from exc
-    for layer in undecided:   # Keras's ops.concatenate joins the masks its other operations made
+    for layer in undecided:   # Keras's ops.concatenate of masks joins what its other operations made
         layer._operation = all(t.node.layer._operation for node in layer._inbound_nodes for t in node.tensors())
     # The file lists the layers in the order their writer kept them (Keras's, or a fastrnn
     # model's, where a model nested in it grouped its layers): keep it, and so get_weights'.

@@ -8,8 +8,8 @@ Layout (a NumPy ``.npz``, read with ``allow_pickle=False``, so loading runs no c
   ``{"class_name", "config"}`` with their `get_config`, functional ``inbound_nodes`` as Keras 3
   writes them, plus ``"passes_mask": true`` on a call loaded from Keras 2 that is given the mask
   flowing in where Keras 3 would not give it, ``"keras2_mask": true`` on a merge layer from
-  Keras 2, and ``"operation": true`` on a layer that stands for a Keras 3 operation (not one of
-  ``model.layers``); version 1 files gave every call that mask, versions 1 and 2 merged masks as Keras 2)
+  Keras 2, and ``"operation"`` on each layer of a functional model, true where it stands for a
+  Keras 3 operation (not one of ``model.layers``); version 1 files gave every call that mask, versions 1 and 2 merged masks as Keras 2)
   or ``{"class_name": "TorchRNN", "config": {mode, input_size, hidden_size, ...}}``;
 - ``<layer name>/<i>``: the i-th weight of each layer, in Keras order and layout.
 
@@ -68,7 +68,7 @@ def _model_config(model):
                                                 "dtype": layer.input_dtype.name, "name": layer.name}}
             else:
                 specs[layer.name] = {**layer_spec(layer), "name": layer.name, "inbound_nodes": [],
-                                     **({"operation": True} if layer._operation else {})}
+                                     "operation": layer._operation}
         for node in model._nodes:
             node_index_of[id(node)] = calls.get(node.layer.name, 0)
             calls[node.layer.name] = node_index_of[id(node)] + 1
