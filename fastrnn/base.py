@@ -102,8 +102,9 @@ def raise_naming(layer, error):
 
 
 def scalar(value):
-    """`value`, or the number a 0-d NumPy array holds."""
-    return value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+    """`value`, or the Python number a NumPy scalar or 0-d array holds (a configuration must be
+    plain JSON)."""
+    return value.item() if isinstance(value, (np.ndarray, np.generic)) and np.ndim(value) == 0 else value
 
 
 def flag(value, what):

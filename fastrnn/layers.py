@@ -370,15 +370,17 @@ class _Identity(Layer):
     """A training-time layer that is the identity at inference (mask passed through)."""
 
     _config_keys = ("rate",)
-    _rate_is_probability = False   # Keras refuses a dropout rate outside 0-1
+    _rate_is_probability = False   # Keras refuses a dropout rate outside 0-1 (a noise's must be >= 0)
 
     def __init__(self, rate=0.0, name=None, dtype="float32", input_shape=None, seed=None, noise_shape=None,
                  **keras_options):
         super().__init__(name, dtype, input_shape, **keras_options)
         rate = scalar(rate)
-        if self._rate_is_probability and not (
-                isinstance(rate, (int, float, np.number)) and not isinstance(rate, bool) and 0 <= rate <= 1):
-            raise ValueError(f"rate of layer {self.name!r} must be a number from 0 to 1 (as in Keras), got {rate!r:.100}")
+        if not (isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 <= rate <= (
+                1 if self._rate_is_probability else float("inf"))):
+            what = "rate" if self._rate_is_probability else "stddev"
+            raise ValueError(f"{what} of layer {self.name!r} must be a number from 0 to "
+                             f"{1 if self._rate_is_probability else 'inf'}, got {rate!r:.100}")
         self.rate = rate
 
     def call(self, inputs, mask=None, training=None):
@@ -411,7 +413,7 @@ class GaussianNoise(_Identity):
 
     def __init__(self, stddev=0.0, name=None, dtype="float32", input_shape=None, seed=None, **keras_options):
         super().__init__(stddev, name, dtype, input_shape, seed, **keras_options)
-        self.stddev = stddev
+        self.stddev = self.rate
 
 
 class Flatten(Layer):

@@ -1154,9 +1154,10 @@ class Model(_Model):
             kwargs = {key: resolve(value, values) for key, value in node.kwargs.items()}
             # An explicit mask= replaces the one flowing in, for the call and its outputs' mask
             # (Keras 3 and 2 alike). Without it the outputs' mask derives from the one flowing
-            # in, which the call itself is given only where node.passes_mask.
+            # in, which the call itself is given only where node.passes_mask. A Keras 3
+            # operation (``a + b``, ``ops.concatenate``) neither takes a mask nor gives one.
             explicit = kwargs.pop("mask", None)
-            mask = explicit if explicit is not None else in_mask
+            mask = None if node.layer._operation else explicit if explicit is not None else in_mask
             try:
                 out = node.layer.call(args, mask=mask if explicit is not None or node.passes_mask else None,
                                       **kwargs)

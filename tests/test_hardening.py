@@ -131,8 +131,13 @@ def test_impossible_sizes_and_values_are_named():
     for rate in (2.0, -0.1, "0.5"):
         with pytest.raises(ValueError, match="rate of layer 'd' must be a number from 0 to 1"):
             fr.Dropout(rate, name="d")
-    # what Keras takes stays taken: NumPy scalars and arrays
-    assert fr.Dropout(np.array(0.5)).rate == 0.5 and fr.GaussianNoise(5.0).rate == 5.0
+    with pytest.raises(ValueError, match="stddev of layer 'n' must be a number from 0"):
+        fr.GaussianNoise(np.array([0.1]), name="n")
+    # what Keras takes stays taken: NumPy scalars and arrays, as plain numbers (a model holding
+    # np.float32(0.2) could not be saved or pickled: not JSON)
+    assert fr.Dropout(np.array(0.5)).rate == 0.5 and fr.GaussianNoise(5.0).stddev == 5.0
+    assert type(fr.Dropout(np.float32(0.25)).get_config()["rate"]) is float
+    assert type(fr.Masking(np.int64(0)).get_config()["mask_value"]) is int
     assert fr.Masking(np.array(-1)).mask_value == -1
     assert fr.Reshape(np.array([2, 3])).target_shape == (2, 3)
 

@@ -126,6 +126,22 @@ def test_operations_are_told_from_layers_where_files_do_not_mark_them(tmp_path):
     assert [layer.name for layer in fastrnn.load(tmp_path / "unmarked.npz").layers] == expected
 
 
+def test_a_file_that_marked_operations_only_lists_its_layers(tmp_path):
+    # fastrnn's format first marked operations only ("operation": true): there an unmarked
+    # Concatenate is a layer, even one joining only operations' outputs (real_concat).
+    fastrnn.load(FILES / "k3_operations_in_graph.keras").save(tmp_path / "model.npz")
+    with np.load(tmp_path / "model.npz", allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    header = json.loads(str(arrays["__fastrnn__"]))
+    for spec in header["model"]["config"]["layers"]:
+        if spec.get("operation") is False:
+            del spec["operation"]
+    arrays["__fastrnn__"] = np.array(json.dumps(header))
+    np.savez(tmp_path / "marked.npz", **arrays)
+    names = [layer.name for layer in fastrnn.load(tmp_path / "marked.npz").layers]
+    assert names == KERAS3_LAYERS["k3_operations_in_graph.keras"] and "real_concat" in names
+
+
 def test_a_live_keras3_config_lists_keras_layers():
     """``Model.from_config(keras_model.get_config())``: the config names each operation's module."""
     with zipfile.ZipFile(FILES / "k3_decoder_concatenate_unmasked.keras") as archive:
@@ -134,19 +150,25 @@ def test_a_live_keras3_config_lists_keras_layers():
     assert [layer.name for layer in model.layers] == KERAS3_LAYERS["k3_decoder_concatenate_unmasked.keras"]
 
 
-@pytest.mark.parametrize("suffix", [".keras", ".h5"])
-def test_a_users_operations_run_as_in_keras3(suffix, backend_name, tmp_path):
-    """``a + b`` and ``ops.concatenate`` recorded as Add and Concatenate operations, beside a
-    Concatenate layer that joins only operations' outputs (tests/data/make_keras3_operations.py):
-    Keras's outputs, and its layers after a round trip through fastrnn's format."""
-    with np.load(FILES / "expected_keras3_operations.npz", allow_pickle=False) as expected:
-        x, y = expected["x"], expected["y"]
-    model = fastrnn.load(FILES / f"k3_operations_in_graph{suffix}")
+with np.load(FILES / "expected_keras3_operations.npz", allow_pickle=False) as _operations:
+    OPERATIONS = {name: (_operations[f"{name}_x"], _operations[f"{name}_y"])
+                  for name in json.loads(str(_operations["names"]))}
+
+
+@pytest.mark.parametrize("filename", [name + suffix for name in OPERATIONS for suffix in (".keras", ".h5")])
+def test_a_users_operations_run_as_in_keras3(filename, backend_name, tmp_path):
+    """``a + b``, ``ops.concatenate``, ``ops.maximum`` ... recorded as operations under the class
+    names of layers (tests/data/make_keras3_operations.py): Keras's outputs, where masked
+    sequences meet them too (an operation neither takes nor passes on a mask: the RNN after
+    ``a + b`` ran masked, off by 0.125), and Keras's layers after a round trip through fastrnn's
+    format (a Concatenate layer joining only operations' outputs stays one)."""
+    name = filename.rsplit(".", 1)[0]
+    x, y = OPERATIONS[name]
+    model = fastrnn.load(FILES / filename)
     assert_close(model(x), y, "float32")
-    assert model.get_layer("real_concat").name == "real_concat"
     model.save(tmp_path / "model.npz")
     again = fastrnn.load(tmp_path / "model.npz")
-    assert [layer.name for layer in again.layers] == KERAS3_LAYERS["k3_operations_in_graph.keras"]
+    assert [layer.name for layer in again.layers] == KERAS3_LAYERS[name + ".keras"]
     np.testing.assert_array_equal(again(x), model(x))
 
 

@@ -272,6 +272,7 @@ def _sequential(body, layer_specs, source, read_weights, keras2, native):
 
 def _functional(body, layer_specs, source, read_weights, keras2, native):
     specs, layers_by_name, undecided = [], {}, []
+    marked = native and any(isinstance(spec, dict) and "operation" in spec for spec in layer_specs)
     for spec in layer_specs:
         if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
             raise ModelFileError(f"{source}: a layer entry is not a Keras layer spec: {str(spec)[:200]}")
@@ -284,7 +285,7 @@ def _functional(body, layer_specs, source, read_weights, keras2, native):
             layers_by_name[name] = _input_layer(spec, source)
         else:
             layer = layers_by_name[name] = layer_from_config(spec, source, keras2, native)
-            operation = _is_operation(spec, keras2, native)
+            operation = _is_operation(spec, keras2, native, marked)
             if operation:
                 layer._operation = True
             elif operation is None:
@@ -294,7 +295,7 @@ def _functional(body, layer_specs, source, read_weights, keras2, native):
     return _wire_functional(body, specs, layers_by_name, source, undecided)
 
 
-def _is_operation(spec, keras2, native):
+def _is_operation(spec, keras2, native, marked=False):
     """Whether a functional model's layer `spec` stands for a Keras 3 operation, which runs in the
     graph but is not one of ``model.layers``: True, False, or None where the spec cannot tell.
     Keras 3 records some operations under the class names of layers (``ops.concatenate`` in a
@@ -302,11 +303,12 @@ def _is_operation(spec, keras2, native):
     archive and a live config name the operation's module, and in Keras 3's .h5 every layer's
     config has a dtype and no operation's has (ZerosLike's and OnesLike's do, but those are
     operations by class). fastrnn files before the mark cannot tell a Concatenate apart
-    (`_wire_functional` then looks at what the call joins)."""
+    (`_wire_functional` then looks at what the call joins); in a file that `marked` some of its
+    layers, an unmarked one is a layer."""
     if keras2:
         return False
-    if isinstance(spec.get("operation"), bool):
-        return spec["operation"]
+    if isinstance(spec.get("operation"), bool) or marked:
+        return spec.get("operation") is True
     module = spec.get("module")
     if module is not None:
         return str(module).startswith("keras.src.ops.")

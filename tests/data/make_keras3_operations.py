@@ -6,10 +6,11 @@ A Keras 3 functional model records some computations as operations of the graph:
 recorded as ``Add``, ``ops.concatenate`` as ``Concatenate``: the class names of layers). They run,
 and ``summary()`` shows them, but ``model.layers`` and ``get_layer`` skip them.
 
-This script writes ``k3_operations_in_graph.keras`` and ``.h5`` to ``tests/data/files/``: a user's
+This script writes ``k3_operations_*.keras`` and ``.h5`` to ``tests/data/files/``: a user's
 ``a + b`` and ``ops.concatenate`` beside a ``Concatenate`` layer that joins only operations'
-outputs (``zeros_like``, ``ones_like``), with its input and output in
-``expected_keras3_operations.npz`` (``x``, ``y``). Then it loads every ``k3_*.keras`` archive among
+outputs (``zeros_like``, ``ones_like``); operations joining masked sequences (they neither take
+nor pass on a mask); and their inputs and Keras's outputs in ``expected_keras3_operations.npz``
+(``NAME_x``, ``NAME_y`` for each name in the JSON list ``names``). Then it loads every ``k3_*.keras`` archive among
 the fixtures with Keras and writes the names of its ``model.layers``, in order, to
 ``keras3_layer_names.json`` (file name -> list of names). The fastrnn tests only read these files.
 
@@ -28,20 +29,48 @@ from keras import layers, ops
 FILES = Path(__file__).parent / "files"
 
 
+def save(model, name, x, expected):
+    """`model` as NAME.keras and NAME.h5, its input and Keras's output in `expected`."""
+    model.save(FILES / f"{name}.keras")
+    model.save(FILES / f"{name}.h5")
+    expected[f"{name}_x"], expected[f"{name}_y"] = x, np.asarray(model(x))
+
+
 def operations_in_graph():
-    """LSTM and GRU outputs added and concatenated by keras.ops, a Concatenate layer of two
-    operations' outputs, and a Dense head; saved as .keras and .h5 with its outputs."""
+    """Models whose graphs hold a user's operations, saved with their outputs."""
+    expected = {}
+    rng = np.random.default_rng(3)
     keras.utils.set_random_seed(3)
+    # a + b and ops.concatenate, and a Concatenate layer of two operations' outputs
     inputs = keras.Input((5, 3))
     a = layers.LSTM(4, return_sequences=True)(inputs)
     b = layers.GRU(4, return_sequences=True)(inputs)
     c = ops.concatenate([a, a + b], axis=-1)
     d = layers.Concatenate(name="real_concat")([ops.zeros_like(a), ops.ones_like(b)])
     model = keras.Model(inputs, layers.Dense(2)(layers.Concatenate()([c, d])), name="operations")
-    x = np.random.default_rng(3).uniform(-1, 1, (2, 5, 3)).astype("float32")
-    model.save(FILES / "k3_operations_in_graph.keras")
-    model.save(FILES / "k3_operations_in_graph.h5")
-    np.savez(FILES / "expected_keras3_operations.npz", x=x, y=np.asarray(model(x)))
+    save(model, "k3_operations_in_graph", rng.uniform(-1, 1, (2, 5, 3)).astype("float32"), expected)
+    # Masked sequences joined by operations, which neither take nor pass on a mask: the LSTM
+    # after a + b runs unmasked, and ops.maximum, minimum and * have no mask rules
+    inputs = keras.Input((6, 3))
+    masked = layers.Masking()(inputs)
+    a = layers.LSTM(4, return_sequences=True)(masked)
+    b = layers.GRU(4, return_sequences=True)(masked)
+    model = keras.Model(inputs, layers.Dense(2)(layers.LSTM(3)(a + b)), name="masked_add")
+    x = rng.uniform(-1, 1, (3, 6, 3)).astype("float32")
+    x[0, -2:], x[1, -4:] = 0, 0
+    save(model, "k3_operations_masked", x, expected)
+    tokens = keras.Input((6,), dtype="int32")
+    embedded = layers.Embedding(10, 4, mask_zero=True)(tokens)
+    a = layers.LSTM(4, return_sequences=True)(embedded)
+    b = layers.GRU(4, return_sequences=True)(embedded)
+    joined = ops.concatenate([ops.maximum(a, b), ops.minimum(a, b), a * b, a - b], axis=-1)
+    merged = layers.Concatenate()([joined, layers.Concatenate()([a, b]), layers.Add()([a, b])])
+    model = keras.Model(tokens, layers.Dense(2)(layers.GRU(3)(merged)), name="embedding_operations")
+    x = rng.integers(1, 10, (3, 6)).astype("int32")
+    x[0, -2:], x[1, -4:] = 0, 0
+    save(model, "k3_operations_embedding", x, expected)
+    np.savez(FILES / "expected_keras3_operations.npz", names=json.dumps(sorted({k[:-2] for k in expected})),
+             **expected)
 
 
 def layer_names():
