@@ -257,6 +257,9 @@ class NotEqual(_MaskOperation):
             raise TypeError(f"value of layer {self.name!r} must be a number, got {value!r:.100}")
         self.value = value
 
+    def _check_build_shape(self, input_shape):   # (of two inputs: a list of shapes, as merges keep)
+        return [tuple(s) for s in input_shape] if isinstance(input_shape, list) else tuple(input_shape)
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0] if isinstance(input_shape, list) else input_shape)
 

@@ -88,7 +88,7 @@ def test_functional_masks_recorded_as_operations_reproduce_keras(filename, backe
 KERAS3_LAYERS = json.loads((FILES / "keras3_layer_names.json").read_text())   # make_keras3_layer_names.py
 
 
-@pytest.mark.parametrize("filename", [name for name in KERAS3_LAYERS if name != "k3_unsupported_conv1d.keras"])
+@pytest.mark.parametrize("filename", [name for name in KERAS3_LAYERS if "unsupported" not in name and "refused" not in name])
 def test_model_layers_are_those_keras3_lists(filename, tmp_path):
     """Keras 3's model.layers (and get_layer(index=)) skip the operations its functional models
     record for masks, though they run and summary shows them: fastrnn's list is Keras's, from
@@ -165,11 +165,25 @@ def test_a_users_operations_run_as_in_keras3(filename, backend_name, tmp_path):
     name = filename.rsplit(".", 1)[0]
     x, y = OPERATIONS[name]
     model = fastrnn.load(FILES / filename)
+    x = list(x) if len(model.inputs) > 1 else x   # (several inputs stacked)
     assert_close(model(x), y, "float32")
     model.save(tmp_path / "model.npz")
     again = fastrnn.load(tmp_path / "model.npz")
     assert [layer.name for layer in again.layers] == KERAS3_LAYERS[name + ".keras"]
     np.testing.assert_array_equal(again(x), model(x))
+
+
+@pytest.mark.parametrize("filename, message", [
+    ("k3_refused_operation_scalar.keras", r"operation 'multiply\w*' \(keras.ops Multiply\) has an input that is not a "
+                                          "tensor .* between layer outputs only"),
+    ("k3_refused_operation_average.keras", r"'average' is the Keras operation 'Average' \(keras.ops\), which shares "
+                                           "a layer's name but not what it does"),
+])
+def test_operations_fastrnn_does_not_run_are_refused_by_name(filename, message):
+    # Read as the layers of their names, they failed with "the file is damaged" or a missing
+    # target_shape.
+    with pytest.raises(fastrnn.ModelFileError, match=message):
+        fastrnn.load(FILES / filename)
 
 
 def test_an_operation_is_no_layer_but_runs_and_is_shown():

@@ -284,8 +284,14 @@ def _functional(body, layer_specs, source, read_weights, keras2, native):
         if spec.get("class_name") == "InputLayer":
             layers_by_name[name] = _input_layer(spec, source)
         else:
-            layer = layers_by_name[name] = layer_from_config(spec, source, keras2, native)
             operation = _is_operation(spec, keras2, native, marked)
+            if operation and str(spec.get("class_name")) not in _OPERATIONS:
+                kind = str(spec.get("class_name"))
+                why = ("shares a layer's name but not what it does" if kind in _LAYER_NAMED_OPERATIONS
+                       else "is not supported by fastrnn")
+                raise ModelFileError(f"{source}: {name!r} is the Keras operation {kind!r} (keras.ops), which {why}; "
+                                     f"fastrnn runs the operations {', '.join(sorted(_OPERATIONS))}")
+            layer = layers_by_name[name] = layer_from_config(spec, source, keras2, native)
             if operation:
                 layer._operation = True
             elif operation is None:
@@ -295,14 +301,23 @@ def _functional(body, layer_specs, source, read_weights, keras2, native):
     return _wire_functional(body, specs, layers_by_name, source, undecided)
 
 
+# The Keras 3 operations fastrnn runs, as the layers of these names: those it records for masks,
+# and a user's arithmetic between tensors of one shape. (ops.average and ops.reshape, recorded as
+# Average and Reshape, do what those layers do not.)
+_OPERATIONS = {"NotEqual", "Any", "ExpandDims", "ZerosLike", "OnesLike", "LogicalOr", "Concatenate", "Add",
+               "Subtract", "Multiply", "Maximum", "Minimum"}
+# Keras 3 operations named like layers fastrnn has.
+_LAYER_NAMED_OPERATIONS = {"Add", "Subtract", "Multiply", "Maximum", "Minimum", "Concatenate", "Average", "Reshape"}
+
+
 def _is_operation(spec, keras2, native, marked=False):
     """Whether a functional model's layer `spec` stands for a Keras 3 operation, which runs in the
     graph but is not one of ``model.layers``: True, False, or None where the spec cannot tell.
     Keras 3 records some operations under the class names of layers (``ops.concatenate`` in a
     merge's mask as Concatenate, ``a + b`` as Add). fastrnn's format marks each call, a .keras
     archive and a live config name the operation's module, and in Keras 3's .h5 every layer's
-    config has a dtype and no operation's has (ZerosLike's and OnesLike's do, but those are
-    operations by class). fastrnn files before the mark cannot tell a Concatenate apart
+    config has a dtype and no operation's has (the mask operations' classes are operations
+    whatever their configs). fastrnn files before the mark cannot tell a Concatenate apart
     (`_wire_functional` then looks at what the call joins); in a file that `marked` some of its
     layers, an unmarked one is a layer."""
     if keras2:
@@ -314,7 +329,7 @@ def _is_operation(spec, keras2, native, marked=False):
         return str(module).startswith("keras.src.ops.")
     if native:
         return None if spec.get("class_name") == "Concatenate" else False
-    return "dtype" not in spec["config"]
+    return str(spec.get("class_name")) in _LAYER_NAMED_OPERATIONS and "dtype" not in spec["config"]
 
 
 def _tensor_ref(value, source):
@@ -377,6 +392,10 @@ def _wire_functional(body, specs, layers_by_name, source, undecided=()):
                 except TypeError as exc:
                     raise ModelFileError(f"{source}: {exc}") from exc
             if not args or not all(_layer_outputs(a) for a in args):
+                if layer._operation and not isinstance(layer, L._MaskOperation):   # a user's a * 2.0
+                    raise ModelFileError(f"{source}: operation {name!r} (keras.ops {type(layer).__name__}) has "
+                                         f"an input that is not a tensor ({str(node.get('args'))[:80]}...); fastrnn "
+                                         "runs operations between layer outputs only")
                 raise ModelFileError(f"{source}: layer {name!r} is called on {str(node.get('args'))[:120]}, "
                                      "not on layer outputs: the file is damaged; save the model again with Keras")
             kwargs = {k: resolve(v) for k, v in kwargs.items() if k in ("initial_state", "mask") and v is not None}

@@ -9,8 +9,10 @@ and ``summary()`` shows them, but ``model.layers`` and ``get_layer`` skip them.
 This script writes ``k3_operations_*.keras`` and ``.h5`` to ``tests/data/files/``: a user's
 ``a + b`` and ``ops.concatenate`` beside a ``Concatenate`` layer that joins only operations'
 outputs (``zeros_like``, ``ones_like``); operations joining masked sequences (they neither take
-nor pass on a mask); and their inputs and Keras's outputs in ``expected_keras3_operations.npz``
-(``NAME_x``, ``NAME_y`` for each name in the JSON list ``names``). Then it loads every ``k3_*.keras`` archive among
+nor pass on a mask); a mask from ``ops.not_equal`` of two inputs; and their inputs (stacked where
+there are two) and Keras's outputs in ``expected_keras3_operations.npz`` (``NAME_x``, ``NAME_y``
+for each name in the JSON list ``names``). Two models with operations fastrnn refuses by name go
+to ``k3_refused_operation_{scalar,average}.keras``. Then it loads every ``k3_*.keras`` archive among
 the fixtures with Keras and writes the names of its ``model.layers``, in order, to
 ``keras3_layer_names.json`` (file name -> list of names). The fastrnn tests only read these files.
 
@@ -30,7 +32,8 @@ FILES = Path(__file__).parent / "files"
 
 
 def save(model, name, x, expected):
-    """`model` as NAME.keras and NAME.h5, its input and Keras's output in `expected`."""
+    """`model` as NAME.keras and NAME.h5, its input (a list of several inputs is stacked) and
+    Keras's output in `expected`."""
     model.save(FILES / f"{name}.keras")
     model.save(FILES / f"{name}.h5")
     expected[f"{name}_x"], expected[f"{name}_y"] = x, np.asarray(model(x))
@@ -69,8 +72,25 @@ def operations_in_graph():
     x = rng.integers(1, 10, (3, 6)).astype("int32")
     x[0, -2:], x[1, -4:] = 0, 0
     save(model, "k3_operations_embedding", x, expected)
+    # A mask of where two inputs differ: ops.not_equal of two tensors
+    first, second = keras.Input((6, 3)), keras.Input((6, 3))
+    differ = ops.any(ops.not_equal(first, second), axis=-1)
+    model = keras.Model([first, second], layers.GRU(3, return_sequences=True)(first, mask=differ),
+                        name="not_equal_tensors")
+    x = rng.uniform(-1, 1, (3, 6, 3)).astype("float32")
+    y = x.copy()
+    y[0, 1:3] += 1.0
+    y[2] += 1.0
+    save(model, "k3_operations_not_equal_tensors", [x, y], expected)
     np.savez(FILES / "expected_keras3_operations.npz", names=json.dumps(sorted({k[:-2] for k in expected})),
-             **expected)
+             **{key: np.stack(value) if isinstance(value, list) else value for key, value in expected.items()})
+    # Operations fastrnn refuses by name: a plain number as an operand, ops.average along an axis
+    # (recorded as Average, which is not the layer's merge)
+    inputs = keras.Input((6, 3))
+    sequence = layers.LSTM(3, return_sequences=True)(inputs)
+    keras.Model(inputs, layers.GRU(2)(sequence * 2.0)).save(FILES / "k3_refused_operation_scalar.keras")
+    average = ops.expand_dims(ops.average(sequence, axis=-1), -1)
+    keras.Model(inputs, layers.GRU(2)(average)).save(FILES / "k3_refused_operation_average.keras")
 
 
 def layer_names():
