@@ -243,6 +243,18 @@ class _MaskOperation(Layer):
         if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
             raise ValueError(f"axis of layer {self.name!r} must be a non-batch axis, got {axis!r:.100}")
 
+    def _broadcast_shape(self, input_shape):
+        """The shape two inputs of one rank broadcast to (None for an unknown size)."""
+        if not isinstance(input_shape, list) or len(input_shape) != 2 or len(input_shape[0]) != len(input_shape[1]):
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) takes two inputs of one rank, got "
+                             f"{input_shape}")
+        shape = []
+        for a, b in zip(*input_shape):
+            if a is not None and b is not None and a != b and 1 not in (a, b):
+                raise ValueError(f"layer {self.name!r} ({type(self).__name__}) cannot broadcast shapes {input_shape}")
+            shape.append(b if a == 1 else a if b == 1 else a if a is not None else b)
+        return tuple(shape)
+
 
 class NotEqual(_MaskOperation):
     """Where `inputs` differ from `value` (of two inputs, where they differ), as Keras's
@@ -258,10 +270,13 @@ class NotEqual(_MaskOperation):
         self.value = value
 
     def _check_build_shape(self, input_shape):   # (of two inputs: a list of shapes, as merges keep)
-        return [tuple(s) for s in input_shape] if isinstance(input_shape, list) else tuple(input_shape)
+        if isinstance(input_shape, list):
+            self._broadcast_shape(input_shape)
+            return [tuple(s) for s in input_shape]
+        return tuple(input_shape)
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape[0] if isinstance(input_shape, list) else input_shape)
+        return self._broadcast_shape(input_shape) if isinstance(input_shape, list) else tuple(input_shape)
 
     def call(self, inputs, mask=None):
         """A boolean array: ``inputs != value``, or ``inputs[0] != inputs[1]``."""
@@ -353,14 +368,7 @@ class LogicalOr(_MaskOperation):
         return isinstance(shapes, list) and len(shapes) == 2
 
     def compute_output_shape(self, input_shape):
-        if not isinstance(input_shape, list) or len(input_shape) != 2 or len(input_shape[0]) != len(input_shape[1]):
-            raise ValueError(f"layer {self.name!r} (LogicalOr) takes two inputs of one rank, got {input_shape}")
-        shape = []
-        for a, b in zip(*input_shape):
-            if a is not None and b is not None and a != b and 1 not in (a, b):
-                raise ValueError(f"layer {self.name!r} (LogicalOr) cannot broadcast shapes {input_shape}")
-            shape.append(b if a == 1 else a if b == 1 else a if a is not None else b)
-        return tuple(shape)
+        return self._broadcast_shape(input_shape)
 
     def call(self, inputs, mask=None):
         """A boolean array: ``inputs[0] or inputs[1]``, broadcast."""

@@ -174,8 +174,8 @@ def test_a_users_operations_run_as_in_keras3(filename, backend_name, tmp_path):
 
 
 @pytest.mark.parametrize("filename, message", [
-    ("k3_refused_operation_scalar.keras", r"operation 'multiply\w*' \(keras.ops Multiply\) has an input that is not a "
-                                          "tensor .* between layer outputs only"),
+    ("k3_refused_operation_scalar.keras", r"operation 'multiply\w*' \(keras.ops Multiply\) has '2.0' as an operand; "
+                                          "fastrnn runs operations between tensors only"),
     ("k3_refused_operation_average.keras", r"'average' is the Keras operation 'Average' \(keras.ops\), which shares "
                                            "a layer's name but not what it does"),
 ])
@@ -295,7 +295,7 @@ def _set_second_arg(value):
 @pytest.mark.parametrize("cls, change, message", [
     ("NotEqual", _set_second_arg("a"), "value of layer 'not_equal' must be a number"),
     ("NotEqual", _set_second_arg(None), "value of layer 'not_equal' must be a number"),
-    ("NotEqual", _set_second_arg([1, 2]), "layer 'not_equal' is called on"),
+    ("NotEqual", _set_second_arg([1, 2]), "operation 'not_equal' (keras.ops NotEqual) has '[1, 2]' as an operand"),
     ("NotEqual", lambda spec: spec["inbound_nodes"][0].__setitem__("args", []), "is called on [], not on layer"),
     ("Any", lambda spec: spec["config"].__setitem__("axis", 0), "must be a non-batch axis"),
     ("Any", lambda spec: spec["config"].__setitem__("axis", 5), "reduces axis 5 of inputs of shape"),
@@ -320,6 +320,13 @@ def test_the_mask_operations_check_their_shapes():
     with pytest.raises(ValueError, match=r"cannot broadcast shapes \[\(None, None, 3\), \(None, None, 2\)\]"):
         LogicalOr()([x, fastrnn.Input((None, 2))])
     assert LogicalOr()([ExpandDims()(fastrnn.Input((None,))), x]).shape == (None, None, 3)
+    # NotEqual of two inputs checks them as LogicalOr does (it took any list, ignoring a third)
+    from fastrnn.layers import NotEqual
+    assert NotEqual()([fastrnn.Input((6, 1)), fastrnn.Input((6, 3))]).shape == (None, 6, 3)
+    with pytest.raises(ValueError, match=r"'ne' \(NotEqual\) takes two inputs of one rank"):
+        NotEqual(name="ne")([x, x, x])
+    with pytest.raises(ValueError, match=r"'ne' \(NotEqual\) cannot broadcast shapes"):
+        NotEqual(name="ne")([fastrnn.Input((6, 3)), fastrnn.Input((4, 3))])
     zeros = ZerosLike(dtype="bool")
     assert zeros(np.ones((2, 3), np.float32)).dtype == bool and zeros.get_config()["dtype"] == "bool"
     assert ZerosLike()(np.ones((2, 3))).dtype == np.float32 and not ZerosLike()(np.ones((2, 3))).any()

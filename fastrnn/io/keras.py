@@ -285,7 +285,7 @@ def _functional(body, layer_specs, source, read_weights, keras2, native):
             layers_by_name[name] = _input_layer(spec, source)
         else:
             operation = _is_operation(spec, keras2, native, marked)
-            if operation and str(spec.get("class_name")) not in _OPERATIONS:
+            if operation and isinstance(spec.get("class_name"), str) and spec["class_name"] not in _OPERATIONS:
                 kind = str(spec.get("class_name"))
                 why = ("shares a layer's name but not what it does" if kind in _LAYER_NAMED_OPERATIONS
                        else "is not supported by fastrnn")
@@ -386,16 +386,19 @@ def _wire_functional(body, specs, layers_by_name, source, undecided=()):
             if not isinstance(args, list) or not isinstance(kwargs, dict):
                 raise ModelFileError(f"{source}: layer {name!r} has a malformed inbound node")
             args = [resolve(a) for a in args]
+            if isinstance(layer, L.NotEqual) and len(args) == 2 and not isinstance(args[0], (Symbolic, list)):
+                args = args[::-1]   # ops.not_equal(0.0, x): symmetric, the constant second
             if isinstance(layer, L.NotEqual) and len(args) == 2 and not isinstance(args[1], (Symbolic, list)):
                 try:   # Keras: a constant operand
                     layer.value, args = L.NotEqual(args[1], name=name).value, args[:1]
                 except TypeError as exc:
                     raise ModelFileError(f"{source}: {exc}") from exc
-            if not args or not all(_layer_outputs(a) for a in args):
-                if layer._operation and not isinstance(layer, L._MaskOperation):   # a user's a * 2.0
-                    raise ModelFileError(f"{source}: operation {name!r} (keras.ops {type(layer).__name__}) has "
-                                         f"an input that is not a tensor ({str(node.get('args'))[:80]}...); fastrnn "
-                                         "runs operations between layer outputs only")
+            plain = [a for a in args if not _layer_outputs(a)]
+            if args and plain and layer._operation:   # a user's a * 2.0
+                raise ModelFileError(f"{source}: operation {name!r} (keras.ops {type(layer).__name__}) has "
+                                     f"{str(plain[0])[:40]!r} as an operand; fastrnn runs operations between "
+                                     "tensors only")
+            if not args or plain:
                 raise ModelFileError(f"{source}: layer {name!r} is called on {str(node.get('args'))[:120]}, "
                                      "not on layer outputs: the file is damaged; save the model again with Keras")
             kwargs = {k: resolve(v) for k, v in kwargs.items() if k in ("initial_state", "mask") and v is not None}

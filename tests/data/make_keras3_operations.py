@@ -9,7 +9,8 @@ and ``summary()`` shows them, but ``model.layers`` and ``get_layer`` skip them.
 This script writes ``k3_operations_*.keras`` and ``.h5`` to ``tests/data/files/``: a user's
 ``a + b`` and ``ops.concatenate`` beside a ``Concatenate`` layer that joins only operations'
 outputs (``zeros_like``, ``ones_like``); operations joining masked sequences (they neither take
-nor pass on a mask); a mask from ``ops.not_equal`` of two inputs; and their inputs (stacked where
+nor pass on a mask); masks from ``ops.not_equal`` of two inputs and of a constant and an input;
+and their inputs (stacked where
 there are two) and Keras's outputs in ``expected_keras3_operations.npz`` (``NAME_x``, ``NAME_y``
 for each name in the JSON list ``names``). Two models with operations fastrnn refuses by name go
 to ``k3_refused_operation_{scalar,average}.keras``. Then it loads every ``k3_*.keras`` archive among
@@ -82,6 +83,13 @@ def operations_in_graph():
     y[0, 1:3] += 1.0
     y[2] += 1.0
     save(model, "k3_operations_not_equal_tensors", [x, y], expected)
+    # The constant first: ops.not_equal(0.0, x)
+    inputs = keras.Input((6, 3))
+    keep = ops.any(ops.not_equal(0.0, inputs), axis=-1)
+    model = keras.Model(inputs, layers.LSTM(3)(inputs, mask=keep), name="constant_first")
+    x = rng.uniform(-1, 1, (3, 6, 3)).astype("float32")
+    x[0, -2:], x[1, -3:] = 0, 0
+    save(model, "k3_operations_constant_first", x, expected)
     np.savez(FILES / "expected_keras3_operations.npz", names=json.dumps(sorted({k[:-2] for k in expected})),
              **{key: np.stack(value) if isinstance(value, list) else value for key, value in expected.items()})
     # Operations fastrnn refuses by name: a plain number as an operand, ops.average along an axis
