@@ -285,12 +285,8 @@ def _functional(body, layer_specs, source, read_weights, keras2, native):
             layers_by_name[name] = _input_layer(spec, source)
         else:
             operation = _is_operation(spec, keras2, native, marked)
-            if operation and isinstance(spec.get("class_name"), str) and spec["class_name"] not in _OPERATIONS:
-                kind = str(spec.get("class_name"))
-                why = ("shares a layer's name but not what it does" if kind in _LAYER_NAMED_OPERATIONS
-                       else "is not supported by fastrnn")
-                raise ModelFileError(f"{source}: {name!r} is the Keras operation {kind!r} (keras.ops), which {why}; "
-                                     f"fastrnn runs the operations {', '.join(sorted(_OPERATIONS))}")
+            if operation:
+                _check_runs(spec, name, source)
             layer = layers_by_name[name] = layer_from_config(spec, source, keras2, native)
             if operation:
                 layer._operation = True
@@ -308,6 +304,15 @@ _OPERATIONS = {"NotEqual", "Any", "ExpandDims", "ZerosLike", "OnesLike", "Logica
                "Subtract", "Multiply", "Maximum", "Minimum"}
 # Keras 3 operations named like layers fastrnn has.
 _LAYER_NAMED_OPERATIONS = {"Add", "Subtract", "Multiply", "Maximum", "Minimum", "Concatenate", "Average", "Reshape"}
+
+
+def _check_runs(spec, name, source):
+    """Refuse an operation fastrnn does not run, before it is read as the layer of its name."""
+    kind = spec.get("class_name")
+    if isinstance(kind, str) and kind not in _OPERATIONS:
+        why = "shares a layer's name but not what it does" if kind in _LAYER_NAMED_OPERATIONS else "is not supported"
+        raise ModelFileError(f"{source}: {name!r} is the Keras operation {kind!r} (keras.ops), which {why}; "
+                             f"fastrnn runs the operations {', '.join(sorted(_OPERATIONS))}")
 
 
 def _is_operation(spec, keras2, native, marked=False):
