@@ -158,7 +158,11 @@ def describe_format(path):
 # ----------------------------------------------------------------------------- predict: inputs and outputs
 def _from_npz(path, specs, chosen):
     """The arrays of a ``.npz`` for the model's inputs, chosen by `chosen` names or by default."""
-    with np.load(path, allow_pickle=False) as archive:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile):
+        raise CommandError(f"{path}: not a valid .npz file (a zip of .npy arrays)") from None
+    with archive:
         available = list(archive.files)
         model_names = [s.name for s in specs]
         if chosen:
@@ -177,7 +181,15 @@ def _from_npz(path, specs, chosen):
         if missing:
             raise CommandError(f"{path}: no array {missing[0]!r}; it holds {available}")
         # Members of a .npz cannot be memory-mapped by NumPy: they are read into memory here.
-        return [archive[name] for name in names]
+        return [_read_member(path, archive, name) for name in names]
+
+
+def _read_member(path, archive, name):
+    try:
+        return archive[name]
+    except (ValueError, OSError, zipfile.BadZipFile):   # an object (ragged) array, a damaged member
+        raise CommandError(f"{path}: array {name!r} is not a numeric array fastrnn can read (an object or "
+                           "ragged array, or a damaged member)") from None
 
 
 def open_inputs(path, model, chosen=None):
@@ -214,8 +226,9 @@ def open_inputs(path, model, chosen=None):
         raise CommandError(f"the model takes {len(specs)} inputs ({names}): give them as arrays of a .npz")
     try:
         return [np.load(path, mmap_mode="r", allow_pickle=False)]
-    except ValueError as exc:   # an object array, which NumPy will not map or unpickle
-        raise CommandError(f"{path}: {exc}") from None
+    except ValueError:   # an object array, or no .npy header at all (NumPy then speaks of pickles)
+        raise CommandError(f"{path}: not a numeric .npy array fastrnn can read (an object or ragged array, or "
+                           "not a .npy file)") from None
 
 
 def _fits(shape, declared):

@@ -111,7 +111,27 @@ def test_predict_of_an_object_npy_names_the_file(capsys, tmp_path):
     np.save(tmp_path / "objects.npy", np.array([1, "a"], dtype=object), allow_pickle=True)
     status, _, err = run(capsys, "predict", KERAS, tmp_path / "objects.npy")
     assert status == 1
-    assert_one_line_error(err, f"{tmp_path / 'objects.npy'}: ", "Python objects")
+    assert_one_line_error(err, f"{tmp_path / 'objects.npy'}: ", "not a numeric .npy array", "object or ragged")
+
+
+@pytest.mark.parametrize("name, content, message", [
+    # NumPy's own words: "contains pickled (object) data ... load it unsafely", "File is not a zip file"
+    ("garbage.npy", b"garbage", "not a numeric .npy array fastrnn can read"),
+    ("garbage.npz", b"PK\x03\x04garbage", "not a valid .npz file"),
+])
+def test_predict_of_a_file_that_is_no_array_names_it(capsys, tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    status, _, err = run(capsys, "predict", KERAS, tmp_path / name)
+    assert status == 1
+    assert_one_line_error(err, f"{tmp_path / name}: ", message)
+    assert "unsafely" not in err
+
+
+def test_predict_of_an_object_array_in_an_npz_names_file_and_array(capsys, tmp_path):
+    np.savez(tmp_path / "ragged.npz", a=np.array([np.zeros((5, 3)), np.zeros((2, 3))], dtype=object))
+    status, _, err = run(capsys, "predict", KERAS, tmp_path / "ragged.npz")
+    assert status == 1
+    assert_one_line_error(err, f"{tmp_path / 'ragged.npz'}: array 'a' is not a numeric array")
 
 
 def test_predict_npz_with_two_inputs_found_by_name(capsys, tmp_path):
