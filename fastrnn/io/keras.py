@@ -153,7 +153,7 @@ def layer_from_config(spec, source, keras2=False, native=False, _depth=0):
     if class_name not in SUPPORTED_LAYERS:
         raise ModelFileError(
             f"{source}: layer {name!r} of class {class_name!r} is not supported by fastrnn; "
-            f"supported: {', '.join(sorted(SUPPORTED_LAYERS))}"
+            f"supported: {', '.join(sorted(n for n, (c, _) in SUPPORTED_LAYERS.items() if not c._operation))}"
         )
     cls, keys = SUPPORTED_LAYERS[class_name]
     keys = keys + (_NATIVE_ONLY_KEYS.get(class_name, ()) if native else ())
