@@ -108,10 +108,10 @@ def scalar(value):
 
 
 def flag(value, what):
-    """`value` as a bool where it is one (or 0, 1 or None, as Keras takes them); anything else,
-    such as the string "False", which ``bool()`` reads as True, is a TypeError naming `what`."""
+    """`value` as a bool where it is one (or a number 0 or 1, or None, as Keras takes them); anything
+    else, such as the string "False", which ``bool()`` reads as True, is a TypeError naming `what`."""
     value = scalar(value)
-    if value is None or isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+    if value is None or isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, float)) and value in (0, 1)):
         return bool(value)
     raise TypeError(f"{what} must be True or False, got {value!r:.100}")
 

@@ -119,8 +119,12 @@ def test_bad_arguments_get_errors_that_say_what_is_wrong(call, error, message):
 def test_flags_must_be_booleans(make, message):
     with pytest.raises(TypeError, match=message):
         make()
-    layer = fr.LSTM(2, go_backwards=np.bool_(True), return_sequences=1, return_state=None, use_bias=np.array(0))
-    assert (layer.go_backwards, layer.return_sequences, layer.return_state, layer.use_bias) == (True, True, False, False)
+    layer = fr.LSTM(2, go_backwards=np.bool_(True), return_sequences=1, return_state=None, use_bias=np.array(0),
+                    stateful=0.0, unit_forget_bias=np.float32(1))
+    assert (layer.go_backwards, layer.return_sequences, layer.return_state, layer.use_bias, layer.stateful,
+            layer.unit_forget_bias) == (True, True, False, False, False, True)
+    with pytest.raises(TypeError, match="go_backwards .* must be True or False, got 0.5"):
+        fr.LSTM(2, go_backwards=0.5)
 
 
 def test_impossible_sizes_and_values_are_named():
