@@ -189,7 +189,7 @@ def _read_member(path, archive, name):
         return archive[name]
     except (ValueError, OSError, zipfile.BadZipFile):   # an object (ragged) array, a damaged member
         raise CommandError(f"{path}: array {name!r} is not a numeric array fastrnn can read (an object or "
-                           "ragged array, or a damaged member)") from None
+                           "ragged array, or a damaged member): save numeric arrays with numpy.savez") from None
 
 
 def open_inputs(path, model, chosen=None):
@@ -228,7 +228,7 @@ def open_inputs(path, model, chosen=None):
         return [np.load(path, mmap_mode="r", allow_pickle=False)]
     except ValueError:   # an object array, or no .npy header at all (NumPy then speaks of pickles)
         raise CommandError(f"{path}: not a numeric .npy array fastrnn can read (an object or ragged array, or "
-                           "not a .npy file)") from None
+                           "not a .npy file): save a numeric array with numpy.save") from None
 
 
 def _fits(shape, declared):

@@ -7,7 +7,7 @@ reshaping, and the merges of functional models. Each is small: weights in Keras 
 import numpy as np
 
 from . import activations
-from .base import Layer, flag, from_spec, scalar, plain_config, positive_int, wrapped_dtype
+from .base import Layer, flag, from_spec, plain_config, positive_int, scalar, wrapped_dtype
 
 __all__ = [
     "Activation", "Add", "Any", "Average", "Concatenate", "Dense", "Dropout", "Embedding", "ExpandDims", "Flatten",
@@ -22,6 +22,11 @@ def _numeric_input(layer, inputs):
     if x.dtype.kind not in "fiu":
         raise TypeError(f"input to layer {layer.name!r} must be a real numeric array, got dtype {x.dtype}")
     return x.astype(layer.dtype, copy=False)
+
+
+def _is_number(value):
+    """Whether `value` is an int or a float (a bool is not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class Dense(Layer):
@@ -217,7 +222,7 @@ class Masking(Layer):
                  **keras_options):
         super().__init__(name, dtype, input_shape, batch_input_shape, **keras_options)
         mask_value = scalar(mask_value)
-        if isinstance(mask_value, (bool, np.bool_)) or not isinstance(mask_value, (int, float, np.number)):
+        if not _is_number(mask_value):
             raise TypeError(f"mask_value of layer {self.name!r} must be a number, got {mask_value!r:.100}")
         self.mask_value = mask_value
 
@@ -265,7 +270,7 @@ class NotEqual(_MaskOperation):
 
     def __init__(self, value=0.0, name=None, dtype="float32", **keras_options):
         super().__init__(name, dtype, **keras_options)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not _is_number(value):
             raise TypeError(f"value of layer {self.name!r} must be a number, got {value!r:.100}")
         self.value = value
 
@@ -381,17 +386,15 @@ class _Identity(Layer):
     """A training-time layer that is the identity at inference (mask passed through)."""
 
     _config_keys = ("rate",)
-    _rate_is_probability = False   # Keras refuses a dropout rate outside 0-1 (a noise's must be >= 0)
+    _rate_name, _rate_max = "stddev", float("inf")   # Keras refuses a dropout rate outside 0-1
 
     def __init__(self, rate=0.0, name=None, dtype="float32", input_shape=None, seed=None, noise_shape=None,
                  **keras_options):
         super().__init__(name, dtype, input_shape, **keras_options)
         rate = scalar(rate)
-        if not (isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 <= rate <= (
-                1 if self._rate_is_probability else float("inf"))):
-            what = "rate" if self._rate_is_probability else "stddev"
-            raise ValueError(f"{what} of layer {self.name!r} must be a number from 0 to "
-                             f"{1 if self._rate_is_probability else 'inf'}, got {rate!r:.100}")
+        if not (_is_number(rate) and 0 <= rate <= self._rate_max):
+            raise ValueError(f"{self._rate_name} of layer {self.name!r} must be a number from 0 to "
+                             f"{self._rate_max:g}, got {rate!r:.100}")
         self.rate = rate
 
     def call(self, inputs, mask=None, training=None):
@@ -402,19 +405,19 @@ class _Identity(Layer):
 class Dropout(_Identity):
     """``keras.layers.Dropout``: the identity at inference."""
 
-    _rate_is_probability = True
+    _rate_name, _rate_max = "rate", 1
 
 
 class SpatialDropout1D(_Identity):
     """``keras.layers.SpatialDropout1D``: the identity at inference."""
 
-    _rate_is_probability = True
+    _rate_name, _rate_max = "rate", 1
 
 
 class GaussianDropout(_Identity):
     """``keras.layers.GaussianDropout``: the identity at inference."""
 
-    _rate_is_probability = True
+    _rate_name, _rate_max = "rate", 1
 
 
 class GaussianNoise(_Identity):

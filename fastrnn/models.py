@@ -1157,7 +1157,9 @@ class Model(_Model):
             # in, which the call itself is given only where node.passes_mask. A Keras 3
             # operation (``a + b``, ``ops.concatenate``) neither takes a mask nor gives one.
             explicit = kwargs.pop("mask", None)
-            mask = None if node.layer._operation else explicit if explicit is not None else in_mask
+            mask = explicit if explicit is not None else in_mask
+            if node.layer._operation:
+                mask = None
             try:
                 out = node.layer.call(args, mask=mask if explicit is not None or node.passes_mask else None,
                                       **kwargs)

@@ -477,7 +477,8 @@ class LSTM(_RNN):
                  return_sequences=False, return_state=False, go_backwards=False, dtype="float32",
                  seed=None, name=None, weights=None, input_shape=None, batch_input_shape=None,
                  unit_forget_bias=True, proj_size=None, **options):
-        self.unit_forget_bias = flag(unit_forget_bias, f"unit_forget_bias of LSTM {name!r}" if name else "unit_forget_bias")
+        self.unit_forget_bias = flag(unit_forget_bias,
+                                     f"unit_forget_bias of LSTM {name!r}" if name else "unit_forget_bias")
         self.proj_size = None if not proj_size else positive_int(proj_size, "proj_size")
         super().__init__(units, activation, use_bias, return_sequences, return_state, go_backwards,
                          dtype, seed, name, weights, input_shape, batch_input_shape,

@@ -9,7 +9,8 @@ Layout (a NumPy ``.npz``, read with ``allow_pickle=False``, so loading runs no c
   writes them, plus ``"passes_mask": true`` on a call loaded from Keras 2 that is given the mask
   flowing in where Keras 3 would not give it, ``"keras2_mask": true`` on a merge layer from
   Keras 2, and ``"operation"`` on each layer of a functional model, true where it stands for a
-  Keras 3 operation (not one of ``model.layers``); version 1 files gave every call that mask, versions 1 and 2 merged masks as Keras 2)
+  Keras 3 operation (not one of ``model.layers``); version 1 files gave every call that mask,
+  versions 1 and 2 merged masks as Keras 2)
   or ``{"class_name": "TorchRNN", "config": {mode, input_size, hidden_size, ...}}``;
 - ``<layer name>/<i>``: the i-th weight of each layer, in Keras order and layout.
 
