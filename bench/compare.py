@@ -11,6 +11,7 @@ The report (markdown on stdout, progress on stderr) gives the machine and versio
 fastrnn's time and GFLOP/s against the fastest peer, a summary with the matmul roofline, every
 engine's time and the cost of a minimal call. Run from the repository root::
 
+    pip install torch --index-url https://download.pytorch.org/whl/cpu   # Linux: else CUDA's, GBs
     pip install -e ".[bench]"
     python bench/compare.py --quick                # LSTM, three shapes: about a minute
     python bench/compare.py --markdown report.md   # the whole grid: several minutes
