@@ -97,7 +97,9 @@ cdef extern from "small_gemm.h":
     void fr_small_gemm_f64(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
                            const double* b, Py_ssize_t ldb, const double* packed, double beta, double* c,
                            Py_ssize_t ldc) noexcept nogil
-    int fr_gemm_wide
+    int fr_gemm_vector_bits
+    Py_ssize_t fr_gemm_part_bytes
+    int fr_gemm_bits() noexcept nogil
     void fr_pack_panels_f32(Py_ssize_t n, Py_ssize_t k, const float* b, Py_ssize_t ldb, float* packed) noexcept nogil
     void fr_pack_panels_f64(Py_ssize_t n, Py_ssize_t k, const double* b, Py_ssize_t ldb,
                             double* packed) noexcept nogil
@@ -521,21 +523,28 @@ cdef Py_ssize_t packings = 0        # kernels packed, for the tests
 
 
 def configure(threads=None, min_step_work=None, projected_elements=None, projected_rows=None,
-              wide_vectors=None):
+              vector_bits=None, part_bytes=None):
     """Set the kernels' tuning, each setting that is given, and return all of them as they were.
 
     `threads` is the most threads a call may run on (fastrnn.set_num_threads sets it). The
     others are measured defaults that tests change to reach every path with small inputs:
     `min_step_work` (TEAM_MIN_STEP_WORK), `projected_elements` and `projected_rows`
-    (PROJECTED_ELEMENTS, PROJECTED_ROWS), and `wide_vectors` (False: small_gemm.h's 128-bit
-    products even where the CPU has AVX2, as machines without it run them).
+    (PROJECTED_ELEMENTS, PROJECTED_ROWS), and `vector_bits`, the widest vectors of small_gemm.h's
+    products (512, 256 or 128: its AVX-512, AVX2 or 128-bit variant where the CPU has it, as
+    machines without the wider ones run them; `product_vector_bits` says which runs), and
+    `part_bytes`, how much of B small_gemm.h's products read at a time (parts of its columns).
     """
-    global team_size, TEAM_MIN_STEP_WORK, PROJECTED_ELEMENTS, PROJECTED_ROWS, fr_gemm_wide
+    global team_size, TEAM_MIN_STEP_WORK, PROJECTED_ELEMENTS, PROJECTED_ROWS, fr_gemm_vector_bits
+    global fr_gemm_part_bytes
     previous = {"threads": team_size, "min_step_work": TEAM_MIN_STEP_WORK,
                 "projected_elements": PROJECTED_ELEMENTS, "projected_rows": PROJECTED_ROWS,
-                "wide_vectors": bool(fr_gemm_wide)}
-    if wide_vectors is not None:
-        fr_gemm_wide = bool(wide_vectors)
+                "vector_bits": fr_gemm_vector_bits, "part_bytes": fr_gemm_part_bytes}
+    if vector_bits is not None:
+        if vector_bits not in (128, 256, 512):
+            raise ValueError(f"vector_bits must be 128, 256 or 512, got {vector_bits!r}")
+        fr_gemm_vector_bits = vector_bits
+    if part_bytes is not None:
+        fr_gemm_part_bytes = max(1, part_bytes)
     if threads is not None:
         team_size = max(1, min(threads, FR_TEAM_MAX))
     if min_step_work is not None:
@@ -545,6 +554,12 @@ def configure(threads=None, min_step_work=None, projected_elements=None, project
     if projected_rows is not None:
         PROJECTED_ROWS = max(1, projected_rows)
     return previous
+
+
+def product_vector_bits():
+    """The vector width of small_gemm.h's variant that the products run now, in bits: 512, 256 or
+    128 (the widest the CPU has, within configure's `vector_bits`)."""
+    return fr_gemm_bits()
 
 
 def calls_on_several_threads():

@@ -4,13 +4,15 @@
  * allocation, thread decisions), more than the whole product when the batch is a few rows,
  * which is the embedded, one-sequence-at-a-time use. Blocks of C stay in vector registers while
  * the loop runs along contiguous rows of B; on x86-64 Linux with GCC or Clang the products are
- * also compiled for AVX2+FMA and picked at run time. csrc/_kernels.pyx chooses them below a size
- * measured in bench/.
+ * also compiled for AVX-512 and for AVX2+FMA, and the widest the CPU has is picked at run time.
+ * csrc/_kernels.pyx chooses them below a size measured in bench/.
  *
- * Vectors are the width the target has: 256 bits in the AVX2 variant, 128 bits otherwise
- * (SSE2, NEON). A vector type wider than the target's lives in memory, not in registers: built
- * for plain x86-64, 256-bit accumulators ran these products at 1.9 GFLOP/s, 50 times slower than
- * the AVX2 variant.
+ * Vectors are the width the target has: 512 bits in the AVX-512 variant, 256 in the AVX2 one,
+ * 128 bits otherwise (SSE2, NEON). A vector type wider than the target's lives in memory, not in
+ * registers: built for plain x86-64, 256-bit accumulators ran these products at 1.9 GFLOP/s, 50
+ * times slower than the AVX2 variant. On a CPU with AVX-512 (an Intel Xeon of 2026, one thread),
+ * its variant ran LSTM recurrences 1.25-1.84x as fast as the AVX2 one (32x100x64x128 1.54x,
+ * 64x100x256x512 1.84x with the parts below, 1x100x32x64 1.25x).
  */
 #ifndef FASTRNN_SMALL_GEMM_H
 #define FASTRNN_SMALL_GEMM_H
@@ -64,29 +66,33 @@
         n_wide = n_end;                                                                         \
     }
 
-/* Rows i_start .. i_end - 1 of C (a multiple of R), in blocks of R rows by one panel: R NV
- * vector accumulators stay in registers while p runs over k (but 6 of the 16 of the 128-bit
- * variant on x86-64, which has 16 vector registers: blocks of 2 rows, which fit, measured no
- * faster there, 18-29 against 19-32 GFLOP/s). */
-#define FR_ROW_BLOCK(R, i_start, i_end, T, V, L, NV)                                            \
+/* Rows i_start .. i_end - 1 of C (a multiple of R), columns j_start .. j_end - 1 (whole blocks),
+ * in blocks of R rows by W vectors (W / NV panels side by side): R W vector accumulators stay in
+ * registers while p runs over k (but 6 of the 16 of the 128-bit variant on x86-64, which has 16
+ * vector registers: blocks of 2 rows, which fit, measured no faster there, 18-29 against 19-32
+ * GFLOP/s). `offset[q]` is where vector q of a block's row p lies from the row's start. */
+#define FR_ROW_BLOCK(R, i_start, i_end, j_start, j_end, W, T, V, L, NV)                         \
     for (Py_ssize_t i = (i_start); i < (i_end); i += (R)) {                                     \
-        for (Py_ssize_t j = 0; j < n_main; j += panel) {                                        \
-            V acc[R][NV] = {{{0}}};                                                             \
+        for (Py_ssize_t j = (j_start); j < (j_end); j += (W) * L) {                             \
+            V acc[R][W] = {{{0}}};                                                              \
             const T *b_j = packed ? packed + j * k : b + j;                                     \
             const Py_ssize_t step = packed ? panel : ldb;                                       \
+            Py_ssize_t offset[W];                                                               \
+            for (int q = 0; q < (W); q++)                                                       \
+                offset[q] = packed ? q / (NV) * panel * k + q % (NV) * L : q * L;               \
             for (Py_ssize_t p = 0; p < k; p++) {                                                \
-                V b_p[NV];                                                                      \
-                for (int q = 0; q < (NV); q++)                                                  \
-                    memcpy(&b_p[q], b_j + p * step + q * L, sizeof b_p[q]);                     \
+                V b_p[W];                                                                       \
+                for (int q = 0; q < (W); q++)                                                   \
+                    memcpy(&b_p[q], b_j + p * step + offset[q], sizeof b_p[q]);                 \
                 for (int r = 0; r < (R); r++) {                                                 \
                     const T a_rp = a[(i + r) * lda + p];                                        \
-                    for (int q = 0; q < (NV); q++)                                              \
+                    for (int q = 0; q < (W); q++)                                               \
                         acc[r][q] += a_rp * b_p[q];                                             \
                 }                                                                               \
             }                                                                                   \
             for (int r = 0; r < (R); r++) {                                                     \
                 T *c_r = c + (i + r) * ldc + j;                                                 \
-                for (int q = 0; q < (NV); q++) {                                                \
+                for (int q = 0; q < (W); q++) {                                                 \
                     V old;                                                                      \
                     memcpy(&old, c_r + q * L, sizeof old);                                      \
                     V sum = beta == 0 ? acc[r][q] : acc[r][q] + old;                            \
@@ -110,9 +116,9 @@ static void PACK(Py_ssize_t n, Py_ssize_t k, const T *b, Py_ssize_t ldb, T *pack
 }
 
 /* NAME: C = A @ B + beta * C (beta 0 or 1) with vectors V of L lanes of T, NV to a panel, blocks
- * of 6 rows where ROWS6; ATTRIBUTES (a target) before it. `packed` is B as the PACK of
- * FASTRNN_PACK_PANELS lays it out, or NULL to read B in place. */
-#define FASTRNN_SMALL_GEMM(NAME, T, V, L, NV, ROWS6, ATTRIBUTES)                                \
+ * of PANELS panels side by side, of 6 rows where ROWS6; ATTRIBUTES (a target) before it. `packed`
+ * is B as the PACK of FASTRNN_PACK_PANELS lays it out, or NULL to read B in place. */
+#define FASTRNN_SMALL_GEMM(NAME, T, V, L, NV, PANELS, ROWS6, ATTRIBUTES)                        \
 ATTRIBUTES static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,                           \
                             const T *a, Py_ssize_t lda, const T *b, Py_ssize_t ldb,             \
                             const T *packed, T beta, T *c, Py_ssize_t ldc)                      \
@@ -123,17 +129,25 @@ ATTRIBUTES static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,           
     if (m6 > 0 && (m % 6 == 2 || m % 6 == 3))                                                   \
         m6--;                                                                                   \
     const Py_ssize_t m_main = 6 * m6 + (m - 6 * m6) / 4 * 4, n_main = n - n % panel;            \
-    FR_ROW_BLOCK(6, 0, 6 * m6, T, V, L, NV)                                                     \
-    FR_ROW_BLOCK(4, 6 * m6, m_main, T, V, L, NV)                                                \
+    const Py_ssize_t n_blocks = n_main - n_main % ((PANELS) * panel);                           \
+    FR_ROW_BLOCK(6, 0, 6 * m6, 0, n_blocks, (PANELS) * (NV), T, V, L, NV)                       \
+    FR_ROW_BLOCK(4, 6 * m6, m_main, 0, n_blocks, (PANELS) * (NV), T, V, L, NV)                  \
+    if ((PANELS) > 1) {   /* the panels left over, one at a time */                             \
+        FR_ROW_BLOCK(6, 0, 6 * m6, n_blocks, n_main, NV, T, V, L, NV)                           \
+        FR_ROW_BLOCK(4, 6 * m6, m_main, n_blocks, n_main, NV, T, V, L, NV)                      \
+    }                                                                                           \
     /* The 0-3 rows left (batch 1 is all of it): one row, eight vectors of columns at a time,
-     * then four, then (with two to a panel) two. Eight independent sums keep both FMA units busy
-     * through the multiply-add latency, where four leave half of them idle (a step at batch 1 is
-     * that latency); the smaller blocks spare the edge loop below a panel's columns. */        \
+     * then four, then two and one while they are whole panels. Eight independent sums keep
+     * both FMA units busy through the multiply-add latency, where four leave half of them idle
+     * (a step at batch 1 is that latency); the smaller blocks spare the edge loop below a
+     * panel's columns. */                                                                      \
     Py_ssize_t n_wide = 0;                                                                      \
     FR_ROW_BLOCKS(8, T, V, L, NV)                                                               \
     FR_ROW_BLOCKS(4, T, V, L, NV)                                                               \
-    if ((NV) == 2)                                                                              \
+    if (2 % (NV) == 0)                                                                          \
         FR_ROW_BLOCKS(2, T, V, L, NV)                                                           \
+    if ((NV) == 1)                                                                              \
+        FR_ROW_BLOCKS(1, T, V, L, NV)                                                           \
     /* Edges: the columns the blocks above left, row by row. */                                \
     for (Py_ssize_t i = 0; i < m; i++) {                                                        \
         const Py_ssize_t j0 = i < m_main ? n_main : n_wide;                                     \
@@ -152,41 +166,66 @@ typedef double fr_v2d __attribute__((vector_size(16)));
 FASTRNN_PACK_PANELS(fr_pack_panels_f32, float)
 FASTRNN_PACK_PANELS(fr_pack_panels_f64, double)
 
-/* 0: the 128-bit variant even where AVX2 is (csrc/_kernels.pyx's `configure`, for the tests). */
-static int fr_gemm_wide = 1;
+/* The widest vectors the products may use, in bits: 512, 256 or 128 (csrc/_kernels.pyx's
+ * `configure`, so that the tests reach every variant the CPU can run). */
+static int fr_gemm_vector_bits = 512;
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && defined(__linux__)
-/* An AVX2+FMA variant and a 128-bit one, picked at each call (a few flag tests). */
+/* AVX-512, AVX2+FMA and 128-bit variants, picked at each call (a few flag tests). With AVX-512 a
+ * vector is a whole panel, and a block is two panels wide, so that a 6-row block keeps 12
+ * accumulators as in AVX2. */
+typedef float fr_v16f __attribute__((vector_size(64)));
+typedef double fr_v8d __attribute__((vector_size(64)));
 typedef float fr_v8f __attribute__((vector_size(32)));
 typedef double fr_v4d __attribute__((vector_size(32)));
-FASTRNN_SMALL_GEMM(fr_small_gemm_f32_avx2, float, fr_v8f, 8, 2, 1, __attribute__((target("avx2,fma"))))
-FASTRNN_SMALL_GEMM(fr_small_gemm_f64_avx2, double, fr_v4d, 4, 2, 1, __attribute__((target("avx2,fma"))))
-FASTRNN_SMALL_GEMM(fr_small_gemm_f32_sse, float, fr_v4f, 4, 4, 0, )
-FASTRNN_SMALL_GEMM(fr_small_gemm_f64_sse, double, fr_v2d, 2, 4, 0, )
+FASTRNN_SMALL_GEMM(fr_small_gemm_f32_avx512, float, fr_v16f, 16, 1, 2, 1, __attribute__((target("avx512f,avx2,fma"))))
+FASTRNN_SMALL_GEMM(fr_small_gemm_f64_avx512, double, fr_v8d, 8, 1, 2, 1, __attribute__((target("avx512f,avx2,fma"))))
+FASTRNN_SMALL_GEMM(fr_small_gemm_f32_avx2, float, fr_v8f, 8, 2, 1, 1, __attribute__((target("avx2,fma"))))
+FASTRNN_SMALL_GEMM(fr_small_gemm_f64_avx2, double, fr_v4d, 4, 2, 1, 1, __attribute__((target("avx2,fma"))))
+FASTRNN_SMALL_GEMM(fr_small_gemm_f32_sse, float, fr_v4f, 4, 4, 1, 0, )
+FASTRNN_SMALL_GEMM(fr_small_gemm_f64_sse, double, fr_v2d, 2, 4, 1, 0, )
 
-static int fr_has_avx2(void)
+/* 512, 256 or 128: the widest variant this CPU runs, within fr_gemm_vector_bits. */
+static int fr_gemm_bits(void)
 {
-    return fr_gemm_wide && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (fr_gemm_vector_bits >= 512 && avx2 && __builtin_cpu_supports("avx512f"))
+        return 512;
+    return fr_gemm_vector_bits >= 256 && avx2 ? 256 : 128;
 }
 
-static void fr_small_gemm_f32(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *a, Py_ssize_t lda,
-                              const float *b, Py_ssize_t ldb, const float *packed, float beta, float *c,
-                              Py_ssize_t ldc)
-{
-    (fr_has_avx2() ? fr_small_gemm_f32_avx2 : fr_small_gemm_f32_sse)(m, n, k, a, lda, b, ldb, packed, beta,
-                                                                      c, ldc);
-}
-
-static void fr_small_gemm_f64(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double *a, Py_ssize_t lda,
-                              const double *b, Py_ssize_t ldb, const double *packed, double beta, double *c,
-                              Py_ssize_t ldc)
-{
-    (fr_has_avx2() ? fr_small_gemm_f64_avx2 : fr_small_gemm_f64_sse)(m, n, k, a, lda, b, ldb, packed, beta,
-                                                                      c, ldc);
-}
+#define FR_VARIANT(T) (fr_gemm_bits() == 512 ? fr_small_gemm_##T##_avx512 : fr_gemm_bits() == 256 \
+                       ? fr_small_gemm_##T##_avx2 : fr_small_gemm_##T##_sse)
 #else
-FASTRNN_SMALL_GEMM(fr_small_gemm_f32, float, fr_v4f, 4, 4, 0, )
-FASTRNN_SMALL_GEMM(fr_small_gemm_f64, double, fr_v2d, 2, 4, 0, )
+static int fr_gemm_bits(void)
+{
+    return 128;
+}
+
+FASTRNN_SMALL_GEMM(fr_small_gemm_f32_sse, float, fr_v4f, 4, 4, 1, 0, )
+FASTRNN_SMALL_GEMM(fr_small_gemm_f64_sse, double, fr_v2d, 2, 4, 1, 0, )
+#define FR_VARIANT(T) fr_small_gemm_##T##_sse
 #endif
+
+/* B is read this many bytes of it at a time (a part of its columns, whole blocks of 2 panels), so
+ * that the part stays in L2 while every block of rows of A reads it: whole, a B larger than L2
+ * came from memory for each block of rows. Measured on a 64x2048x512 product (an LSTM(512)'s
+ * recurrent kernel, 4 MB) with AVX-512: 62 GFLOP/s whole, 92 in parts of 512 KB (`configure`
+ * changes it, for the tests). */
+static Py_ssize_t fr_gemm_part_bytes = 512 * 1024;
+
+#define FASTRNN_SMALL_GEMM_IN_PARTS(NAME, T, VARIANT)                                          \
+static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *a, Py_ssize_t lda,          \
+                 const T *b, Py_ssize_t ldb, const T *packed, T beta, T *c, Py_ssize_t ldc)     \
+{                                                                                               \
+    const Py_ssize_t block = 2 * FR_PANEL_BYTES / sizeof(T);                                    \
+    Py_ssize_t width = fr_gemm_part_bytes / (Py_ssize_t)sizeof(T) / (k > 0 ? k : 1) / block * block; \
+    width = width < block ? block : width;                                                      \
+    for (Py_ssize_t j = 0; j < n; j += width)                                                   \
+        VARIANT(m, n - j < width ? n - j : width, k, a, lda, b + j, ldb,                       \
+                 packed ? packed + j * k : NULL, beta, c + j, ldc);                             \
+}
+FASTRNN_SMALL_GEMM_IN_PARTS(fr_small_gemm_f32, float, FR_VARIANT(f32))
+FASTRNN_SMALL_GEMM_IN_PARTS(fr_small_gemm_f64, double, FR_VARIANT(f64))
 
 #endif

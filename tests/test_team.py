@@ -334,18 +334,51 @@ def test_spare_parts_with_masks_and_states_match_reference(tuned, monkeypatch, p
 NARROW = list(itertools.product(CELLS, DTYPES, [1, 3, 4, 6, 9, 13], [24, 72]))
 
 
+def widest_vectors():
+    """The widest of small_gemm.h's variants this CPU runs, in bits."""
+    previous = _kernels.configure(vector_bits=512)
+    try:
+        return _kernels.product_vector_bits()
+    finally:
+        _kernels.configure(**previous)
+
+
+@pytest.mark.parametrize("bits", [128, 256, 512])
 @pytest.mark.parametrize("cell, dtype, batch, units", NARROW,
                          ids=["%s-%s-b%d-u%d" % n for n in NARROW])
-def test_products_in_128_bit_vectors_match_reference(tuned, cell, dtype, batch, units):
-    """small_gemm.h's 128-bit variant, which machines without AVX2 run (and ARM), forced here:
-    blocks of 4 rows, lone rows, whole panels and edges (24 and 72 units), a recurrent kernel
-    read in place (1 and 3 rows) and packed (4 rows or more), with a mask and initial states."""
-    tuned(wide_vectors=False)
+def test_products_in_each_vector_width_match_reference(tuned, bits, cell, dtype, batch, units):
+    """Each of small_gemm.h's variants that the CPU runs, forced here (the 128-bit one is what
+    machines without AVX2 run, and ARM): blocks of 6 and 4 rows, lone rows, whole blocks, a panel
+    left over (AVX-512's blocks are two panels wide) and edges (24 and 72 units), a recurrent
+    kernel read in place (1 and 3 rows) and packed (4 rows or more), with a mask and initial
+    states."""
+    tuned(vector_bits=bits)
     layer = make_layer(cell, dtype, seed=batch * units, units=units, return_sequences=True, return_state=True)
     x, mask, h0 = make_inputs(layer, batch, 5)
     expected = on_reference(lambda: layer(x, mask=mask, initial_state=h0))
     assert_close(layer(x, mask=mask, initial_state=h0), expected, dtype)
-    assert not _kernels.configure()["wide_vectors"]
+    assert _kernels.product_vector_bits() == min(bits, widest_vectors())
+
+
+PARTS = list(itertools.product(CELLS, DTYPES, [1, 7, 13], [1, 20000]))
+
+
+@pytest.mark.parametrize("cell, dtype, batch, part_bytes", PARTS, ids=["%s-%s-b%d-%d" % n for n in PARTS])
+def test_products_read_in_parts_of_columns_match_reference(tuned, cell, dtype, batch, part_bytes):
+    """small_gemm.h reads a large B a part of its columns at a time (fr_gemm_part_bytes, 512 KB):
+    parts of one block of columns (the fewest) and of several, the last one shorter and ending
+    in edges (72 units), packed or read in place, match the reference."""
+    tuned(part_bytes=part_bytes)
+    layer = make_layer(cell, dtype, seed=batch, units=72, return_sequences=True, return_state=True)
+    x, mask, h0 = make_inputs(layer, batch, 5)
+    expected = on_reference(lambda: layer(x, mask=mask, initial_state=h0))
+    assert_close(layer(x, mask=mask, initial_state=h0), expected, dtype)
+
+
+def test_vector_bits_takes_only_the_widths_there_are(tuned):
+    with pytest.raises(ValueError, match="vector_bits must be 128, 256 or 512, got 384"):
+        tuned(vector_bits=384)
+    assert _kernels.configure()["vector_bits"] == 512
 
 
 def test_a_large_batch_goes_to_the_team_in_spare_parts(tuned, monkeypatch, parts_per_call):
