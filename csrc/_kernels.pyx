@@ -514,7 +514,10 @@ fr_team_init()
 # runs, by work per thread: 4-6K 0.85-0.91x (SimpleRNN 2x200x32x64, 4x2000x16x32); 8-12K
 # 1.17-1.67x (LSTM 2x200x16x32 1.33x, 1x100x32x64 1.40x, GRU 1x100x32x64 1.17x, 4x2000x16x32
 # 1.29x, SimpleRNN 1x100x64x128 1.67x); above, 1.6-1.8x (LSTM 8x50x32x64 1.64x, 2x100x32x64 1.82x,
-# GRU 2x100x64x128 1.73x).
+# GRU 2x100x64x128 1.73x). With AVX-512 products a step's work takes about half the time, so a
+# thread needs twice as much: measured on an Intel Xeon with AVX-512 (2026), 12K per thread
+# 0.66-0.97x (LSTM 1x100x32x64), 18K 1.01-1.16x (LSTM 1x100x32x80, GRU 2x100x32x64,
+# 1x100x64x96), 25K 1.12-1.59x (LSTM 1x100x32x96, 2x100x32x64).
 cdef Py_ssize_t TEAM_MIN_STEP_WORK = 1 << 13
 cdef Py_ssize_t ACTIVATION_WORK = 32
 cdef int team_size = 1              # fastrnn.set_num_threads
@@ -588,13 +591,14 @@ cdef int threads_for(const Call* k) noexcept nogil:
     """How many threads `k` should run on: one for a single step (a stream's), an LSTM with a
     projection or a GRU resetting before its product (both need all units between two products
     of a step); else up to team_size, each with a slice of at least a cache line of units and
-    TEAM_MIN_STEP_WORK of work per step."""
+    TEAM_MIN_STEP_WORK of work per step (twice that where the products run in AVX-512)."""
     if (team_size < 2 or k.timesteps < 2 or k.packed != NULL or (k.cell == LSTM_CELL and k.extra != NULL)
             or (k.cell == GRU_CELL and not k.reset_after)):
         return 1
     cdef Py_ssize_t step_work = k.batch * gates_of(k) * k.units * (k.state + ACTIVATION_WORK)
     cdef Py_ssize_t n = min(<Py_ssize_t> team_size, k.units * <Py_ssize_t> itemsize(k) // 64)
-    while n > 1 and step_work < n * TEAM_MIN_STEP_WORK:
+    cdef Py_ssize_t min_work = TEAM_MIN_STEP_WORK * (2 if fr_gemm_bits() == 512 else 1)
+    while n > 1 and step_work < n * min_work:
         n -= 1
     return <int> max(n, 1)
 

@@ -178,8 +178,9 @@ typedef float fr_v16f __attribute__((vector_size(64)));
 typedef double fr_v8d __attribute__((vector_size(64)));
 typedef float fr_v8f __attribute__((vector_size(32)));
 typedef double fr_v4d __attribute__((vector_size(32)));
-FASTRNN_SMALL_GEMM(fr_small_gemm_f32_avx512, float, fr_v16f, 16, 1, 2, 1, __attribute__((target("avx512f,avx2,fma"))))
-FASTRNN_SMALL_GEMM(fr_small_gemm_f64_avx512, double, fr_v8d, 8, 1, 2, 1, __attribute__((target("avx512f,avx2,fma"))))
+#define FR_AVX512 __attribute__((target("avx512f,avx2,fma")))
+FASTRNN_SMALL_GEMM(fr_small_gemm_f32_avx512, float, fr_v16f, 16, 1, 2, 1, FR_AVX512)
+FASTRNN_SMALL_GEMM(fr_small_gemm_f64_avx512, double, fr_v8d, 8, 1, 2, 1, FR_AVX512)
 FASTRNN_SMALL_GEMM(fr_small_gemm_f32_avx2, float, fr_v8f, 8, 2, 1, 1, __attribute__((target("avx2,fma"))))
 FASTRNN_SMALL_GEMM(fr_small_gemm_f64_avx2, double, fr_v4d, 4, 2, 1, 1, __attribute__((target("avx2,fma"))))
 FASTRNN_SMALL_GEMM(fr_small_gemm_f32_sse, float, fr_v4f, 4, 4, 1, 0, )

@@ -145,6 +145,7 @@ def test_team_threshold_and_slices(tuned):
     tuned(threads=2)
     minimum = tuned()["min_step_work"]
     assert minimum >= 1024
+    minimum *= 2 if _kernels.product_vector_bits() == 512 else 1    # AVX-512 steps take half the time
     # An LSTM step's work: batch * 4 * units * (units + 32), 32 for the activations; each of the
     # two threads needs `minimum` of it.
     smallest = -(-2 * minimum // (4 * 32 * (32 + 32)))
@@ -241,7 +242,9 @@ def test_row_parts_on_the_team_from_a_lower_threshold(tuned, parts_per_call):
             expected = on_reference(lambda: layer(x))
             assert_close(layer(x), expected, "float32")
             assert parts_per_call == parts, steps
-        # One row cannot be split: its steps are shared among the team's threads instead.
+        # One row cannot be split: its steps are shared among the team's threads instead (however
+        # little work they are).
+        tuned(min_step_work=0)
         parts_per_call.clear()
         x, _, _ = make_inputs(layer, 1, 8 * timesteps)
         expected = on_reference(lambda: layer(x))
