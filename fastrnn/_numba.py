@@ -178,6 +178,15 @@ def project(x, kernel, bias):
 
 
 @jit
+def copy_row(destination, source):
+    """``destination[:] = source`` for two rows of the same length, as a loop: Numba's slice
+    assignment ran 1.5x slower (SimpleRNN 1024x20x64x64 with its sequence: 16.2 ms, 11.1 with
+    the loop)."""
+    for j in range(source.shape[0]):
+        destination[j] = source[j]
+
+
+@jit
 def skipped(mask, b, t):
     return mask.shape[0] > 0 and not mask[b, t]
 
@@ -199,9 +208,9 @@ def simple_rnn_core(x, kernel, bias, recurrent_kernel, mask, activation, h, sequ
         for b in range(batch):
             if not skipped(mask, b, t):
                 activate(z[b], activation)
-                h[b] = z[b]
+                copy_row(h[b], z[b])
             if write_sequence:
-                sequence[b, t] = h[b]
+                copy_row(sequence[b, t], h[b])
 
 
 @jit
@@ -240,15 +249,15 @@ def lstm_core(x, kernel, bias, recurrent_kernel, projection, mask, activation, r
             for j in range(units):
                 candidates[b, j] = z_b[2 * units + j] * z_b[3 * units + j]   # o * act(c_t)
             if not use_projection:
-                h[b] = candidates[b]
+                copy_row(h[b], candidates[b])
         if use_projection:
             np.dot(candidates, projection, out=projected)
             for b in range(batch):
                 if not skipped(mask, b, t):
-                    h[b] = projected[b]
+                    copy_row(h[b], projected[b])
         if write_sequence:
             for b in range(batch):
-                sequence[b, t] = h[b]
+                copy_row(sequence[b, t], h[b])
 
 
 @jit
@@ -298,4 +307,4 @@ def gru_core(x, kernel, input_bias, recurrent_kernel, recurrent_bias, mask, acti
                 for j in range(units):
                     h_b[j] = z_b[j] * h_b[j] + (1 - z_b[j]) * z_b[2 * units + j]
             if write_sequence:
-                sequence[b, t] = h_b
+                copy_row(sequence[b, t], h_b)
