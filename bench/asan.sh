@@ -11,6 +11,8 @@
 # small objects through malloc too, where ASan can see overruns into them. ASan stops at the
 # first error and prints its report, which this script shows. FASTRNN_KEEP_SCRATCH=0 gives the
 # kernels' scratch blocks back to free (csrc/scratch.h), so that each is exactly as large as asked.
+# allocator_may_return_null=1: an impossible allocation (a test asks for a terabyte of weights)
+# fails as in a plain build, where NumPy raises MemoryError, instead of stopping ASan.
 # Compared with bench/memcheck.sh (valgrind): ASan also catches overruns of stack arrays and
 # between neighbouring heap blocks that valgrind cannot see, and runs ~2x slower, not ~50x.
 set -euo pipefail
@@ -32,7 +34,8 @@ CFLAGS="-fsanitize=address -fno-omit-frame-pointer -g" LDFLAGS="-fsanitize=addre
 nm -D fastrnn/_kernels*.so | grep -c __asan_report > /dev/null || { echo "asan: extension not instrumented"; exit 1; }
 
 export PYTHONPATH="$work" LD_PRELOAD="$libasan" PYTHONMALLOC=malloc FASTRNN_KEEP_SCRATCH=0 \
-       ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1" FASTRNN_BACKEND=cython
+       ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1:allocator_may_return_null=1" \
+       FASTRNN_BACKEND=cython
 # Make sure the copy's instrumented extension is the one imported, not an installed fastrnn.
 "$python" -c "import fastrnn._kernels as k, sys; sys.exit(not k.__file__.startswith('$work'))" \
     || { echo "asan: the instrumented extension is not the one imported"; exit 1; }
