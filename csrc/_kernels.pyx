@@ -532,30 +532,40 @@ def configure(threads=None, min_step_work=None, projected_elements=None, project
     `threads` is the most threads a call may run on (fastrnn.set_num_threads sets it). The
     others are measured defaults that tests change to reach every path with small inputs:
     `min_step_work` (TEAM_MIN_STEP_WORK), `projected_elements` and `projected_rows`
-    (PROJECTED_ELEMENTS, PROJECTED_ROWS), and `vector_bits`, the widest vectors of small_gemm.h's
+    (PROJECTED_ELEMENTS, PROJECTED_ROWS), `vector_bits`, the widest vectors of small_gemm.h's
     products (512, 256 or 128: its AVX-512, AVX2 or 128-bit variant where the CPU has it, as
     machines without the wider ones run them; `product_vector_bits` says which runs), and
     `part_bytes`, how much of B small_gemm.h's products read at a time (parts of its columns).
+    The settings are the process's, read by calls without a lock: change them while no call runs.
+    A bad setting raises before any is changed.
     """
     global team_size, TEAM_MIN_STEP_WORK, PROJECTED_ELEMENTS, PROJECTED_ROWS, fr_gemm_vector_bits
     global fr_gemm_part_bytes
     previous = {"threads": team_size, "min_step_work": TEAM_MIN_STEP_WORK,
                 "projected_elements": PROJECTED_ELEMENTS, "projected_rows": PROJECTED_ROWS,
                 "vector_bits": fr_gemm_vector_bits, "part_bytes": fr_gemm_part_bytes}
-    if vector_bits is not None:
-        if vector_bits not in (128, 256, 512):
-            raise ValueError(f"vector_bits must be 128, 256 or 512, got {vector_bits!r}")
-        fr_gemm_vector_bits = vector_bits
+    cdef Py_ssize_t n_threads = team_size, min_work = TEAM_MIN_STEP_WORK, elements = PROJECTED_ELEMENTS
+    cdef Py_ssize_t rows = PROJECTED_ROWS, part = fr_gemm_part_bytes
+    if vector_bits is not None and vector_bits not in (128, 256, 512):
+        raise ValueError(f"vector_bits must be 128, 256 or 512, got {vector_bits!r}")
     if part_bytes is not None:
-        fr_gemm_part_bytes = max(1, part_bytes)
+        if not isinstance(part_bytes, (int, np.integer)):
+            raise TypeError(f"part_bytes must be an integer, got {part_bytes!r}")
+        if not 1 <= part_bytes <= 1 << 62:
+            raise ValueError(f"part_bytes must be from 1 to 2**62, got {part_bytes!r}")
+        part = part_bytes
     if threads is not None:
-        team_size = max(1, min(threads, FR_TEAM_MAX))
+        n_threads = max(1, min(threads, FR_TEAM_MAX))
     if min_step_work is not None:
-        TEAM_MIN_STEP_WORK = min_step_work
+        min_work = min_step_work
     if projected_elements is not None:
-        PROJECTED_ELEMENTS = max(1, projected_elements)
+        elements = max(1, projected_elements)
     if projected_rows is not None:
-        PROJECTED_ROWS = max(1, projected_rows)
+        rows = max(1, projected_rows)
+    if vector_bits is not None:
+        fr_gemm_vector_bits = vector_bits
+    team_size, TEAM_MIN_STEP_WORK, PROJECTED_ELEMENTS, PROJECTED_ROWS = n_threads, min_work, elements, rows
+    fr_gemm_part_bytes = part
     return previous
 
 

@@ -23,9 +23,10 @@
  * width: NV vectors of L lanes each. */
 #define FR_PANEL_BYTES 64
 
-/* Register-blocked micro-kernels: a block of 6 (or 4) rows by one panel of C stays in vector
- * accumulators while p runs over k, so each step loads a panel row of B and six values of A
- * for 6 NV vector multiply-adds. Twelve independent sums (AVX2) keep both FMA units busy through
+/* Register-blocked micro-kernels: a block of 6 (or 4) rows by one panel of C (two with AVX-512,
+ * whose vector is a whole panel) stays in vector accumulators while p runs over k, so each step
+ * loads a row of the block's panels of B and six values of A for 6 NV (AVX-512: 12) vector
+ * multiply-adds. Twelve independent sums (AVX2, AVX-512) keep both FMA units busy through
  * their latency with room to spare, where eight just cover it (BLIS's float kernel for these
  * cores is 6x16 too). Measured in turns against 4-row blocks alone, whole calls on two threads:
  * 1.07-1.13x on LSTM, GRU and SimpleRNN 32x100x64x128 and 64x100x256x512, LSTM 256x50x128x256

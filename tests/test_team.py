@@ -334,7 +334,9 @@ def test_spare_parts_with_masks_and_states_match_reference(tuned, monkeypatch, p
         fastrnn.set_num_threads(previous)
 
 
-NARROW = list(itertools.product(CELLS, DTYPES, [1, 3, 4, 6, 9, 13], [24, 72]))
+# 21 units: every gate count's columns end in edges, float32 and float64 (24 and 72: float32 only).
+NARROW = list(itertools.product(CELLS, DTYPES, [1, 3, 4, 6, 9, 13], [21, 24, 72]))
+WIDTHS = [128, 256, 512]
 
 
 def widest_vectors():
@@ -346,42 +348,56 @@ def widest_vectors():
         _kernels.configure(**previous)
 
 
-@pytest.mark.parametrize("bits", [128, 256, 512])
+def force_vectors(tuned, bits):
+    """Run small_gemm.h's `bits`-wide variant; skip where this CPU lacks it."""
+    if bits > widest_vectors():
+        pytest.skip(f"this CPU has no {bits}-bit variant of small_gemm.h (widest: {widest_vectors()})")
+    tuned(vector_bits=bits)
+    assert _kernels.product_vector_bits() == bits
+
+
+@pytest.mark.parametrize("bits", WIDTHS)
 @pytest.mark.parametrize("cell, dtype, batch, units", NARROW,
                          ids=["%s-%s-b%d-u%d" % n for n in NARROW])
 def test_products_in_each_vector_width_match_reference(tuned, bits, cell, dtype, batch, units):
     """Each of small_gemm.h's variants that the CPU runs, forced here (the 128-bit one is what
     machines without AVX2 run, and ARM): blocks of 6 and 4 rows, lone rows, whole blocks, a panel
-    left over (AVX-512's blocks are two panels wide) and edges (24 and 72 units), a recurrent
-    kernel read in place (1 and 3 rows) and packed (4 rows or more), with a mask and initial
-    states."""
-    tuned(vector_bits=bits)
+    left over (AVX-512's blocks are two panels wide) and edges, a recurrent kernel read in place
+    (1 and 3 rows) and packed (4 rows or more), with a mask and initial states."""
+    force_vectors(tuned, bits)
     layer = make_layer(cell, dtype, seed=batch * units, units=units, return_sequences=True, return_state=True)
     x, mask, h0 = make_inputs(layer, batch, 5)
     expected = on_reference(lambda: layer(x, mask=mask, initial_state=h0))
     assert_close(layer(x, mask=mask, initial_state=h0), expected, dtype)
-    assert _kernels.product_vector_bits() == min(bits, widest_vectors())
 
 
-PARTS = list(itertools.product(CELLS, DTYPES, [1, 7, 13], [1, 20000]))
+COLUMN_PARTS = list(itertools.product(CELLS, DTYPES, [1, 7, 13], [21, 72], [1, 20000]))
 
 
-@pytest.mark.parametrize("cell, dtype, batch, part_bytes", PARTS, ids=["%s-%s-b%d-%d" % n for n in PARTS])
-def test_products_read_in_parts_of_columns_match_reference(tuned, cell, dtype, batch, part_bytes):
-    """small_gemm.h reads a large B a part of its columns at a time (fr_gemm_part_bytes, 512 KB):
-    parts of one block of columns (the fewest) and of several, the last one shorter and ending
-    in edges (72 units), packed or read in place, match the reference."""
+@pytest.mark.parametrize("bits", WIDTHS)
+@pytest.mark.parametrize("cell, dtype, batch, units, part_bytes", COLUMN_PARTS,
+                         ids=["%s-%s-b%d-u%d-%d" % n for n in COLUMN_PARTS])
+def test_products_read_in_parts_of_columns_match_reference(tuned, bits, cell, dtype, batch, units, part_bytes):
+    """small_gemm.h reads a large B a part of its columns at a time (fr_gemm_part_bytes, 512 KB),
+    in each vector width: parts of one block of columns (the fewest) and of several, the last
+    one shorter and ending in edges, packed or read in place, match the reference."""
+    force_vectors(tuned, bits)
     tuned(part_bytes=part_bytes)
-    layer = make_layer(cell, dtype, seed=batch, units=72, return_sequences=True, return_state=True)
+    layer = make_layer(cell, dtype, seed=batch, units=units, return_sequences=True, return_state=True)
     x, mask, h0 = make_inputs(layer, batch, 5)
     expected = on_reference(lambda: layer(x, mask=mask, initial_state=h0))
     assert_close(layer(x, mask=mask, initial_state=h0), expected, dtype)
 
 
-def test_vector_bits_takes_only_the_widths_there_are(tuned):
+def test_configure_refuses_a_bad_setting_and_changes_nothing(tuned):
+    before = _kernels.configure()
     with pytest.raises(ValueError, match="vector_bits must be 128, 256 or 512, got 384"):
         tuned(vector_bits=384)
-    assert _kernels.configure()["vector_bits"] == 512
+    with pytest.raises(TypeError, match="part_bytes must be an integer"):
+        tuned(vector_bits=256, part_bytes=2.5e5)
+    with pytest.raises(ValueError, match="part_bytes must be from 1"):
+        tuned(vector_bits=256, part_bytes=2 ** 70)
+    assert _kernels.configure() == before
 
 
 def test_a_large_batch_goes_to_the_team_in_spare_parts(tuned, monkeypatch, parts_per_call):
