@@ -389,6 +389,19 @@ def test_products_read_in_parts_of_columns_match_reference(tuned, bits, cell, dt
     assert_close(layer(x, mask=mask, initial_state=h0), expected, dtype)
 
 
+@pytest.mark.parametrize("cell, dtype, batch, units", NARROW[::5], ids=["%s-%s-b%d-u%d" % n for n in NARROW[::5]])
+def test_avx2_and_avx512_products_give_the_same_bits(tuned, cell, dtype, batch, units):
+    """Both variants add each output's terms in the same order with fused multiply-adds, so a
+    model gives the same bits on a machine with AVX-512 as on one with AVX2 only."""
+    force_vectors(tuned, 512)
+    layer = make_layer(cell, dtype, seed=units, units=units, return_sequences=True, return_state=True)
+    x, mask, h0 = make_inputs(layer, batch, 5)
+    wide = layer(x, mask=mask, initial_state=h0)
+    tuned(vector_bits=256)
+    for a, b in zip(wide, layer(x, mask=mask, initial_state=h0)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_configure_refuses_a_bad_setting_and_changes_nothing(tuned):
     before = _kernels.configure()
     with pytest.raises(ValueError, match="vector_bits must be 128, 256 or 512, got 384"):
