@@ -35,7 +35,8 @@ def sweep(name, compiled=compiled):
         # NaN exactly where float64 gives NaN: a NaN input, or silu(-inf) = -inf * 0
         wrong = np.isnan(result) != np.isnan(truth)
         if wrong.any():
-            raise AssertionError(f"{name}({x[wrong][0]!r}) = {result[wrong][0]!r}, float64 gives {truth[wrong][0]!r}")
+            raise AssertionError(f"{name}({x[wrong][0]!r}) = {result[wrong][0]!r}, "
+                                 f"float64 gives {truth[wrong][0]!r}")
         errors = ulp_error(result, truth)
         i = int(np.argmax(errors))
         if errors[i] > worst:
