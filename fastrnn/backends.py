@@ -271,8 +271,10 @@ def show_config():
         if reason is not None:
             detail = reason
         elif candidate == "cython":
-            info = _load("cython").BUILD_INFO
-            detail = f"built with {info['compiler']}, flags {info['cflags']}, Cython {info['cython']}"
+            kernels = _load("cython")
+            info = kernels.BUILD_INFO
+            detail = (f"built with {info['compiler']}, flags {info['cflags']}, Cython {info['cython']}; "
+                      f"products in {kernels.product_vector_bits()}-bit vectors")
         elif candidate == "numba":
             import numba
 

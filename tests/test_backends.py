@@ -88,6 +88,8 @@ def test_show_config_reports_the_choice(capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"fastrnn {fastrnn.__version__}\nbackend: {fastrnn.backend()}")
     assert "gcc" in out or "clang" in out
+    # the width of the products that run, so that a slow machine can be told from a slow build
+    assert f"products in {fastrnn._kernels.product_vector_bits()}-bit vectors" in out
     assert f"numpy {np.__version__}, BLAS:" in out
 
 
