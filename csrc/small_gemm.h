@@ -196,8 +196,9 @@ static int fr_gemm_bits(void)
     return fr_gemm_vector_bits >= 256 && avx2 ? 256 : 128;
 }
 
-#define FR_VARIANT(T) (fr_gemm_bits() == 512 ? fr_small_gemm_##T##_avx512 : fr_gemm_bits() == 256 \
-                       ? fr_small_gemm_##T##_avx2 : fr_small_gemm_##T##_sse)
+/* The variant of type T for `bits` from fr_gemm_bits. */
+#define FR_VARIANT(T, bits) ((bits) == 512 ? fr_small_gemm_##T##_avx512 : (bits) == 256 \
+                             ? fr_small_gemm_##T##_avx2 : fr_small_gemm_##T##_sse)
 #else
 static int fr_gemm_bits(void)
 {
@@ -206,7 +207,7 @@ static int fr_gemm_bits(void)
 
 FASTRNN_SMALL_GEMM(fr_small_gemm_f32_sse, float, fr_v4f, 4, 4, 1, 0, )
 FASTRNN_SMALL_GEMM(fr_small_gemm_f64_sse, double, fr_v2d, 2, 4, 1, 0, )
-#define FR_VARIANT(T) fr_small_gemm_##T##_sse
+#define FR_VARIANT(T, bits) fr_small_gemm_##T##_sse
 #endif
 
 /* B is read this many bytes of it at a time (a part of its columns, whole blocks of 2 panels), so
@@ -217,18 +218,23 @@ FASTRNN_SMALL_GEMM(fr_small_gemm_f64_sse, double, fr_v2d, 2, 4, 1, 0, )
  * alike, smaller kernels unchanged (`configure` changes it, for the tests). */
 static Py_ssize_t fr_gemm_part_bytes = 512 * 1024;
 
-#define FASTRNN_SMALL_GEMM_IN_PARTS(NAME, T, VARIANT)                                          \
+/* NAME: the product in parts, each by the variant of type suffix S the CPU runs (picked once). */
+#define FASTRNN_SMALL_GEMM_IN_PARTS(NAME, T, S)                                                 \
 static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *a, Py_ssize_t lda,          \
                  const T *b, Py_ssize_t ldb, const T *packed, T beta, T *c, Py_ssize_t ldc)     \
 {                                                                                               \
+    const int bits = fr_gemm_bits();                                                            \
+    void (*variant)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const T *, Py_ssize_t, const T *,       \
+                    Py_ssize_t, const T *, T, T *, Py_ssize_t) = FR_VARIANT(S, bits);           \
+    (void)bits;   /* (one variant only off x86-64 Linux) */                                     \
     const Py_ssize_t block = 2 * FR_PANEL_BYTES / sizeof(T);                                    \
     Py_ssize_t width = fr_gemm_part_bytes / (Py_ssize_t)sizeof(T) / (k > 0 ? k : 1) / block * block; \
     width = width < block ? block : width;                                                      \
     for (Py_ssize_t j = 0; j < n; j += width)                                                   \
-        VARIANT(m, n - j < width ? n - j : width, k, a, lda, b + j, ldb,                       \
-                 packed ? packed + j * k : NULL, beta, c + j, ldc);                             \
+        variant(m, n - j < width ? n - j : width, k, a, lda, b + j, ldb,                        \
+                packed ? packed + j * k : NULL, beta, c + j, ldc);                              \
 }
-FASTRNN_SMALL_GEMM_IN_PARTS(fr_small_gemm_f32, float, FR_VARIANT(f32))
-FASTRNN_SMALL_GEMM_IN_PARTS(fr_small_gemm_f64, double, FR_VARIANT(f64))
+FASTRNN_SMALL_GEMM_IN_PARTS(fr_small_gemm_f32, float, f32)
+FASTRNN_SMALL_GEMM_IN_PARTS(fr_small_gemm_f64, double, f64)
 
 #endif
