@@ -1,4 +1,5 @@
-/* Row-major C = A @ B + beta * C, beta 0 or 1, for the small products of the recurrent kernels.
+/* Row-major C = A @ B + beta * C, beta 0 or 1, or C = A @ B + a bias row, for the small products
+ * of the recurrent kernels.
  *
  * Why: a BLAS call has a fixed cost of several microseconds (argument checks, buffer
  * allocation, thread decisions), more than the whole product when the batch is a few rows,
@@ -22,6 +23,21 @@
 /* B is packed in panels of 64 bytes of columns (16 floats, 8 doubles), whatever the vector
  * width: NV vectors of L lanes each. */
 #define FR_PANEL_BYTES 64
+
+/* Stores the vector `sum` of products at c_j, column j of C: plus the bias row's columns there
+ * when there is one, else plus beta times what c_j holds (beta 0 or 1). */
+#define FR_STORE(c_j, sum, j, V)                                                                \
+    {                                                                                           \
+        V total = (sum), add;                                                                   \
+        if (bias) {                                                                             \
+            memcpy(&add, bias + (j), sizeof add);                                               \
+            total += add;                                                                       \
+        } else if (beta != 0) {                                                                 \
+            memcpy(&add, (c_j), sizeof add);                                                    \
+            total += add;                                                                       \
+        }                                                                                       \
+        memcpy((c_j), &total, sizeof total);                                                    \
+    }
 
 /* Register-blocked micro-kernels: a block of 6 (or 4) rows by one panel of C (two with AVX-512,
  * whose vector is a whole panel) stays in vector accumulators while p runs over k, so each step
@@ -55,13 +71,8 @@
                         acc[q] += a_ip * b_q;                                                   \
                     }                                                                           \
                 }                                                                               \
-                for (int q = 0; q < (W); q++) {                                                 \
-                    T *c_q = c + i * ldc + j + q * L;                                           \
-                    V old;                                                                      \
-                    memcpy(&old, c_q, sizeof old);                                              \
-                    V sum = beta == 0 ? acc[q] : acc[q] + old;                                  \
-                    memcpy(c_q, &sum, sizeof sum);                                              \
-                }                                                                               \
+                for (int q = 0; q < (W); q++)                                                   \
+                    FR_STORE(c + i * ldc + j + q * L, acc[q], j + q * L, V)                     \
             }                                                                                   \
         }                                                                                       \
         n_wide = n_end;                                                                         \
@@ -91,15 +102,9 @@
                         acc[r][q] += a_rp * b_p[q];                                             \
                 }                                                                               \
             }                                                                                   \
-            for (int r = 0; r < (R); r++) {                                                     \
-                T *c_r = c + (i + r) * ldc + j;                                                 \
-                for (int q = 0; q < (W); q++) {                                                 \
-                    V old;                                                                      \
-                    memcpy(&old, c_r + q * L, sizeof old);                                      \
-                    V sum = beta == 0 ? acc[r][q] : acc[r][q] + old;                            \
-                    memcpy(c_r + q * L, &sum, sizeof sum);                                      \
-                }                                                                               \
-            }                                                                                   \
+            for (int r = 0; r < (R); r++)                                                       \
+                for (int q = 0; q < (W); q++)                                                   \
+                    FR_STORE(c + (i + r) * ldc + j + q * L, acc[r][q], j + q * L, V)            \
         }                                                                                       \
     }
 
@@ -116,13 +121,14 @@ static void PACK(Py_ssize_t n, Py_ssize_t k, const T *b, Py_ssize_t ldb, T *pack
             memcpy(packed, b + p * ldb + j, panel * sizeof(T));                                 \
 }
 
-/* NAME: C = A @ B + beta * C (beta 0 or 1) with vectors V of L lanes of T, NV to a panel, blocks
+/* NAME: C = A @ B + beta * C (beta 0 or 1), or with `bias` (n values) C = A @ B + bias in every
+ * row, with vectors V of L lanes of T, NV to a panel, blocks
  * of PANELS panels side by side, of 6 rows where ROWS6; ATTRIBUTES (a target) before it. `packed`
  * is B as the PACK of FASTRNN_PACK_PANELS lays it out, or NULL to read B in place. */
 #define FASTRNN_SMALL_GEMM(NAME, T, V, L, NV, PANELS, ROWS6, ATTRIBUTES)                        \
 ATTRIBUTES static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,                           \
                             const T *a, Py_ssize_t lda, const T *b, Py_ssize_t ldb,             \
-                            const T *packed, T beta, T *c, Py_ssize_t ldc)                      \
+                            const T *packed, T beta, const T *bias, T *c, Py_ssize_t ldc)       \
 {                                                                                               \
     const Py_ssize_t panel = (NV) * L;                                                          \
     /* Blocks of 6 rows, then of 4; of 4 rather than 6 where that leaves no 2 or 3 rows over. */ \
@@ -153,7 +159,8 @@ ATTRIBUTES static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,           
     for (Py_ssize_t i = 0; i < m; i++) {                                                        \
         const Py_ssize_t j0 = i < m_main ? n_main : n_wide;                                     \
         T *c_i = c + i * ldc;                                                                   \
-        if (beta == 0) for (Py_ssize_t j = j0; j < n; j++) c_i[j] = 0;                          \
+        for (Py_ssize_t j = j0; j < n; j++)                                                     \
+            c_i[j] = bias ? bias[j] : beta == 0 ? 0 : c_i[j];                                   \
         for (Py_ssize_t p = 0; p < k; p++) {                                                    \
             const T a_ip = a[i * lda + p];                                                      \
             const T *b_p = b + p * ldb;                                                         \
@@ -221,18 +228,19 @@ static Py_ssize_t fr_gemm_part_bytes = 512 * 1024;
 /* NAME: the product in parts, each by the variant of type suffix S the CPU runs (picked once). */
 #define FASTRNN_SMALL_GEMM_IN_PARTS(NAME, T, S)                                                 \
 static void NAME(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const T *a, Py_ssize_t lda,          \
-                 const T *b, Py_ssize_t ldb, const T *packed, T beta, T *c, Py_ssize_t ldc)     \
+                 const T *b, Py_ssize_t ldb, const T *packed, T beta, const T *bias, T *c,      \
+                 Py_ssize_t ldc)                                                                \
 {                                                                                               \
     const int bits = fr_gemm_bits();                                                            \
     void (*variant)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const T *, Py_ssize_t, const T *,       \
-                    Py_ssize_t, const T *, T, T *, Py_ssize_t) = FR_VARIANT(S, bits);           \
+                    Py_ssize_t, const T *, T, const T *, T *, Py_ssize_t) = FR_VARIANT(S, bits); \
     (void)bits;   /* (one variant only off x86-64 Linux) */                                     \
     const Py_ssize_t block = 2 * FR_PANEL_BYTES / sizeof(T);                                    \
     Py_ssize_t width = fr_gemm_part_bytes / (Py_ssize_t)sizeof(T) / (k > 0 ? k : 1) / block * block; \
     width = width < block ? block : width;                                                      \
     for (Py_ssize_t j = 0; j < n; j += width)                                                   \
         variant(m, n - j < width ? n - j : width, k, a, lda, b + j, ldb,                        \
-                packed ? packed + j * k : NULL, beta, c + j, ldc);                              \
+                packed ? packed + j * k : NULL, beta, bias ? bias + j : NULL, c + j, ldc);      \
 }
 FASTRNN_SMALL_GEMM_IN_PARTS(fr_small_gemm_f32, float, f32)
 FASTRNN_SMALL_GEMM_IN_PARTS(fr_small_gemm_f64, double, f64)
