@@ -40,6 +40,16 @@ MAX_TEAM_PARTS = 64   # the team's largest size (FR_TEAM_MAX in csrc/team.h)
 # parts of 8-16 rows (batch 32 or 64) no gain.
 PARTS_PER_THREAD = 4
 MIN_ROWS_PER_SPARE_PART = 32
+# A layer whose weights take more than this many bytes is not split by rows on the team: its
+# threads share each step instead (the kernels' slices), each reading its own columns of the
+# weights at every step where a row part reads all of them, twice the traffic from beyond L2.
+# Measured in turns, 2 threads, slices against row parts on a quiet machine: LSTM 64x100x256x512
+# (6 MB of weights) 1.05-1.19x, GRU 64x100x256x512 1.07-1.40x, SimpleRNN 64x100x256x512 (1.5 MB)
+# 1.15x, LSTM 128x50x256x512 1.15-1.16x, LSTM 256x50x128x256 (1.5 MB) 0.90-1.35x (three of four
+# runs above 1.18x), GRU 256x50x128x256 1.11x; below the bound, mixed (LSTM 32x100x64x128,
+# 384 KB, 0.94-1.08x). With a busy process beside them, row parts keep their lead (slices
+# 0.81-0.85x): a thread whose core is taken holds up every step of its slice.
+SLICES_FROM_WEIGHT_BYTES = 1 << 20
 
 _pool = None
 _pool_size = 0

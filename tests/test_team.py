@@ -255,6 +255,30 @@ def test_row_parts_on_the_team_from_a_lower_threshold(tuned, parts_per_call):
         fastrnn.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru", "gru_reset_before", "lstm_projected"])
+def test_large_weights_share_steps_instead_of_rows(tuned, parts_per_call, monkeypatch, cell):
+    """A layer with more than SLICES_FROM_WEIGHT_BYTES of weights shares each step among the
+    team's threads rather than splitting its batch into row parts (unless its kernel cannot share
+    a step: then the rows are split as before); at the bound it is split by rows."""
+    tuned(threads=2, min_step_work=0)
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
+    previous = fastrnn.num_threads()
+    fastrnn.set_num_threads(2)
+    try:
+        layer = make_layer(cell, "float32", return_sequences=True)
+        x, mask, _ = make_inputs(layer, 8, 6)
+        expected = on_reference(lambda: layer(x, mask=mask))
+        for bound, split in ((layer._step_work * 4, True), (layer._step_work * 4 - 1, cell in ONE_THREAD)):
+            monkeypatch.setattr(parallel, "SLICES_FROM_WEIGHT_BYTES", bound)
+            parts_per_call.clear()
+            before = _kernels.calls_on_several_threads()
+            assert_close(layer(x, mask=mask), expected, "float32")
+            assert parts_per_call == ([2] if split else []), bound
+            assert _kernels.calls_on_several_threads() == before + 1    # on two threads either way
+    finally:
+        fastrnn.set_num_threads(previous)
+
+
 BIDIRECTIONAL = list(itertools.product(["lstm", "gru"], [2, 4], [1, 13]))
 
 
