@@ -426,6 +426,29 @@ def test_avx2_and_avx512_products_give_the_same_bits(tuned, cell, dtype, batch, 
         np.testing.assert_array_equal(a, b)
 
 
+def test_avx512_products_take_larger_products_than_avx2(tuned):
+    """A recurrent product of 2**27 multiply-adds (batch 128, LSTM(512)) runs in small_gemm.h
+    with its kernel packed where the products are AVX-512 (`runs_packed`), in BLAS where they
+    are AVX2 (one packing fewer: the input kernel's, packed in both); both match the reference."""
+    force_vectors(tuned, 512)
+    tuned(threads=1)
+    previous = fastrnn.num_threads()
+    fastrnn.set_num_threads(1)
+    try:
+        layer = make_layer("lstm", "float32", units=512, return_sequences=True)
+        x, _, _ = make_inputs(layer, 128, 2)
+        expected = on_reference(lambda: layer(x))
+        packings = {}
+        for bits in (512, 256):
+            tuned(vector_bits=bits)
+            before = _kernels.kernels_packed()
+            assert_close(layer(x), expected, "float32")
+            packings[bits] = _kernels.kernels_packed() - before
+        assert packings[512] == packings[256] + 1, packings
+    finally:
+        fastrnn.set_num_threads(previous)
+
+
 def test_configure_refuses_a_bad_setting_and_changes_nothing(tuned):
     before = _kernels.configure()
     with pytest.raises(ValueError, match="vector_bits must be 128, 256 or 512, got 384"):
