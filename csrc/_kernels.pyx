@@ -110,24 +110,26 @@ cdef extern from "small_gemm.h":
 # once per call (pack_recurrent_kernel) runs there up to 2**27, faster than a one-thread BLAS, which packs
 # it again at every step (29% of an LSTM 32x100x256x512 in BLAS): 1.43-1.44x at 2**25
 # (SimpleRNN 32x100x256x512, LSTM 32x100x256x512), 1.06-1.40x between 2**25 and 2**27,
-# 0.95-1.10x between 2**27 and 2**28 (AVX2 products; in AVX-512 0.64-0.70x there, where the
-# AVX-512 ones run up to SMALL_GEMM_PACKED_AVX512, below).
+# 0.95-1.10x between 2**27 and 2**28 (measured with the AVX2 products; on the AVX-512 machine
+# the AVX2 ones ran 0.64-0.70x there).
 cdef Py_ssize_t SMALL_GEMM = 1 << 25
 cdef Py_ssize_t SMALL_GEMM_PACKED = 1 << 27
-# The AVX-512 products, reading B in parts that stay in L2, outrun a one-thread BLAS on larger
-# products too, as long as the packed copy is at most PACKED_MOST elements (64 MB in float32).
-# Float32, side by side against the bound above, one thread: LSTM 128x50x256x512 (recurrent
-# product 2**27) 1.34x, GRU 256x20x256x512 1.21x, LSTM 512x10x256x512 (2**29) 1.12x; two threads
-# (each step's slices, the projection's chunks): LSTM 64x100x256x512 1.04-1.08x,
-# 128x50x256x512 1.06x, 512x10x256x512 1.10x. Float64 0.98x.
+# The float32 AVX-512 products, reading B in parts that stay in L2, outrun a one-thread BLAS on
+# larger products too, as long as the packed copy takes at most PACKED_MAX_BYTES. Side by side
+# against the bound above, one thread: LSTM 128x50x256x512 (recurrent product 2**27) 1.34x, GRU
+# 256x20x256x512 1.21x, LSTM 512x10x256x512 (2**29) 1.12x; two threads (each step's slices, the
+# projection's chunks): LSTM 64x100x256x512 1.04-1.08x, 128x50x256x512 1.06x, 512x10x256x512
+# 1.10x. Float64 gained nothing (0.98x) and keeps the bound above.
 cdef Py_ssize_t SMALL_GEMM_PACKED_AVX512 = 1 << 30
-cdef Py_ssize_t PACKED_MOST = 1 << 24
+cdef Py_ssize_t PACKED_MAX_BYTES = 1 << 26
 
 
-cdef inline bint runs_packed(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
-    """Whether an (m, k) by (k, n) product with B packed runs in small_gemm.h rather than BLAS."""
+cdef inline bint runs_packed(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, size_t size) noexcept nogil:
+    """Whether an (m, k) by (k, n) product of `size`-byte elements, B packed, runs in
+    small_gemm.h rather than BLAS."""
     return m * n * k < SMALL_GEMM_PACKED or (
-        m * n * k < SMALL_GEMM_PACKED_AVX512 and n * k <= PACKED_MOST and fr_gemm_bits() == 512)
+        size == 4 and m * n * k < SMALL_GEMM_PACKED_AVX512 and n * k * 4 <= PACKED_MAX_BYTES
+        and fr_gemm_bits() == 512)
 
 # The input projection runs a chunk of steps at a time, just before they are needed, so that its
 # output is read from cache: enough steps for PROJECTED_ELEMENTS values and PROJECTED_ROWS rows
@@ -301,7 +303,7 @@ cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* 
     cdef int m_ = <int> m, n_ = <int> n, k_ = <int> k, lda_ = <int> lda, ldb_ = <int> ldb, ldc_ = <int> ldc
     cdef floating one = 1
     cdef Py_ssize_t r
-    if (m * n * k < small) if packed == NULL else runs_packed(m, n, k):
+    if (m * n * k < small) if packed == NULL else runs_packed(m, n, k, sizeof(floating)):
         if floating is float:
             fr_small_gemm_f32(m, n, k, a, lda, b, ldb, packed, beta, bias, c, ldc)
         else:
@@ -468,7 +470,7 @@ cdef bint packs(const Call* k, Py_ssize_t columns, Py_ssize_t timesteps) noexcep
     lone rows read it) with a kernel under 16 KB, which they read from L1 in place as fast
     (packed, a 1x20x16x32 GRU ran 8% slower; a 1x100x32x64 LSTM, 64 KB, 1.16x faster)."""
     return not (timesteps < 2 or (k.cell == GRU_CELL and not k.reset_after)
-                or not runs_packed(k.batch, columns, k.state)
+                or not runs_packed(k.batch, columns, k.state, itemsize(k))
                 or (k.batch < 4 and columns * k.state * itemsize(k) < 16384))
 
 
@@ -690,7 +692,7 @@ cdef inline bint packs_kernel(const Call* k, Py_ssize_t chunk, Py_ssize_t column
     panels are copied once. Side by side on one thread: LSTM 32x100x64x128 1.06x (two threads
     1.03x), 1024x20x64x64 1.05x, 256x50x128x256 1.03x, GRU 32x100x64x128 1.05x, SimpleRNN
     32x100x64x128 1.03x, 4x2000x16x32 0.99-1.02x."""
-    return chunk < k.timesteps and runs_packed(chunk * k.batch, columns, k.inputs)
+    return chunk < k.timesteps and runs_packed(chunk * k.batch, columns, k.inputs, itemsize(k))
 
 
 cdef Py_ssize_t x_lda(const Call* k, Py_ssize_t steps) noexcept nogil:
@@ -1252,6 +1254,16 @@ cdef object check_call(Call* k, function, tuple arguments, bint step=False):
     if step:
         k.x = NULL      # the stand-in dies here
     return h
+
+
+def threads_for_call(function, arguments):
+    """How many threads a call of `function`, one of this module's kernels, on `arguments` would
+    share each of its steps among (one where its steps cannot be shared or are too small to pay):
+    fastrnn/recurrent.py splits the batch of a layer with large weights into row parts only where
+    this is one."""
+    cdef Call call
+    check_call(&call, function, tuple(arguments))
+    return threads_for(&call)
 
 
 def run_parts(parts):

@@ -26,7 +26,7 @@
 
 /* Stores the vector `sum` of products at c_j, column j of C: plus the bias row's columns there
  * when there is one, else plus beta times what c_j holds (beta 0 or 1). */
-#define FR_STORE(c_j, sum, j, V)                                                                \
+#define FR_STORE(c_j, sum, j, bias, beta, V)                                                    \
     {                                                                                           \
         V total = (sum), add;                                                                   \
         if (bias) {                                                                             \
@@ -72,7 +72,7 @@
                     }                                                                           \
                 }                                                                               \
                 for (int q = 0; q < (W); q++)                                                   \
-                    FR_STORE(c + i * ldc + j + q * L, acc[q], j + q * L, V)                     \
+                    FR_STORE(c + i * ldc + j + q * L, acc[q], j + q * L, bias, beta, V)         \
             }                                                                                   \
         }                                                                                       \
         n_wide = n_end;                                                                         \
@@ -104,7 +104,7 @@
             }                                                                                   \
             for (int r = 0; r < (R); r++)                                                       \
                 for (int q = 0; q < (W); q++)                                                   \
-                    FR_STORE(c + (i + r) * ldc + j + q * L, acc[r][q], j + q * L, V)            \
+                    FR_STORE(c + (i + r) * ldc + j + q * L, acc[r][q], j + q * L, bias, beta, V) \
         }                                                                                       \
     }
 

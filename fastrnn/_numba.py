@@ -50,7 +50,7 @@ def _clip(x, lo, hi):
 
 @jit
 def activate(v, activation):
-    """Apply the activation with code `activation` to the row `v` in place."""
+    """Apply the activation with code `activation` to `v` (a row, or a whole step flattened) in place."""
     n = v.shape[0]
     if activation == TANH:
         fast_math.tanh_row(v)

@@ -35,9 +35,11 @@ def _run_calls(x, calls, step_work):
     rows, team = (), False
     if work >= 2 * parallel.MIN_WORK_PER_TEAM_PART or work >= 2 * parallel.MIN_WORK_PER_PART:   # else no split
         rows, team = parallel.batch_parts(batch, timesteps * step_work, kernels, len(calls))
-    if (team and len(calls) == 1 and calls[0][0]._shares_steps
-            and step_work * x.itemsize > parallel.SLICES_FROM_WEIGHT_BYTES):
-        rows = ()   # its weights are large: the kernel's threads share each step instead
+    if rows and team and len(calls) == 1 and step_work * x.itemsize > parallel.SLICES_FROM_WEIGHT_BYTES:
+        # Large weights: the kernel's threads share each step instead, where its steps can be shared.
+        layer, mask, states, sequence = calls[0]
+        if kernels.threads_for_call(*layer._kernel_call(kernels, x, mask, states, sequence)) > 1:
+            rows = ()
     if rows:
         _run_parts(kernels, x, [call + (part,) for call in calls for part in rows], team)
     elif batch:     # (the kernels may still share each step among their threads)
@@ -75,9 +77,6 @@ class _RNN(Layer):
     """Weights, dtype and call orchestration shared by SimpleRNN, LSTM and GRU."""
 
     _gates = 1
-    # Whether the compiled kernels can share each step of a call among threads (`threads_for` in
-    # csrc/_kernels.pyx): not an LSTM with a projection or a GRU resetting before its product.
-    _shares_steps = True
     _n_states = 1
     _has_recurrent_activation = False
     _has_weights = True
@@ -511,10 +510,6 @@ class LSTM(_RNN):
         # ... and the projection, or the empty one that means none.
         return super()._laid_out() + (self.projection if self.proj_size else _EMPTY_PROJECTION[self.dtype],)
 
-    @property
-    def _shares_steps(self):
-        return not self.proj_size
-
     def _kernel_call(self, kernels, x, mask, states, sequence):
         kernel, bias, recurrent_kernel, projection = self._kernel_weights
         return kernels.lstm, (x, kernel, bias, recurrent_kernel, projection, mask, self._activation,
@@ -584,10 +579,6 @@ class GRU(_RNN):
         else:
             input_bias, recurrent_bias = (self.bias if self.use_bias else zeros), zeros
         return self.kernel, input_bias, self.recurrent_kernel, recurrent_bias
-
-    @property
-    def _shares_steps(self):
-        return self.reset_after
 
     def _kernel_call(self, kernels, x, mask, states, sequence):
         kernel, input_bias, recurrent_kernel, recurrent_bias = self._kernel_weights

@@ -255,8 +255,11 @@ def test_row_parts_on_the_team_from_a_lower_threshold(tuned, parts_per_call):
         fastrnn.set_num_threads(previous)
 
 
-@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru", "gru_reset_before", "lstm_projected"])
-def test_large_weights_share_steps_instead_of_rows(tuned, parts_per_call, monkeypatch, cell):
+LARGE_WEIGHTS = list(itertools.product(CELLS, DTYPES))
+
+
+@pytest.mark.parametrize("cell, dtype", LARGE_WEIGHTS, ids=["%s-%s" % c for c in LARGE_WEIGHTS])
+def test_large_weights_share_steps_instead_of_rows(tuned, parts_per_call, monkeypatch, cell, dtype):
     """A layer with more than SLICES_FROM_WEIGHT_BYTES of weights shares each step among the
     team's threads rather than splitting its batch into row parts (unless its kernel cannot share
     a step: then the rows are split as before); at the bound it is split by rows."""
@@ -265,16 +268,37 @@ def test_large_weights_share_steps_instead_of_rows(tuned, parts_per_call, monkey
     previous = fastrnn.num_threads()
     fastrnn.set_num_threads(2)
     try:
-        layer = make_layer(cell, "float32", return_sequences=True)
+        layer = make_layer(cell, dtype, return_sequences=True)
         x, mask, _ = make_inputs(layer, 8, 6)
         expected = on_reference(lambda: layer(x, mask=mask))
-        for bound, split in ((layer._step_work * 4, True), (layer._step_work * 4 - 1, cell in ONE_THREAD)):
+        weight_bytes = layer._step_work * np.dtype(dtype).itemsize
+        for bound, split in ((weight_bytes, True), (weight_bytes - 1, cell in ONE_THREAD)):
             monkeypatch.setattr(parallel, "SLICES_FROM_WEIGHT_BYTES", bound)
             parts_per_call.clear()
             before = _kernels.calls_on_several_threads()
-            assert_close(layer(x, mask=mask), expected, "float32")
+            assert_close(layer(x, mask=mask), expected, dtype)
             assert parts_per_call == ([2] if split else []), bound
             assert _kernels.calls_on_several_threads() == before + 1    # on two threads either way
+    finally:
+        fastrnn.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("units, timesteps", [(72, 1), (16, 6)], ids=["one-step", "16-units"])
+def test_large_weights_split_by_rows_where_steps_cannot_be_shared(tuned, parts_per_call, monkeypatch, units,
+                                                                  timesteps):
+    """Where the kernel would run a large-weight layer's steps on one thread (a single step, or a
+    cache line of units or less), its batch is still split into row parts."""
+    tuned(threads=2, min_step_work=0)
+    monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
+    monkeypatch.setattr(parallel, "SLICES_FROM_WEIGHT_BYTES", 0)
+    previous = fastrnn.num_threads()
+    fastrnn.set_num_threads(2)
+    try:
+        layer = make_layer("lstm", "float32", units=units, return_sequences=True)
+        x, mask, _ = make_inputs(layer, 8, timesteps)
+        expected = on_reference(lambda: layer(x, mask=mask))
+        assert_close(layer(x, mask=mask), expected, "float32")
+        assert parts_per_call == [2]
     finally:
         fastrnn.set_num_threads(previous)
 
@@ -426,25 +450,27 @@ def test_avx2_and_avx512_products_give_the_same_bits(tuned, cell, dtype, batch, 
         np.testing.assert_array_equal(a, b)
 
 
-def test_avx512_products_take_larger_products_than_avx2(tuned):
-    """A recurrent product of 2**27 multiply-adds (batch 128, LSTM(512)) runs in small_gemm.h
-    with its kernel packed where the products are AVX-512 (`runs_packed`), in BLAS where they
-    are AVX2 (one packing fewer: the input kernel's, packed in both); both match the reference."""
+@pytest.mark.parametrize("dtype, more", [("float32", 1), ("float64", 0)])
+def test_avx512_products_take_larger_products_than_avx2(tuned, dtype, more):
+    """A float32 recurrent product of 2**27 multiply-adds (batch 128, LSTM(512)) runs in
+    small_gemm.h with its kernel packed where the products are AVX-512 (`runs_packed`), in BLAS
+    where they are AVX2 (one packing fewer: the input kernel's, packed in both); float64 runs in
+    BLAS in both. All match the reference."""
     force_vectors(tuned, 512)
     tuned(threads=1)
     previous = fastrnn.num_threads()
     fastrnn.set_num_threads(1)
     try:
-        layer = make_layer("lstm", "float32", units=512, return_sequences=True)
+        layer = make_layer("lstm", dtype, units=512, return_sequences=True)
         x, _, _ = make_inputs(layer, 128, 2)
         expected = on_reference(lambda: layer(x))
         packings = {}
         for bits in (512, 256):
             tuned(vector_bits=bits)
             before = _kernels.kernels_packed()
-            assert_close(layer(x), expected, "float32")
+            assert_close(layer(x), expected, dtype)
             packings[bits] = _kernels.kernels_packed() - before
-        assert packings[512] == packings[256] + 1, packings
+        assert packings[512] == packings[256] + more, packings
     finally:
         fastrnn.set_num_threads(previous)
 
