@@ -44,6 +44,14 @@ def tuned():
 
 
 @pytest.fixture
+def num_threads():
+    """fastrnn.set_num_threads for one test, restored after it."""
+    previous = fastrnn.num_threads()
+    yield fastrnn.set_num_threads
+    fastrnn.set_num_threads(previous)
+
+
+@pytest.fixture
 def parts_per_call(monkeypatch):
     """The number of parts of each `run_parts` call made during the test, in order."""
     sizes = []
@@ -259,48 +267,40 @@ LARGE_WEIGHTS = list(itertools.product(CELLS, DTYPES))
 
 
 @pytest.mark.parametrize("cell, dtype", LARGE_WEIGHTS, ids=["%s-%s" % c for c in LARGE_WEIGHTS])
-def test_large_weights_share_steps_instead_of_rows(tuned, parts_per_call, monkeypatch, cell, dtype):
+def test_large_weights_share_steps_instead_of_rows(tuned, num_threads, parts_per_call, monkeypatch, cell, dtype):
     """A layer with more than SLICES_FROM_WEIGHT_BYTES of weights shares each step among the
     team's threads rather than splitting its batch into row parts (unless its kernel cannot share
     a step: then the rows are split as before); at the bound it is split by rows."""
     tuned(threads=2, min_step_work=0)
     monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
-    previous = fastrnn.num_threads()
-    fastrnn.set_num_threads(2)
-    try:
-        layer = make_layer(cell, dtype, return_sequences=True)
-        x, mask, _ = make_inputs(layer, 8, 6)
-        expected = on_reference(lambda: layer(x, mask=mask))
-        weight_bytes = layer._step_work * np.dtype(dtype).itemsize
-        for bound, split in ((weight_bytes, True), (weight_bytes - 1, cell in ONE_THREAD)):
-            monkeypatch.setattr(parallel, "SLICES_FROM_WEIGHT_BYTES", bound)
-            parts_per_call.clear()
-            before = _kernels.calls_on_several_threads()
-            assert_close(layer(x, mask=mask), expected, dtype)
-            assert parts_per_call == ([2] if split else []), bound
-            assert _kernels.calls_on_several_threads() == before + 1    # on two threads either way
-    finally:
-        fastrnn.set_num_threads(previous)
+    num_threads(2)
+    layer = make_layer(cell, dtype, return_sequences=True)
+    x, mask, _ = make_inputs(layer, 8, 6)
+    expected = on_reference(lambda: layer(x, mask=mask))
+    weight_bytes = layer._step_work * np.dtype(dtype).itemsize
+    for bound, split in ((weight_bytes, True), (weight_bytes - 1, cell in ONE_THREAD)):
+        monkeypatch.setattr(parallel, "SLICES_FROM_WEIGHT_BYTES", bound)
+        parts_per_call.clear()
+        before = _kernels.calls_on_several_threads()
+        assert_close(layer(x, mask=mask), expected, dtype)
+        assert parts_per_call == ([2] if split else []), bound
+        assert _kernels.calls_on_several_threads() == before + 1    # on two threads either way
 
 
 @pytest.mark.parametrize("units, timesteps", [(72, 1), (16, 6)], ids=["one-step", "16-units"])
-def test_large_weights_split_by_rows_where_steps_cannot_be_shared(tuned, parts_per_call, monkeypatch, units,
+def test_large_weights_split_by_rows_where_steps_cannot_be_shared(tuned, num_threads, parts_per_call, monkeypatch, units,
                                                                   timesteps):
     """Where the kernel would run a large-weight layer's steps on one thread (a single step, or a
     cache line of units or less), its batch is still split into row parts."""
     tuned(threads=2, min_step_work=0)
     monkeypatch.setattr(parallel, "MIN_WORK_PER_TEAM_PART", 1)
     monkeypatch.setattr(parallel, "SLICES_FROM_WEIGHT_BYTES", 0)
-    previous = fastrnn.num_threads()
-    fastrnn.set_num_threads(2)
-    try:
-        layer = make_layer("lstm", "float32", units=units, return_sequences=True)
-        x, mask, _ = make_inputs(layer, 8, timesteps)
-        expected = on_reference(lambda: layer(x, mask=mask))
-        assert_close(layer(x, mask=mask), expected, "float32")
-        assert parts_per_call == [2]
-    finally:
-        fastrnn.set_num_threads(previous)
+    num_threads(2)
+    layer = make_layer("lstm", "float32", units=units, return_sequences=True)
+    x, mask, _ = make_inputs(layer, 8, timesteps)
+    expected = on_reference(lambda: layer(x, mask=mask))
+    assert_close(layer(x, mask=mask), expected, "float32")
+    assert parts_per_call == [2]
 
 
 BIDIRECTIONAL = list(itertools.product(["lstm", "gru"], [2, 4], [1, 13]))
@@ -451,28 +451,24 @@ def test_avx2_and_avx512_products_give_the_same_bits(tuned, cell, dtype, batch, 
 
 
 @pytest.mark.parametrize("dtype, more", [("float32", 1), ("float64", 0)])
-def test_avx512_products_take_larger_products_than_avx2(tuned, dtype, more):
+def test_avx512_products_take_larger_products_than_avx2(tuned, num_threads, dtype, more):
     """A float32 recurrent product of 2**27 multiply-adds (batch 128, LSTM(512)) runs in
     small_gemm.h with its kernel packed where the products are AVX-512 (`runs_packed`), in BLAS
     where they are AVX2 (one packing fewer: the input kernel's, packed in both); float64 runs in
     BLAS in both. All match the reference."""
     force_vectors(tuned, 512)
     tuned(threads=1)
-    previous = fastrnn.num_threads()
-    fastrnn.set_num_threads(1)
-    try:
-        layer = make_layer("lstm", dtype, units=512, return_sequences=True)
-        x, _, _ = make_inputs(layer, 128, 2)
-        expected = on_reference(lambda: layer(x))
-        packings = {}
-        for bits in (512, 256):
-            tuned(vector_bits=bits)
-            before = _kernels.kernels_packed()
-            assert_close(layer(x), expected, dtype)
-            packings[bits] = _kernels.kernels_packed() - before
-        assert packings[512] == packings[256] + more, packings
-    finally:
-        fastrnn.set_num_threads(previous)
+    num_threads(1)
+    layer = make_layer("lstm", dtype, units=512, return_sequences=True)
+    x, _, _ = make_inputs(layer, 128, 2)
+    expected = on_reference(lambda: layer(x))
+    packings = {}
+    for bits in (512, 256):
+        tuned(vector_bits=bits)
+        before = _kernels.kernels_packed()
+        assert_close(layer(x), expected, dtype)
+        packings[bits] = _kernels.kernels_packed() - before
+    assert packings[512] == packings[256] + more, packings
 
 
 def test_configure_refuses_a_bad_setting_and_changes_nothing(tuned):
