@@ -33,6 +33,7 @@ from cython cimport floating
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 from libc.limits cimport INT_MAX
 from libc.math cimport erf, erff, exp, expf, expm1, expm1f, log1p, log1pf, tanh, tanhf
+from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
@@ -529,6 +530,7 @@ cdef extern from "team.h":
     bint fr_queue_claim(fr_queue* queue, int lane, long long item) noexcept nogil
     void fr_queue_wait(fr_queue* queue, long long count) noexcept nogil
     void fr_queue_done(fr_queue* queue) noexcept nogil
+    int64_t fr_now_ns() noexcept nogil
 
 fr_team_init()
 
@@ -1042,15 +1044,54 @@ cdef struct Parts:
     fr_queue queue
 
 
+# Each team thread's speed in the row parts it ran lately, multiply-adds per nanosecond (0 while
+# unknown), from which fastrnn/parallel.py sizes a batch's parts, one per thread. This VM's two
+# vCPUs were not equally fast from one minute to the next: two equal parts of an LSTM
+# 32x100x64x128 took 4.6 and 3.4 ms, and the call waited for the slower.
+cdef double part_speed[FR_TEAM_MAX]
+cdef int64_t PART_TIMED_NS = 100000     # shorter parts are not timed: too noisy
+
+
+cdef inline void note_speed(int id, const Call* k, int64_t elapsed) noexcept nogil:
+    """Fold a part's speed into thread id's (a moving average: one part preempted by the host
+    moves it a quarter of the way)."""
+    if elapsed < PART_TIMED_NS:
+        return
+    cdef double speed = <double> k.batch * k.timesteps * gates_of(k) * k.units * (k.inputs + k.state) / elapsed
+    part_speed[id] = speed if part_speed[id] == 0 else 0.75 * part_speed[id] + 0.25 * speed
+
+
 cdef void work_parts(void* arg, int id, int n) noexcept nogil:
     cdef Parts* parts = <Parts*> arg
     cdef int i, j
+    cdef int64_t start
     for i in range(parts.count):
         j = (id + i) % parts.count
         if not fr_queue_claim(&parts.queue, j, 0):
             continue
+        start = fr_now_ns()
         start_plan(&parts.plans[j])
         work(&parts.plans[j], 0, 1)
+        note_speed(id, parts.plans[j].k, fr_now_ns() - start)
+
+
+def part_shares(int n):
+    """The shares of a batch's rows for the team's threads 0 to n - 1 (the caller first), one part
+    each (`run_parts` gives part i to thread i unless it is late): in proportion to their speeds in
+    recent parts, each speed counted within 2/3 and 3/2 of their mean; None while one is unknown."""
+    if not 1 <= n <= FR_TEAM_MAX:
+        raise ValueError(f"part_shares takes 1 to {FR_TEAM_MAX} threads, got {n}")
+    speeds = [part_speed[i] for i in range(n)]
+    if min(speeds) <= 0:
+        return None
+    mean = sum(speeds) / n
+    speeds = [min(max(speed, mean * 2 / 3), mean * 1.5) for speed in speeds]
+    return [speed / sum(speeds) for speed in speeds]
+
+
+def forget_part_speeds():
+    """Forget the threads' measured speeds (for the tests; the next splits are equal)."""
+    memset(part_speed, 0, sizeof(part_speed))
 
 
 cdef int share_packing(Call* calls, int j, void** owned, int* n_owned) except -1 nogil:

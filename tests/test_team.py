@@ -482,6 +482,46 @@ def test_configure_refuses_a_bad_setting_and_changes_nothing(tuned):
     assert _kernels.configure() == before
 
 
+SHARED_ROWS = [(32, (0.57, 0.43), [18, 14]), (33, (0.57, 0.43), [18, 15]), (16, (0.6, 0.4), [10, 6]),
+               (8, (0.6, 0.4), [4, 4]), (7, (0.6, 0.4), [4, 3]), (12, (0.1, 0.1, 0.8), [4, 4, 4]),
+               (32, None, [16, 16])]
+
+
+@pytest.mark.parametrize("batch, shares, sizes", SHARED_ROWS)
+def test_row_parts_follow_the_threads_shares(batch, shares, sizes):
+    """Row parts sized by the threads' shares have an even number of rows, 4 or more (no lone
+    row for small_gemm.h), where the batch allows it; else, and without shares, they are equal."""
+    parts = parallel.row_parts(batch, 1 << 40, team=True, threads=len(sizes), shares=shares)
+    assert [part.stop - part.start for part in parts] == sizes
+    assert parts[0].start == 0 and parts[-1].stop == batch
+
+
+def test_part_shares_follow_the_measured_speeds(tuned, num_threads, parts_per_call, monkeypatch):
+    """The team times each row part (`part_shares`: None until every thread has run one, then
+    shares of speeds counted within 2/3 and 3/2 of their mean), and a batch in one part per
+    thread is split by those shares, its outputs those of the reference."""
+    tuned(threads=2)
+    num_threads(2)
+    _kernels.forget_part_speeds()
+    assert _kernels.part_shares(2) is None
+    layer = make_layer("lstm", "float32", units=64, return_sequences=True)
+    x, mask, _ = make_inputs(layer, 32, 400)     # parts of ~1 ms: long enough to be timed
+    expected = on_reference(lambda: layer(x, mask=mask))
+    for _ in range(200):    # until the worker has run a part too (the caller takes both while it is late)
+        assert_close(layer(x, mask=mask), expected, "float32")
+        if _kernels.part_shares(2) is not None:
+            break
+    shares = _kernels.part_shares(2)
+    assert shares is not None and sum(shares) == pytest.approx(1)
+    assert max(shares) <= 2.25 * min(shares) + 1e-9
+    # A split by given shares: 22 and 10 rows, each part's rows still the reference's.
+    monkeypatch.setattr(_kernels, "part_shares", lambda n: [0.7, 0.3])
+    assert parallel.batch_parts(32, 1 << 40, _kernels) == ([slice(0, 22), slice(22, 32)], True)
+    parts_per_call.clear()
+    assert_close(layer(x, mask=mask), expected, "float32")
+    assert parts_per_call == [2]
+
+
 def test_a_large_batch_goes_to_the_team_in_spare_parts(tuned, monkeypatch, parts_per_call):
     """A batch with MIN_ROWS_PER_SPARE_PART rows to spare goes to the team in up to
     PARTS_PER_THREAD parts per thread (claimed as threads come free), none smaller than that,
