@@ -1048,6 +1048,8 @@ cdef struct Parts:
 # unknown), from which fastrnn/parallel.py sizes a batch's parts, one per thread. This VM's two
 # vCPUs were not equally fast from one minute to the next: two equal parts of an LSTM
 # 32x100x64x128 took 4.6 and 3.4 ms, and the call waited for the slower.
+# Written without a lock (by the team's thread id, or by a caller running parts alone while
+# another holds the team): a race can only mix two measured speeds, and a speed only sizes parts.
 cdef double part_speed[FR_TEAM_MAX]
 cdef int64_t PART_TIMED_NS = 100000     # shorter parts are not timed: too noisy
 
