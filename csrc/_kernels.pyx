@@ -640,6 +640,76 @@ cdef int threads_for(const Call* k) noexcept nogil:
     return <int> max(n, 1)
 
 
+# Each team thread's speed in the work it did lately (its row parts, or its slices of a call's
+# steps), multiply-adds per nanosecond, 0 while unknown: a batch's parts, one per thread
+# (fastrnn/parallel.py), and a call's slices are sized by these. This VM's two vCPUs were not
+# equally fast from one minute to the next: two equal parts of an LSTM 32x100x64x128 took 4.6
+# and 3.4 ms, and the call waited for the slower. Written without a lock (by the team's thread
+# id, or by a caller running alone while another holds the team): a race can only mix two
+# measured speeds, and a speed only sizes work.
+cdef double thread_speed[FR_TEAM_MAX]
+cdef int64_t TIMED_NS = 100000      # less work is not timed: too noisy
+
+
+cdef inline double call_work(const Call* k) noexcept nogil:
+    """The multiply-adds of a whole call (input projection and recurrent products)."""
+    return <double> k.batch * k.timesteps * gates_of(k) * k.units * (k.inputs + k.state)
+
+
+cdef inline void note_speed(int id, double work, int64_t elapsed) noexcept nogil:
+    """Fold `work` done in `elapsed` ns into thread id's speed (a moving average: work preempted
+    by the host moves it a quarter of the way)."""
+    if elapsed < TIMED_NS:
+        return
+    cdef double speed = work / elapsed
+    thread_speed[id] = speed if thread_speed[id] == 0 else 0.75 * thread_speed[id] + 0.25 * speed
+
+
+cdef bint thread_shares(int n, double* shares) noexcept nogil:
+    """shares[i], i < n: thread i's share of work split among threads 0 to n - 1, in proportion to
+    their speeds, each counted within 2/3 and 3/2 of their mean; false (shares untouched) while
+    one is unknown."""
+    cdef double total = 0, mean
+    cdef int i
+    for i in range(n):
+        if thread_speed[i] <= 0:
+            return False
+        total += thread_speed[i]
+    mean, total = total / n, 0
+    for i in range(n):
+        shares[i] = min(max(thread_speed[i], mean * 2 / 3), mean * 1.5)
+        total += shares[i]
+    for i in range(n):
+        shares[i] /= total
+    return True
+
+
+def part_shares(int n):
+    """The shares of a batch's rows for the team's threads 0 to n - 1 (the caller first), one part
+    each (`run_parts` gives part i to thread i unless it is late): `thread_shares`, or None while
+    a thread's speed is unknown."""
+    if not 1 <= n <= FR_TEAM_MAX:
+        raise ValueError(f"part_shares takes 1 to {FR_TEAM_MAX} threads, got {n}")
+    cdef double shares[FR_TEAM_MAX]
+    return [shares[i] for i in range(n)] if thread_shares(n, shares) else None
+
+
+def set_thread_speeds(speeds=None):
+    """Set the threads' speeds (the first ones, multiply-adds per ns), or forget them all: for the
+    tests (forgotten, the next splits are equal)."""
+    memset(thread_speed, 0, sizeof(thread_speed))
+    for i, speed in enumerate(speeds or ()):
+        thread_speed[i] = speed
+
+
+def slice_starts(Py_ssize_t units, int n, int itemsize=4):
+    """Where each of n slices of `units` units starts, and `units` (see `slice_bounds`): for the
+    tests."""
+    cdef Py_ssize_t starts[FR_TEAM_MAX + 1]
+    slice_bounds(units, n, 64 // itemsize, starts)
+    return [starts[i] for i in range(n + 1)]
+
+
 cdef struct Slice:
     Py_ssize_t start, width     # the slice's units, the same in every gate
     void* projected             # (chunk * B, G * width): x_t @ kernel + bias, the slice's columns
@@ -667,8 +737,25 @@ cdef struct Plan:
     Slice slices[FR_TEAM_MAX]
 
 
-cdef inline Py_ssize_t slice_start(Py_ssize_t units, int id, int n, Py_ssize_t align) noexcept nogil:
-    return units if id == n else units * id // n // align * align
+cdef void slice_bounds(Py_ssize_t units, int n, Py_ssize_t align, Py_ssize_t* starts) noexcept nogil:
+    """starts[id]: where slice id of n starts, on a cache line (`align` units; units >= n * align),
+    sized by the threads' speeds (`thread_shares`), else equal; starts[n] = units. Each step
+    waits for its slowest slice: in turns against equal slices, two threads, LSTM
+    64x100x256x512 1.15-1.26x, GRU 64x100x256x512 0.99-1.05x, LSTM 256x50x128x256 0.99-1.07x,
+    SimpleRNN 64x100x256x512 1.00x."""
+    cdef double shares[FR_TEAM_MAX]
+    cdef double end = 0
+    cdef bint weighted = n > 1 and thread_shares(n, shares)
+    cdef int id
+    starts[0], starts[n] = 0, units
+    for id in range(1, n):
+        if weighted:
+            end += shares[id - 1]
+            starts[id] = <Py_ssize_t> (units * end / align + 0.5) * align
+        else:
+            starts[id] = units * id // n // align * align
+        # at least a cache line of units for each slice
+        starts[id] = min(max(starts[id], starts[id - 1] + align), units - (n - id) * align)
 
 
 cdef inline Py_ssize_t take(Py_ssize_t* total, Py_ssize_t count, Py_ssize_t align) noexcept nogil:
@@ -743,6 +830,7 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
     cdef Py_ssize_t align = 64 // size      # elements per cache line
     cdef Py_ssize_t gates = gates_of(k), columns, id, total = 0
     cdef Py_ssize_t offsets[FR_TEAM_MAX][10]  # each slice's blocks, in Slice's order
+    cdef Py_ssize_t starts[FR_TEAM_MAX + 1]    # each slice's first unit
     cdef bint kernel_packed[FR_TEAM_MAX]       # packs_kernel, decided once per slice
     cdef Slice* sl
     # Only what n slices use is set: the Plan is 9 KB, and zeroing it took 5% of a one-step call.
@@ -751,10 +839,10 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
     p.ldh = (k.state + align - 1) // align * align
     cdef Py_ssize_t h_offsets[2]
     h_offsets[0], h_offsets[1] = take(&total, k.batch * p.ldh, align), take(&total, k.batch * p.ldh, align)
+    slice_bounds(k.units, n, align, starts)
     for id in range(n):
         sl = &p.slices[id]
-        sl.start = slice_start(k.units, id, n, align)
-        sl.width = slice_start(k.units, id + 1, n, align) - sl.start
+        sl.start, sl.width = starts[id], starts[id + 1] - starts[id]
         columns = gates * sl.width
         sl.pack = k.packed == NULL and packs(k, columns, k.timesteps)
         sl.chunk = chunk_steps(k, columns)
@@ -966,6 +1054,8 @@ cdef void work_as(Plan* p, int id, const floating* precision) noexcept nogil:
     cdef const Call* k = p.k
     cdef Py_ssize_t n = p.n, t, i, j
     cdef const Slice* sl
+    cdef int64_t start, busy = 0
+    cdef double done = 0        # multiply-adds of the steps' slices this thread ran, in `busy` ns
     for t in range(-1, k.timesteps):
         fr_queue_wait(&p.queue, (t + 1) * n)
         for i in range(n):
@@ -973,6 +1063,7 @@ cdef void work_as(Plan* p, int id, const floating* precision) noexcept nogil:
             if not fr_queue_claim(&p.queue, <int> j, t + 1):
                 continue
             sl = &p.slices[j]
+            start = fr_now_ns() if n > 1 and t >= 0 else 0
             if t < 0:
                 fill_slice(k, sl, precision)
                 if k.cell == LSTM_CELL:
@@ -984,7 +1075,12 @@ cdef void work_as(Plan* p, int id, const floating* precision) noexcept nogil:
                 lstm_core(p, sl, t, <floating*> p.h[t % 2], <floating*> p.h[(t + 1) % 2])
             else:
                 gru_core(p, sl, t, <floating*> p.h[t % 2], <floating*> p.h[(t + 1) % 2])
+            if start:
+                busy += fr_now_ns() - start
+                done += <double> k.batch * gates_of(k) * sl.width * (k.inputs + k.state)
             fr_queue_done(&p.queue)
+    if n > 1:
+        note_speed(id, done, busy)
     if id != 0:
         return
     fr_queue_wait(&p.queue, (k.timesteps + 1) * n)
@@ -1044,25 +1140,6 @@ cdef struct Parts:
     fr_queue queue
 
 
-# Each team thread's speed in the row parts it ran lately, multiply-adds per nanosecond (0 while
-# unknown), from which fastrnn/parallel.py sizes a batch's parts, one per thread. This VM's two
-# vCPUs were not equally fast from one minute to the next: two equal parts of an LSTM
-# 32x100x64x128 took 4.6 and 3.4 ms, and the call waited for the slower.
-# Written without a lock (by the team's thread id, or by a caller running parts alone while
-# another holds the team): a race can only mix two measured speeds, and a speed only sizes parts.
-cdef double part_speed[FR_TEAM_MAX]
-cdef int64_t PART_TIMED_NS = 100000     # shorter parts are not timed: too noisy
-
-
-cdef inline void note_speed(int id, const Call* k, int64_t elapsed) noexcept nogil:
-    """Fold a part's speed into thread id's (a moving average: one part preempted by the host
-    moves it a quarter of the way)."""
-    if elapsed < PART_TIMED_NS:
-        return
-    cdef double speed = <double> k.batch * k.timesteps * gates_of(k) * k.units * (k.inputs + k.state) / elapsed
-    part_speed[id] = speed if part_speed[id] == 0 else 0.75 * part_speed[id] + 0.25 * speed
-
-
 cdef void work_parts(void* arg, int id, int n) noexcept nogil:
     cdef Parts* parts = <Parts*> arg
     cdef int i, j
@@ -1074,26 +1151,7 @@ cdef void work_parts(void* arg, int id, int n) noexcept nogil:
         start = fr_now_ns()
         start_plan(&parts.plans[j])
         work(&parts.plans[j], 0, 1)
-        note_speed(id, parts.plans[j].k, fr_now_ns() - start)
-
-
-def part_shares(int n):
-    """The shares of a batch's rows for the team's threads 0 to n - 1 (the caller first), one part
-    each (`run_parts` gives part i to thread i unless it is late): in proportion to their speeds in
-    recent parts, each speed counted within 2/3 and 3/2 of their mean; None while one is unknown."""
-    if not 1 <= n <= FR_TEAM_MAX:
-        raise ValueError(f"part_shares takes 1 to {FR_TEAM_MAX} threads, got {n}")
-    speeds = [part_speed[i] for i in range(n)]
-    if min(speeds) <= 0:
-        return None
-    mean = sum(speeds) / n
-    speeds = [min(max(speed, mean * 2 / 3), mean * 1.5) for speed in speeds]
-    return [speed / sum(speeds) for speed in speeds]
-
-
-def forget_part_speeds():
-    """Forget the threads' measured speeds (for the tests; the next splits are equal)."""
-    memset(part_speed, 0, sizeof(part_speed))
+        note_speed(id, call_work(parts.plans[j].k), fr_now_ns() - start)
 
 
 cdef int share_packing(Call* calls, int j, void** owned, int* n_owned) except -1 nogil:

@@ -153,7 +153,7 @@ def test_batch_split_across_threads_matches_reference(backend_name, monkeypatch,
         assert parallel.row_parts(13, 1, team=True) == [slice(0, 4), slice(4, 9), slice(9, 13)]
         team = backend_name == "cython"
         if team:
-            backends.kernels().forget_part_speeds()     # (else the parts follow the threads' speeds)
+            backends.kernels().set_thread_speeds()     # (else the parts follow the threads' speeds)
         assert parallel.batch_parts(13, 1, backends.kernels()) == (parallel.row_parts(13, 1, team), team)
         layer = make_layer(dtype, cell=cell, return_sequences=True, return_state=True,
                            go_backwards=go_backwards)

@@ -96,6 +96,31 @@ def test_team_matches_reference(tuned, cell, dtype, threads, batch, options):
     assert _kernels.calls_on_several_threads() - before == (0 if cell in ONE_THREAD else 1)
 
 
+SPEEDS = list(itertools.product(["simple_rnn", "lstm", "gru"], DTYPES, [(1, 2), (3, 1), (1, 2, 4)]))
+
+
+@pytest.mark.parametrize("cell, dtype, speeds", SPEEDS, ids=["%s-%s-%s" % (c, d, s) for c, d, s in SPEEDS])
+def test_slices_follow_the_threads_speeds(tuned, cell, dtype, speeds):
+    """Each step's slices are sized by the threads' measured speeds (the faster thread's slice
+    the wider, each on whole cache lines, none empty), and the outputs stay the reference's."""
+    tuned(threads=len(speeds), min_step_work=0)
+    _kernels.set_thread_speeds(speeds)
+    try:
+        align = 64 // np.dtype(dtype).itemsize
+        starts = _kernels.slice_starts(UNITS, len(speeds), np.dtype(dtype).itemsize)
+        widths = np.diff(starts)
+        assert starts[0] == 0 and starts[-1] == UNITS and all(start % align == 0 for start in starts[:-1])
+        assert widths.min() >= align and list(np.argsort(widths, kind="stable")) == list(np.argsort(speeds))
+        layer = make_layer(cell, dtype, return_sequences=True, return_state=True)
+        x, mask, states = make_inputs(layer, 5, 6)
+        expected = on_reference(lambda: layer(x, mask=mask, initial_state=states))
+        before = _kernels.calls_on_several_threads()
+        assert_close(layer(x, mask=mask, initial_state=states), expected, dtype)
+        assert _kernels.calls_on_several_threads() == before + 1
+    finally:
+        _kernels.set_thread_speeds()
+
+
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
 @pytest.mark.parametrize("timesteps", [1, 2, 3, 8])
 def test_team_runs_any_number_of_steps(tuned, cell, timesteps):
@@ -502,7 +527,7 @@ def test_part_shares_follow_the_measured_speeds(tuned, num_threads, parts_per_ca
     thread is split by those shares, its outputs those of the reference."""
     tuned(threads=2)
     num_threads(2)
-    _kernels.forget_part_speeds()
+    _kernels.set_thread_speeds()
     assert _kernels.part_shares(2) is None
     layer = make_layer("lstm", "float32", units=64, return_sequences=True)
     x, mask, _ = make_inputs(layer, 32, 400)     # parts of ~1 ms: long enough to be timed
