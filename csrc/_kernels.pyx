@@ -754,8 +754,8 @@ cdef void slice_bounds(Py_ssize_t units, int n, Py_ssize_t align, Py_ssize_t* st
             starts[id] = <Py_ssize_t> (units * end / align + 0.5) * align
         else:
             starts[id] = units * id // n // align * align
-        # at least a cache line of units for each slice
-        starts[id] = min(max(starts[id], starts[id - 1] + align), units - (n - id) * align)
+        # at least a cache line of units for each slice, every start on a cache line
+        starts[id] = min(max(starts[id], starts[id - 1] + align), (units // align - (n - id)) * align)
 
 
 cdef inline Py_ssize_t take(Py_ssize_t* total, Py_ssize_t count, Py_ssize_t align) noexcept nogil:

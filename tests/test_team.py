@@ -34,11 +34,14 @@ INPUT_DIM, UNITS = 5, 72     # 72 units: slices of 16, 32 and 24 float32 units f
 
 @pytest.fixture
 def tuned():
-    """Set the kernels' tuning for one test (the compiled backend active), then restore it."""
+    """Set the kernels' tuning for one test (the compiled backend active), then restore it; the
+    threads' measured speeds forgotten before and after (equal slices and parts until measured)."""
     previous_backend = fastrnn.backend()
     fastrnn.set_backend("cython")
     previous = _kernels.configure()
+    _kernels.set_thread_speeds()
     yield _kernels.configure
+    _kernels.set_thread_speeds()
     _kernels.configure(**previous)
     fastrnn.set_backend(previous_backend)
 
@@ -117,6 +120,18 @@ def test_slices_follow_the_threads_speeds(tuned, cell, dtype, speeds):
         before = _kernels.calls_on_several_threads()
         assert_close(layer(x, mask=mask, initial_state=states), expected, dtype)
         assert _kernels.calls_on_several_threads() == before + 1
+    finally:
+        _kernels.set_thread_speeds()
+
+
+@pytest.mark.parametrize("units, itemsize, speeds, starts", [(40, 4, (10, 1), [0, 16, 40]), (20, 8, (10, 1), [0, 8, 20]),
+                                                              (40, 4, (1, 10), [0, 16, 40]), (72, 4, (1, 1), [0, 32, 72])])
+def test_slices_start_on_cache_lines_whatever_the_speeds(units, itemsize, speeds, starts):
+    """However skewed the speeds, every slice starts on a cache line (two threads never write
+    one), and none is empty."""
+    _kernels.set_thread_speeds(speeds)
+    try:
+        assert _kernels.slice_starts(units, len(speeds), itemsize) == starts
     finally:
         _kernels.set_thread_speeds()
 
