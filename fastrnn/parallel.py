@@ -110,14 +110,15 @@ def batch_parts(batch, work_per_row, kernels, calls=1):
     if team and threads > 1:
         spare = min(threads * PARTS_PER_THREAD, MAX_TEAM_PARTS) // calls
         share = max(share, min(spare, batch // MIN_ROWS_PER_SPARE_PART))
-    rows = row_parts(batch, work_per_row, team, share)
-    if team and calls == 1 and 1 < len(rows) == threads:
+    shares = None
+    if team and calls == 1 and 1 < share == threads:
         # One part per thread, none spare to even out unequal threads: sized by their speeds.
         # This VM's two vCPUs often ran at different speeds (two equal parts took 4.6 and 3.4 ms,
         # and the call waited for the slower). Measured in turns against equal parts, 2 threads:
         # GRU 32x100x64x128 1.15-1.16x, SimpleRNN 32x100x64x128 1.08-1.13x, LSTM 32x100x64x128
         # 0.98-1.17x (1.05x median of four runs), 16x100x64x128 1.09x, GRU 64x100x64x128 1.10x.
-        rows = row_parts(batch, work_per_row, team, share, kernels.part_shares(len(rows)))
+        shares = kernels.part_shares(threads)
+    rows = row_parts(batch, work_per_row, team, share, shares)
     return (rows if calls * len(rows) > 1 else ()), team
 
 

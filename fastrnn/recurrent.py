@@ -33,13 +33,9 @@ def _run_calls(x, calls, step_work):
     kernels = backends.kernels()
     work = len(calls) * batch * timesteps * step_work
     rows, team = (), False
-    if work >= 2 * parallel.MIN_WORK_PER_TEAM_PART or work >= 2 * parallel.MIN_WORK_PER_PART:   # else no split
+    if ((work >= 2 * parallel.MIN_WORK_PER_TEAM_PART or work >= 2 * parallel.MIN_WORK_PER_PART)   # else no split
+            and not _shares_steps(kernels, x, calls, step_work)):
         rows, team = parallel.batch_parts(batch, timesteps * step_work, kernels, len(calls))
-    if rows and team and len(calls) == 1 and step_work * x.itemsize > parallel.SLICES_FROM_WEIGHT_BYTES:
-        # Large weights: the kernel's threads share each step instead, where its steps can be shared.
-        layer, mask, states, sequence = calls[0]
-        if kernels.threads_for_call(*layer._kernel_call(kernels, x, mask, states, sequence)) > 1:
-            rows = ()
     if rows:
         _run_parts(kernels, x, [call + (part,) for call in calls for part in rows], team)
     elif batch:     # (the kernels may still share each step among their threads)
@@ -48,6 +44,17 @@ def _run_calls(x, calls, step_work):
             function, arguments = layer._kernel_call(kernels, x[:, ::-1] if layer.go_backwards else x, mask,
                                                      states, sequence)
             function(*arguments)
+
+
+def _shares_steps(kernels, x, calls, step_work):
+    """Whether a single call with large weights (parallel.SLICES_FROM_WEIGHT_BYTES) runs on the
+    compiled kernels' threads sharing each step, rather than split into row parts: where its
+    kernel can share its steps (`threads_for_call`)."""
+    if (len(calls) != 1 or step_work * x.itemsize <= parallel.SLICES_FROM_WEIGHT_BYTES
+            or not hasattr(kernels, "threads_for_call")):
+        return False
+    layer, mask, states, sequence = calls[0]
+    return kernels.threads_for_call(*layer._kernel_call(kernels, x, mask, states, sequence)) > 1
 
 
 def _run_parts(kernels, x, parts, team):
