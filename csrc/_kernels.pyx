@@ -288,23 +288,21 @@ cdef void activate(floating* v, Py_ssize_t n, int activation) noexcept nogil:
 
 cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a, Py_ssize_t lda,
                       const floating* b, Py_ssize_t ldb, floating beta, floating* c, Py_ssize_t ldc,
-                      const floating* packed=NULL, Py_ssize_t small=SMALL_GEMM,
-                      const floating* bias=NULL) noexcept nogil:
+                      bint small, const floating* packed=NULL, const floating* bias=NULL) noexcept nogil:
     """Row-major ``C[m, n] = A[m, k] @ B[k, n] + beta * C``, beta 0 or 1 (small_gemm.h takes no other),
     with leading dimensions lda, ldb, ldc; with `bias` (n values), ``A @ B + bias`` in every row
     (beta unused). small_gemm.h adds the bias as it stores C: copied into C first, it took 6% of an
     LSTM 256x50x128x256 on one thread.
 
-    Products of fewer than `small` multiply-adds run in small_gemm.h, reading B from `packed`
-    when given (see `packs`), and with B packed up to the bounds of `runs_packed`. The others run in BLAS, which is
-    column-major, where a row-major matrix reads as its transpose: so it computes
-    ``C^T = B^T @ A^T``.
+    Runs in small_gemm.h where `small` (the caller's route, see "routes" below), reading B from
+    `packed` when given (see `packs`); else in BLAS, which is column-major, where a row-major
+    matrix reads as its transpose: so it computes ``C^T = B^T @ A^T``.
     """
     cdef char no = b"N"
     cdef int m_ = <int> m, n_ = <int> n, k_ = <int> k, lda_ = <int> lda, ldb_ = <int> ldb, ldc_ = <int> ldc
     cdef floating one = 1
     cdef Py_ssize_t r
-    if (m * n * k < small) if packed == NULL else runs_packed(m, n, k, sizeof(floating)):
+    if small:
         if floating is float:
             fr_small_gemm_f32(m, n, k, a, lda, b, ldb, packed, beta, bias, c, ldc)
         else:
@@ -439,6 +437,7 @@ cdef struct Call:
     Cell cell
     int typenum
     Py_ssize_t timesteps, batch, inputs, units, state
+    Py_ssize_t whole_batch      # the batch before run_parts split it into row parts: see "routes"
     const char* x               # x[b, t, i] at x + b * x_row + t * x_step + i * x_item (bytes)
     Py_ssize_t x_row, x_step, x_item
     bint x_aligned
@@ -464,14 +463,48 @@ cdef inline size_t itemsize(const Call* k) noexcept nogil:
     return sizeof(float) if k.typenum == cnp.NPY_FLOAT32 else sizeof(double)
 
 
+# Routes: which of small_gemm.h and BLAS runs each product of a call is decided on the whole
+# call, its rows before run_parts split them into row parts (k.whole_batch) and all its columns
+# before any slicing, never on one part or slice. The two round differently, and splits sized by
+# the threads' measured speeds change from one call to the next: routed by the part, the same
+# input gave different last bits with one thread and two (an LSTM 1x5x512x1024, whose slices'
+# projections crossed SMALL_PROJECTION; a GRU 64x6x256x512 resetting before its product, whose
+# row parts' products fell under SMALL_GEMM). small_gemm.h's sums do not depend on where a block
+# starts (each value sums its products in order, then adds the bias or C), nor BLAS's on the
+# rows and columns it is given, so a call's bits do not depend on its threads.
+
+cdef inline bint runs_small(const Call* k, Py_ssize_t n, Py_ssize_t depth) noexcept nogil:
+    """Whether the call's products of (depth, n) weights, read in place, run in small_gemm.h."""
+    return k.whole_batch * n * depth < SMALL_GEMM
+
+
+cdef bint recurrent_in_small(const Call* k, Py_ssize_t timesteps) noexcept nogil:
+    """Whether the recurrent products (all gates fused) of `timesteps` steps of the call run in
+    small_gemm.h: steps of many up to the bounds of a packed kernel, even where a part does not
+    pack it (see `packs`); a lone step's under SMALL_GEMM, as it reads the kernel in place (an
+    LSTM 512x1x256x512 ran 0.52x as fast in small_gemm.h as in BLAS)."""
+    if timesteps < 2:
+        return runs_small(k, gates_of(k) * k.units, k.state)
+    return runs_packed(k.whole_batch, gates_of(k) * k.units, k.state, itemsize(k))
+
+
+cdef bint projection_in_small(const Call* k) noexcept nogil:
+    """Whether the call's input projection runs in small_gemm.h: its chunks up to the bounds of
+    a packed kernel where they are more than one, else under SMALL_PROJECTION."""
+    cdef Py_ssize_t columns = gates_of(k) * k.units, chunk = chunk_steps(k, k.whole_batch, columns)
+    cdef Py_ssize_t rows = chunk * k.whole_batch
+    return ((chunk < k.timesteps and runs_packed(rows, columns, k.inputs, itemsize(k)))
+            or rows * columns * k.inputs < SMALL_PROJECTION)
+
+
 cdef bint packs(const Call* k, Py_ssize_t columns, Py_ssize_t timesteps) noexcept nogil:
     """Whether `timesteps` steps of `k` read a recurrent kernel of `columns` columns packed in
-    small_gemm.h's panels: not for one step (the copy would cost as much), a product large enough
-    for BLAS, a GRU resetting before its product (two unpacked parts), or fewer than 4 rows (only
-    lone rows read it) with a kernel under 16 KB, which they read from L1 in place as fast
-    (packed, a 1x20x16x32 GRU ran 8% slower; a 1x100x32x64 LSTM, 64 KB, 1.16x faster)."""
-    return not (timesteps < 2 or (k.cell == GRU_CELL and not k.reset_after)
-                or not runs_packed(k.batch, columns, k.state, itemsize(k))
+    small_gemm.h's panels: not for one step (the copy would cost as much), products in BLAS
+    (`recurrent_in_small`), a GRU resetting before its product (two unpacked parts), or fewer
+    than 4 rows (only lone rows read it) with a kernel under 16 KB, which they read from L1 in
+    place as fast (packed, a 1x20x16x32 GRU ran 8% slower; a 1x100x32x64 LSTM, 64 KB, 1.16x
+    faster)."""
+    return not (timesteps < 2 or (k.cell == GRU_CELL and not k.reset_after) or not recurrent_in_small(k, timesteps)
                 or (k.batch < 4 and columns * k.state * itemsize(k) < 16384))
 
 
@@ -733,6 +766,8 @@ cdef struct Plan:
     void* h[2]                  # (B, ldh) each: h_{t-1} and h_t of a step, in turn
     Py_ssize_t ldh              # state rounded up to whole cache lines
     int n                       # slices
+    bint small_recurrent        # the call's routes: recurrent_in_small, projection_in_small
+    bint small_projection
     fr_queue queue              # lanes of items: each slice's weights, then its part of each step
     Slice slices[FR_TEAM_MAX]
 
@@ -765,23 +800,26 @@ cdef inline Py_ssize_t take(Py_ssize_t* total, Py_ssize_t count, Py_ssize_t alig
     return offset
 
 
-cdef inline Py_ssize_t chunk_steps(const Call* k, Py_ssize_t columns) noexcept nogil:
-    """The steps whose input projection is computed at once, for `columns` columns (see
-    PROJECTED_ELEMENTS)."""
+cdef inline Py_ssize_t chunk_steps(const Call* k, Py_ssize_t batch, Py_ssize_t columns) noexcept nogil:
+    """The steps whose input projection is computed at once, for `batch` rows and `columns`
+    columns (see PROJECTED_ELEMENTS)."""
     if k.inputs * columns <= PROJECTED_ELEMENTS:     # a small kernel: BLAS's copy of it is cheap
-        return min(k.timesteps, max(1, PROJECTED_ELEMENTS // max(1, k.batch * columns)))
-    return min(k.timesteps, max(PROJECTED_ELEMENTS // max(1, k.batch * columns),
-                                (PROJECTED_ROWS + k.batch - 1) // max(1, k.batch)))
+        return min(k.timesteps, max(1, PROJECTED_ELEMENTS // max(1, batch * columns)))
+    return min(k.timesteps, max(PROJECTED_ELEMENTS // max(1, batch * columns),
+                                (PROJECTED_ROWS + batch - 1) // max(1, batch)))
 
 
 cdef inline bint packs_kernel(const Call* k, Py_ssize_t chunk, Py_ssize_t columns) noexcept nogil:
-    """Whether the slice's input projection reads its kernel packed in small_gemm.h's panels: when
-    it runs in more than one chunk, each small enough for small_gemm.h. BLAS copies the kernel
+    """Whether the slice's input projection, in chunks of `chunk` steps, reads its kernel packed in
+    small_gemm.h's panels: when the call's projection runs there (`projection_in_small`) in more
+    than one chunk, or in one as large as SMALL_PROJECTION (a slice or row part of a call whose
+    chunks are fewer steps). BLAS copies the kernel
     and the chunk's rows at every call (a fifth of its time on a 128x64 by 64x512 chunk), the
     panels are copied once. Side by side on one thread: LSTM 32x100x64x128 1.06x (two threads
     1.03x), 1024x20x64x64 1.05x, 256x50x128x256 1.03x, GRU 32x100x64x128 1.05x, SimpleRNN
     32x100x64x128 1.03x, 4x2000x16x32 0.99-1.02x."""
-    return chunk < k.timesteps and runs_packed(chunk * k.batch, columns, k.inputs, itemsize(k))
+    return projection_in_small(k) and (chunk < k.timesteps
+                                       or chunk * k.batch * columns * k.inputs >= SMALL_PROJECTION)
 
 
 cdef Py_ssize_t x_lda(const Call* k, Py_ssize_t steps) noexcept nogil:
@@ -836,6 +874,9 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
     # Only what n slices use is set: the Plan is 9 KB, and zeroing it took 5% of a one-step call.
     memset(&p.queue, 0, sizeof(fr_queue) - (FR_TEAM_MAX - n) * sizeof(fr_lane))
     p.k, p.n = k, n
+    # (a Step's kernel is packed for a stream of steps, and rounds as a call of many)
+    p.small_recurrent = recurrent_in_small(k, k.timesteps if k.packed == NULL else 2)
+    p.small_projection = projection_in_small(k)
     p.ldh = (k.state + align - 1) // align * align
     cdef Py_ssize_t h_offsets[2]
     h_offsets[0], h_offsets[1] = take(&total, k.batch * p.ldh, align), take(&total, k.batch * p.ldh, align)
@@ -845,7 +886,7 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         sl.start, sl.width = starts[id], starts[id + 1] - starts[id]
         columns = gates * sl.width
         sl.pack = k.packed == NULL and packs(k, columns, k.timesteps)
-        sl.chunk = chunk_steps(k, columns)
+        sl.chunk = chunk_steps(k, k.batch, columns)
         offsets[id][0] = take(&total, sl.chunk * k.batch * columns, align)
         offsets[id][1] = take(&total, k.inputs * columns if n > 1 else 0, align)
         offsets[id][2] = take(&total, columns if n > 1 else 0, align)
@@ -912,10 +953,11 @@ cdef void fill_slice(const Call* k, const Slice* sl, const floating* precision) 
         pack_panels(columns, k.inputs, <const floating*> sl.kernel, <floating*> sl.packed_kernel)
 
 
-cdef floating* projected_step(const Call* k, const Slice* sl, Py_ssize_t t, const floating* precision) noexcept nogil:
+cdef floating* projected_step(const Plan* p, const Slice* sl, Py_ssize_t t, const floating* precision) noexcept nogil:
     """The hoisted input projection of step t, ``x_t @ kernel + bias`` (B, G * width) for the
     slice's columns, computed for sl.chunk steps at once (one GEMM) when t starts a chunk.
     `precision` is only a type tag."""
+    cdef const Call* k = p.k
     cdef Py_ssize_t columns = gates_of(k) * sl.width, lda = sl.x_lda
     cdef Py_ssize_t steps = min(sl.chunk, k.timesteps - t), rows = steps * k.batch
     cdef floating* projected = <floating*> sl.projected
@@ -926,7 +968,7 @@ cdef floating* projected_step(const Call* k, const Slice* sl, Py_ssize_t t, cons
         copy_steps(k, t, steps, <char*> sl.x_copy)
         x, lda = <const floating*> sl.x_copy, k.inputs
     gemm(rows, columns, k.inputs, x, lda, <const floating*> sl.kernel, columns, 0, projected, columns,
-         <const floating*> sl.packed_kernel, SMALL_PROJECTION, <const floating*> sl.bias)
+         p.small_projection, <const floating*> sl.packed_kernel, <const floating*> sl.bias)
     return projected
 
 
@@ -952,8 +994,9 @@ cdef void simple_rnn_core(const Plan* p, const Slice* sl, Py_ssize_t t, floating
     cdef const Call* k = p.k
     cdef Py_ssize_t batch = k.batch, units = k.units, ldh = p.ldh, s = sl.width, u0 = sl.start, b
     cdef floating* sequence = <floating*> k.sequence
-    cdef floating* z = projected_step(k, sl, t, h_t)
-    gemm(batch, s, units, h_tm1, ldh, <floating*> sl.recurrent_kernel, s, 1, z, s, <floating*> sl.packed)
+    cdef floating* z = projected_step(p, sl, t, h_t)
+    gemm(batch, s, units, h_tm1, ldh, <floating*> sl.recurrent_kernel, s, 1, z, s, p.small_recurrent,
+         <floating*> sl.packed)
     for b in range(batch):
         if skipped(k.mask, k.timesteps, b, t):
             memcpy(h_t + b * ldh + u0, h_tm1 + b * ldh + u0, s * sizeof(floating))
@@ -971,12 +1014,12 @@ cdef void lstm_core(const Plan* p, const Slice* sl, Py_ssize_t t, floating* h_tm
     cdef const floating* projection = <const floating*> k.extra     # with it, one whole slice (n = 1)
     cdef Py_ssize_t written = state if projection != NULL else s    # columns of h_t from u0 on
     cdef floating* sequence = <floating*> k.sequence
-    cdef floating* z = projected_step(k, sl, t, h_t)
+    cdef floating* z = projected_step(p, sl, t, h_t)
     cdef floating* z_b
     cdef floating* c_b
     cdef floating* out_b
     gemm(batch, width, state, h_tm1, ldh, <floating*> sl.recurrent_kernel, width, 1, z, width,
-         <floating*> sl.packed)
+         p.small_recurrent, <floating*> sl.packed)
     for b in range(batch):
         if skipped(k.mask, k.timesteps, b, t):
             memcpy(h_t + b * ldh + u0, h_tm1 + b * ldh + u0, written * sizeof(floating))
@@ -994,7 +1037,8 @@ cdef void lstm_core(const Plan* p, const Slice* sl, Py_ssize_t t, floating* h_tm
         for j in range(s):
             out_b[j] = z_b[2 * s + j] * z_b[3 * s + j]
     if projection != NULL:
-        gemm(batch, state, units, z + 2 * units, width, projection, state, 0, h_t, ldh)
+        gemm(batch, state, units, z + 2 * units, width, projection, state, 0, h_t, ldh,
+             runs_small(k, state, units))
         for b in range(batch):
             if skipped(k.mask, k.timesteps, b, t):
                 memcpy(h_t + b * ldh, h_tm1 + b * ldh, state * sizeof(floating))
@@ -1011,14 +1055,14 @@ cdef void gru_core(const Plan* p, const Slice* sl, Py_ssize_t t, floating* h_tm1
     cdef const floating* recurrent_kernel = <floating*> sl.recurrent_kernel
     cdef floating* sequence = <floating*> k.sequence
     cdef floating* g = <floating*> sl.gates     # the recurrent side of the gates (reset_after), or r * h
-    cdef floating* z = projected_step(k, sl, t, h_t)
+    cdef floating* z = projected_step(p, sl, t, h_t)
     cdef floating* z_b
     cdef floating* g_b
     cdef floating* h_b
     cdef floating* h_tm1_b
     if k.reset_after:
-        gemm(batch, width, units, h_tm1, ldh, recurrent_kernel, width, 0, g, width, <floating*> sl.packed,
-             SMALL_GEMM, <const floating*> sl.recurrent_bias)
+        gemm(batch, width, units, h_tm1, ldh, recurrent_kernel, width, 0, g, width, p.small_recurrent,
+             <floating*> sl.packed, <const floating*> sl.recurrent_bias)
         for b in range(batch):
             z_b, g_b = z + b * width, g + b * width
             for j in range(2 * s):
@@ -1027,13 +1071,15 @@ cdef void gru_core(const Plan* p, const Slice* sl, Py_ssize_t t, floating* h_tm1
             for j in range(s):
                 z_b[2 * s + j] += z_b[s + j] * g_b[2 * s + j]
     else:   # one whole slice (n = 1): r * h_{t-1} needs every unit's r
-        gemm(batch, 2 * units, units, h_tm1, ldh, recurrent_kernel, width, 1, z, width)
+        gemm(batch, 2 * units, units, h_tm1, ldh, recurrent_kernel, width, 1, z, width,
+             runs_small(k, 2 * units, units))
         for b in range(batch):
             z_b, g_b, h_tm1_b = z + b * width, g + b * units, h_tm1 + b * ldh
             activate(z_b, 2 * units, k.recurrent_activation)      # z, r
             for j in range(units):
                 g_b[j] = z_b[units + j] * h_tm1_b[j]
-        gemm(batch, units, units, g, units, recurrent_kernel + 2 * units, width, 1, z + 2 * units, width)
+        gemm(batch, units, units, g, units, recurrent_kernel + 2 * units, width, 1, z + 2 * units, width,
+             runs_small(k, units, units))
     for b in range(batch):
         z_b, h_b, h_tm1_b = z + b * width, h_t + b * ldh + u0, h_tm1 + b * ldh + u0
         if skipped(k.mask, k.timesteps, b, t):
@@ -1154,6 +1200,22 @@ cdef void work_parts(void* arg, int id, int n) noexcept nogil:
         note_speed(id, call_work(parts.plans[j].k), fr_now_ns() - start)
 
 
+cdef inline bint same_weights(const Call* a, const Call* b) noexcept nogil:
+    """Whether two parts of run_parts are parts of one call (rows of it): the same weights."""
+    return (a.cell == b.cell and a.kernel == b.kernel and a.recurrent_kernel == b.recurrent_kernel
+            and a.inputs == b.inputs and a.state == b.state and a.units == b.units)
+
+
+cdef void whole_batch(Call* calls, int count, int j) noexcept nogil:
+    """Part j's whole_batch: the rows of every part of run_parts with its weights, the call that
+    the parts are rows of, on which its products are routed (see "routes")."""
+    cdef int i
+    calls[j].whole_batch = 0
+    for i in range(count):
+        if same_weights(&calls[i], &calls[j]):
+            calls[j].whole_batch += calls[i].batch
+
+
 cdef int share_packing(Call* calls, int j, void** owned, int* n_owned) except -1 nogil:
     """Give part j of run_parts the kernels packed for an earlier part of the same weights, or
     pack them here where part j's plan would (`owned` then holds them, for the caller to give
@@ -1164,12 +1226,11 @@ cdef int share_packing(Call* calls, int j, void** owned, int* n_owned) except -1
     cdef Call* other
     cdef Py_ssize_t columns = gates_of(k) * k.units
     cdef bint recurrent = packs(k, columns, k.timesteps)
-    cdef bint kernel = packs_kernel(k, chunk_steps(k, columns), columns)
+    cdef bint kernel = packs_kernel(k, chunk_steps(k, k.batch, columns), columns)
     cdef int i
     for i in range(j):
         other = &calls[i]
-        if (other.kernel == k.kernel and other.recurrent_kernel == k.recurrent_kernel and other.inputs == k.inputs
-                and other.state == k.state and gates_of(other) * other.units == columns):
+        if same_weights(other, k):
             if recurrent and other.packed != NULL:
                 k.packed, recurrent = other.packed, False
             if kernel and other.packed_kernel != NULL:
@@ -1202,6 +1263,7 @@ cdef int check_inputs(Call* k, object x, object kernel, object bias, object recu
                 k.state, gates * k.units)
     k.kernel, k.bias, k.recurrent_kernel = data(kernel), data(bias), data(recurrent_kernel)
     k.packed = k.packed_kernel = NULL
+    k.whole_batch = k.batch
     return 0
 
 
@@ -1398,6 +1460,8 @@ def run_parts(parts):
             check_call(&calls[j], parts[j][0], parts[j][1])
             if j and calls[j].typenum != calls[0].typenum:
                 raise TypeError(f"run_parts: part {j} is of another dtype than part 0")
+        for j in range(count):
+            whole_batch(calls, count, j)
         p.count = count
         memset(&p.queue, 0, sizeof(fr_queue))
         with nogil:

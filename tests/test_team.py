@@ -124,6 +124,35 @@ def test_slices_follow_the_threads_speeds(tuned, cell, dtype, speeds):
         _kernels.set_thread_speeds()
 
 
+# Calls whose products, split among two threads, fall on the other side of a bound between
+# small_gemm.h and BLAS, which round differently (see "routes" in csrc/_kernels.pyx): the slices
+# of an LSTM's, a GRU's and a SimpleRNN's input projection, the row parts of a GRU resetting
+# before its product and of a one-step SimpleRNN. Routed by the part, each gave other bits.
+ROUTED = [("lstm", "float32", (1, 5, 512, 1024)), ("gru", "float32", (8, 3, 512, 200)),
+          ("simple_rnn", "float32", (8, 3, 512, 512)), ("gru_reset_before", "float32", (64, 6, 256, 512)),
+          ("simple_rnn", "float64", (333, 1, 512, 64))]
+
+
+@pytest.mark.parametrize("cell, dtype, shape", ROUTED, ids=["%s-%s-%s" % (c, d, "x".join(map(str, s)))
+                                                           for c, d, s in ROUTED])
+def test_bits_do_not_depend_on_the_threads(tuned, num_threads, cell, dtype, shape):
+    """One thread, and two with equal or skewed speeds (slices and row parts of other sizes),
+    give the same bits: each product is routed to small_gemm.h or BLAS by the whole call."""
+    batch, timesteps, inputs, units = shape
+    cls, options = CELLS[cell]
+    layer = cls(units, **options, dtype=dtype, return_sequences=True)
+    layer.build((None, timesteps, inputs))
+    x = np.random.default_rng(0).standard_normal(shape[:3]).astype(dtype)
+    num_threads(1)
+    expected = layer(x)
+    num_threads(2)
+    for speeds in [None, (1.0, 1.6), (1.6, 1.0)]:
+        _kernels.set_thread_speeds(speeds)
+        before = _kernels.calls_on_several_threads()
+        np.testing.assert_array_equal(layer(x), expected, err_msg=f"speeds {speeds}")
+        assert _kernels.calls_on_several_threads() == before + 1
+
+
 @pytest.mark.parametrize("units, itemsize, speeds, starts", [(40, 4, (10, 1), [0, 16, 40]), (20, 8, (10, 1), [0, 8, 20]),
                                                               (40, 4, (1, 10), [0, 16, 40]), (72, 4, (1, 1), [0, 32, 72])])
 def test_slices_start_on_cache_lines_whatever_the_speeds(units, itemsize, speeds, starts):
