@@ -105,7 +105,8 @@ cdef extern from "small_gemm.h":
     void fr_pack_panels_f64(Py_ssize_t n, Py_ssize_t k, const double* b, Py_ssize_t ldb,
                             double* packed) noexcept nogil
 
-# Below this many multiply-adds a product runs in small_gemm.h: a BLAS call costs more than that.
+# Below this many multiply-adds a product runs in small_gemm.h: a BLAS call costs more than that
+# (the products of a whole call, see "routes").
 # Measured side by side on whole recurrences: unpacked, the two were even at 2**22 (the input
 # projection stays in BLAS above 2**25: 0.90-0.96x in small_gemm.h). A recurrent kernel packed
 # once per call (pack_recurrent_kernel) runs there up to 2**27, faster than a one-thread BLAS, which packs
@@ -465,13 +466,16 @@ cdef inline size_t itemsize(const Call* k) noexcept nogil:
 
 # Routes: which of small_gemm.h and BLAS runs each product of a call is decided on the whole
 # call, its rows before run_parts split them into row parts (k.whole_batch) and all its columns
-# before any slicing, never on one part or slice. The two round differently, and splits sized by
-# the threads' measured speeds change from one call to the next: routed by the part, the same
-# input gave different last bits with one thread and two (an LSTM 1x5x512x1024, whose slices'
-# projections crossed SMALL_PROJECTION; a GRU 64x6x256x512 resetting before its product, whose
-# row parts' products fell under SMALL_GEMM). small_gemm.h's sums do not depend on where a block
-# starts (each value sums its products in order, then adds the bias or C), nor BLAS's on the
-# rows and columns it is given, so a call's bits do not depend on its threads.
+# before any slicing, never on one part or slice, which splits sized by the threads' measured
+# speeds change from one call to the next: routed by the part, an LSTM 1x5x512x1024's slices'
+# projections went one to BLAS and one to small_gemm.h, which round differently. small_gemm.h's
+# values do not depend on a split (each sums its products in order, from 0 in the blocks, from
+# the bias or C in the edge columns, which are the last (G * units) % 16 columns whatever the
+# split, slices starting on cache lines); BLAS's do (OpenBLAS's kernel for products of up to 1M
+# multiply-adds rounds as its other does not, and its float64 kernel rounds a block of rows or
+# columns otherwise than the whole). So only a call whose products all run in small_gemm.h
+# (`all_small`) is split by the threads' speeds; the others are split equally, and give the
+# same bits at every call on as many threads.
 
 cdef inline bint runs_small(const Call* k, Py_ssize_t n, Py_ssize_t depth) noexcept nogil:
     """Whether the call's products of (depth, n) weights, read in place, run in small_gemm.h."""
@@ -495,6 +499,25 @@ cdef bint projection_in_small(const Call* k) noexcept nogil:
     cdef Py_ssize_t rows = chunk * k.whole_batch
     return ((chunk < k.timesteps and runs_packed(rows, columns, k.inputs, itemsize(k)))
             or rows * columns * k.inputs < SMALL_PROJECTION)
+
+
+cdef bint all_small(const Call* k) noexcept nogil:
+    """Whether every product of the call runs in small_gemm.h (see "routes"): then its slices
+    and row parts may be sized by the threads' speeds."""
+    if k.cell == LSTM_CELL and k.extra != NULL and not runs_small(k, k.state, k.units):
+        return False
+    if k.cell == GRU_CELL and not k.reset_after:
+        return runs_small(k, 2 * k.units, k.units) and projection_in_small(k)
+    return recurrent_in_small(k, k.timesteps if k.packed == NULL else 2) and projection_in_small(k)
+
+
+def splits_by_speed(function, arguments):
+    """Whether a call of `function`, one of this module's kernels, on `arguments` may be split
+    into row parts sized by the threads' speeds (`part_shares`): where all its products run in
+    small_gemm.h (see "routes"), else equal parts give the same bits at every call."""
+    cdef Call call
+    check_call(&call, function, tuple(arguments))
+    return all_small(&call)
 
 
 cdef bint packs(const Call* k, Py_ssize_t columns, Py_ssize_t timesteps) noexcept nogil:
@@ -739,7 +762,7 @@ def slice_starts(Py_ssize_t units, int n, int itemsize=4):
     """Where each of n slices of `units` units starts, and `units` (see `slice_bounds`): for the
     tests."""
     cdef Py_ssize_t starts[FR_TEAM_MAX + 1]
-    slice_bounds(units, n, 64 // itemsize, starts)
+    slice_bounds(units, n, 64 // itemsize, True, starts)
     return [starts[i] for i in range(n + 1)]
 
 
@@ -772,15 +795,16 @@ cdef struct Plan:
     Slice slices[FR_TEAM_MAX]
 
 
-cdef void slice_bounds(Py_ssize_t units, int n, Py_ssize_t align, Py_ssize_t* starts) noexcept nogil:
+cdef void slice_bounds(Py_ssize_t units, int n, Py_ssize_t align, bint by_speed, Py_ssize_t* starts) noexcept nogil:
     """starts[id]: where slice id of n starts, on a cache line (`align` units; units >= n * align),
-    sized by the threads' speeds (`thread_shares`), else equal; starts[n] = units. Each step
+    sized by the threads' speeds (`thread_shares`) where `by_speed` (see "routes"), else equal;
+    starts[n] = units. Each step
     waits for its slowest slice: in turns against equal slices, two threads, LSTM
     64x100x256x512 1.15-1.26x, GRU 64x100x256x512 0.99-1.05x, LSTM 256x50x128x256 0.99-1.07x,
     SimpleRNN 64x100x256x512 1.00x."""
     cdef double shares[FR_TEAM_MAX]
     cdef double end = 0
-    cdef bint weighted = n > 1 and thread_shares(n, shares)
+    cdef bint weighted = by_speed and n > 1 and thread_shares(n, shares)
     cdef int id
     starts[0], starts[n] = 0, units
     for id in range(1, n):
@@ -880,7 +904,7 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
     p.ldh = (k.state + align - 1) // align * align
     cdef Py_ssize_t h_offsets[2]
     h_offsets[0], h_offsets[1] = take(&total, k.batch * p.ldh, align), take(&total, k.batch * p.ldh, align)
-    slice_bounds(k.units, n, align, starts)
+    slice_bounds(k.units, n, align, all_small(k), starts)
     for id in range(n):
         sl = &p.slices[id]
         sl.start, sl.width = starts[id], starts[id + 1] - starts[id]
@@ -1178,7 +1202,7 @@ cdef int run(Call* k) except -1 nogil:
 
 # Independent calls (fastrnn/recurrent.py): a batch split by rows, the two directions of a
 # Bidirectional layer, or both. Each part is a call of its own over some rows, run whole by one
-# thread of the team. Parts are claimed like a call's slices (a lane of one item each), so that a
+# thread of the team (its products routed as those of the whole call it is rows of: "routes"). Parts are claimed like a call's slices (a lane of one item each), so that a
 # part whose thread is late is run by another.
 cdef struct Parts:
     Plan* plans
@@ -1201,9 +1225,10 @@ cdef void work_parts(void* arg, int id, int n) noexcept nogil:
 
 
 cdef inline bint same_weights(const Call* a, const Call* b) noexcept nogil:
-    """Whether two parts of run_parts are parts of one call (rows of it): the same weights."""
+    """Whether two parts of run_parts are parts of one call (rows of it): the same weights, x
+    read in the same direction (the two directions of a Bidirectional layer may share weights)."""
     return (a.cell == b.cell and a.kernel == b.kernel and a.recurrent_kernel == b.recurrent_kernel
-            and a.inputs == b.inputs and a.state == b.state and a.units == b.units)
+            and a.inputs == b.inputs and a.state == b.state and a.units == b.units and a.x_step == b.x_step)
 
 
 cdef void whole_batch(Call* calls, int count, int j) noexcept nogil:

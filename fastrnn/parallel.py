@@ -90,13 +90,13 @@ def may_split(work_per_part, team=False):
             and backends.num_threads() > 1 and not getattr(_part, "active", False))
 
 
-def batch_parts(batch, work_per_row, kernels, calls=1):
+def batch_parts(batch, work_per_row, kernels, calls=1, by_speed=None):
     """How to split `calls` independent calls on one batch of `batch` rows, `work_per_row`
     multiply-adds each, among the threads: ``(rows, team)``, the row slices that each call is
     cut into (on the team, a large batch into more parts than threads: PARTS_PER_THREAD, claimed
     as threads come free; else one part per thread, sized by the threads' speeds in their recent
-    parts, `part_shares`) and whether the parts run on the team of the compiled `kernels`
-    (`run_parts`).
+    parts, `part_shares`, where `by_speed`, a function of no argument asked only then, says so:
+    else equal) and whether the parts run on the team of the compiled `kernels` (`run_parts`).
     ``rows`` is empty when splitting does not pay: the calls then run whole, one after another.
     (`may_split` is false for less than twice the smallest part: callers on a hot path check
     that first, without a call.)
@@ -111,7 +111,7 @@ def batch_parts(batch, work_per_row, kernels, calls=1):
         spare = min(threads * PARTS_PER_THREAD, MAX_TEAM_PARTS) // calls
         share = max(share, min(spare, batch // MIN_ROWS_PER_SPARE_PART))
     shares = None
-    if team and calls == 1 and 1 < share == threads:
+    if team and calls == 1 and 1 < share == threads and by_speed is not None and by_speed():
         # One part per thread, none spare to even out unequal threads: sized by their speeds.
         # This VM's two vCPUs often ran at different speeds (two equal parts took 4.6 and 3.4 ms,
         # and the call waited for the slower). Measured in turns against equal parts, 2 threads:

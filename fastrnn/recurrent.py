@@ -35,7 +35,8 @@ def _run_calls(x, calls, step_work):
     rows, team = (), False
     if ((work >= 2 * parallel.MIN_WORK_PER_TEAM_PART or work >= 2 * parallel.MIN_WORK_PER_PART)   # else no split
             and not _shares_steps(kernels, x, calls, step_work)):
-        rows, team = parallel.batch_parts(batch, timesteps * step_work, kernels, len(calls))
+        rows, team = parallel.batch_parts(batch, timesteps * step_work, kernels, len(calls),
+                                          functools.partial(_splits_by_speed, kernels, x, calls))
     if rows:
         _run_parts(kernels, x, [call + (part,) for call in calls for part in rows], team)
     elif batch:     # (the kernels may still share each step among their threads)
@@ -44,6 +45,15 @@ def _run_calls(x, calls, step_work):
             function, arguments = layer._kernel_call(kernels, x[:, ::-1] if layer.go_backwards else x, mask,
                                                      states, sequence)
             function(*arguments)
+
+
+def _splits_by_speed(kernels, x, calls):
+    """Whether a single call may be split into row parts sized by the threads' speeds: where the
+    compiled kernels say its bits do not depend on the split (`splits_by_speed`)."""
+    if len(calls) != 1 or not hasattr(kernels, "splits_by_speed"):
+        return False
+    layer, mask, states, sequence = calls[0]
+    return kernels.splits_by_speed(*layer._kernel_call(kernels, x, mask, states, sequence))
 
 
 def _shares_steps(kernels, x, calls, step_work):

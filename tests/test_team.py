@@ -124,29 +124,53 @@ def test_slices_follow_the_threads_speeds(tuned, cell, dtype, speeds):
         _kernels.set_thread_speeds()
 
 
-# Calls whose products, split among two threads, fall on the other side of a bound between
-# small_gemm.h and BLAS, which round differently (see "routes" in csrc/_kernels.pyx): the slices
-# of an LSTM's, a GRU's and a SimpleRNN's input projection, the row parts of a GRU resetting
-# before its product and of a one-step SimpleRNN. Routed by the part, each gave other bits.
-ROUTED = [("lstm", "float32", (1, 5, 512, 1024)), ("gru", "float32", (8, 3, 512, 200)),
-          ("simple_rnn", "float32", (8, 3, 512, 512)), ("gru_reset_before", "float32", (64, 6, 256, 512)),
-          ("simple_rnn", "float64", (333, 1, 512, 64))]
+# Calls whose products all run in small_gemm.h, split among two threads by the threads' speeds:
+# slices with edge columns (200 units), row parts, float32 and float64.
+ALL_SMALL = [("lstm", "float32", (1, 20, 64, 200)), ("gru", "float64", (1, 20, 64, 200)),
+             ("simple_rnn", "float32", (1, 30, 64, 328)), ("gru", "float32", (64, 20, 32, 72)),
+             ("lstm", "float64", (48, 20, 32, 72)), ("gru_reset_before", "float32", (64, 20, 32, 72))]
+# Calls with a product in BLAS, whose sums depend on the rows and columns it is given (float64
+# projections in slices; see "routes" in csrc/_kernels.pyx): split by the threads' speeds, they
+# gave other bits from one call to the next. And an LSTM whose slices' projections, routed each
+# by its own size, went one to BLAS and one to small_gemm.h.
+IN_BLAS = [("lstm", "float32", (1, 5, 512, 1024)), ("gru", "float64", (8, 3, 512, 162)),
+           ("simple_rnn", "float64", (16, 2, 512, 300)), ("gru_reset_before", "float32", (64, 6, 256, 512))]
 
 
-@pytest.mark.parametrize("cell, dtype, shape", ROUTED, ids=["%s-%s-%s" % (c, d, "x".join(map(str, s)))
-                                                           for c, d, s in ROUTED])
-def test_bits_do_not_depend_on_the_threads(tuned, num_threads, cell, dtype, shape):
-    """One thread, and two with equal or skewed speeds (slices and row parts of other sizes),
-    give the same bits: each product is routed to small_gemm.h or BLAS by the whole call."""
+def routed_call(cell, dtype, shape):
     batch, timesteps, inputs, units = shape
     cls, options = CELLS[cell]
     layer = cls(units, **options, dtype=dtype, return_sequences=True)
     layer.build((None, timesteps, inputs))
-    x = np.random.default_rng(0).standard_normal(shape[:3]).astype(dtype)
+    return layer, np.random.default_rng(0).standard_normal(shape[:3]).astype(dtype)
+
+
+@pytest.mark.parametrize("cell, dtype, shape", ALL_SMALL, ids=["%s-%s-%s" % (c, d, "x".join(map(str, s)))
+                                                              for c, d, s in ALL_SMALL])
+def test_bits_do_not_depend_on_the_threads_in_small_gemm(tuned, num_threads, cell, dtype, shape):
+    """A call whose products all run in small_gemm.h gives the same bits on one thread and on
+    two, its slices or row parts equal or sized by skewed speeds."""
+    layer, x = routed_call(cell, dtype, shape)
     num_threads(1)
     expected = layer(x)
     num_threads(2)
     for speeds in [None, (1.0, 1.6), (1.6, 1.0)]:
+        _kernels.set_thread_speeds(speeds)
+        before = _kernels.calls_on_several_threads()
+        np.testing.assert_array_equal(layer(x), expected, err_msg=f"speeds {speeds}")
+        assert _kernels.calls_on_several_threads() == before + 1
+
+
+@pytest.mark.parametrize("cell, dtype, shape", IN_BLAS, ids=["%s-%s-%s" % (c, d, "x".join(map(str, s)))
+                                                            for c, d, s in IN_BLAS])
+def test_a_call_with_products_in_blas_gives_the_same_bits_at_every_call(tuned, num_threads, cell, dtype, shape):
+    """A call with a product in BLAS is split equally, whatever the threads' speeds: on two
+    threads it gives the same bits at every call."""
+    layer, x = routed_call(cell, dtype, shape)
+    num_threads(2)
+    _kernels.set_thread_speeds()
+    expected = layer(x)
+    for speeds in [(10.0, 1.0), (1.0, 10.0), (1.0, 1.6)]:
         _kernels.set_thread_speeds(speeds)
         before = _kernels.calls_on_several_threads()
         np.testing.assert_array_equal(layer(x), expected, err_msg=f"speeds {speeds}")
@@ -585,7 +609,12 @@ def test_part_shares_follow_the_measured_speeds(tuned, num_threads, parts_per_ca
     assert max(shares) <= 2.25 * min(shares) + 1e-9
     # A split by given shares: 22 and 10 rows, each part's rows still the reference's.
     monkeypatch.setattr(_kernels, "part_shares", lambda n: [0.7, 0.3])
-    assert parallel.batch_parts(32, 1 << 40, _kernels) == ([slice(0, 22), slice(22, 32)], True)
+    assert parallel.batch_parts(32, 1 << 40, _kernels, by_speed=lambda: True) == ([slice(0, 22), slice(22, 32)],
+                                                                                 True)
+    assert parallel.batch_parts(32, 1 << 40, _kernels, by_speed=lambda: False) == ([slice(0, 16), slice(16, 32)],
+                                                                                  True)
+    assert _kernels.splits_by_speed(*layer._kernel_call(_kernels, x, np.empty((0, 0), np.uint8),
+                                                        [np.zeros((32, 64), np.float32)] * 2, np.empty((0, 0, 0), np.float32)))
     parts_per_call.clear()
     assert_close(layer(x, mask=mask), expected, "float32")
     assert parts_per_call == [2]
