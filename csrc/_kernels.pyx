@@ -470,8 +470,8 @@ cdef inline size_t itemsize(const Call* k) noexcept nogil:
 # speeds change from one call to the next: routed by the part, an LSTM 1x5x512x1024's slices'
 # projections went one to BLAS and one to small_gemm.h, which round differently. small_gemm.h's
 # values do not depend on a split (each sums its products in order, from 0 in the blocks, from
-# the bias or C in the edge columns, which are the last (G * units) % 16 columns whatever the
-# split, slices starting on cache lines); BLAS's do (OpenBLAS's kernel for products of up to 1M
+# the bias or C in the edge columns, which are the last (G * units) % panel columns, a panel 16
+# float32 or 8 float64, whatever the split: slices start on cache lines); BLAS's do (OpenBLAS's kernel for products of up to 1M
 # multiply-adds rounds as its other does not, and its float64 kernel rounds a block of rows or
 # columns otherwise than the whole). So only a call whose products all run in small_gemm.h
 # (`all_small`) is split by the threads' speeds; the others are split equally, and give the
@@ -480,6 +480,12 @@ cdef inline size_t itemsize(const Call* k) noexcept nogil:
 cdef inline bint runs_small(const Call* k, Py_ssize_t n, Py_ssize_t depth) noexcept nogil:
     """Whether the call's products of (depth, n) weights, read in place, run in small_gemm.h."""
     return k.whole_batch * n * depth < SMALL_GEMM
+
+
+cdef inline Py_ssize_t routed_steps(const Call* k) noexcept nogil:
+    """The steps the call's recurrent products are routed as: a Step's kernel is packed for a
+    stream of steps (see `Step`), so its one step rounds as a call of many."""
+    return k.timesteps if k.packed == NULL else 2
 
 
 cdef bint recurrent_in_small(const Call* k, Py_ssize_t timesteps) noexcept nogil:
@@ -508,7 +514,7 @@ cdef bint all_small(const Call* k) noexcept nogil:
         return False
     if k.cell == GRU_CELL and not k.reset_after:
         return runs_small(k, 2 * k.units, k.units) and projection_in_small(k)
-    return recurrent_in_small(k, k.timesteps if k.packed == NULL else 2) and projection_in_small(k)
+    return recurrent_in_small(k, routed_steps(k)) and projection_in_small(k)
 
 
 def splits_by_speed(function, arguments):
@@ -798,10 +804,9 @@ cdef struct Plan:
 cdef void slice_bounds(Py_ssize_t units, int n, Py_ssize_t align, bint by_speed, Py_ssize_t* starts) noexcept nogil:
     """starts[id]: where slice id of n starts, on a cache line (`align` units; units >= n * align),
     sized by the threads' speeds (`thread_shares`) where `by_speed` (see "routes"), else equal;
-    starts[n] = units. Each step
-    waits for its slowest slice: in turns against equal slices, two threads, LSTM
-    64x100x256x512 1.15-1.26x, GRU 64x100x256x512 0.99-1.05x, LSTM 256x50x128x256 0.99-1.07x,
-    SimpleRNN 64x100x256x512 1.00x."""
+    starts[n] = units. Each step waits for its slowest slice: in turns against equal slices, two
+    threads, LSTM 64x100x256x512 1.15-1.26x, GRU 64x100x256x512 0.99-1.05x, LSTM 256x50x128x256
+    0.99-1.07x, SimpleRNN 64x100x256x512 1.00x."""
     cdef double shares[FR_TEAM_MAX]
     cdef double end = 0
     cdef bint weighted = by_speed and n > 1 and thread_shares(n, shares)
@@ -898,8 +903,7 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
     # Only what n slices use is set: the Plan is 9 KB, and zeroing it took 5% of a one-step call.
     memset(&p.queue, 0, sizeof(fr_queue) - (FR_TEAM_MAX - n) * sizeof(fr_lane))
     p.k, p.n = k, n
-    # (a Step's kernel is packed for a stream of steps, and rounds as a call of many)
-    p.small_recurrent = recurrent_in_small(k, k.timesteps if k.packed == NULL else 2)
+    p.small_recurrent = recurrent_in_small(k, routed_steps(k))
     p.small_projection = projection_in_small(k)
     p.ldh = (k.state + align - 1) // align * align
     cdef Py_ssize_t h_offsets[2]
@@ -1202,8 +1206,9 @@ cdef int run(Call* k) except -1 nogil:
 
 # Independent calls (fastrnn/recurrent.py): a batch split by rows, the two directions of a
 # Bidirectional layer, or both. Each part is a call of its own over some rows, run whole by one
-# thread of the team (its products routed as those of the whole call it is rows of: "routes"). Parts are claimed like a call's slices (a lane of one item each), so that a
-# part whose thread is late is run by another.
+# thread of the team, its products routed as those of the whole call it is rows of ("routes").
+# Parts are claimed like a call's slices (a lane of one item each), so that a part whose thread
+# is late is run by another.
 cdef struct Parts:
     Plan* plans
     int count
@@ -1231,7 +1236,7 @@ cdef inline bint same_weights(const Call* a, const Call* b) noexcept nogil:
             and a.inputs == b.inputs and a.state == b.state and a.units == b.units and a.x_step == b.x_step)
 
 
-cdef void whole_batch(Call* calls, int count, int j) noexcept nogil:
+cdef void set_whole_batch(Call* calls, int count, int j) noexcept nogil:
     """Part j's whole_batch: the rows of every part of run_parts with its weights, the call that
     the parts are rows of, on which its products are routed (see "routes")."""
     cdef int i
@@ -1486,7 +1491,7 @@ def run_parts(parts):
             if j and calls[j].typenum != calls[0].typenum:
                 raise TypeError(f"run_parts: part {j} is of another dtype than part 0")
         for j in range(count):
-            whole_batch(calls, count, j)
+            set_whole_batch(calls, count, j)
         p.count = count
         memset(&p.queue, 0, sizeof(fr_queue))
         with nogil:

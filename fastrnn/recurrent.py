@@ -47,24 +47,27 @@ def _run_calls(x, calls, step_work):
             function(*arguments)
 
 
+def _ask_kernels(kernels, question, x, calls):
+    """The compiled kernels' answer to `question` (the name of one of their functions of a kernel
+    call) about the single call in `calls`; None for several calls, or kernels without it."""
+    if len(calls) != 1 or not hasattr(kernels, question):
+        return None
+    layer, mask, states, sequence = calls[0]
+    return getattr(kernels, question)(*layer._kernel_call(kernels, x, mask, states, sequence))
+
+
 def _splits_by_speed(kernels, x, calls):
     """Whether a single call may be split into row parts sized by the threads' speeds: where the
     compiled kernels say its bits do not depend on the split (`splits_by_speed`)."""
-    if len(calls) != 1 or not hasattr(kernels, "splits_by_speed"):
-        return False
-    layer, mask, states, sequence = calls[0]
-    return kernels.splits_by_speed(*layer._kernel_call(kernels, x, mask, states, sequence))
+    return bool(_ask_kernels(kernels, "splits_by_speed", x, calls))
 
 
 def _shares_steps(kernels, x, calls, step_work):
     """Whether a single call with large weights (parallel.SLICES_FROM_WEIGHT_BYTES) runs on the
     compiled kernels' threads sharing each step, rather than split into row parts: where its
     kernel can share its steps (`threads_for_call`)."""
-    if (len(calls) != 1 or step_work * x.itemsize <= parallel.SLICES_FROM_WEIGHT_BYTES
-            or not hasattr(kernels, "threads_for_call")):
-        return False
-    layer, mask, states, sequence = calls[0]
-    return kernels.threads_for_call(*layer._kernel_call(kernels, x, mask, states, sequence)) > 1
+    return (step_work * x.itemsize > parallel.SLICES_FROM_WEIGHT_BYTES
+            and (_ask_kernels(kernels, "threads_for_call", x, calls) or 0) > 1)
 
 
 def _run_parts(kernels, x, parts, team):
