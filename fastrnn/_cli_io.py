@@ -270,8 +270,9 @@ def take_rows(array, axis, start, stop):
     return array[(slice(None),) * axis + (slice(start, stop),)]
 
 
-def output_path(input_path, output, several):
-    """The output file: `output` if given, else INPUT's stem + ``.pred.npy`` (``.pred.npz`` for several)."""
+def output_path(input_path, output, several, model_path):
+    """The output file: `output` if given, else INPUT's stem + ``.pred.npy`` (``.pred.npz`` for
+    several); never INPUT or MODEL."""
     if output is None:
         return str(Path(input_path).with_suffix(".pred.npz" if several else ".pred.npy"))
     suffix = Path(output).suffix.lower()
@@ -279,8 +280,9 @@ def output_path(input_path, output, several):
         raise CommandError(f"{output}: OUTPUT must end in .npy or .npz")
     if suffix == ".npy" and several:
         raise CommandError(f"{output}: the model has several outputs; write them to a .npz")
-    if os.path.exists(output) and os.path.samefile(output, input_path):
-        raise CommandError(f"{output}: OUTPUT would overwrite INPUT")
+    for name, path in (("INPUT", input_path), ("MODEL", model_path)):
+        if os.path.exists(output) and os.path.exists(path) and os.path.samefile(output, path):
+            raise CommandError(f"{output}: OUTPUT would overwrite {name}")
     return output
 
 

@@ -107,13 +107,15 @@ _FUNCTIONS = {
 }
 
 
-def code(name):
+def code(name, layer=None):
     """Return the kernel code of the activation called `name`.
 
     Parameters
     ----------
     name : str or None
         A Keras activation name; ``None`` means ``"linear"``, as in Keras.
+    layer : str, optional
+        The name of the layer it is for, which errors name.
 
     Returns
     -------
@@ -129,9 +131,10 @@ def code(name):
     """
     if name is None:
         return CODES["linear"]
+    of_layer = f" of layer {layer!r}" if layer else ""
     if not isinstance(name, str):
         raise TypeError(
-            f"activation must be a name (one of {', '.join(sorted(CODES))}) or None, "
+            f"activation{of_layer} must be a name (one of {', '.join(sorted(CODES))}) or None, "
             f"got {type(name).__name__} {name!r}"
         )
     try:
@@ -140,7 +143,7 @@ def code(name):
         layer_only = (f" ({name} is for Dense and Activation layers, not inside a recurrent cell)"
                       if name.lower() in _LAYER_ONLY else "")
         raise ValueError(
-            f"unknown activation {name!r}; supported: {', '.join(sorted(CODES))}{layer_only}"
+            f"unknown activation {name!r}{of_layer}; supported: {', '.join(sorted(CODES))}{layer_only}"
         ) from None
 
 
@@ -182,7 +185,7 @@ _LAYER_ONLY = {
 }
 
 
-def get(name, elementwise=True):
+def get(name, elementwise=True, layer=None):
     """Return the NumPy function of the activation called `name` (see `code`).
 
     Parameters
@@ -193,6 +196,8 @@ def get(name, elementwise=True):
         False also accepts the activations of Dense and Activation layers that no recurrent
         kernel has: ``softmax`` and ``log_softmax`` (on the last axis as a whole), ``relu6``,
         ``leaky_relu``, ``mish``, ``log_sigmoid``, ``hard_silu``, ``hard_tanh``, ``celu``, ...
+    layer : str, optional
+        The name of the layer it is for, which errors name.
 
     Returns
     -------
@@ -207,4 +212,4 @@ def get(name, elementwise=True):
     """
     if not elementwise and isinstance(name, str) and name.lower() in _LAYER_ONLY:
         return _LAYER_ONLY[name.lower()]
-    return _FUNCTIONS[code(name)]
+    return _FUNCTIONS[code(name, layer)]

@@ -8,6 +8,7 @@ fails while the model is being built, not in the middle of a forward pass.
 """
 import inspect
 import itertools
+import os
 import re
 import threading
 
@@ -20,6 +21,16 @@ __all__ = ["Layer", "Node", "Symbolic"]
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 _NAME_COUNTERS = {}
 _NAME_LOCK = threading.Lock()
+
+
+def _forget_name_lock():
+    # A child forked while another thread held the lock would wait for it forever.
+    global _NAME_LOCK
+    _NAME_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_name_lock)
 _CALL_PARAMETERS = {}   # layer class -> names of its call's arguments after inputs, or None for any
 
 
@@ -304,10 +315,12 @@ class Layer:
             input_shape = self._check_build_shape(input_shape)
             shapes = self._weight_shapes(input_shape)
             rng = np.random.default_rng(getattr(self, "seed", None))
+            size = sum(float(np.prod(s, dtype=np.float64)) for s in shapes.values()) * self.dtype.itemsize
             try:
+                if size > np.iinfo(np.intp).max:   # (NumPy would say only "array is too big")
+                    raise MemoryError
                 self._assign(input_shape, self._initial_weights(shapes, rng))
             except MemoryError:
-                size = sum(int(np.prod(s, dtype=np.float64)) for s in shapes.values()) * self.dtype.itemsize
                 raise MemoryError(f"layer {self.name!r} ({type(self).__name__}): its weights {list(shapes.values())} "
                                   f"need {size / 2 ** 30:.3g} GiB, more than can be allocated") from None
 
@@ -364,13 +377,18 @@ class Layer:
         TypeError
             If `weights` is not a list of real numeric arrays.
         """
+        self._set_checked_weights(self._checked_weights(weights))
+
+    def _checked_weights(self, weights):
+        """`weights` converted and checked as `set_weights` does, nothing assigned yet: what
+        `_set_checked_weights` takes. A model checks every layer's weights before it sets any."""
         if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
             raise TypeError(f"layer {self.name!r} expects a list of weight arrays, got {type(weights).__name__}")
         arrays = [as_numeric(w, f"weight {i} of layer {self.name!r}", self.dtype) for i, w in enumerate(weights)]
         if self.built:
             input_shape = self.input_shape
         else:
-            input_shape = self._infer_input_shape(arrays)
+            input_shape = self._check_build_shape(self._infer_input_shape(arrays))
         shapes = self._weight_shapes(input_shape)
         if len(arrays) != len(shapes):
             raise ValueError(
@@ -382,8 +400,12 @@ class Layer:
                 raise ValueError(
                     f"expected {name} of shape {tuple(expected)} for layer {self.name!r}, got {array.shape}"
                 )
+        return input_shape, arrays
+
+    def _set_checked_weights(self, checked):
+        """Set weights that `_checked_weights` returned."""
         with self._build_lock:
-            self._assign(input_shape, arrays)
+            self._assign(*checked)
 
     def _infer_input_shape(self, arrays):
         if self.batch_input_shape is not None:

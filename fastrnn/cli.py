@@ -157,7 +157,7 @@ def predict(args):
     arrays = open_inputs(args.input, model, args.input_name)
     rows = check_inputs(args.input, arrays, model)
     count = _count_outputs(model)
-    path = output_path(args.input, args.output, several=count > 1)
+    path = output_path(args.input, args.output, several=count > 1, model_path=args.model)
     writer = PredictionWriter(path, output_names(model, count), rows, batch_axis(model))
     with contextlib.ExitStack() as stack:
         if args.backend:

@@ -96,6 +96,8 @@ _BY_NAME = {
 # Keras's class names name them too: GlorotUniform, RandomNormal, Zeros ...
 _BY_NAME.update({name.title().replace("_", ""): function for name, function in list(_BY_NAME.items())})
 _BY_NAME.update({"Identity": _identity, "HeUniform": _BY_NAME["he_uniform"], "HeNormal": _BY_NAME["he_normal"]})
+# Keras 3's other names for two of them (early Keras 3 releases wrote OrthogonalInitializer in configs)
+_BY_NAME.update({"OrthogonalInitializer": _BY_NAME["Orthogonal"], "IdentityInitializer": _identity})
 
 
 # The settings of Keras's initializers that a name alone means (Orthogonal's gain, Constant's

@@ -59,8 +59,8 @@ class Dense(Layer):
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
         super().__init__(name, dtype, input_shape, batch_input_shape, **keras_options)
-        self.units = positive_int(units, "units")
-        self._act = activations.get(activation, elementwise=False)
+        self.units = positive_int(units, f"units of layer {self.name!r}")
+        self._act = activations.get(activation, elementwise=False, layer=self.name)
         self.activation = "linear" if activation is None else activation.lower()
         self.use_bias = flag(use_bias, f"use_bias of layer {self.name!r}")
         self.seed = seed
@@ -120,7 +120,7 @@ class Activation(Layer):
 
     def __init__(self, activation, name=None, dtype="float32", input_shape=None, **keras_options):
         super().__init__(name, dtype, input_shape, **keras_options)
-        self._act = activations.get(activation, elementwise=False)
+        self._act = activations.get(activation, elementwise=False, layer=self.name)
         self.activation = "linear" if activation is None else activation.lower()
 
     def call(self, inputs, mask=None):
@@ -155,8 +155,8 @@ class Embedding(Layer):
         if input_length is not None and input_shape is None and batch_input_shape is None:
             input_shape = (input_length,)
         super().__init__(name, dtype, input_shape, batch_input_shape, **keras_options)
-        self.input_dim = positive_int(input_dim, "input_dim")
-        self.output_dim = positive_int(output_dim, "output_dim")
+        self.input_dim = positive_int(input_dim, f"input_dim of layer {self.name!r}")
+        self.output_dim = positive_int(output_dim, f"output_dim of layer {self.name!r}")
         self.mask_zero = flag(mask_zero, f"mask_zero of layer {self.name!r}")
         self.seed = seed
         if isinstance(weights, np.ndarray):
@@ -441,7 +441,10 @@ class Flatten(Layer):
     def call(self, inputs, mask=None):
         """`inputs` reshaped to ``(batch, -1)``."""
         x = np.asarray(inputs)
-        return x.reshape(x.shape[0], -1)
+        if x.ndim == 0:
+            raise ValueError(f"layer {self.name!r} (Flatten) needs inputs with a batch axis, got a scalar")
+        # (the size, not -1: NumPy cannot infer -1 from an empty batch)
+        return x.reshape(x.shape[0], int(np.prod(x.shape[1:], dtype=np.int64)))
 
     def compute_mask(self, inputs, mask=None):
         return None
@@ -489,7 +492,7 @@ class RepeatVector(Layer):
 
     def __init__(self, n, name=None, dtype="float32", input_shape=None, **keras_options):
         super().__init__(name, dtype, input_shape, **keras_options)
-        self.n = positive_int(n, "n")
+        self.n = positive_int(n, f"n of layer {self.name!r}")
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 2:
@@ -545,7 +548,13 @@ class TimeDistributed(Layer):
 
     def set_weights(self, weights):
         """Set the wrapped layer's weights."""
-        self.layer.set_weights(weights)
+        self._set_checked_weights(self._checked_weights(weights))
+
+    def _checked_weights(self, weights):
+        return self.layer._checked_weights(weights)
+
+    def _set_checked_weights(self, checked):
+        self.layer._set_checked_weights(checked)
         if self.input_shape is None and self.layer.built:
             self.input_shape = (None, None) + tuple(self.layer.input_shape[1:])
 
@@ -564,8 +573,15 @@ class TimeDistributed(Layer):
 
     def compute_output_shape(self, input_shape):
         batch, timesteps = tuple(input_shape)[:2]
-        inner = self.layer.compute_output_shape((None,) + tuple(input_shape)[2:])
+        inner = self._one_output(self.layer.compute_output_shape((None,) + tuple(input_shape)[2:]))
         return (batch, timesteps) + tuple(inner)[1:]
+
+    def _one_output(self, output):
+        """`output` (a shape or an array) of the wrapped layer, which must have one output."""
+        if isinstance(output, list):
+            raise ValueError(f"layer {self.name!r} (TimeDistributed) wraps layers with one output; "
+                             f"{self.layer.name!r} has {len(output)} (return_state)")
+        return output
 
     def call(self, inputs, mask=None):
         """The wrapped layer's output for each timestep, ``(batch, timesteps, ...)``."""
@@ -573,7 +589,7 @@ class TimeDistributed(Layer):
         if x.ndim < 3:
             raise ValueError(f"layer {self.name!r} (TimeDistributed) expects inputs of shape "
                              f"(batch, timesteps, ...), got {x.shape}")
-        y = self.layer.call(x.reshape((-1,) + x.shape[2:]))
+        y = self._one_output(self.layer.call(x.reshape((-1,) + x.shape[2:])))
         return y.reshape(x.shape[:2] + y.shape[1:])
 
 

@@ -378,11 +378,14 @@ class _Model:
         expected = sum(len(layer.weights) for layer in self.layers)
         if len(weights) != expected:
             raise ValueError(f"model {self.name!r} has {expected} weight arrays, got {len(weights)}")
+        checked = []    # every layer's, before any is set: a refused list changes nothing
         for layer in self.layers:
             n = len(layer.weights)
             if n:
-                layer.set_weights(weights[:n])
+                checked.append((layer, layer._checked_weights(weights[:n])))
                 weights = weights[n:]
+        for layer, arrays in checked:
+            layer._set_checked_weights(arrays)
 
     def save(self, path):
         """Write the model in fastrnn's own format, which `fastrnn.load` reads back exactly.
@@ -977,9 +980,15 @@ class Model(_Model):
         for tensor in self.inputs + self.outputs:
             if not isinstance(tensor, Symbolic):
                 raise TypeError(f"Model inputs and outputs must come from fastrnn.Input and layer calls, got {tensor!r}")
-        for tensor in self.inputs:
+        if not self.inputs or not self.outputs:
+            raise ValueError(f"model {self.name!r} needs at least one input and one output, got "
+                             f"{len(self.inputs)} and {len(self.outputs)}")
+        for i, tensor in enumerate(self.inputs):
             if not isinstance(tensor.node.layer, InputLayer):
                 raise ValueError(f"model input {tensor!r} is not made by fastrnn.Input")
+            if any(tensor is earlier for earlier in self.inputs[:i]):
+                # each input takes its own array: a repeated one would silently drop one of them
+                raise ValueError(f"model {self.name!r} is given input {tensor!r} twice")
         self._nodes = self._sorted_nodes()
         layers = self._keras_order()
         names = [layer.name for layer in layers]

@@ -50,8 +50,8 @@ def set_units(config, units):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda c: set_units(c, 10 ** 9), r"kernel of layer 'my_encoder' has shape \(3, 12\), expected \(3, 4000000000\)"),
-    (lambda c: set_units(c, -3), "units must be a positive integer"),
-    (lambda c: set_units(c, "three"), "units must be a positive integer"),
+    (lambda c: set_units(c, -3), "units of layer .* must be a positive integer"),
+    (lambda c: set_units(c, "three"), "units of layer .* must be a positive integer"),
     (lambda c: {**c, "class_name": "Sequentially"}, "model class 'Sequentially' is not supported"),
     (lambda c: {"config": []}, "not a Keras model config"),
     (b"{not json", "config.json is not valid JSON"),

@@ -226,6 +226,18 @@ def test_predict_wrong_shape(capsys, tmp_path):
 
 
 # ----------------------------------------------------------------------------- errors
+def test_predict_never_writes_over_its_input_or_model(capsys, tmp_path):
+    model = tmp_path / "model.npz"
+    fastrnn.Sequential([fastrnn.Input((None, 3)), fastrnn.LSTM(4, seed=0)]).save(model)
+    random_inputs(tmp_path / "x.npy", (5, 6, 3))
+    saved = model.read_bytes(), (tmp_path / "x.npy").read_bytes()
+    for output, name in ((tmp_path / "x.npy", "INPUT"), (model, "MODEL")):
+        status, _, err = run(capsys, "predict", model, tmp_path / "x.npy", "-o", output)
+        assert status == 1
+        assert_one_line_error(err, f"{output}: OUTPUT would overwrite {name}")
+    assert (model.read_bytes(), (tmp_path / "x.npy").read_bytes()) == saved
+
+
 def test_missing_files(capsys, tmp_path):
     status, _, err = run(capsys, "info", tmp_path / "missing.keras")
     assert status == 1

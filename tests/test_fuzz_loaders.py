@@ -326,14 +326,14 @@ def lstm_state():
 @pytest.mark.parametrize("edit, message", [
     (lambda s, t: {**s, 0: s["weight_ih_l0"]}, "a tensor is named 0, not a string"),
     (lambda s, t: {**s, b"weight_ih_l0": s["weight_ih_l0"]}, "not a string"),
-    (lambda s, t: {**s, "weight_hh_l0": s["weight_hh_l0"].to(t.bfloat16)}, "cannot be read as a NumPy array"),
+    (lambda s, t: {**s, "weight_hh_l0": s["weight_hh_l0"].to(t.float8_e4m3fn)}, "cannot be read as a NumPy array"),
     (lambda s, t: {**s, "weight_hh_l0": s["weight_hh_l0"].to("meta")}, "cannot be read as a NumPy array"),
     (lambda s, t: {**s, "weight_hh_l0": s["weight_hh_l0"].to_sparse()}, "cannot be read as a NumPy array"),
     (lambda s, t: {**s, "weight_ih_l0": s["weight_ih_l0"].flatten()}, "expected 2 non-empty dimensions"),
     (lambda s, t: {k: v[:0] for k, v in s.items()}, "expected . non-empty dimensions"),
     (lambda s, t: {**s, "weight_ih_l0": t.zeros(1).expand(10 ** 6, 10 ** 6)}, "more than fastrnn reads"),
     (lambda s, t: {**s, "bias_ih_l99999999999": s["bias_ih_l0"]}, r"tensors for layers \[0, 99999999999\]"),
-], ids=["int-key", "bytes-key", "bfloat16", "meta", "sparse", "rank", "empty", "stride-0-huge", "huge-layer-index"])
+], ids=["int-key", "bytes-key", "float8", "meta", "sparse", "rank", "empty", "stride-0-huge", "huge-layer-index"])
 def test_torch_state_dicts_found_by_fuzzing(tmp_path, edit, message):
     torch = pytest.importorskip("torch")
     refused(torch_file(tmp_path, edit(lstm_state(), torch)), message)

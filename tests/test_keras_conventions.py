@@ -169,6 +169,10 @@ def test_initializers_by_name_and_callable(cls):
         cls(3, name="odd", kernel_initializer=lambda shape, dtype=None: np.zeros(1), input_shape=(None, 2))
     with pytest.raises(ValueError, match="recurrent_initializer of layer .*: unknown initializer 'glorot'"):
         cls(3, recurrent_initializer="glorot")
+    # Keras 3's other class names (early Keras 3 configs say OrthogonalInitializer)
+    for name, other in (("OrthogonalInitializer", "orthogonal"), ("IdentityInitializer", "identity")):
+        np.testing.assert_array_equal(cls(3, recurrent_initializer=name, seed=1, input_shape=(None, 2)).get_weights()[1],
+                                      cls(3, recurrent_initializer=other, seed=1, input_shape=(None, 2)).get_weights()[1])
 
 
 @pytest.mark.parametrize("name", ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
@@ -552,6 +556,15 @@ def test_save_refuses_another_frameworks_file_name(tmp_path):
         with pytest.raises(ValueError, match="writes fastrnn's own format, not .*name the file .npz"):
             model.save(tmp_path / name)
         assert not (tmp_path / name).exists()
+
+
+def test_a_refused_save_leaves_the_file_there_as_it_was(tmp_path):
+    path = tmp_path / "model.npz"
+    fr.Sequential([fr.Input((None, 3)), fr.LSTM(4, seed=0)]).save(path)
+    saved = path.read_bytes()
+    with pytest.raises(ValueError, match="is not built"):
+        fr.Sequential([fr.LSTM(4)]).save(path)
+    assert path.read_bytes() == saved
 
 
 def test_clear_errors_for_ragged_and_stream_mistakes():

@@ -84,6 +84,56 @@ def test_identity_layers_flatten_reshape_repeat():
         fr.Reshape((-1, -1))
 
 
+def test_flatten_takes_an_empty_batch_and_refuses_a_scalar():
+    # NumPy cannot infer reshape's -1 from an empty batch; Keras's Flatten gives (0, 12)
+    assert fr.Flatten()(np.zeros((0, 3, 4), np.float32)).shape == (0, 12)
+    model = fr.Sequential([fr.Input((4, 3)), fr.LSTM(3, return_sequences=True), fr.Flatten(), fr.Dense(1)])
+    assert model(np.zeros((0, 4, 3), np.float32)).shape == (0, 1)
+    with pytest.raises(ValueError, match="'flat' .* needs inputs with a batch axis"):
+        fr.Flatten(name="flat")(3.0)
+
+
+def test_time_distributed_refuses_a_layer_with_several_outputs():
+    for call in (lambda td: td(rng_inputs(2, 4, 6, 5)), lambda td: td(fr.Input((4, 6, 5)))):
+        with pytest.raises(ValueError, match="'td' .* wraps layers with one output; 'states' has 3"):
+            call(fr.TimeDistributed(fr.LSTM(3, return_state=True, name="states"), name="td"))
+
+
+def test_constructor_errors_name_the_layer():
+    for make, message in [(lambda: fr.LSTM(0, name="encoder"), "units of layer 'encoder' must be a positive"),
+                          (lambda: fr.LSTM(4, name="dec", proj_size=-1), "proj_size of LSTM 'dec'"),
+                          (lambda: fr.Dense(-2, name="head"), "units of layer 'head'"),
+                          (lambda: fr.Embedding(0, 8, name="emb"), "input_dim of layer 'emb'"),
+                          (lambda: fr.RepeatVector(0, name="rep"), "n of layer 'rep'"),
+                          (lambda: fr.SimpleRNN(3, name="rnn", activation="foo"), "unknown activation 'foo' of layer 'rnn'"),
+                          (lambda: fr.Activation("foo", name="act"), "unknown activation 'foo' of layer 'act'")]:
+        with pytest.raises(ValueError, match=message):
+            make()
+    with pytest.raises(MemoryError, match=r"layer 'rnn' \(SimpleRNN\): its weights"):   # not NumPy's "too big"
+        fr.SimpleRNN(3, name="rnn", input_shape=(None, 2 ** 62))
+
+
+def test_set_weights_that_is_refused_changes_nothing():
+    model = fr.Sequential([fr.Input((None, 3)), fr.LSTM(4, return_sequences=True, seed=0), fr.GRU(2, seed=1)])
+    x = rng_inputs(2, 5, 3)
+    before, weights = model(x), model.get_weights()
+    new = [w + 1 for w in weights]
+    new[-1] = np.zeros((7, 7))          # the GRU's bias, of the wrong shape: refused after the LSTM's
+    with pytest.raises(ValueError, match="bias of shape .* for layer 'gru"):
+        model.set_weights(new)
+    np.testing.assert_array_equal(model(x), before)
+    # an unbuilt Bidirectional whose directions disagree stays unbuilt, and takes the right ones
+    bidirectional = fr.Bidirectional(fr.LSTM(4, seed=0))
+    good = [np.zeros((3, 16)), np.zeros((4, 16)), np.zeros(16)] * 2
+    with pytest.raises(ValueError, match="disagree on input_dim: 2 and 3"):
+        bidirectional.set_weights([np.zeros((2, 16))] + good[1:])
+    assert not bidirectional.built
+    bidirectional.set_weights(good)
+    np.testing.assert_array_equal(bidirectional(x), np.zeros((2, 8)))
+    with pytest.raises(ValueError, match="positive input_dim"):     # as build refuses it
+        fr.LSTM(2).set_weights([np.zeros((0, 8)), np.zeros((2, 8)), np.zeros(8)])
+
+
 def test_time_distributed_equals_per_step_application():
     dense = fr.Dense(2, seed=0)
     wrapped = fr.TimeDistributed(dense)
@@ -238,6 +288,11 @@ def test_functional_graph_errors():
         fr.Model(x, y)
     with pytest.raises(TypeError, match="must come from fastrnn.Input"):
         fr.Model(x, np.zeros(3))
+    with pytest.raises(ValueError, match="at least one input and one output, got 1 and 0"):
+        fr.Model(x, [])
+    # a repeated input would take one of the two arrays given for it and silently drop the other
+    with pytest.raises(ValueError, match="is given input .* twice"):
+        fr.Model([x, x], fr.LSTM(2)(x))
 
 
 @pytest.mark.parametrize("shape", [(True, 3), (None, False), (2.0, 3), ("4", 3), (-1, 3), (0, 3), 3])

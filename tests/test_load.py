@@ -346,6 +346,20 @@ def test_weights_only_file_into_a_fastrnn_model(kind, case, filename):
     assert_close(as_list(model(keras_inputs(kind, case))), keras_expected(kind, case), case["dtype"])
 
 
+def test_a_weights_file_refused_part_way_leaves_the_weights_as_they_were():
+    # The file's lstm and bidirectional layers fit; its dense_3 (one unit) does not fit two.
+    layers = fastrnn.load(FILES / "k2_stacked_bidi.h5").layers
+    model = fastrnn.Sequential([fastrnn.Input((5, 3))] + [layer.from_config(layer.get_config()) for layer in layers[:-1]]
+                               + [fastrnn.Dense(2, name="dense_3")])
+    before = model.get_weights()
+    with pytest.raises(fastrnn.ModelFileError, match="dense_3"):
+        model.load_weights(FILES / "k2_stacked_bidi.h5")
+    after = model.get_weights()
+    assert len(after) == len(before)
+    for got, want in zip(after, before):
+        np.testing.assert_array_equal(got, want)
+
+
 UNSUPPORTED = keras_cases("keras3", True) + keras_cases("keras2", True)
 
 

@@ -550,10 +550,10 @@ def test_bad_weights_are_named():
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"units": 0}, ValueError, "units must be a positive integer, got 0"),
-        ({"units": 2.5}, ValueError, "units must be a positive integer"),
-        ({"units": 2, "activation": "tanhh"}, ValueError, "unknown activation 'tanhh'; supported: .*tanh"),
-        ({"units": 2, "activation": np.tanh}, TypeError, "activation must be a name"),
+        ({"units": 0}, ValueError, "units of layer .* must be a positive integer, got 0"),
+        ({"units": 2.5}, ValueError, "units of layer .* must be a positive integer"),
+        ({"units": 2, "activation": "tanhh"}, ValueError, "unknown activation 'tanhh' of layer .*; supported: .*tanh"),
+        ({"units": 2, "activation": np.tanh}, TypeError, "activation of layer .* must be a name"),
         ({"units": 2, "dtype": "float16"}, TypeError, "dtype must be 'float32' or 'float64', got 'float16'"),
         ({"units": 2, "input_shape": (3, 0)}, ValueError, "input_shape of layer .* positive integers"),
     ],

@@ -3,6 +3,10 @@ converted weights (tests/data/torch_rnn.npz, written by tests/data/make_torch_fi
 torch 2.13; these tests do not need torch). They pin down the GRU formulation: Keras's
 reset_after=True with gates reordered."""
 
+import importlib.util
+import json
+import sys
+
 import numpy as np
 import pytest
 
@@ -228,3 +232,30 @@ def test_a_whole_networks_state_dict_names_its_rnns_prefix():
     network = {**state_dict(case, "rnn."), "head.weight": np.zeros((1, 4)), "head.bias": np.zeros(1)}
     with pytest.raises(fastrnn.ModelFileError, match="its RNN weights are under prefix 'rnn.': pass prefix='rnn.'"):
         from_state_dict(network)
+
+
+def test_bfloat16_safetensors_are_read_exactly_or_refused_by_name(tmp_path, monkeypatch):
+    # Written by hand (no torch needed): a GRU's state dict in bfloat16, whose values are float32's
+    # top 16 bits, so that float32 holds them exactly.
+    rng = np.random.default_rng(0)
+    shapes = {"weight_ih_l0": (12, 3), "weight_hh_l0": (12, 4), "bias_ih_l0": (12,), "bias_hh_l0": (12,)}
+    weights = {key: (rng.standard_normal(shape).astype(np.float32).view(np.uint32) & 0xFFFF0000).view(np.float32)
+               for key, shape in shapes.items()}
+    header, body = {}, b""
+    for key, value in weights.items():
+        raw = (value.view(np.uint32) >> 16).astype("<u2").tobytes()
+        header[key] = {"dtype": "BF16", "shape": list(value.shape), "data_offsets": [len(body), len(body) + len(raw)]}
+        body += raw
+    text = json.dumps(header).encode()
+    path = tmp_path / "gru.safetensors"
+    path.write_bytes(len(text).to_bytes(8, "little") + text + body)
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "safetensors.torch", None)    # as where torch is not installed
+        with pytest.raises(fastrnn.ModelFileError, match="gru.safetensors: holds bfloat16 tensors.*install torch"):
+            fastrnn.load(path)
+    if importlib.util.find_spec("torch") is None:
+        return      # (safetensors reads bfloat16 through torch)
+    x = np.random.default_rng(1).standard_normal((5, 2, 3)).astype(np.float32)
+    expected = from_state_dict(weights)(x)
+    for got, want in zip(fastrnn.load(path)(x), expected):
+        np.testing.assert_array_equal(got, want)

@@ -870,15 +870,25 @@ def load_weights(model, path):
     ModelFileError
         If a layer's weights are missing or do not fit.
     """
-    source = str(path)
-    with open(path, "rb") as f:
+    # A file refused part-way must not leave the model with some of its layers' weights.
+    before = [(layer, layer.get_weights()) for layer in model.layers if layer.weights]
+    try:
+        _load_weights(model, str(path))
+    except BaseException:
+        for layer, weights in before:
+            layer.set_weights(weights)
+        raise
+
+
+def _load_weights(model, source):
+    with open(source, "rb") as f:
         magic = f.read(4)
     if magic == b"PK\x03\x04":
-        with open_archive(path, source) as archive:
+        with open_archive(source, source) as archive:
             data = _read_member(archive, "model.weights.h5", source)
         h5_context = _open_h5(data, source)
     else:
-        h5_context = _open_h5(path, source)
+        h5_context = _open_h5(source, source)
     with h5_context as h5:
         model_layers = [layer for layer in model.layers if not isinstance(layer, InputLayer)]
         with _reading(source, "the weights file's groups"):

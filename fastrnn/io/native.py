@@ -119,8 +119,9 @@ def save(model, path):
     if suffix in _OTHER_FORMATS:
         raise ValueError(f"{os.fspath(path)}: model.save writes fastrnn's own format, not {_OTHER_FORMATS[suffix]}; "
                          "name the file .npz (fastrnn.load reads it back)")
+    data = to_bytes(model)   # every check first: a refused model leaves the file as it was
     with open(path, "wb") as f:
-        _write(model, f)
+        f.write(data)
 
 
 def to_bytes(model):

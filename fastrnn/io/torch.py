@@ -146,7 +146,13 @@ def _array(value, key, rank, source):
     from .keras import MAX_WEIGHT_BYTES
 
     try:
-        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        if hasattr(value, "detach"):
+            value = value.detach().cpu()
+            if str(value.dtype) == "torch.bfloat16":   # no NumPy type; float32 holds each value exactly
+                value = value.float()
+            array = value.numpy()
+        else:
+            array = np.asarray(value)
     except (TypeError, ValueError, RuntimeError, NotImplementedError) as exc:   # bfloat16, sparse, meta tensors
         raise ModelFileError(f"{source}: tensor {key!r} cannot be read as a NumPy array ({exc})") from exc
     if array.dtype.kind != "f":
@@ -275,7 +281,9 @@ def load_torch(path, prefix="", nonlinearity="tanh", batch_first=False, dtype=No
         try:
             tensors = load_file(source)
         except Exception as exc:
-            raise ModelFileError(f"{source}: not a readable safetensors file ({exc})") from exc
+            if "bfloat16" not in str(exc):
+                raise ModelFileError(f"{source}: not a readable safetensors file ({exc})") from exc
+            tensors = _bfloat16_tensors(source)
     else:
         _check_torch_archive(source)
         try:
@@ -295,6 +303,20 @@ def load_torch(path, prefix="", nonlinearity="tanh", batch_first=False, dtype=No
                                  "fastrnn loads state dicts only: save module.state_dict()") from exc
         tensors = _unwrap_checkpoint(loaded, source)
     return from_state_dict(tensors, prefix, nonlinearity, batch_first, dtype, source)
+
+
+def _bfloat16_tensors(source):
+    """The tensors of a safetensors file holding bfloat16 ones, which NumPy has no type for: read
+    by torch (then widened to float32 by `_array`, exactly)."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ModelFileError(f"{source}: holds bfloat16 tensors, which NumPy cannot read: install torch to read "
+                             "them, or save the state dict as float32") from None
+    try:
+        return load_file(source)
+    except Exception as exc:
+        raise ModelFileError(f"{source}: not a readable safetensors file ({exc})") from exc
 
 
 def _check_torch_archive(source):
