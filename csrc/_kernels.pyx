@@ -157,7 +157,8 @@ cdef extern from "blas_threads.h":
     ctypedef int (*fr_set_threads_function)(int) noexcept nogil
     fr_set_threads_function fr_blas_set_threads
     void fr_blas_threads_init() noexcept nogil
-    int fr_blas_threads(int n) noexcept nogil
+    void fr_blas_enter() noexcept nogil
+    void fr_blas_leave() noexcept nogil
 
 fr_blas_threads_init()
 
@@ -313,13 +314,12 @@ cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* 
         for r in range(m):
             memcpy(c + r * ldc, bias, n * sizeof(floating))
         beta = 1
-    cdef int previous = fr_blas_threads(1)
+    fr_blas_enter()
     if floating is float:
         sgemm(&no, &no, &n_, &m_, &k_, &one, <float*> b, &ldb_, <float*> a, &lda_, &beta, c, &ldc_)
     else:
         dgemm(&no, &no, &n_, &m_, &k_, &one, <double*> b, &ldb_, <double*> a, &lda_, &beta, c, &ldc_)
-    if previous:
-        fr_blas_threads(previous)
+    fr_blas_leave()
 
 
 cdef inline char* cache_line(void* p) noexcept nogil:

@@ -1,4 +1,4 @@
-/* BLAS on the calling thread only, set around each product, and fork-safe.
+/* BLAS on one thread while fastrnn's products run, and fork-safe.
  *
  * Why: SciPy's OpenBLAS runs a product on several threads of its own; fastrnn splits the work
  * itself, so each BLAS product of a kernel runs on one thread, set before it and restored after
@@ -33,16 +33,33 @@ static void fr_blas_lock_give(void) {}
 static void fr_blas_threads_init(void) {}
 #endif
 
-/* Set the calling thread's BLAS threads to `n`; returns the previous count (0 when there is no
- * setting function). */
-static int fr_blas_threads(int n)
+/* Products of fastrnn's in BLAS now: while any runs, BLAS runs on one thread; the last one out
+ * restores the count the first one in found. The setting is named "local" but is process-wide in
+ * SciPy's OpenBLAS: saved and restored by each product, two products at once (two threads of the
+ * team, or two callers) left SciPy's BLAS on one thread for the rest of the program. */
+static int fr_blas_products = 0, fr_blas_saved = 0;
+
+/* Before a product in BLAS: BLAS on one thread. */
+static void fr_blas_enter(void)
 {
     if (!fr_blas_set_threads)
-        return 0;
+        return;
     fr_blas_lock_take();
-    int previous = fr_blas_set_threads(n);
+    int previous = fr_blas_set_threads(1);   /* (this thread's too, where the setting is per thread) */
+    if (fr_blas_products++ == 0)
+        fr_blas_saved = previous;
     fr_blas_lock_give();
-    return previous;
+}
+
+/* After it: the count before the first of the products in flight, once none is. */
+static void fr_blas_leave(void)
+{
+    if (!fr_blas_set_threads)
+        return;
+    fr_blas_lock_take();
+    if (--fr_blas_products == 0 && fr_blas_saved > 0)
+        fr_blas_set_threads(fr_blas_saved);
+    fr_blas_lock_give();
 }
 
 #endif

@@ -107,7 +107,7 @@ def _time_major(x):
 # The cores' products run in SciPy's BLAS, which would start its own threads beside fastrnn's: parts
 # of a batch on the Python pool, each with a BLAS of two threads, oversubscribed two cores (SimpleRNN
 # 1024x20x64x64 on two threads: 8.3-11.1 ms, 6.0 with OPENBLAS_NUM_THREADS=1). As in the compiled
-# kernels, BLAS runs on the calling thread only; fastrnn.set_num_threads governs the rest.
+# kernels, BLAS runs on one thread while they run; fastrnn.set_num_threads governs the rest.
 _address = _blas_set_threads_address()
 _openblas_set_threads = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(_address) if _address else None
 # The setting takes OpenBLAS's server lock, and a child forked while another thread holds it hangs
@@ -133,10 +133,30 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_take_for_fork, after_in_parent=_give_after_fork, after_in_child=_give_after_fork)
 
 
-def _set_blas_threads(n):
-    """Set this thread's BLAS threads to `n`; return the previous count."""
+# Cores running now: while any runs, BLAS runs on one thread, and the last one out restores the
+# count the first one in found (the setting is process-wide in SciPy's OpenBLAS, as in
+# csrc/blas_threads.h).
+_cores_running = 0
+_saved_blas_threads = 0
+
+
+def _enter_blas():
+    """Before a core: BLAS on one thread."""
+    global _cores_running, _saved_blas_threads
     with _blas_lock:
-        return _openblas_set_threads(n)
+        previous = _openblas_set_threads(1)
+        _cores_running += 1
+        if _cores_running == 1:
+            _saved_blas_threads = previous
+
+
+def _leave_blas():
+    """After it: the BLAS threads before the first of the cores running, once none is."""
+    global _cores_running
+    with _blas_lock:
+        _cores_running -= 1
+        if _cores_running == 0 and _saved_blas_threads > 0:
+            _openblas_set_threads(_saved_blas_threads)
 
 
 # The cores add each step's recurrent product to its projected inputs in place, as the compiled
@@ -187,12 +207,14 @@ def gemm_add(a, b, c, scratch):
 def _run(core, x, *arguments):
     """`core` on a time-major copy of `x`, its BLAS calls on this thread only."""
     x = _time_major(x)
-    previous = _set_blas_threads(1) if _openblas_set_threads else None
+    if _openblas_set_threads is None:
+        core(x, *arguments)
+        return
+    _enter_blas()
     try:
         core(x, *arguments)
     finally:
-        if previous is not None:
-            _set_blas_threads(previous)
+        _leave_blas()
 
 
 def simple_rnn(x, kernel, bias, recurrent_kernel, mask, activation, h, sequence):

@@ -7,6 +7,7 @@ of them that imports, in that order. The environment variable ``FASTRNN_BACKEND`
 default; `set_backend` overrides it at run time. This module is the only importer of the compiled
 extension and of numba.
 """
+import numbers
 import os
 import platform
 import threading
@@ -67,6 +68,16 @@ _active = None  # (name, kernels module, how it was chosen); resolved on first u
 _threads = None  # set_num_threads's value; None until set or first read
 _threads_lock = threading.RLock()   # _threads and the compiled extension's copy of it agree (re-entered: num_threads)
 _compiled = None   # the compiled extension, once _import_cython has set it up
+
+
+def _forget_threads_lock():
+    # A child forked while another thread held the lock would wait for it forever.
+    global _threads_lock
+    _threads_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads_lock)
 
 
 def _load(name):
@@ -140,7 +151,7 @@ def set_backend(name="auto"):
 def _threads_from_environment():
     """``OMP_NUM_THREADS`` where it is a positive integer, else the CPUs this process may use."""
     value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if value.isdigit() and int(value) > 0:
+    if value.isascii() and value.isdigit() and int(value) > 0:   # (isdigit alone takes "²", which int refuses)
         return int(value)
     try:
         return len(os.sched_getaffinity(0))
@@ -191,8 +202,9 @@ def set_num_threads(n):
     >>> fastrnn.set_num_threads(previous)
     """
     global _threads
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:   # (NumPy's integers too)
         raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
+    n = int(n)
     with _threads_lock:
         _threads = n
         if _compiled is not None:

@@ -26,7 +26,7 @@ weights_generation = 0   # counts the weight assignments of every recurrent laye
 
 def _run_calls(x, calls, step_work):
     """Run the kernels of calls prepared by `_prepare` on their input `x`, each call
-    ``(layer, kernel_mask, states, sequence)``: side by side and their rows split among the
+    ``(layer, weights, kernel_mask, states, sequence)``: side by side and their rows split among the
     threads where that pays (`step_work`: multiply-adds per row and step of the smallest),
     else one after another."""
     batch, timesteps, _ = x.shape
@@ -40,10 +40,10 @@ def _run_calls(x, calls, step_work):
     if rows:
         _run_parts(kernels, x, [call + (part,) for call in calls for part in rows], team)
     elif batch:     # (the kernels may still share each step among their threads)
-        for layer, mask, states, sequence in calls:
+        for layer, weights, mask, states, sequence in calls:
             # The kernels read x as it lies (time reversed: a view).
-            function, arguments = layer._kernel_call(kernels, x[:, ::-1] if layer.go_backwards else x, mask,
-                                                     states, sequence)
+            function, arguments = layer._kernel_call(kernels, weights, x[:, ::-1] if layer.go_backwards else x,
+                                                     mask, states, sequence)
             function(*arguments)
 
 
@@ -52,8 +52,8 @@ def _ask_kernels(kernels, question, x, calls):
     call) about the single call in `calls`; None for several calls, or kernels without it."""
     if len(calls) != 1 or not hasattr(kernels, question):
         return None
-    layer, mask, states, sequence = calls[0]
-    return getattr(kernels, question)(*layer._kernel_call(kernels, x, mask, states, sequence))
+    layer, weights, mask, states, sequence = calls[0]
+    return getattr(kernels, question)(*layer._kernel_call(kernels, weights, x, mask, states, sequence))
 
 
 def _splits_by_speed(kernels, x, calls):
@@ -71,8 +71,8 @@ def _shares_steps(kernels, x, calls, step_work):
 
 
 def _run_parts(kernels, x, parts, team):
-    """Run independent kernel calls on `x` at once: each part ``(layer, kernel_mask, states,
-    sequence, rows)`` is `layer` on those rows (a slice) of a call prepared by its `_prepare`.
+    """Run independent kernel calls on `x` at once: each part ``(layer, weights, kernel_mask,
+    states, sequence, rows)`` is `layer` on those rows (a slice) of a call prepared by its `_prepare`.
     They run on the threads of `fastrnn.set_num_threads`: those of the compiled kernels' `team`,
     else a Python pool.
 
@@ -83,14 +83,15 @@ def _run_parts(kernels, x, parts, team):
     if team:
         # The compiled kernels run the parts on their own threads, which wait for work spinning
         # for a while: handing a part to a Python thread cost 0.1-2 ms here (its core asleep).
-        kernels.run_parts([layer._kernel_call(kernels, x[rows, ::-1] if layer.go_backwards else x[rows], mask[rows],
-                                              [state[rows] for state in states], sequence[rows])
-                           for layer, mask, states, sequence, rows in parts])
+        kernels.run_parts([layer._kernel_call(kernels, weights, x[rows, ::-1] if layer.go_backwards else x[rows],
+                                              mask[rows], [state[rows] for state in states], sequence[rows])
+                           for layer, weights, mask, states, sequence, rows in parts])
         return
     # Inside a part nothing is split again: each runs its call whole.
-    parallel.run(*(functools.partial(_run_calls, x[rows], [(layer, mask[rows], [state[rows] for state in states],
-                                                            sequence[rows])], layer._step_work)
-                   for layer, mask, states, sequence, rows in parts))
+    parallel.run(*(functools.partial(_run_calls, x[rows], [(layer, weights, mask[rows],
+                                                            [state[rows] for state in states], sequence[rows])],
+                                     layer._step_work)
+                   for layer, weights, mask, states, sequence, rows in parts))
 
 
 class _RNN(Layer):
@@ -115,13 +116,13 @@ class _RNN(Layer):
         if input_shape is None and (input_dim is not None or input_length is not None):
             input_shape = (input_length, input_dim)   # Keras 2's way of saying it
         super().__init__(name, dtype, input_shape, batch_input_shape, **keras_options)
-        self.units = positive_int(units, "units")
+        self.units = positive_int(units, f"units of layer {self.name!r}")
         self._sizes = tuple(self._state_sizes())
         self._no_sequence = _EMPTY_SEQUENCE[self.dtype]   # the kernels' "skip the sequence" output
-        self._activation = activations.code(activation)
+        self._activation = activations.code(activation, self.name)
         self.activation = "linear" if activation is None else activation.lower()
         if self._has_recurrent_activation:
-            self._recurrent_activation = activations.code(recurrent_activation)
+            self._recurrent_activation = activations.code(recurrent_activation, self.name)
             self.recurrent_activation = ("linear" if recurrent_activation is None
                                          else recurrent_activation.lower())
         self.use_bias = flag(use_bias, f"use_bias of layer {self.name!r}")
@@ -171,8 +172,9 @@ class _RNN(Layer):
         return input_shape
 
     def _on_weights_set(self):
-        # Laid out once for the kernels, in one attribute that a call reads once: a call running
-        # while set_weights replaces the weights takes all the old ones or all the new.
+        # Laid out once for the kernels, in one attribute that a call reads once (`_prepare`) and
+        # passes to each of its parts: a call running while set_weights replaces the weights
+        # takes all the old ones or all the new.
         self._kernel_weights = self._laid_out()
         self._step_work = self.kernel.size + self.recurrent_kernel.size   # multiply-adds per row and step
         # Streams bind the weight arrays once (fastrnn/streaming.py); this tells them to rebind.
@@ -185,10 +187,11 @@ class _RNN(Layer):
         bias = self.bias if self.use_bias else np.zeros(self.kernel.shape[1], self.dtype)
         return self.kernel, bias, self.recurrent_kernel
 
-    def _kernel_call(self, kernels, x, mask, states, sequence):
-        """The kernel and all its arguments, the inputs `x` (B, T, I) first: ``function(*arguments)``
-        runs it. (A prebuilt tuple passes faster than ``function(x, *rest)``: 0.37 against 0.51 us
-        for a one-step call.)"""
+    def _kernel_call(self, kernels, weights, x, mask, states, sequence):
+        """The kernel and all its arguments, the inputs `x` (B, T, I) first, with `weights` (the
+        layer's `_kernel_weights` when the call began): ``function(*arguments)`` runs it. (A
+        prebuilt tuple passes faster than ``function(x, *rest)``: 0.37 against 0.51 us for a
+        one-step call.)"""
         raise NotImplementedError
 
     # ----------------------------------------------------------------- shapes and masks
@@ -310,14 +313,14 @@ class _RNN(Layer):
         x, mask, call = self._prepare(inputs, initial_state, mask, return_sequences)
         _run_calls(x, (call,), self._step_work)
         if mask is None:    # nothing to zero (inline: a one-step call)
-            _, _, states, sequence = call
+            *_, states, sequence = call
             return (sequence if return_sequences else states[0]), states
         return self._finish(mask, call, return_sequences)
 
     def _prepare(self, inputs, initial_state, mask, return_sequences):
         """A call's checked inputs and allocated outputs: ``(x, mask, call)``, x of the layer's
         dtype (any strides) and in time order, the mask None or bool, in processing order
-        (reversed with ``go_backwards``), and the call for `_run_calls`: ``(self, kernel_mask,
+        (reversed with ``go_backwards``), and the call for `_run_calls`: ``(self, weights, kernel_mask,
         states, sequence)``, the mask's uint8 view (or the empty one) for the kernel."""
         # Written for the one-step embedded call, where these checks are a third of the cost: the
         # common case (an ndarray of a real dtype) takes no conversion and few attribute reads.
@@ -353,11 +356,11 @@ class _RNN(Layer):
         sequence = (np.empty((batch, timesteps, self._sizes[0]), self.dtype) if return_sequences
                     else self._no_sequence)
         kernel_mask = _EMPTY_MASK if mask is None else np.ascontiguousarray(mask).view(np.uint8)
-        return x, mask, (self, kernel_mask, states, sequence)
+        return x, mask, (self, self._kernel_weights, kernel_mask, states, sequence)
 
     def _finish(self, mask, call, return_sequences):
         """``(output, final_states)`` of a call prepared by `_prepare` once its kernel has run."""
-        _, _, states, sequence = call
+        *_, states, sequence = call
         output = sequence if return_sequences else states[0]
         if mask is not None:
             output = output.copy() if output is states[0] else output
@@ -449,8 +452,8 @@ class SimpleRNN(_RNN):
         super().__init__(units, activation, use_bias, return_sequences, return_state, go_backwards,
                          dtype, seed, name, weights, input_shape, batch_input_shape, **options)
 
-    def _kernel_call(self, kernels, x, mask, states, sequence):
-        kernel, bias, recurrent_kernel = self._kernel_weights
+    def _kernel_call(self, kernels, weights, x, mask, states, sequence):
+        kernel, bias, recurrent_kernel = weights
         return kernels.simple_rnn, (x, kernel, bias, recurrent_kernel, mask, self._activation, states[0], sequence)
 
 
@@ -504,7 +507,8 @@ class LSTM(_RNN):
                  unit_forget_bias=True, proj_size=None, **options):
         self.unit_forget_bias = flag(unit_forget_bias,
                                      f"unit_forget_bias of LSTM {name!r}" if name else "unit_forget_bias")
-        self.proj_size = None if not proj_size else positive_int(proj_size, "proj_size")
+        self.proj_size = None if not proj_size else positive_int(proj_size, f"proj_size of LSTM {name!r}" if name
+                                                                 else "proj_size")
         super().__init__(units, activation, use_bias, return_sequences, return_state, go_backwards,
                          dtype, seed, name, weights, input_shape, batch_input_shape,
                          recurrent_activation=recurrent_activation, **options)
@@ -530,8 +534,8 @@ class LSTM(_RNN):
         # ... and the projection, or the empty one that means none.
         return super()._laid_out() + (self.projection if self.proj_size else _EMPTY_PROJECTION[self.dtype],)
 
-    def _kernel_call(self, kernels, x, mask, states, sequence):
-        kernel, bias, recurrent_kernel, projection = self._kernel_weights
+    def _kernel_call(self, kernels, weights, x, mask, states, sequence):
+        kernel, bias, recurrent_kernel, projection = weights
         return kernels.lstm, (x, kernel, bias, recurrent_kernel, projection, mask, self._activation,
                               self._recurrent_activation, states[0], states[1], sequence)
 
@@ -600,8 +604,8 @@ class GRU(_RNN):
             input_bias, recurrent_bias = (self.bias if self.use_bias else zeros), zeros
         return self.kernel, input_bias, self.recurrent_kernel, recurrent_bias
 
-    def _kernel_call(self, kernels, x, mask, states, sequence):
-        kernel, input_bias, recurrent_kernel, recurrent_bias = self._kernel_weights
+    def _kernel_call(self, kernels, weights, x, mask, states, sequence):
+        kernel, input_bias, recurrent_kernel, recurrent_bias = weights
         return kernels.gru, (x, kernel, input_bias, recurrent_kernel, recurrent_bias, mask, self._activation,
                              self._recurrent_activation, self.reset_after, states[0], sequence)
 
@@ -732,7 +736,11 @@ class Bidirectional(Layer):
         return self.forward_layer.weights + self.backward_layer.weights
 
     def set_weights(self, weights):
-        """Set forward then backward weights, in Keras order (see the inner layers' `set_weights`)."""
+        """Set forward then backward weights, in Keras order (see the inner layers' `set_weights`);
+        both are checked before either is set."""
+        self._set_checked_weights(self._checked_weights(weights))
+
+    def _checked_weights(self, weights):
         if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
             raise TypeError(f"layer {self.name!r} expects a list of weight arrays, got {type(weights).__name__}")
         names = [list(inner._weight_shapes((None, None, 1))) for inner in (self.forward_layer, self.backward_layer)]
@@ -742,10 +750,16 @@ class Bidirectional(Layer):
                 f"layer {self.name!r} expects {n_expected} weights (forward {', '.join(names[0])}, "
                 f"then backward {', '.join(names[1])}), got {len(weights)}"
             )
-        self.forward_layer.set_weights(list(weights[:n_forward]))
-        self.backward_layer.set_weights(list(weights[n_forward:]))
-        if self.forward_layer.input_shape[-1] != self.backward_layer.input_shape[-1]:
-            raise ValueError(f"forward and backward kernels of {self.name!r} disagree on input_dim")
+        forward = self.forward_layer._checked_weights(list(weights[:n_forward]))
+        backward = self.backward_layer._checked_weights(list(weights[n_forward:]))
+        if forward[0][-1] != backward[0][-1]:   # (their input shapes)
+            raise ValueError(f"forward and backward kernels of {self.name!r} disagree on input_dim: "
+                             f"{forward[0][-1]} and {backward[0][-1]}")
+        return forward, backward
+
+    def _set_checked_weights(self, checked):
+        self.forward_layer._set_checked_weights(checked[0])
+        self.backward_layer._set_checked_weights(checked[1])
 
     # ----------------------------------------------------------------- shapes and masks
     def compute_output_shape(self, input_shape):

@@ -185,6 +185,8 @@ class Stream:
         if not (isinstance(first, R._RNN) and x.ndim == 2 and x.dtype == first.dtype
                 and x.shape[1] == first.input_shape[-1]):
             return
+        # Read before binding: weights set while the steps bind make the next step bind again.
+        generation = R.weights_generation
         steps, recurrent = [], iter(self._states)
         for layer in self.model.layers:
             if isinstance(layer, R._RNN):
@@ -194,7 +196,7 @@ class Stream:
             else:
                 steps.append(layer.call)
         self._first_step, self._next_steps = steps[0], steps[1:]
-        self._weights_generation = R.weights_generation
+        self._weights_generation = generation
         # With the compiled backend every recurrent step is a Step, which returns a copy of h.
         self._checked_in_c = isinstance(steps[0], getattr(backends.kernels(), "Step", ()))
         self._copy_last = isinstance(self.model.layers[-1], R._RNN) and not self._checked_in_c
@@ -204,7 +206,8 @@ def _recurrent_step(layer, states):
     """One timestep of `layer` on (batch, features), updating `states` in place; returns h (the
     compiled backend's Step returns a copy of it, the others the state itself)."""
     kernels = backends.kernels()
-    function, arguments = layer._kernel_call(kernels, None, _NO_MASK, states, layer._no_sequence)
+    function, arguments = layer._kernel_call(kernels, layer._kernel_weights, None, _NO_MASK, states,
+                                             layer._no_sequence)
     if hasattr(kernels, "Step"):
         return kernels.Step(function, arguments)   # binds the weights and states in C, once
     h, rest = states[0], arguments[1:]

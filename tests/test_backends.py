@@ -171,8 +171,8 @@ def test_compiled_kernel_reads_x_of_any_layout(cell, dtype, shape, projected_ele
             results = []
             for array in (view, np.ascontiguousarray(view)):
                 states, sequence = [s.copy() for s in initial], np.zeros((batch, steps, layer._sizes[0]), dtype)
-                function, arguments = layer._kernel_call(_kernels, array, np.empty((0, 0), np.uint8), states,
-                                                         sequence)
+                function, arguments = layer._kernel_call(_kernels, layer._kernel_weights, array,
+                                                         np.empty((0, 0), np.uint8), states, sequence)
                 function(*arguments)
                 results.append(states + [sequence])
             for got, expected in zip(*results):
@@ -199,7 +199,8 @@ def test_compiled_kernel_copies_x_whose_stride_blas_cannot_take():
     for array in (x, np.ascontiguousarray(x)):     # (slices sized by the threads' speeds: same bits)
         h, c = np.zeros((1, 256), np.float32), np.zeros((1, 256), np.float32)
         sequence = np.zeros((1, 3, 256), np.float32)
-        function, arguments = layer._kernel_call(_kernels, array, np.empty((0, 0), np.uint8), [h, c], sequence)
+        function, arguments = layer._kernel_call(_kernels, layer._kernel_weights, array, np.empty((0, 0), np.uint8),
+                                                 [h, c], sequence)
         function(*arguments)
         results.append(sequence)
     np.testing.assert_array_equal(*results)
@@ -228,26 +229,65 @@ def test_numba_cores_compile_once_per_dtype():
         assert inputs and all(t.layout == "C" and t.mutable for t in inputs), (core, inputs)
 
 
-def test_numba_kernels_run_blas_on_the_calling_thread_only(monkeypatch):
+def _blas_threads_setter():
+    """SciPy's openblas_set_num_threads_local as a Python function (it returns the previous
+    count), or skip where SciPy's BLAS has none."""
+    import ctypes
+    address = backends._blas_set_threads_address()
+    if not address:
+        pytest.skip("SciPy's BLAS has no openblas_set_num_threads_local here")
+    return ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(address)
+
+
+def test_numba_kernels_run_blas_on_one_thread(monkeypatch):
     """np.dot in the Numba cores would start BLAS threads beside fastrnn's own (oversubscribed
-    parts on two cores ran 1.3-1.6x slower): a kernel sets SciPy's BLAS to its calling thread and
+    parts on two cores ran 1.3-1.6x slower): a kernel sets SciPy's BLAS to one thread and
     restores the setting after."""
     _numba = pytest.importorskip("fastrnn._numba")
-    if _numba._openblas_set_threads is None:
-        pytest.skip("SciPy's BLAS has no openblas_set_num_threads_local here")
+    set_threads = _blas_threads_setter()
     seen = []
-    monkeypatch.setattr(_numba, "lstm_core", lambda *arguments: seen.append(_numba._set_blas_threads(1)))
+    monkeypatch.setattr(_numba, "lstm_core", lambda *arguments: seen.append(set_threads(1)))
     previous = fastrnn.backend()
     fastrnn.set_backend("numba")
-    original = _numba._set_blas_threads(2)
-    stored = _numba._set_blas_threads(2)    # (what OpenBLAS keeps of 2 here: fewer on one core)
+    original = set_threads(2)
+    stored = set_threads(2)    # (what OpenBLAS keeps of 2 here: fewer on one core)
     try:
         fastrnn.LSTM(4, seed=0)(np.ones((2, 3, 5), np.float32))
-        assert _numba._set_blas_threads(2) == stored      # restored
+        assert set_threads(2) == stored      # restored
     finally:
-        _numba._set_blas_threads(original)
+        set_threads(original)
         fastrnn.set_backend(previous)
     assert seen == [1]
+
+
+@pytest.mark.parametrize("backend_name", ["cython", "numba"])
+def test_products_in_blas_on_several_threads_at_once_restore_its_setting(backend_name):
+    # The setting is process-wide in SciPy's OpenBLAS: each product saving and restoring it, two
+    # at once left SciPy's BLAS on one thread for good.
+    pytest.importorskip({"cython": "fastrnn._kernels", "numba": "fastrnn._numba"}[backend_name])
+    set_threads = _blas_threads_setter()
+    original = set_threads(2)
+    stored = set_threads(2)
+    previous, threads = fastrnn.backend(), fastrnn.num_threads()
+    # one row of 1024 units: its products run in BLAS, its steps shared on the compiled team
+    layer = fastrnn.LSTM(1024, seed=0, input_shape=(None, 512))
+    x = np.random.default_rng(0).standard_normal((1, 5, 512)).astype(np.float32)
+    try:
+        fastrnn.set_backend(backend_name)
+        fastrnn.set_num_threads(2)
+        expected = layer(x)
+        outputs = []
+        callers = [threading.Thread(target=lambda: outputs.extend(layer(x) for _ in range(5))) for _ in range(3)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        assert set_threads(2) == stored
+        assert len(outputs) == 15 and all(np.allclose(output, expected, rtol=0, atol=1e-6) for output in outputs)
+    finally:
+        set_threads(original)
+        fastrnn.set_backend(previous)
+        fastrnn.set_num_threads(threads)
 
 
 def test_layers_take_views_on_every_backend(backend_name):
@@ -278,7 +318,7 @@ def test_compiled_kernel_refuses_read_only_outputs():
 def test_num_threads_defaults_to_omp_num_threads_else_the_cpus():
     code = "import fastrnn; print(fastrnn.num_threads())"
     cpus = str(len(os.sched_getaffinity(0)))
-    for value, expected in (("3", "3"), ("", cpus), ("junk", cpus), ("2,1", "2")):
+    for value, expected in (("3", "3"), ("", cpus), ("junk", cpus), ("2,1", "2"), ("\u00b2", cpus)):   # (² is a digit to isdigit)
         env = dict(os.environ, OMP_NUM_THREADS=value)
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert out.stdout.strip() == expected, (value, out.stdout, out.stderr)
@@ -288,6 +328,15 @@ def test_num_threads_defaults_to_omp_num_threads_else_the_cpus():
 def test_set_num_threads_refuses_non_positive_integers(bad):
     with pytest.raises(ValueError, match="positive integer"):
         fastrnn.set_num_threads(bad)
+
+
+def test_set_num_threads_takes_numpy_integers():
+    previous = fastrnn.num_threads()
+    try:
+        fastrnn.set_num_threads(np.int64(1))
+        assert fastrnn.num_threads() == 1 and type(fastrnn.num_threads()) is int
+    finally:
+        fastrnn.set_num_threads(previous)
 
 
 def test_set_num_threads_while_another_thread_imports_the_kernels():
@@ -450,6 +499,29 @@ def test_a_child_forked_during_blas_products_does_not_hang():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize("lock", ["name", "threads"])
+def test_a_child_forked_while_another_thread_holds_a_lock_of_fastrnn_does_not_hang(lock):
+    """The locks around layer names and the thread count: a child forked while another thread
+    held one waited for ever on its first layer (or thread count)."""
+    from fastrnn import base
+
+    held = base._NAME_LOCK if lock == "name" else backends._threads_lock
+    taken, forked = threading.Event(), threading.Event()
+    holder = threading.Thread(target=lambda: (held.acquire(), taken.set(), forked.wait(), held.release()))
+    holder.start()
+    taken.wait()
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(10)
+        fastrnn.set_num_threads(1) if lock == "threads" else fastrnn.LSTM(2)
+        os._exit(0)
+    forked.set()
+    holder.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
 def test_a_fork_waits_for_the_numba_kernels_blas_setting():
     """The Numba kernels make the same setting through ctypes, under a lock a fork takes first."""
     _numba = pytest.importorskip("fastrnn._numba")

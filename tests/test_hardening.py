@@ -238,6 +238,64 @@ def test_a_call_during_set_weights_takes_all_old_or_all_new_weights(make, monkey
     np.testing.assert_array_equal(during[0], old)
 
 
+def test_a_call_split_into_row_parts_takes_one_set_of_weights(backend_name, monkeypatch):
+    """The parts of one call all run with the weights the call began with: here another thread's
+    set_weights lands just after the first part has read them (before, later parts read the new
+    weights, and rows of one output came from two sets of weights)."""
+    layer = fr.LSTM(128, seed=0, return_sequences=True)
+    x = np.random.default_rng(0).standard_normal((64, 20, 64)).astype(np.float32)
+    threads = fr.num_threads()
+    fr.set_num_threads(2)
+    try:
+        old = layer(x)
+        new_weights = [w * 0.5 + 0.1 for w in layer.get_weights()]
+        kernel_call, parts = type(layer)._kernel_call, []
+
+        def part(self, *arguments):
+            if arguments[2].shape[0] < 64:   # a part's rows of x (the compiled kernels are also asked about all)
+                parts.append(arguments[2].shape[0])
+                if len(parts) == 1:
+                    self.set_weights(new_weights)
+            return kernel_call(self, *arguments)
+
+        monkeypatch.setattr(type(layer), "_kernel_call", part)
+        during = layer(x)
+        monkeypatch.undo()
+    finally:
+        fr.set_num_threads(threads)
+    assert len(parts) > 1 and sum(parts) == 64, parts    # split into row parts
+    np.testing.assert_array_equal(during, old)
+    assert not np.allclose(layer(x), old)
+
+
+def test_weights_set_while_a_stream_binds_its_steps_are_taken_at_its_next_step(monkeypatch):
+    """Before, a set_weights landing while a stream bound its steps went unnoticed for good."""
+    from fastrnn import streaming
+
+    model = fr.Sequential([fr.Input((None, 3)), fr.LSTM(4, return_sequences=True, seed=0), fr.Dense(1, seed=1)])
+    lstm, dense = model.layers
+    x = np.random.default_rng(0).standard_normal((1, 6, 3)).astype(np.float32)
+    old_weights = lstm.get_weights()
+    new_weights = [w * 0.5 + 0.1 for w in old_weights]
+    recurrent_step, landed = streaming._recurrent_step, []
+
+    def bind(layer, states):     # another thread's set_weights, just after the layer is bound
+        step = recurrent_step(layer, states)
+        if not landed:
+            landed.append(layer.set_weights(new_weights))
+        return step
+
+    monkeypatch.setattr(streaming, "_recurrent_step", bind)
+    stream = model.stream(1)
+    stream.step(x[:, 0])                     # its steps bound with the old weights
+    outputs = np.stack([stream.step(x[:, t]) for t in range(1, 6)], axis=1)
+    # Step 0 ran with the old weights; the next steps must run with the new, from its states.
+    old = fr.LSTM(4, return_state=True, weights=old_weights)
+    _, h, c = old(x[:, :1])
+    new = fr.LSTM(4, return_sequences=True, weights=new_weights)
+    np.testing.assert_allclose(outputs, dense(new(x[:, 1:], initial_state=[h, c])), rtol=0, atol=1e-6)
+
+
 def test_each_thread_with_its_own_stream():
     x = np.random.default_rng(0).standard_normal((2, 30, 3)).astype(np.float32)
     streamable = fr.Sequential([fr.Input((None, 3)), fr.GRU(5, return_sequences=True, seed=0), fr.Dense(1, seed=1)])

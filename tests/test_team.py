@@ -613,8 +613,9 @@ def test_part_shares_follow_the_measured_speeds(tuned, num_threads, parts_per_ca
                                                                                  True)
     assert parallel.batch_parts(32, 1 << 40, _kernels, by_speed=lambda: False) == ([slice(0, 16), slice(16, 32)],
                                                                                   True)
-    assert _kernels.splits_by_speed(*layer._kernel_call(_kernels, x, np.empty((0, 0), np.uint8),
-                                                        [np.zeros((32, 64), np.float32)] * 2, np.empty((0, 0, 0), np.float32)))
+    assert _kernels.splits_by_speed(*layer._kernel_call(_kernels, layer._kernel_weights, x, np.empty((0, 0), np.uint8),
+                                                        [np.zeros((32, 64), np.float32)] * 2,
+                                                        np.empty((0, 0, 0), np.float32)))
     parts_per_call.clear()
     assert_close(layer(x, mask=mask), expected, "float32")
     assert parts_per_call == [2]
@@ -660,8 +661,8 @@ def _parts(layer, x, mask, states, bounds, sequence, backwards=False):
     calls = []
     for start, stop in zip(bounds, bounds[1:]):
         rows = slice(start, stop)
-        calls.append(layer._kernel_call(_kernels, x[rows, ::-1] if backwards else x[rows], kernel_mask[rows],
-                                        [s[rows] for s in states], sequence[rows]))
+        calls.append(layer._kernel_call(_kernels, layer._kernel_weights, x[rows, ::-1] if backwards else x[rows],
+                                        kernel_mask[rows], [s[rows] for s in states], sequence[rows]))
     return calls
 
 
@@ -678,8 +679,8 @@ def test_run_parts_matches_whole_batch_calls(tuned, cell, dtype, threads, bounds
     x, mask, states = make_inputs(layer, 9, 6)
     whole = [s.copy() for s in states]
     whole_sequence = np.zeros((9, 6, layer._sizes[0]), dtype)
-    function, arguments = layer._kernel_call(_kernels, x, np.ascontiguousarray(mask).view(np.uint8), whole,
-                                             whole_sequence)
+    function, arguments = layer._kernel_call(_kernels, layer._kernel_weights, x,
+                                             np.ascontiguousarray(mask).view(np.uint8), whole, whole_sequence)
     function(*arguments)
     sequence = np.zeros_like(whole_sequence)
     calls = _parts(layer, x, mask, states, bounds, sequence)
@@ -713,7 +714,8 @@ def test_parts_of_one_layer_share_its_packed_kernels(tuned, dtype):
         packings = _kernels.kernels_packed() - before
         for layer, got in zip(layers, outputs):
             want = [s.copy() for s in states] + [np.zeros((32, 6, UNITS), dtype)]
-            function, arguments = layer._kernel_call(_kernels, x, kernel_mask, want[:-1], want[-1])
+            function, arguments = layer._kernel_call(_kernels, layer._kernel_weights, x, kernel_mask, want[:-1],
+                                                     want[-1])
             function(*arguments)
             for g, w in zip(got, want):
                 np.testing.assert_allclose(g, w, rtol=0, atol=tolerance)
@@ -739,8 +741,8 @@ def test_run_parts_runs_other_kernels_and_time_backwards(tuned, dtype, threads):
         _, _, states = make_inputs(layer, 9, 6, seed=2)
         whole, sequence = [s.copy() for s in states], np.zeros((9, 6, UNITS), dtype)
         x_whole = np.ascontiguousarray(x[:, ::-1] if backwards else x)
-        function, arguments = layer._kernel_call(_kernels, x_whole, np.ascontiguousarray(mask).view(np.uint8),
-                                                 whole, sequence)
+        function, arguments = layer._kernel_call(_kernels, layer._kernel_weights, x_whole,
+                                                 np.ascontiguousarray(mask).view(np.uint8), whole, sequence)
         function(*arguments)
         expected += whole + [sequence]
         sequence = np.zeros_like(sequence)
