@@ -280,9 +280,10 @@ def output_path(input_path, output, several, model_path):
         raise CommandError(f"{output}: OUTPUT must end in .npy or .npz")
     if suffix == ".npy" and several:
         raise CommandError(f"{output}: the model has several outputs; write them to a .npz")
-    for name, path in (("INPUT", input_path), ("MODEL", model_path)):
-        if os.path.exists(output) and os.path.exists(path) and os.path.samefile(output, path):
-            raise CommandError(f"{output}: OUTPUT would overwrite {name}")
+    if os.path.exists(output):
+        for name, path in (("INPUT", input_path), ("MODEL", model_path)):
+            if os.path.exists(path) and os.path.samefile(output, path):
+                raise CommandError(f"{output}: OUTPUT would overwrite {name}")
     return output
 
 

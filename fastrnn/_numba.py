@@ -141,8 +141,10 @@ _saved_blas_threads = 0
 
 
 def _enter_blas():
-    """Before a core: BLAS on one thread."""
+    """Before a core: BLAS on one thread (where SciPy's BLAS can be set)."""
     global _cores_running, _saved_blas_threads
+    if _openblas_set_threads is None:
+        return
     with _blas_lock:
         previous = _openblas_set_threads(1)
         _cores_running += 1
@@ -153,6 +155,8 @@ def _enter_blas():
 def _leave_blas():
     """After it: the BLAS threads before the first of the cores running, once none is."""
     global _cores_running
+    if _openblas_set_threads is None:
+        return
     with _blas_lock:
         _cores_running -= 1
         if _cores_running == 0 and _saved_blas_threads > 0:
@@ -205,11 +209,8 @@ def gemm_add(a, b, c, scratch):
 
 
 def _run(core, x, *arguments):
-    """`core` on a time-major copy of `x`, its BLAS calls on this thread only."""
+    """`core` on a time-major copy of `x`, with BLAS on one thread."""
     x = _time_major(x)
-    if _openblas_set_threads is None:
-        core(x, *arguments)
-        return
     _enter_blas()
     try:
         core(x, *arguments)

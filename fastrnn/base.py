@@ -21,6 +21,7 @@ __all__ = ["Layer", "Node", "Symbolic"]
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 _NAME_COUNTERS = {}
 _NAME_LOCK = threading.Lock()
+_CALL_PARAMETERS = {}   # layer class -> names of its call's arguments after inputs, or None for any
 
 
 def _forget_name_lock():
@@ -31,7 +32,6 @@ def _forget_name_lock():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_name_lock)
-_CALL_PARAMETERS = {}   # layer class -> names of its call's arguments after inputs, or None for any
 
 
 def unique_name(base):

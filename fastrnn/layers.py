@@ -546,11 +546,8 @@ class TimeDistributed(Layer):
     def weights(self):
         return self.layer.weights
 
-    def set_weights(self, weights):
-        """Set the wrapped layer's weights."""
-        self._set_checked_weights(self._checked_weights(weights))
-
     def _checked_weights(self, weights):
+        """The wrapped layer's weights, checked by it."""
         return self.layer._checked_weights(weights)
 
     def _set_checked_weights(self, checked):

@@ -735,12 +735,9 @@ class Bidirectional(Layer):
     def weights(self):
         return self.forward_layer.weights + self.backward_layer.weights
 
-    def set_weights(self, weights):
-        """Set forward then backward weights, in Keras order (see the inner layers' `set_weights`);
-        both are checked before either is set."""
-        self._set_checked_weights(self._checked_weights(weights))
-
     def _checked_weights(self, weights):
+        """Forward then backward weights, in Keras order, each checked by its layer; both are
+        checked before `set_weights` sets either."""
         if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
             raise TypeError(f"layer {self.name!r} expects a list of weight arrays, got {type(weights).__name__}")
         names = [list(inner._weight_shapes((None, None, 1))) for inner in (self.forward_layer, self.backward_layer)]
@@ -752,9 +749,10 @@ class Bidirectional(Layer):
             )
         forward = self.forward_layer._checked_weights(list(weights[:n_forward]))
         backward = self.backward_layer._checked_weights(list(weights[n_forward:]))
-        if forward[0][-1] != backward[0][-1]:   # (their input shapes)
+        (forward_shape, _), (backward_shape, _) = forward, backward
+        if forward_shape[-1] != backward_shape[-1]:
             raise ValueError(f"forward and backward kernels of {self.name!r} disagree on input_dim: "
-                             f"{forward[0][-1]} and {backward[0][-1]}")
+                             f"{forward_shape[-1]} and {backward_shape[-1]}")
         return forward, backward
 
     def _set_checked_weights(self, checked):
