@@ -15,7 +15,7 @@ kernels = Extension(
     "fastrnn._kernels",
     ["csrc/_kernels.pyx"],
     include_dirs=["csrc", numpy.get_include()],
-    depends=["csrc/blas_threads.h", "csrc/fast_math.h", "csrc/scratch.h", "csrc/small_gemm.h", "csrc/team.h"],
+    depends=["csrc/amx_gemm.h", "csrc/blas_threads.h", "csrc/fast_math.h", "csrc/scratch.h", "csrc/small_gemm.h", "csrc/team.h"],
     extra_compile_args=CFLAGS,
     # Recorded in the extension so that fastrnn.show_config() can say how it was built.
     define_macros=[

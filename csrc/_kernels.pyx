@@ -125,6 +125,31 @@ cdef Py_ssize_t SMALL_GEMM_PACKED = 1 << 27
 cdef Py_ssize_t SMALL_GEMM_PACKED_AVX512 = 1 << 30
 cdef Py_ssize_t PACKED_MAX_BYTES = 1 << 26
 
+# Intel's AMX tiles (csrc/amx_gemm.h) run a call's packed float32 products where the CPU has them
+# (and the AVX-512 products, which every such CPU has, are not turned off by `configure`), on
+# calls of at least AMX_MIN_ROWS rows, AMX_MIN_COLUMNS columns (gates times units) and
+# AMX_MIN_WORK rows times steps. Measured product by product against small_gemm.h's AVX-512
+# kernel, one thread: 1.24-1.85x from 16 rows and 256 columns (16x512x64 1.40x, 32x512x128 1.85x,
+# 48x512x128 1.65x, 128x256x128 1.41x, 64x1024x512 1.42x, 512x192x64 1.30x); 64 columns 0.81x.
+# Kernels are split into their parts at every call, about 1 ns per weight where packing them for
+# small_gemm.h takes 0.1.
+cdef extern from "amx_gemm.h":
+    int fr_amx_ready
+    void fr_amx_init() noexcept nogil
+    Py_ssize_t fr_amx_packed_bytes(Py_ssize_t n, Py_ssize_t k) noexcept nogil
+    bint fr_all_splittable_f32(Py_ssize_t rows, Py_ssize_t columns, const float* b, Py_ssize_t ldb) noexcept nogil
+    void fr_amx_pack_f32(Py_ssize_t n, Py_ssize_t k, const float* b, Py_ssize_t ldb, void* packed) noexcept nogil
+    void fr_amx_gemm_f32(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
+                         const float* b, Py_ssize_t ldb, const void* packed, float beta, const float* bias,
+                         float* c, Py_ssize_t ldc) noexcept nogil
+
+fr_amx_init()
+cdef bint amx_enabled = True        # configure(amx=...)
+cdef Py_ssize_t AMX_MIN_ROWS = 16
+cdef Py_ssize_t AMX_MIN_COLUMNS = 128
+cdef Py_ssize_t AMX_MIN_WORK = 1024
+cdef Py_ssize_t amx_calls = 0       # calls planned with their products in AMX tiles, for the tests
+
 
 cdef inline bint runs_packed(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, size_t size) noexcept nogil:
     """Whether an (m, k) by (k, n) product of `size`-byte elements, B packed, runs in
@@ -290,14 +315,16 @@ cdef void activate(floating* v, Py_ssize_t n, int activation) noexcept nogil:
 
 cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a, Py_ssize_t lda,
                       const floating* b, Py_ssize_t ldb, floating beta, floating* c, Py_ssize_t ldc,
-                      bint small, const floating* packed=NULL, const floating* bias=NULL) noexcept nogil:
+                      bint small, const floating* packed=NULL, const floating* bias=NULL,
+                      bint amx=False) noexcept nogil:
     """Row-major ``C[m, n] = A[m, k] @ B[k, n] + beta * C``, beta 0 or 1 (small_gemm.h takes no other),
     with leading dimensions lda, ldb, ldc; with `bias` (n values), ``A @ B + bias`` in every row
     (beta unused). small_gemm.h adds the bias as it stores C: copied into C first, it took 6% of an
     LSTM 256x50x128x256 on one thread.
 
     Runs in small_gemm.h where `small` (the caller's route, see "routes" below), reading B from
-    `packed` when given (see `packs`); else in BLAS, which is column-major, where a row-major
+    `packed` when given (see `packs`), or in AMX tiles where `amx` (float32, `packed` in their
+    layout: see `uses_amx`); else in BLAS, which is column-major, where a row-major
     matrix reads as its transpose: so it computes ``C^T = B^T @ A^T``.
     """
     cdef char no = b"N"
@@ -305,7 +332,9 @@ cdef inline void gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* 
     cdef floating one = 1
     cdef Py_ssize_t r
     if small:
-        if floating is float:
+        if floating is float and amx and packed != NULL:
+            fr_amx_gemm_f32(m, n, k, a, lda, b, ldb, packed, beta, bias, c, ldc)
+        elif floating is float:
             fr_small_gemm_f32(m, n, k, a, lda, b, ldb, packed, beta, bias, c, ldc)
         else:
             fr_small_gemm_f64(m, n, k, a, lda, b, ldb, packed, beta, bias, c, ldc)
@@ -447,6 +476,7 @@ cdef struct Call:
     void* recurrent_kernel
     void* packed                # the recurrent kernel already packed (a Step's, run_parts's), or NULL
     void* packed_kernel         # the kernel already packed (run_parts's), or NULL
+    bint amx                    # its packed products run in AMX tiles (`uses_amx`), packed for them
     void* extra                 # LSTM: projection or NULL; GRU: recurrent bias
     const unsigned char* mask
     int activation, recurrent_activation
@@ -498,6 +528,18 @@ cdef bint recurrent_in_small(const Call* k, Py_ssize_t timesteps) noexcept nogil
     return runs_packed(k.whole_batch, gates_of(k) * k.units, k.state, itemsize(k))
 
 
+cdef bint uses_amx(const Call* k) noexcept nogil:
+    """Whether the call's packed products run in AMX tiles (see AMX_MIN_ROWS): float32, many
+    rows and steps, and finite kernels (an infinity or a NaN has no exact split). Decided on the
+    whole call, as its routes are: the tiles round otherwise than small_gemm.h."""
+    cdef Py_ssize_t columns = gates_of(k) * k.units
+    return (fr_amx_ready and amx_enabled and fr_gemm_bits() == 512 and k.typenum == cnp.NPY_FLOAT32
+            and k.timesteps >= 2 and k.whole_batch >= AMX_MIN_ROWS and columns >= AMX_MIN_COLUMNS
+            and k.whole_batch * k.timesteps >= AMX_MIN_WORK
+            and fr_all_splittable_f32(k.inputs, columns, <const float*> k.kernel, columns)
+            and fr_all_splittable_f32(k.state, columns, <const float*> k.recurrent_kernel, columns))
+
+
 cdef bint projection_in_small(const Call* k) noexcept nogil:
     """Whether the call's input projection runs in small_gemm.h: its chunks up to the bounds of
     a packed kernel where they are more than one, else under SMALL_PROJECTION."""
@@ -515,6 +557,15 @@ cdef bint all_small(const Call* k) noexcept nogil:
     if k.cell == GRU_CELL and not k.reset_after:
         return runs_small(k, 2 * k.units, k.units) and projection_in_small(k)
     return recurrent_in_small(k, routed_steps(k)) and projection_in_small(k)
+
+
+def part_rows(function, arguments):
+    """The fewest rows a row part of a call of `function`, one of this module's kernels, on
+    `arguments` should have: AMX_MIN_ROWS where the call's products run in AMX tiles (see
+    `uses_amx`: a tile's rows, which a part of fewer pads), else 1."""
+    cdef Call call
+    check_call(&call, function, tuple(arguments))
+    return AMX_MIN_ROWS if call.amx else 1
 
 
 def splits_by_speed(function, arguments):
@@ -545,26 +596,36 @@ cdef inline void pack_panels(Py_ssize_t columns, Py_ssize_t rows, const floating
         fr_pack_panels_f64(columns, rows, b, columns, packed)
 
 
+cdef Py_ssize_t packed_values(const Call* k, Py_ssize_t rows, Py_ssize_t columns) noexcept nogil:
+    """Values of `k`'s dtype that a (rows, columns) matrix takes packed by `pack_matrix`."""
+    if k.amx:
+        return (fr_amx_packed_bytes(columns, rows) + 3) // 4
+    return rows * columns
+
+
 cdef void* pack_matrix(const Call* k, const void* matrix, Py_ssize_t rows, Py_ssize_t columns,
                        void* packed) noexcept nogil:
-    """The contiguous (rows, columns) `matrix` of `k`'s dtype in small_gemm.h's panels, in `packed`
-    (rows * columns values), which is returned."""
-    global packings
-    if k.typenum == cnp.NPY_FLOAT32:
+    """The contiguous (rows, columns) `matrix` of `k`'s dtype in small_gemm.h's panels, or for
+    AMX tiles where `k.amx`, in `packed` (`packed_values`), which is returned. (The caller counts
+    it in `packings`.)"""
+    if k.amx:
+        fr_amx_pack_f32(columns, rows, <const float*> matrix, columns, packed)
+    elif k.typenum == cnp.NPY_FLOAT32:
         pack_panels(columns, rows, <const float*> matrix, <float*> packed)
     else:
         pack_panels(columns, rows, <const double*> matrix, <double*> packed)
-    packings += 1
     return packed
 
 
 cdef void* pack_recurrent_kernel(const Call* k) except? NULL nogil:
     """`k`'s recurrent kernel packed for a stream of steps (the caller frees it), or NULL where
     packing does not pay."""
+    global packings
     cdef Py_ssize_t n = gates_of(k) * k.units
     if not packs(k, n, 2):
         return NULL
-    return pack_matrix(k, k.recurrent_kernel, k.state, n, alloc_scratch(n * k.state * itemsize(k)))
+    packings += 1
+    return pack_matrix(k, k.recurrent_kernel, k.state, n, alloc_scratch(packed_values(k, k.state, n) * itemsize(k)))
 
 
 # -------------------------------------------------------------------------------------- the team
@@ -615,7 +676,7 @@ cdef Py_ssize_t packings = 0        # kernels packed, for the tests
 
 
 def configure(threads=None, min_step_work=None, projected_elements=None, projected_rows=None,
-              vector_bits=None, part_bytes=None):
+              vector_bits=None, part_bytes=None, amx=None):
     """Set the kernels' tuning, each setting that is given, and return all of them as they were.
 
     `threads` is the most threads a call may run on (fastrnn.set_num_threads sets it). The
@@ -624,19 +685,23 @@ def configure(threads=None, min_step_work=None, projected_elements=None, project
     (PROJECTED_ELEMENTS, PROJECTED_ROWS), `vector_bits`, the widest vectors of small_gemm.h's
     products (512, 256 or 128: its AVX-512, AVX2 or 128-bit variant where the CPU has it, as
     machines without the wider ones run them; `product_vector_bits` says which runs), and
-    `part_bytes`, how much of B small_gemm.h's products read at a time (parts of its columns).
+    `part_bytes`, how much of B small_gemm.h's products read at a time (parts of its columns),
+    and `amx`, whether calls may run their products in AMX tiles where the CPU has them
+    (`products_use_amx` says whether they do).
     The settings are the process's, read by calls without a lock: change them while no call runs.
     A bad setting raises before any is changed.
     """
     global team_size, TEAM_MIN_STEP_WORK, PROJECTED_ELEMENTS, PROJECTED_ROWS, fr_gemm_vector_bits
-    global fr_gemm_part_bytes
+    global fr_gemm_part_bytes, amx_enabled
     previous = {"threads": team_size, "min_step_work": TEAM_MIN_STEP_WORK,
                 "projected_elements": PROJECTED_ELEMENTS, "projected_rows": PROJECTED_ROWS,
-                "vector_bits": fr_gemm_vector_bits, "part_bytes": fr_gemm_part_bytes}
+                "vector_bits": fr_gemm_vector_bits, "part_bytes": fr_gemm_part_bytes, "amx": amx_enabled}
     cdef Py_ssize_t n_threads = team_size, min_work = TEAM_MIN_STEP_WORK, elements = PROJECTED_ELEMENTS
     cdef Py_ssize_t rows = PROJECTED_ROWS, part = fr_gemm_part_bytes
     if vector_bits is not None and vector_bits not in (128, 256, 512):
         raise ValueError(f"vector_bits must be 128, 256 or 512, got {vector_bits!r}")
+    if amx is not None and not isinstance(amx, (bool, np.bool_)):
+        raise TypeError(f"amx must be True or False, got {amx!r}")
     if part_bytes is not None:
         if not isinstance(part_bytes, (int, np.integer)):
             raise TypeError(f"part_bytes must be an integer, got {part_bytes!r}")
@@ -655,6 +720,8 @@ def configure(threads=None, min_step_work=None, projected_elements=None, project
         fr_gemm_vector_bits = vector_bits
     team_size, TEAM_MIN_STEP_WORK, PROJECTED_ELEMENTS, PROJECTED_ROWS = n_threads, min_work, elements, rows
     fr_gemm_part_bytes = part
+    if amx is not None:
+        amx_enabled = amx
     return previous
 
 
@@ -662,6 +729,18 @@ def product_vector_bits():
     """The vector width of small_gemm.h's variant that the products run now, in bits: 512, 256 or
     128 (the widest the CPU has, within configure's `vector_bits`)."""
     return fr_gemm_bits()
+
+
+def products_use_amx():
+    """Whether calls with many rows run their float32 products in AMX tiles now: the CPU has
+    them, the kernel granted them, and neither `configure`'s `amx` nor its `vector_bits` turns
+    them off."""
+    return bool(fr_amx_ready and amx_enabled and fr_gemm_bits() == 512)
+
+
+def calls_in_amx():
+    """How many calls (or row parts) have run their products in AMX tiles, for the tests."""
+    return amx_calls
 
 
 def calls_on_several_threads():
@@ -892,7 +971,7 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
     gates) lies on cache lines of its own: a line that two threads write in turn travels between
     their cores (this cost 0.5-0.9 us per step when the caller's h and c were written in place;
     the sequence output still is, once per row and step)."""
-    global packings
+    global packings, amx_calls
     cdef size_t size = itemsize(k)
     cdef Py_ssize_t align = 64 // size      # elements per cache line
     cdef Py_ssize_t gates = gates_of(k), columns, id, total = 0
@@ -903,6 +982,7 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
     # Only what n slices use is set: the Plan is 9 KB, and zeroing it took 5% of a one-step call.
     memset(&p.queue, 0, sizeof(fr_queue) - (FR_TEAM_MAX - n) * sizeof(fr_lane))
     p.k, p.n = k, n
+    amx_calls += k.amx
     p.small_recurrent = recurrent_in_small(k, routed_steps(k))
     p.small_projection = projection_in_small(k)
     p.ldh = (k.state + align - 1) // align * align
@@ -920,13 +1000,13 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         offsets[id][2] = take(&total, columns if n > 1 else 0, align)
         offsets[id][3] = take(&total, columns if n > 1 and k.cell == GRU_CELL else 0, align)
         offsets[id][4] = take(&total, k.state * columns if n > 1 else 0, align)
-        offsets[id][5] = take(&total, k.state * columns if sl.pack else 0, align)
+        offsets[id][5] = take(&total, packed_values(k, k.state, columns) if sl.pack else 0, align)
         offsets[id][6] = take(&total, k.batch * columns if k.cell == GRU_CELL else 0, align)
         offsets[id][7] = take(&total, k.batch * sl.width if k.cell == LSTM_CELL else 0, align)
         kernel_packed[id] = packs_kernel(k, sl.chunk, columns)
         sl.pack_kernel = kernel_packed[id] and k.packed_kernel == NULL
         packings += sl.pack + sl.pack_kernel
-        offsets[id][8] = take(&total, k.inputs * columns if sl.pack_kernel else 0, align)
+        offsets[id][8] = take(&total, packed_values(k, k.inputs, columns) if sl.pack_kernel else 0, align)
         sl.x_lda = x_lda(k, sl.chunk)   # (a shorter last chunk reads in place too if this one does)
         offsets[id][9] = take(&total, 0 if sl.x_lda else sl.chunk * k.batch * k.inputs, align)
     p.memory = take_scratch(total * size + 64)
@@ -976,9 +1056,9 @@ cdef void fill_slice(const Call* k, const Slice* sl, const floating* precision) 
             copy_gates(recurrent_kernel + r * columns, <const floating*> k.recurrent_kernel + r * gates * units,
                        units, gates, sl.start, s)
     if sl.pack:
-        pack_panels(columns, k.state, recurrent_kernel, <floating*> sl.packed)
+        pack_matrix(k, recurrent_kernel, k.state, columns, sl.packed)
     if sl.pack_kernel:
-        pack_panels(columns, k.inputs, <const floating*> sl.kernel, <floating*> sl.packed_kernel)
+        pack_matrix(k, sl.kernel, k.inputs, columns, sl.packed_kernel)
 
 
 cdef floating* projected_step(const Plan* p, const Slice* sl, Py_ssize_t t, const floating* precision) noexcept nogil:
@@ -996,7 +1076,7 @@ cdef floating* projected_step(const Plan* p, const Slice* sl, Py_ssize_t t, cons
         copy_steps(k, t, steps, <char*> sl.x_copy)
         x, lda = <const floating*> sl.x_copy, k.inputs
     gemm(rows, columns, k.inputs, x, lda, <const floating*> sl.kernel, columns, 0, projected, columns,
-         p.small_projection, <const floating*> sl.packed_kernel, <const floating*> sl.bias)
+         p.small_projection, <const floating*> sl.packed_kernel, <const floating*> sl.bias, k.amx)
     return projected
 
 
@@ -1024,7 +1104,7 @@ cdef void simple_rnn_core(const Plan* p, const Slice* sl, Py_ssize_t t, floating
     cdef floating* sequence = <floating*> k.sequence
     cdef floating* z = projected_step(p, sl, t, h_t)
     gemm(batch, s, units, h_tm1, ldh, <floating*> sl.recurrent_kernel, s, 1, z, s, p.small_recurrent,
-         <floating*> sl.packed)
+         <floating*> sl.packed, NULL, k.amx)
     for b in range(batch):
         if skipped(k.mask, k.timesteps, b, t):
             memcpy(h_t + b * ldh + u0, h_tm1 + b * ldh + u0, s * sizeof(floating))
@@ -1047,7 +1127,7 @@ cdef void lstm_core(const Plan* p, const Slice* sl, Py_ssize_t t, floating* h_tm
     cdef floating* c_b
     cdef floating* out_b
     gemm(batch, width, state, h_tm1, ldh, <floating*> sl.recurrent_kernel, width, 1, z, width,
-         p.small_recurrent, <floating*> sl.packed)
+         p.small_recurrent, <floating*> sl.packed, NULL, k.amx)
     for b in range(batch):
         if skipped(k.mask, k.timesteps, b, t):
             memcpy(h_t + b * ldh + u0, h_tm1 + b * ldh + u0, written * sizeof(floating))
@@ -1090,7 +1170,7 @@ cdef void gru_core(const Plan* p, const Slice* sl, Py_ssize_t t, floating* h_tm1
     cdef floating* h_tm1_b
     if k.reset_after:
         gemm(batch, width, units, h_tm1, ldh, recurrent_kernel, width, 0, g, width, p.small_recurrent,
-             <floating*> sl.packed, <const floating*> sl.recurrent_bias)
+             <floating*> sl.packed, <const floating*> sl.recurrent_bias, k.amx)
         for b in range(batch):
             z_b, g_b = z + b * width, g + b * width
             for j in range(2 * s):
@@ -1244,6 +1324,7 @@ cdef void set_whole_batch(Call* calls, int count, int j) noexcept nogil:
     for i in range(count):
         if same_weights(&calls[i], &calls[j]):
             calls[j].whole_batch += calls[i].batch
+    calls[j].amx = uses_amx(&calls[j])
 
 
 cdef int share_packing(Call* calls, int j, void** owned, int* n_owned) except -1 nogil:
@@ -1252,6 +1333,7 @@ cdef int share_packing(Call* calls, int j, void** owned, int* n_owned) except -1
     back with fr_scratch_give: kept scratch, whose pages are not faulted in again at each call):
     parts that each packed their own copies kept 8 of an LSTM(512)'s recurrent kernel at once
     (63 MB of float64 scratch for 8 parts of 32 rows, 7 MB for 2)."""
+    global packings
     cdef Call* k = &calls[j]
     cdef Call* other
     cdef Py_ssize_t columns = gates_of(k) * k.units
@@ -1265,13 +1347,14 @@ cdef int share_packing(Call* calls, int j, void** owned, int* n_owned) except -1
                 k.packed, recurrent = other.packed, False
             if kernel and other.packed_kernel != NULL:
                 k.packed_kernel, kernel = other.packed_kernel, False
+    packings += recurrent + kernel
     if recurrent:
         k.packed = owned[n_owned[0]] = pack_matrix(k, k.recurrent_kernel, k.state, columns,
-                                                   take_scratch(k.state * columns * itemsize(k)))
+                                                   take_scratch(packed_values(k, k.state, columns) * itemsize(k)))
         n_owned[0] += 1
     if kernel:
         k.packed_kernel = owned[n_owned[0]] = pack_matrix(k, k.kernel, k.inputs, columns,
-                                                          take_scratch(k.inputs * columns * itemsize(k)))
+                                                          take_scratch(packed_values(k, k.inputs, columns) * itemsize(k)))
         n_owned[0] += 1
     return 0
 
@@ -1294,6 +1377,7 @@ cdef int check_inputs(Call* k, object x, object kernel, object bias, object recu
     k.kernel, k.bias, k.recurrent_kernel = data(kernel), data(bias), data(recurrent_kernel)
     k.packed = k.packed_kernel = NULL
     k.whole_batch = k.batch
+    k.amx = uses_amx(k)
     return 0
 
 

@@ -90,13 +90,13 @@ def may_split(work_per_part, team=False):
             and backends.num_threads() > 1 and not getattr(_part, "active", False))
 
 
-def batch_parts(batch, work_per_row, kernels, calls=1, by_speed=None):
+def batch_parts(batch, work_per_row, kernels, calls=1, by_speed=None, min_rows=1):
     """How to split `calls` independent calls on one batch of `batch` rows, `work_per_row`
     multiply-adds each, among the threads: ``(rows, team)``, the row slices that each call is
     cut into (on the team, a large batch into more parts than threads: PARTS_PER_THREAD, claimed
     as threads come free; else one part per thread, sized by the threads' speeds in their recent
     parts, `part_shares`, where `by_speed`, a function of no argument asked only then, says so:
-    else equal) and whether the parts run on the team of the compiled `kernels` (`run_parts`).
+    else equal; each of at least `min_rows` rows) and whether the parts run on the team of the compiled `kernels` (`run_parts`).
     ``rows`` is empty when splitting does not pay: the calls then run whole, one after another.
     (`may_split` is false for less than twice the smallest part: callers on a hot path check
     that first, without a call.)
@@ -118,28 +118,30 @@ def batch_parts(batch, work_per_row, kernels, calls=1, by_speed=None):
         # GRU 32x100x64x128 1.15-1.16x, SimpleRNN 32x100x64x128 1.08-1.13x, LSTM 32x100x64x128
         # 0.98-1.17x (1.05x median of four runs), 16x100x64x128 1.09x, GRU 64x100x64x128 1.10x.
         shares = kernels.part_shares(threads)
-    rows = row_parts(batch, work_per_row, team, share, shares)
+    rows = row_parts(batch, work_per_row, team, share, shares, min_rows)
     return (rows if calls * len(rows) > 1 else ()), team
 
 
-def row_parts(batch, work_per_row, team=False, threads=None, shares=None):
+def row_parts(batch, work_per_row, team=False, threads=None, shares=None, min_rows=1):
     """Slices of a batch of `batch` rows for `threads` threads (by default all of them; one
     slice when splitting does not pay), with boundaries on multiples of 4 rows, or for parts
     on the kernels' `team`, of one; equal, or in proportion to `shares` (one per part, summing
     to 1, or None) where there are as many parts and at least 4 rows for each: then parts of
     an even number of rows, 4 or more (small_gemm.h's blocks are of 6 and 4 rows: an odd part
-    ends in a lone row, run a row at a time)."""
+    ends in a lone row, run a row at a time); parts of `min_rows` rows or more where that is more
+    (the kernels' AMX tiles are 16 rows: a part of fewer is padded)."""
     if team:
         min_work, rows, most = MIN_WORK_PER_TEAM_PART, MIN_ROWS_PER_TEAM_PART, MAX_TEAM_PARTS
     else:
         min_work, rows, most = MIN_WORK_PER_PART, MIN_ROWS_PER_PART, batch
+    rows = max(rows, min_rows)
     threads = backends.num_threads() if threads is None else threads
     n = min(threads, batch // rows, batch * work_per_row // min_work, most)
     if n <= 1:
         return [slice(None)]
     ends, align, least = [i / n for i in range(1, n)], rows, rows
-    if shares is not None and len(shares) == n and batch >= 4 * n:
-        ends, align, least = itertools.accumulate(shares[:-1]), 2, 4
+    if shares is not None and len(shares) == n and batch >= max(4, rows) * n:
+        ends, align, least = itertools.accumulate(shares[:-1]), 2 if rows < 16 else 16, max(4, rows)
     bounds = [0] + [round(batch * end / align) * align for end in ends] + [batch]
     for i in range(1, n):       # each part keeps at least `least` rows
         bounds[i] = min(max(bounds[i], bounds[i - 1] + least), batch - (n - i) * least)

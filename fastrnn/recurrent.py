@@ -36,7 +36,8 @@ def _run_calls(x, calls, step_work):
     if ((work >= 2 * parallel.MIN_WORK_PER_TEAM_PART or work >= 2 * parallel.MIN_WORK_PER_PART)   # else no split
             and not _shares_steps(kernels, x, calls, step_work)):
         rows, team = parallel.batch_parts(batch, timesteps * step_work, kernels, len(calls),
-                                          functools.partial(_splits_by_speed, kernels, x, calls))
+                                          functools.partial(_splits_by_speed, kernels, x, calls),
+                                          _ask_kernels(kernels, "part_rows", x, calls[:1]) or 1)
     if rows:
         _run_parts(kernels, x, [call + (part,) for call in calls for part in rows], team)
     elif batch:     # (the kernels may still share each step among their threads)

@@ -28,6 +28,31 @@ def backend_name(request):
     fastrnn.set_backend(previous)
 
 
+@pytest.fixture
+def tuned():
+    """Set the compiled kernels' tuning for one test (the compiled backend active), then restore
+    it; the threads' measured speeds forgotten before and after (equal slices and parts until
+    measured)."""
+    from fastrnn import _kernels
+
+    previous_backend = fastrnn.backend()
+    fastrnn.set_backend("cython")
+    previous = _kernels.configure()
+    _kernels.set_thread_speeds()
+    yield _kernels.configure
+    _kernels.set_thread_speeds()
+    _kernels.configure(**previous)
+    fastrnn.set_backend(previous_backend)
+
+
+@pytest.fixture
+def num_threads():
+    """fastrnn.set_num_threads for one test, restored after it."""
+    previous = fastrnn.num_threads()
+    yield fastrnn.set_num_threads
+    fastrnn.set_num_threads(previous)
+
+
 def assert_close(actual, expected, dtype):
     """Compare outputs (or lists of outputs) within the tolerance of `dtype`; NaN equals NaN."""
     if isinstance(expected, (list, tuple)):

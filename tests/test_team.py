@@ -33,28 +33,6 @@ INPUT_DIM, UNITS = 5, 72     # 72 units: slices of 16, 32 and 24 float32 units f
 
 
 @pytest.fixture
-def tuned():
-    """Set the kernels' tuning for one test (the compiled backend active), then restore it; the
-    threads' measured speeds forgotten before and after (equal slices and parts until measured)."""
-    previous_backend = fastrnn.backend()
-    fastrnn.set_backend("cython")
-    previous = _kernels.configure()
-    _kernels.set_thread_speeds()
-    yield _kernels.configure
-    _kernels.set_thread_speeds()
-    _kernels.configure(**previous)
-    fastrnn.set_backend(previous_backend)
-
-
-@pytest.fixture
-def num_threads():
-    """fastrnn.set_num_threads for one test, restored after it."""
-    previous = fastrnn.num_threads()
-    yield fastrnn.set_num_threads
-    fastrnn.set_num_threads(previous)
-
-
-@pytest.fixture
 def parts_per_call(monkeypatch):
     """The number of parts of each `run_parts` call made during the test, in order."""
     sizes = []
