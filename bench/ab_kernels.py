@@ -10,8 +10,10 @@ build before it, interleaved in rounds: copy the extension aside, rebuild, and c
 Each build is loaded under its own module name and called directly (no layer overhead,
 batch-major float32 or float64 inputs, no mask, last state only; builds from before the kernels
 took batch-major inputs, 2026-11-29, refuse them, or misread them where batch equals timesteps). A path may end in ``@N`` to let
-that build's calls run on N threads of its team (one by default); the same build may be listed
-twice, as ``fastrnn/_kernels*.so@1 fastrnn/_kernels*.so@2``. Both outputs are
+that build's calls run on N threads of its team (one by default), and in ``:noamx`` to keep its
+products out of AMX tiles (builds from before them, 2026-11-29, have none); the same build may
+be listed twice, as ``fastrnn/_kernels*.so@1 fastrnn/_kernels*.so@2`` or
+``fastrnn/_kernels*.so fastrnn/_kernels*.so:noamx``. Both outputs are
 compared before timing. Prints each build's median time, GFLOP/s and the ratio to the first.
 """
 import argparse
@@ -26,21 +28,27 @@ GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
 
 
 class Build:
-    """The extension at `path` (``PATH@THREADS``) as module ``build<n>._kernels``, its BLAS held to
-    one thread; its calls run on THREADS threads (builds without a team run on one)."""
+    """The extension at `path` (``PATH@THREADS:noamx``) as module ``build<n>._kernels``, its BLAS
+    held to one thread; its calls run on THREADS threads (builds without a team run on one), in
+    AMX tiles where the build and the CPU have them unless ``:noamx``."""
 
     def __init__(self, path, n):
+        path, _, amx = path.partition(":")
         path, _, threads = path.partition("@")
         spec = importlib.util.spec_from_file_location(f"build{n}._kernels", path)
         self.module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(self.module)
         self.module.use_blas_thread_control(backends._blas_set_threads_address())
         self.threads = int(threads or 1)
+        self.settings = {"threads": self.threads}
+        if hasattr(self.module, "configure") and "amx" in self.module.configure():
+            self.settings["amx"] = amx != "noamx"
 
     def __getattr__(self, name):
-        # A team is one per process: each build sets its thread count before each of its calls.
+        # A team is one per process: each build sets its thread count (and AMX) before each of
+        # its calls.
         if hasattr(self.module, "configure"):
-            self.module.configure(threads=self.threads)
+            self.module.configure(**self.settings)
         return getattr(self.module, name)
 
 

@@ -530,8 +530,9 @@ cdef bint recurrent_in_small(const Call* k, Py_ssize_t timesteps) noexcept nogil
 
 cdef bint uses_amx(const Call* k) noexcept nogil:
     """Whether the call's packed products run in AMX tiles (see AMX_MIN_ROWS): float32, many
-    rows and steps, and finite kernels (an infinity or a NaN has no exact split). Decided on the
-    whole call, as its routes are: the tiles round otherwise than small_gemm.h."""
+    rows and steps, and kernels that can be split (csrc/amx_gemm.h). Decided on the whole call,
+    as its routes are, and every part packs for them (`packs`, `packs_kernel`): the tiles round
+    otherwise than small_gemm.h, and a value must not depend on the part its row is in."""
     cdef Py_ssize_t columns = gates_of(k) * k.units
     return (fr_amx_ready and amx_enabled and fr_gemm_bits() == 512 and k.typenum == cnp.NPY_FLOAT32
             and k.timesteps >= 2 and k.whole_batch >= AMX_MIN_ROWS and columns >= AMX_MIN_COLUMNS
@@ -583,9 +584,10 @@ cdef bint packs(const Call* k, Py_ssize_t columns, Py_ssize_t timesteps) noexcep
     (`recurrent_in_small`), a GRU resetting before its product (two unpacked parts), or fewer
     than 4 rows (only lone rows read it) with a kernel under 16 KB, which they read from L1 in
     place as fast (packed, a 1x20x16x32 GRU ran 8% slower; a 1x100x32x64 LSTM, 64 KB, 1.16x
-    faster)."""
+    faster). A call in AMX tiles packs for them in every part, however few its rows: only
+    packed products run there, and a part's rows must not choose (see `uses_amx`)."""
     return not (timesteps < 2 or (k.cell == GRU_CELL and not k.reset_after) or not recurrent_in_small(k, timesteps)
-                or (k.batch < 4 and columns * k.state * itemsize(k) < 16384))
+                or (not k.amx and k.batch < 4 and columns * k.state * itemsize(k) < 16384))
 
 
 cdef inline void pack_panels(Py_ssize_t columns, Py_ssize_t rows, const floating* b, floating* packed) noexcept nogil:
@@ -925,8 +927,9 @@ cdef inline bint packs_kernel(const Call* k, Py_ssize_t chunk, Py_ssize_t column
     and the chunk's rows at every call (a fifth of its time on a 128x64 by 64x512 chunk), the
     panels are copied once. Side by side on one thread: LSTM 32x100x64x128 1.06x (two threads
     1.03x), 1024x20x64x64 1.05x, 256x50x128x256 1.03x, GRU 32x100x64x128 1.05x, SimpleRNN
-    32x100x64x128 1.03x, 4x2000x16x32 0.99-1.02x."""
-    return projection_in_small(k) and (chunk < k.timesteps
+    32x100x64x128 1.03x, 4x2000x16x32 0.99-1.02x. A call in AMX tiles packs it wherever its
+    projection runs in small_gemm.h (see `packs`)."""
+    return projection_in_small(k) and (k.amx or chunk < k.timesteps
                                        or chunk * k.batch * columns * k.inputs >= SMALL_PROJECTION)
 
 
@@ -1342,7 +1345,7 @@ cdef int share_packing(Call* calls, int j, void** owned, int* n_owned) except -1
     cdef int i
     for i in range(j):
         other = &calls[i]
-        if same_weights(other, k):
+        if same_weights(other, k) and other.amx == k.amx:   # (packed alike)
             if recurrent and other.packed != NULL:
                 k.packed, recurrent = other.packed, False
             if kernel and other.packed_kernel != NULL:

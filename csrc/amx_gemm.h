@@ -8,16 +8,19 @@
  * out are under 3 * 2^-24 of each product, float32's own rounding, and the tiles' float32 sums
  * stay as close as small_gemm.h's. Measured against float64 products (64x2048x512, values in
  * [-1, 1] and [-0.1, 0.1]): largest error 1.7e-6 here, 3.5e-6 in small_gemm.h. Six tile
- * products still ran 1.2-2.3 times as fast as small_gemm.h's AVX-512 kernel on an Intel Xeon
- * of 2026 (Emerald Rapids), one thread: 64x256x512 2.07x, 32x512x128 2.34x, 64x2048x512 1.6x
- * (its B, 6 MB of parts, comes from L3 at every step).
+ * products, the splitting of A included, still ran 1.07-1.85 times as fast as small_gemm.h's
+ * AVX-512 kernel on one vCPU of an Intel Xeon of 2026 (Emerald Rapids) from 16 rows and 128
+ * columns: 16x128x128 1.1x, 16x512x64 1.4x, 32x512x128 1.85x, 64x2048x512 1.5x; 0.6-0.9x while
+ * the VM's host ran other work on the same core (csrc/_kernels.pyx has the bounds).
  *
  * B is packed once per call (fr_amx_pack_f32); A is split at each product, into scratch of the
  * calling thread's own. Every element of C is computed alike, its rows and columns padded with
  * zeros to whole tiles, so a value does not depend on how a call's rows or columns are split.
- * Infinities and NaNs have no exact split (inf - inf is NaN), nor values from 2^127 on (their
- * first part may round to infinity): a B with any is not packed here (the caller checks), and a
- * row of A with any runs in small_gemm.h.
+ * Only zeros and values from 2^-100 to 2^127 in magnitude split exactly into parts that the
+ * tiles take: infinities and NaNs do not (inf - inf is NaN), a value from 2^127 on may round to
+ * infinity, and the tiles read a subnormal part as zero (the third part of 2^-110 is one: a
+ * kernel scaled by 1e-33 against inputs scaled by 1e33 lost 9e-5). A B with any other value is
+ * not packed here (the caller checks), and a row of A with any runs in small_gemm.h.
  *
  * Needs x86-64 Linux, whose kernel grants the tiles' state to a process that asks
  * (fr_amx_init), and GCC 11 or Clang 12 for the intrinsics; elsewhere fr_amx_ready stays 0.
@@ -34,7 +37,8 @@
 static int fr_amx_ready = 0;
 
 /* A tile is 16 rows of 64 bytes: 16 float32, or 32 bfloat16 (16 pairs in B's layout). Blocks
- * of C are 32 by 32 (four tiles, two of A's and two of B's in the other four registers). */
+ * of C are 32 by 32, or 16 by 64 for the last rows (four tiles of C in either, the other four
+ * registers for A's and B's). */
 #define FR_AMX_ROWS 16
 #define FR_AMX_DEPTH 32
 #define FR_AMX_BLOCK 32
@@ -51,8 +55,13 @@ static inline Py_ssize_t fr_amx_packed_bytes(Py_ssize_t n, Py_ssize_t k)
     return 3 * fr_amx_round_up(k, FR_AMX_DEPTH) * fr_amx_round_up(n, FR_AMX_BLOCK) * 2;
 }
 
-/* Whether all of the (rows, columns) matrix `b`, rows ldb apart, can be split: finite and under
- * 2^127 in magnitude, so that no part rounds to infinity (the caller packs only such a B). */
+/* Float32 exponent fields from 2^-100 (127 - 100) to below 2^127: a normal x's third part is 0
+ * or at least its last bit, 2^-123 or more, normal in bfloat16. */
+#define FR_SPLIT_LEAST (27u << 23)
+#define FR_SPLIT_END (254u << 23)
+
+/* Whether all of the (rows, columns) matrix `b`, rows ldb apart, can be split: zeros, and
+ * magnitudes from 2^-100 to below 2^127 (the caller packs only such a B). */
 static int fr_all_splittable_f32(Py_ssize_t rows, Py_ssize_t columns, const float *b, Py_ssize_t ldb)
 {
     for (Py_ssize_t p = 0; p < rows; p++) {
@@ -60,7 +69,8 @@ static int fr_all_splittable_f32(Py_ssize_t rows, Py_ssize_t columns, const floa
         for (Py_ssize_t j = 0; j < columns; j++) {
             uint32_t u;
             memcpy(&u, b + p * ldb + j, sizeof u);
-            any |= (u & 0x7f800000u) >= 0x7f000000u;
+            u &= 0x7fffffffu;
+            any |= u != 0 && (u < FR_SPLIT_LEAST || u >= FR_SPLIT_END);
         }
         if (any)
             return 0;
@@ -106,9 +116,10 @@ FR_AMX_TARGET static inline void fr_split16(__m512 x, __m512i parts[3])
 /* Lanes of `x` that can be split (see fr_all_splittable_f32). */
 FR_AMX_TARGET static inline __mmask16 fr_splittable16(__m512 x)
 {
-    const __m512i exponent = _mm512_set1_epi32(0x7f800000);
-    return _mm512_cmplt_epu32_mask(_mm512_and_si512(_mm512_castps_si512(x), exponent),
-                                   _mm512_set1_epi32(0x7f000000));
+    const __m512i u = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
+    const __m512i least = _mm512_set1_epi32((int)FR_SPLIT_LEAST), end = _mm512_set1_epi32((int)FR_SPLIT_END);
+    return _mm512_cmpeq_epi32_mask(u, _mm512_setzero_si512())
+           | (_mm512_cmpge_epu32_mask(u, least) & _mm512_cmplt_epu32_mask(u, end));
 }
 
 /* The finite (k, n) B, rows ldb apart, in fr_amx_packed_bytes at `packed`: for each part, for
@@ -150,25 +161,21 @@ static void fr_amx_make_key(void)
 static void *fr_amx_scratch(size_t bytes)
 {
     pthread_once(&fr_amx_scratch_once, fr_amx_make_key);
-    char *held = pthread_getspecific(fr_amx_scratch_key);
+    char *held = pthread_getspecific(fr_amx_scratch_key), *grown;
     if (held != NULL && *(size_t *)held >= bytes)
         return held + 64;
-    free(held);
-    if (posix_memalign((void **)&held, 64, bytes + 64) != 0)
-        held = NULL;
-    if (held != NULL && pthread_setspecific(fr_amx_scratch_key, held) != 0) {
-        free(held);
-        held = NULL;
-    }
-    if (held == NULL)
+    if (posix_memalign((void **)&grown, 64, bytes + 64) != 0)
+        return NULL;    /* (the smaller block stays this thread's) */
+    if (pthread_setspecific(fr_amx_scratch_key, grown) != 0) {
+        free(grown);
         return NULL;
-    *(size_t *)held = bytes;
-    return held + 64;
+    }
+    free(held);
+    *(size_t *)grown = bytes;
+    return grown + 64;
 }
 
-/* The tiles' shapes: all 16 rows of 64 bytes. Loaded at each product, since another library's
- * code on this thread may have loaded its own, and released after it (a thread holding tile
- * state saves 8 KB more at every switch). */
+/* The tiles' shapes: all 16 rows of 64 bytes (fr_amx_tiles loads them). */
 typedef struct {
     uint8_t palette, start_row, reserved[14];
     uint16_t bytes_per_row[16];

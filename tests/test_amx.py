@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import _kernels, parallel
+from fastrnn import _kernels, parallel, reference
 from conftest import assert_close, on_reference
 
 
@@ -113,22 +113,28 @@ def test_amx_products_are_closer_to_float64_than_the_float32_bound(tuned):
     assert errors[True] < 1e-6 and errors[True] <= 2 * errors[False], errors
 
 
+BITS = list(itertools.product(CELLS, [(48, 22), (50, 64), (17, 61)]))
+
+
 @needs_amx
-@pytest.mark.parametrize("cell", ["lstm", "gru", "simple_rnn"])
-def test_amx_bits_do_not_depend_on_the_threads(tuned, num_threads, cell):
-    """A value does not depend on the rows or columns beside it (padded edges run alike): one
-    thread, row parts of two threads equal or sized by skewed speeds, and steps shared by the
-    team's slices (min_step_work 0) give the same bits."""
+@pytest.mark.parametrize("cell, shape", BITS, ids=["%s-%dx%d" % (c, *s) for c, s in BITS])
+def test_amx_bits_do_not_depend_on_the_threads(tuned, num_threads, cell, shape):
+    """A value does not depend on the rows beside it (padded edges run alike), nor on the part
+    its row is in: every part packs for the tiles, however few its rows or steps (a part of 16
+    rows of 22 steps did not pack its input kernel, and ran its projection in small_gemm.h).
+    One thread, row parts of 2, 3 and 4 threads, equal or sized by skewed speeds, give the same
+    bits."""
+    batch, timesteps = shape
     layer = make_layer(cell, 33)
-    x, mask, states = make_inputs(layer, 48, 64, 33)
+    x, mask, states = make_inputs(layer, batch, timesteps, 33)
     num_threads(1)
     expected, in_amx = runs_in_amx(lambda: layer(x, mask=mask, initial_state=states))
     assert in_amx
-    num_threads(2)
-    for speeds in [None, (1.0, 1.6), (1.6, 1.0)]:
+    for threads, speeds in [(2, None), (2, (1.0, 1.6)), (2, (1.6, 1.0)), (3, None), (3, (1.0, 2.0, 0.5)), (4, None)]:
+        num_threads(threads)
         _kernels.set_thread_speeds(speeds)
         for a, e in zip(layer(x, mask=mask, initial_state=states), expected):
-            np.testing.assert_array_equal(a, e, err_msg=f"speeds {speeds}")
+            np.testing.assert_array_equal(a, e, err_msg=f"{threads} threads, speeds {speeds}")
 
 
 @needs_amx
@@ -185,10 +191,11 @@ def test_rows_that_cannot_be_split_run_in_small_gemm(tuned, value):
 
 
 @needs_amx
-@pytest.mark.parametrize("value", [np.inf, np.nan, 2.0 ** 127])
+@pytest.mark.parametrize("value", [np.inf, np.nan, 2.0 ** 127, 2.0 ** -101, 1e-40])
 def test_weights_that_cannot_be_split_keep_the_call_out_of_the_tiles(tuned, value):
-    """A kernel holding an infinity, a NaN or a value of 2^127 or more is not packed in parts:
-    the whole call runs in small_gemm.h, as the reference gives it."""
+    """A kernel holding an infinity, a NaN, a value of 2^127 or more, or a nonzero one under
+    2^-100 (the tiles read a subnormal part as zero) is not packed in parts: the whole call runs
+    in small_gemm.h, as the reference gives it."""
     layer = make_layer("lstm", 33)
     weights = layer.get_weights()
     weights[1][3, 17] = value
@@ -198,6 +205,50 @@ def test_weights_that_cannot_be_split_keep_the_call_out_of_the_tiles(tuned, valu
     actual, in_amx = runs_in_amx(lambda: layer(x, initial_state=states))
     assert not in_amx
     assert_close(actual, expected, "float32")
+
+
+@needs_amx
+@pytest.mark.parametrize("scale", [1e-33, 1e-37])
+def test_tiny_weights_against_huge_inputs_match_reference(tuned, scale):
+    """A kernel scaled down to 1e-33 against inputs scaled up to 1e33: in the tiles, the parts of
+    its values under 2^-100 would be read as zero (an error of 9e-5, 1.04 at 1e-37)."""
+    layer = make_layer("simple_rnn", 33)
+    weights = layer.get_weights()
+    weights[0] = (weights[0] * scale).astype(np.float32)
+    layer.set_weights(weights)
+    x, _, states = make_inputs(layer, 32, 40, 33)
+    x = (x / scale).astype(np.float32)
+    expected = on_reference(lambda: layer(x, initial_state=states))
+    assert_close(layer(x, initial_state=states), expected, "float32")
+
+
+@needs_amx
+def test_parts_of_one_weights_in_and_out_of_the_tiles_do_not_share_their_packing(tuned):
+    """Parts of run_parts with the same weights but not the same steps: one runs in the tiles,
+    the other (2 steps) does not, and neither reads the other's packed kernel (it read small_gemm.h's
+    panels as bfloat16 parts: NaN, or a read far past the buffer)."""
+    from fastrnn import activations
+    rng = np.random.default_rng(0)
+    inputs, units = 500, 128
+    kernel = rng.uniform(-0.03, 0.03, (inputs, units)).astype(np.float32)
+    recurrent_kernel = rng.uniform(-0.1, 0.1, (units, units)).astype(np.float32)
+    bias = rng.uniform(-0.1, 0.1, units).astype(np.float32)
+    tanh = activations.code("tanh")
+
+    def part(batch, timesteps, seed):
+        x = np.random.default_rng(seed).standard_normal((batch, timesteps, inputs)).astype(np.float32)
+        return (x, kernel, bias, recurrent_kernel, np.zeros((0, 0), np.uint8), tanh, np.zeros((batch, units), np.float32),
+                np.zeros((batch, timesteps, units), np.float32))
+
+    short, long = part(300, 2, 1), part(16, 64, 2)
+    before = _kernels.calls_in_amx()
+    _kernels.run_parts([(_kernels.simple_rnn, short), (_kernels.simple_rnn, long)])
+    assert _kernels.calls_in_amx() == before + 1
+    for x, *_, h, sequence in (short, long):
+        expected = np.zeros_like(h)
+        reference.simple_rnn(x, kernel, bias, recurrent_kernel, np.zeros((0, 0), np.uint8), tanh, expected,
+                             np.zeros_like(sequence))
+        assert_close(h, expected, "float32")
 
 
 @needs_amx
