@@ -10,10 +10,10 @@ build before it, interleaved in rounds: copy the extension aside, rebuild, and c
 Each build is loaded under its own module name and called directly (no layer overhead,
 batch-major float32 or float64 inputs, no mask, last state only; builds from before the kernels
 took batch-major inputs, 2026-11-29, refuse them, or misread them where batch equals timesteps). A path may end in ``@N`` to let
-that build's calls run on N threads of its team (one by default), and in ``:noamx`` to keep its
-products out of AMX tiles (builds from before them, 2026-11-29, have none); the same build may
-be listed twice, as ``fastrnn/_kernels*.so@1 fastrnn/_kernels*.so@2`` or
-``fastrnn/_kernels*.so fastrnn/_kernels*.so:noamx``. Both outputs are
+that build's calls run on N threads of its team (one by default), and in ``:amx`` to run its
+products in AMX tiles where the CPU has them (FASTRNN_AMX=1; builds from before them,
+2026-11-29, have none); the same build may be listed twice, as ``fastrnn/_kernels*.so@1
+fastrnn/_kernels*.so@2`` or ``fastrnn/_kernels*.so fastrnn/_kernels*.so:amx``. Both outputs are
 compared before timing. Prints each build's median time, GFLOP/s and the ratio to the first.
 """
 import argparse
@@ -28,9 +28,9 @@ GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
 
 
 class Build:
-    """The extension at `path` (``PATH@THREADS:noamx``) as module ``build<n>._kernels``, its BLAS
+    """The extension at `path` (``PATH@THREADS:amx``) as module ``build<n>._kernels``, its BLAS
     held to one thread; its calls run on THREADS threads (builds without a team run on one), in
-    AMX tiles where the build and the CPU have them unless ``:noamx``."""
+    AMX tiles with ``:amx`` where the build and the CPU have them."""
 
     def __init__(self, path, n):
         path, _, amx = path.partition(":")
@@ -42,7 +42,7 @@ class Build:
         self.threads = int(threads or 1)
         self.settings = {"threads": self.threads}
         if hasattr(self.module, "configure") and "amx" in self.module.configure():
-            self.settings["amx"] = amx != "noamx"
+            self.settings["amx"] = amx == "amx"
 
     def __getattr__(self, name):
         # A team is one per process: each build sets its thread count (and AMX) before each of

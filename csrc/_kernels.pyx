@@ -125,14 +125,19 @@ cdef Py_ssize_t SMALL_GEMM_PACKED = 1 << 27
 cdef Py_ssize_t SMALL_GEMM_PACKED_AVX512 = 1 << 30
 cdef Py_ssize_t PACKED_MAX_BYTES = 1 << 26
 
-# Intel's AMX tiles (csrc/amx_gemm.h) run a call's packed float32 products where the CPU has them
-# (and the AVX-512 products, which every such CPU has, are not turned off by `configure`), on
-# calls of at least AMX_MIN_ROWS rows, AMX_MIN_COLUMNS columns (gates times units) and
+# Intel's AMX tiles (csrc/amx_gemm.h) run a call's packed float32 products where they are turned
+# on (`configure(amx=True)`: fastrnn does where FASTRNN_AMX=1) and the CPU has them (and the
+# AVX-512 products, which every such CPU has, are not turned off by `configure`), on calls of at
+# least AMX_MIN_ROWS rows, AMX_MIN_COLUMNS columns (gates times units) and
 # AMX_MIN_WORK rows times steps. Measured product by product against small_gemm.h's AVX-512
 # kernel, one thread: 1.24-1.85x from 16 rows and 256 columns (16x512x64 1.40x, 32x512x128 1.85x,
 # 48x512x128 1.65x, 128x256x128 1.41x, 64x1024x512 1.42x, 512x192x64 1.30x); 64 columns 0.81x.
 # Kernels are split into their parts at every call, about 1 ns per weight where packing them for
-# small_gemm.h takes 0.1.
+# small_gemm.h takes 0.1. Off by default: on this 2-vCPU VM the host's other work slowed one
+# core's tiles 2-3 times for minutes at a time (its FMAs 1.3 times), and whole calls on two
+# threads, which wait for the slower, ran 0.85 times as fast with the tiles (geometric mean of
+# 24 large rows, interleaved; 0.55-1.04); on one quiet core an LSTM 64x100x256x512 ran 1.5 times
+# as fast.
 cdef extern from "amx_gemm.h":
     int fr_amx_ready
     void fr_amx_init() noexcept nogil
@@ -144,7 +149,7 @@ cdef extern from "amx_gemm.h":
                          float* c, Py_ssize_t ldc) noexcept nogil
 
 fr_amx_init()
-cdef bint amx_enabled = True        # configure(amx=...)
+cdef bint amx_enabled = False       # configure(amx=...)
 cdef Py_ssize_t AMX_MIN_ROWS = 16
 cdef Py_ssize_t AMX_MIN_COLUMNS = 128
 cdef Py_ssize_t AMX_MIN_WORK = 1024
@@ -731,6 +736,12 @@ def product_vector_bits():
     """The vector width of small_gemm.h's variant that the products run now, in bits: 512, 256 or
     128 (the widest the CPU has, within configure's `vector_bits`)."""
     return fr_gemm_bits()
+
+
+def cpu_has_amx():
+    """Whether this CPU has AMX tiles for bfloat16 and the kernel granted them to the process
+    (then `configure(amx=True)` runs float32 products in them)."""
+    return bool(fr_amx_ready)
 
 
 def products_use_amx():

@@ -23,9 +23,10 @@ def _import_cython():
     # One BLAS thread inside a kernel: fastrnn's own threads split the work (fastrnn/parallel.py
     # and the kernels' team).
     _kernels.use_blas_thread_control(_blas_set_threads_address())
-    # FASTRNN_AMX=0: products in AVX-512 where AMX tiles would run them (their sums round
-    # otherwise: the bits of a machine without AMX).
-    _kernels.configure(amx=os.environ.get("FASTRNN_AMX", "").strip() != "0")
+    if _compiled is None:
+        # FASTRNN_AMX=1: float32 products of many rows in AMX tiles where the CPU has them (faster
+        # on a core of one's own; csrc/_kernels.pyx says why they are off by default).
+        _kernels.configure(amx=os.environ.get("FASTRNN_AMX", "").strip() == "1")
     with _threads_lock:     # a set_num_threads meanwhile then either comes first or finds it
         _kernels.configure(threads=num_threads())
         _compiled = _kernels
@@ -290,7 +291,8 @@ def show_config():
             info = kernels.BUILD_INFO
             detail = (f"built with {info['compiler']}, flags {info['cflags']}, Cython {info['cython']}; "
                       f"products in {kernels.product_vector_bits()}-bit vectors"
-                      + (", float32 ones of 16 rows or more in AMX tiles" if kernels.products_use_amx() else ""))
+                      + (", float32 ones of 16 rows or more in AMX tiles" if kernels.products_use_amx()
+                         else ", AMX tiles off (FASTRNN_AMX=1)" if kernels.cpu_has_amx() else ""))
         elif candidate == "numba":
             import numba
 

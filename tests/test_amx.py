@@ -6,7 +6,7 @@ three parts, six tile products summed in float32. These tests hold those calls t
 reference at float32's tolerance, with edges of every kind (rows, columns and depth that are not
 whole tiles), check that a value does not depend on how the call is split among threads, that
 infinities, NaNs and values too large to split take small_gemm.h's path, and that the switches
-(`configure(amx=...)`, FASTRNN_AMX=0, AVX2 forced) turn the tiles off. They skip where the CPU
+(`configure(amx=...)`, FASTRNN_AMX, AVX2 forced) turn the tiles on and off. They skip where the CPU
 has no AMX; the thresholds and row parts are checked everywhere.
 """
 import itertools
@@ -44,7 +44,7 @@ CELLS = {
 
 @pytest.fixture(autouse=True)
 def amx_allowed(tuned):
-    """The tiles allowed (FASTRNN_AMX=0 may have turned them off for the suite)."""
+    """The tiles turned on (they are off by default: FASTRNN_AMX=1)."""
     tuned(amx=True)
 
 
@@ -292,18 +292,24 @@ def test_configure_refuses_an_amx_setting_that_is_not_a_bool(tuned):
     assert _kernels.configure() == before
 
 
-def test_show_config_says_whether_products_run_in_amx_tiles(capsys):
+@pytest.mark.parametrize("amx", [True, False])
+def test_show_config_says_whether_products_run_in_amx_tiles(tuned, capsys, amx):
+    tuned(amx=amx)
     fastrnn.show_config()
     line = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("cython"))
-    assert ("in AMX tiles" in line) == _kernels.products_use_amx(), line
+    assert ("in AMX tiles" in line) == _kernels.products_use_amx() == (amx and has_amx()), line
+    assert ("AMX tiles off (FASTRNN_AMX=1)" in line) == (has_amx() and not amx), line
 
 
-def test_fastrnn_amx_0_turns_the_tiles_off():
-    """FASTRNN_AMX=0 in the environment: the compiled backend loads with the tiles off."""
+@pytest.mark.parametrize("setting, expected", [(None, False), ("0", False), ("1", has_amx())])
+def test_fastrnn_amx_1_turns_the_tiles_on(setting, expected):
+    """The compiled backend loads with the tiles off, on where FASTRNN_AMX=1 (and the CPU has
+    them)."""
     code = "import fastrnn; fastrnn.backends.kernels(); from fastrnn import _kernels; print(_kernels.products_use_amx())"
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "FASTRNN_AMX": "0", "FASTRNN_BACKEND": "cython"},
-                         capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    env = {key: value for key, value in os.environ.items() if key != "FASTRNN_AMX"}
+    env.update({"FASTRNN_BACKEND": "cython"}, **({"FASTRNN_AMX": setting} if setting else {}))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(expected)
 
 
 @pytest.mark.parametrize("batch, threads, shares, sizes", [
