@@ -196,7 +196,7 @@ def build_engines(cell, shape, mode, x, args, packages):
     engines, failures = [], {}
     for backend in dict.fromkeys([args.default_backend, *args.fastrnn_backends]):
         name = "fastrnn" if backend == args.default_backend else f"fastrnn[{backend}]"
-        engines.append(Engine(name, lambda: run(x), lambda backend=backend: fastrnn.set_backend(backend)))
+        engines.append(Engine(name, lambda: run(x), functools.partial(select_backend, backend, args.default_amx)))
     if "torch" in args.engines:
         engines += [torch_engine(torch, module, x, mode, n) for n in args.threads]
     if ort is not None:
@@ -304,8 +304,17 @@ def run_row(cell, shape, mode, args, packages):
         else:
             results[engine.name] = f"FAIL: {reason}"
     results.update(time_engines(passed, args.budget))
-    fastrnn.set_backend(args.default_backend)
+    select_backend(args.default_backend, args.default_amx)
     return results
+
+
+def select_backend(name, default_amx):
+    """Make `name` fastrnn's backend: a registered one, or ``cython+amx``, the compiled kernels
+    with their float32 products in AMX tiles (FASTRNN_AMX=1); the compiled one otherwise with
+    the tiles as the environment set them (`default_amx`)."""
+    fastrnn.set_backend("cython" if name == "cython+amx" else name)
+    if fastrnn.backend() == "cython":
+        fastrnn.backends.kernels().configure(amx=name == "cython+amx" or default_amx)
 
 
 def roofline():
@@ -519,7 +528,8 @@ def parse_args(argv=None):
     parser.add_argument("--modes", default=",".join(MODES), help="sequence, last or both (default both)")
     parser.add_argument("--engines", default=",".join(ENGINES), help="peers to run; fastrnn always runs")
     parser.add_argument("--threads", default="1,2", help="intra-op thread counts of the peers (default 1,2)")
-    parser.add_argument("--fastrnn-backends", default="", help="extra fastrnn rows, e.g. cython,numba,numpy")
+    parser.add_argument("--fastrnn-backends", default="",
+                        help="extra fastrnn rows, e.g. cython,numba,numpy, or cython+amx (products in AMX tiles)")
     parser.add_argument("--budget", type=float, help=f"seconds of timing per row (default {DEFAULT_BUDGET})")
     parser.add_argument("--quick", action="store_true", help="LSTM, shapes 0,2,5, short budget: about a minute")
     parser.add_argument("--markdown", metavar="FILE", help="also write the report to FILE")
@@ -540,6 +550,10 @@ def parse_args(argv=None):
     args.threads = [int(n) for n in args.threads.split(",")]
     args.fastrnn_backends = [name for name in args.fastrnn_backends.split(",") if name]
     args.default_backend = fastrnn.backend()
+    args.default_amx = args.default_backend == "cython" and fastrnn.backends.kernels().configure()["amx"]
+    if "cython+amx" in args.fastrnn_backends and not (
+            fastrnn.backends.available()["cython"] is None and fastrnn.backends._load("cython").cpu_has_amx()):
+        parser.error("--fastrnn-backends cython+amx: this machine's compiled kernels have no AMX tiles")
     for option, chosen, allowed in (("cell", args.cells, CELLS), ("mode", args.modes, MODES),
                                     ("engine", args.engines, ENGINES)):
         for name in chosen:
