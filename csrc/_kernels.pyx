@@ -130,8 +130,9 @@ cdef Py_ssize_t PACKED_MAX_BYTES = 1 << 26
 # AVX-512 products, which every such CPU has, are not turned off by `configure`), on calls of at
 # least AMX_MIN_ROWS rows, AMX_MIN_COLUMNS columns (gates times units) and
 # AMX_MIN_WORK rows times steps. Measured product by product against small_gemm.h's AVX-512
-# kernel, one thread: 1.24-1.85x from 16 rows and 256 columns (16x512x64 1.40x, 32x512x128 1.85x,
-# 48x512x128 1.65x, 128x256x128 1.41x, 64x1024x512 1.42x, 512x192x64 1.30x); 64 columns 0.81x.
+# kernel, one quiet vCPU: 1.07-1.85x from 16 rows and 128 columns (16x128x128 1.07-1.13x,
+# 16x512x64 1.40x, 32x512x128 1.85x, 48x512x128 1.65x, 128x256x128 1.41x, 64x1024x512 1.42x,
+# 512x192x64 1.30x); 64 columns 0.81x.
 # Kernels are split into their parts at every call, about 1 ns per weight where packing them for
 # small_gemm.h takes 0.1. Off by default: on this 2-vCPU VM the host's other work slowed one
 # core's tiles 2-3 times for minutes at a time (its FMAs 1.3 times), and whole calls on two
