@@ -140,8 +140,9 @@ cdef Py_ssize_t PACKED_MAX_BYTES = 1 << 26
 # 24 large rows, interleaved; 0.55-1.04); on one quiet core an LSTM 64x100x256x512 ran 1.5 times
 # as fast.
 cdef extern from "amx_gemm.h":
-    int fr_amx_ready
+    int fr_amx_cpu, fr_amx_ready
     void fr_amx_init() noexcept nogil
+    int fr_amx_request() noexcept nogil
     Py_ssize_t fr_amx_packed_bytes(Py_ssize_t n, Py_ssize_t k) noexcept nogil
     bint fr_all_splittable_f32(Py_ssize_t rows, Py_ssize_t columns, const float* b, Py_ssize_t ldb) noexcept nogil
     void fr_amx_pack_f32(Py_ssize_t n, Py_ssize_t k, const float* b, Py_ssize_t ldb, void* packed) noexcept nogil
@@ -730,6 +731,8 @@ def configure(threads=None, min_step_work=None, projected_elements=None, project
     fr_gemm_part_bytes = part
     if amx is not None:
         amx_enabled = amx
+        if amx:
+            fr_amx_request()    # (asked only by those who want the tiles: see amx_gemm.h)
     return previous
 
 
@@ -740,9 +743,9 @@ def product_vector_bits():
 
 
 def cpu_has_amx():
-    """Whether this CPU has AMX tiles for bfloat16 and the kernel granted them to the process
-    (then `configure(amx=True)` runs float32 products in them)."""
-    return bool(fr_amx_ready)
+    """Whether this CPU has AMX tiles for bfloat16 (then `configure(amx=True)` asks the kernel
+    for them, and runs float32 products in them once granted)."""
+    return bool(fr_amx_cpu)
 
 
 def products_use_amx():

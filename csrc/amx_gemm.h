@@ -23,7 +23,7 @@
  * not packed here (the caller checks), and a row of A with any runs in small_gemm.h.
  *
  * Needs x86-64 Linux, whose kernel grants the tiles' state to a process that asks
- * (fr_amx_init), and GCC 11 or Clang 12 for the intrinsics; elsewhere fr_amx_ready stays 0.
+ * (fr_amx_request), and GCC 11 or Clang 12 for the intrinsics; elsewhere fr_amx_ready stays 0.
  */
 #ifndef FASTRNN_AMX_GEMM_H
 #define FASTRNN_AMX_GEMM_H
@@ -33,7 +33,9 @@
 #include <string.h>
 #include "small_gemm.h"
 
-/* Whether the CPU has AMX-BF16 and the kernel granted this process its tiles (fr_amx_init). */
+/* Whether the CPU has AMX-BF16 (fr_amx_init), and whether the kernel granted this process its
+ * tiles (fr_amx_request). */
+static int fr_amx_cpu = 0;
 static int fr_amx_ready = 0;
 
 /* A tile is 16 rows of 64 bytes: 16 float32, or 32 bfloat16 (16 pairs in B's layout). Blocks
@@ -89,14 +91,21 @@ static int fr_all_splittable_f32(Py_ssize_t rows, Py_ssize_t columns, const floa
 
 #define FR_AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw")))
 
-/* Ask for the tiles where the CPU has them (CPUID 7: AMX-BF16 is EDX bit 22, AMX-TILE bit 24);
- * Linux grants them to the whole process, from 5.16 (ARCH_REQ_XCOMP_PERM, XTILEDATA = 18). */
+/* Whether the CPU has the tiles (CPUID 7: AMX-BF16 is EDX bit 22, AMX-TILE bit 24). */
 static void fr_amx_init(void)
 {
     unsigned int a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22)) || !(d & (1u << 24)))
-        return;
-    fr_amx_ready = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+    fr_amx_cpu = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 22)) && (d & (1u << 24));
+}
+
+/* Ask for the tiles where the CPU has them, once they are wanted: Linux grants them to the whole
+ * process, from 5.16 (ARCH_REQ_XCOMP_PERM, XTILEDATA = 18), and from then on a signal frame
+ * holds their 8 KB, and sigaltstack refuses smaller stacks. Returns fr_amx_ready. */
+static int fr_amx_request(void)
+{
+    if (fr_amx_cpu && !fr_amx_ready)
+        fr_amx_ready = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+    return fr_amx_ready;
 }
 
 /* The three bfloat16 parts of 16 finite float32 (`x`), each in the top half of a 32-bit lane. */
@@ -399,6 +408,11 @@ static void fr_amx_gemm_f32(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floa
 #else
 static void fr_amx_init(void)
 {
+}
+
+static int fr_amx_request(void)
+{
+    return 0;
 }
 
 static void fr_amx_pack_f32(Py_ssize_t n, Py_ssize_t k, const float *b, Py_ssize_t ldb, void *packed)

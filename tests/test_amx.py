@@ -312,6 +312,27 @@ def test_fastrnn_amx_1_turns_the_tiles_on(setting, expected):
     assert out.strip() == str(expected)
 
 
+GRANTED = """
+import ctypes, fastrnn
+fastrnn.backends.kernels()
+features = ctypes.c_uint64()
+ctypes.CDLL(None, use_errno=True).syscall(158, 0x1022, ctypes.byref(features))   # ARCH_GET_XCOMP_PERM
+print(bool(features.value >> 18 & 1))                                            # XTILEDATA
+"""
+
+
+@pytest.mark.skipif(not (sys.platform == "linux" and os.uname().machine == "x86_64"), reason="x86-64 Linux only")
+@pytest.mark.parametrize("setting", [None, "1"])
+def test_the_tiles_are_asked_for_only_when_turned_on(setting):
+    """Importing fastrnn does not ask Linux for the tiles' state (once granted, every signal frame
+    of the process holds 8 KB more, and sigaltstack refuses smaller stacks); FASTRNN_AMX=1 does,
+    where the CPU has them."""
+    env = {key: value for key, value in os.environ.items() if key != "FASTRNN_AMX"}
+    env.update({"FASTRNN_BACKEND": "cython"}, **({"FASTRNN_AMX": setting} if setting else {}))
+    out = subprocess.run([sys.executable, "-c", GRANTED], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(bool(setting) and _kernels.cpu_has_amx())
+
+
 @pytest.mark.parametrize("batch, threads, shares, sizes", [
     (40, 4, None, [16, 24]),          # at most batch // 16 parts, boundaries on whole tiles
     (64, 4, None, [16, 16, 16, 16]),
