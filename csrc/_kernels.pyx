@@ -607,8 +607,9 @@ cdef inline void pack_panels(Py_ssize_t columns, Py_ssize_t rows, const floating
 
 cdef Py_ssize_t packed_values(const Call* k, Py_ssize_t rows, Py_ssize_t columns) noexcept nogil:
     """Values of `k`'s dtype that a (rows, columns) matrix takes packed by `pack_matrix`."""
+    cdef Py_ssize_t size = itemsize(k)
     if k.amx:
-        return (fr_amx_packed_bytes(columns, rows) + 3) // 4
+        return (fr_amx_packed_bytes(columns, rows) + size - 1) // size
     return rows * columns
 
 
@@ -1342,7 +1343,8 @@ cdef void set_whole_batch(Call* calls, int count, int j) noexcept nogil:
     for i in range(count):
         if same_weights(&calls[i], &calls[j]):
             calls[j].whole_batch += calls[i].batch
-    calls[j].amx = uses_amx(&calls[j])
+    if calls[j].whole_batch != calls[j].batch:   # (check_inputs decided on its own rows)
+        calls[j].amx = uses_amx(&calls[j])
 
 
 cdef int share_packing(Call* calls, int j, void** owned, int* n_owned) except -1 nogil:

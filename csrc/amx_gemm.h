@@ -44,6 +44,7 @@ static int fr_amx_ready = 0;
 #define FR_AMX_ROWS 16
 #define FR_AMX_DEPTH 32
 #define FR_AMX_BLOCK 32
+#define FR_AMX_WIDE 64    /* columns of a block of 16 rows */
 
 static inline Py_ssize_t fr_amx_round_up(Py_ssize_t n, Py_ssize_t to)
 {
@@ -281,23 +282,23 @@ FR_AMX_TARGET static void fr_amx_edge(const uint16_t *ap, Py_ssize_t a_part, con
                                       Py_ssize_t rows, Py_ssize_t columns, float beta, const float *bias,
                                       float *c, Py_ssize_t ldc)
 {
-    enum { WIDE = 64 };
-    float edge[FR_AMX_BLOCK * WIDE] __attribute__((aligned(64)));
-    float edge_bias[WIDE] __attribute__((aligned(64)));
+    float edge[FR_AMX_BLOCK * FR_AMX_WIDE] __attribute__((aligned(64)));
+    float edge_bias[FR_AMX_WIDE] __attribute__((aligned(64)));
     memset(edge, 0, sizeof edge);
     if (bias) {
         memset(edge_bias, 0, sizeof edge_bias);
         memcpy(edge_bias, bias, columns * sizeof *bias);
     } else if (beta != 0) {
         for (Py_ssize_t i = 0; i < rows; i++)
-            memcpy(edge + i * WIDE, c + i * ldc, columns * sizeof *c);
+            memcpy(edge + i * FR_AMX_WIDE, c + i * ldc, columns * sizeof *c);
     }
     if (tall)
-        fr_amx_block32(ap, a_part, b, b_part, depth, r, beta, bias ? edge_bias : NULL, edge, WIDE);
+        fr_amx_block32(ap, a_part, b, b_part, depth, r, beta, bias ? edge_bias : NULL, edge, FR_AMX_WIDE);
     else
-        fr_amx_block16(ap, a_part, b, b_part, depth, r, columns > 32, beta, bias ? edge_bias : NULL, edge, WIDE);
+        fr_amx_block16(ap, a_part, b, b_part, depth, r, columns > FR_AMX_BLOCK, beta, bias ? edge_bias : NULL,
+                       edge, FR_AMX_WIDE);
     for (Py_ssize_t i = 0; i < rows; i++)
-        memcpy(c + i * ldc, edge + i * WIDE, columns * sizeof *c);
+        memcpy(c + i * ldc, edge + i * FR_AMX_WIDE, columns * sizeof *c);
 }
 
 /* C (m by n, rows ldc apart) from A's parts (`ap`, rows padded to 16) and B's (`bp`, columns
@@ -335,11 +336,11 @@ FR_AMX_TARGET static void fr_amx_tiles(Py_ssize_t m, Py_ssize_t n, const uint16_
                 fr_amx_edge(ap, a_part, b, b_part, depth, i, 1, rows, columns, beta, bias_j, c + i * ldc + j, ldc);
         }
     }
-    for (Py_ssize_t j = 0; tall < m && j < n; j += 64) {
-        const Py_ssize_t columns = n - j < 64 ? n - j : 64;
+    for (Py_ssize_t j = 0; tall < m && j < n; j += FR_AMX_WIDE) {
+        const Py_ssize_t columns = n - j < FR_AMX_WIDE ? n - j : FR_AMX_WIDE;
         const uint16_t *b = bp + j * depth;
         const float *bias_j = bias ? bias + j : NULL;
-        if (m - tall == 16 && columns == 64)
+        if (m - tall == FR_AMX_ROWS && columns == FR_AMX_WIDE)
             fr_amx_block16(ap, a_part, b, b_part, depth, tall, 1, beta, bias_j, c + tall * ldc + j, ldc);
         else
             fr_amx_edge(ap, a_part, b, b_part, depth, tall, 0, m - tall, columns, beta, bias_j, c + tall * ldc + j, ldc);
@@ -375,8 +376,9 @@ FR_AMX_TARGET static void fr_amx_split_rows(Py_ssize_t m, Py_ssize_t k, const fl
                                     _mm512_cvtepi32_epi16(_mm512_srli_epi32(parts[q], 16)));
         }
         skip[i] = finite != 0xffff;
+        const Py_ssize_t zeros_from = skip[i] ? 0 : k;
         for (int q = 0; q < 3; q++)
-            memset(row + q * a_part + (skip[i] ? 0 : k), 0, (depth - (skip[i] ? 0 : k)) * sizeof *row);
+            memset(row + q * a_part + zeros_from, 0, (depth - zeros_from) * sizeof *row);
     }
 }
 
@@ -395,9 +397,8 @@ static void fr_amx_gemm_f32(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floa
         return;
     }
     uint16_t *ap = (uint16_t *)(skip + fr_amx_round_up(m, 64));   /* (after m flags, on a line) */
-    memset(ap + m * depth, 0, (rows - m) * depth * sizeof *ap);   /* the rows padding the tiles */
-    memset(ap + a_part + m * depth, 0, (rows - m) * depth * sizeof *ap);
-    memset(ap + 2 * a_part + m * depth, 0, (rows - m) * depth * sizeof *ap);
+    for (int q = 0; q < 3; q++)     /* the rows padding the tiles */
+        memset(ap + q * a_part + m * depth, 0, (rows - m) * depth * sizeof *ap);
     fr_amx_split_rows(m, k, a, lda, ap, a_part, depth, skip);
     /* A row skipped is all zeros here: its C is left as it was, or set to the bias or 0. */
     fr_amx_tiles(m, n, ap, a_part, packed, b_part, depth, beta, bias, c, ldc);

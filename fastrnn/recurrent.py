@@ -37,7 +37,7 @@ def _run_calls(x, calls, step_work):
             and not _shares_steps(kernels, x, calls, step_work)):
         rows, team = parallel.batch_parts(batch, timesteps * step_work, kernels, len(calls),
                                           functools.partial(_splits_by_speed, kernels, x, calls),
-                                          _ask_kernels(kernels, "part_rows", x, calls[:1]) or 1)
+                                          _part_rows(kernels, x, calls))
     if rows:
         _run_parts(kernels, x, [call + (part,) for call in calls for part in rows], team)
     elif batch:     # (the kernels may still share each step among their threads)
@@ -61,6 +61,15 @@ def _splits_by_speed(kernels, x, calls):
     """Whether a single call may be split into row parts sized by the threads' speeds: where the
     compiled kernels say its bits do not depend on the split (`splits_by_speed`)."""
     return bool(_ask_kernels(kernels, "splits_by_speed", x, calls))
+
+
+def _part_rows(kernels, x, calls):
+    """The fewest rows a row part of these calls should have: the compiled kernels' answer for the
+    first (`part_rows`, more than 1 for products in AMX tiles) while they run any there, else 1
+    (asked, the check of a call cost 1 us)."""
+    if not (hasattr(kernels, "products_use_amx") and kernels.products_use_amx()):
+        return 1
+    return _ask_kernels(kernels, "part_rows", x, calls[:1]) or 1
 
 
 def _shares_steps(kernels, x, calls, step_work):

@@ -23,6 +23,7 @@ from conftest import assert_close, on_reference
 
 
 def has_amx():
+    """Whether the kernels run products in AMX tiles once turned on (CPU, kernel and build)."""
     previous = _kernels.configure(amx=True, vector_bits=512)
     try:
         return _kernels.products_use_amx()
