@@ -21,17 +21,27 @@ __all__ = ["Layer", "Node", "Symbolic"]
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 _NAME_COUNTERS = {}
 _NAME_LOCK = threading.Lock()
+# Every layer's and model's first build and weight setting, one at a time: threads calling an
+# unbuilt layer at once must agree on its weights. One lock, not one per layer, so that a forked
+# child can be given a fresh one (a build lock held by another thread at the fork stayed held in
+# the child, whose first call to that layer then waited for ever).
+_BUILD_LOCK = threading.RLock()
 _CALL_PARAMETERS = {}   # layer class -> names of its call's arguments after inputs, or None for any
 
 
-def _forget_name_lock():
-    # A child forked while another thread held the lock would wait for it forever.
-    global _NAME_LOCK
-    _NAME_LOCK = threading.Lock()
+def _forget_locks():
+    # A child forked while another thread held a lock would wait for it forever.
+    global _NAME_LOCK, _BUILD_LOCK
+    _NAME_LOCK, _BUILD_LOCK = threading.Lock(), threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_name_lock)
+    os.register_at_fork(after_in_child=_forget_locks)
+
+
+def building():
+    """The lock held while a layer or model is built or given weights (see _BUILD_LOCK)."""
+    return _BUILD_LOCK
 
 
 def unique_name(base):
@@ -250,7 +260,6 @@ class Layer:
         else:
             self.batch_input_shape = None
         self.input_shape = None        # known once built
-        self._build_lock = threading.Lock()
         self._inbound_nodes = []       # its calls in functional models
 
     def _take_keras_options(self, options):
@@ -309,7 +318,7 @@ class Layer:
         input_shape : tuple
             Shape of the inputs, None for unknown sizes (usually the batch).
         """
-        with self._build_lock:  # threads calling an unbuilt layer must agree on its weights
+        with building():
             if self.built:
                 return
             input_shape = self._check_build_shape(input_shape)
@@ -404,7 +413,7 @@ class Layer:
 
     def _set_checked_weights(self, checked):
         """Set weights that `_checked_weights` returned."""
-        with self._build_lock:
+        with building():
             self._assign(*checked)
 
     def _infer_input_shape(self, arrays):

@@ -12,8 +12,8 @@ import numpy as np
 
 from . import parallel
 from .backends import num_threads
-from .base import (Layer, ModelCall, Node, Symbolic, as_numeric, checked_shape, flag, positive_int, raise_naming,
-                   unique_name)
+from .base import (Layer, ModelCall, Node, Symbolic, as_numeric, building, checked_shape, flag, positive_int,
+                   raise_naming, unique_name)
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 __all__ = ["Input", "InputLayer", "Model", "Sequential", "TorchRNN"]
@@ -754,8 +754,6 @@ class Sequential(_Model):
         self._output_shapes = None
         self._graph = None
         self._required_batch = None
-        # Threads making the first calls at once build one after another: one graph, not several.
-        self._build_lock = threading.RLock()
         for layer in layers or []:
             self.add(layer)
 
@@ -869,7 +867,7 @@ class Sequential(_Model):
         ValueError
             Naming the first layer that does not fit, with the shapes involved.
         """
-        with self._build_lock:
+        with building():   # threads making the first calls at once build one graph, not several
             self._build(input_shape)
 
     def _build(self, input_shape):

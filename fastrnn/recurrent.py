@@ -7,7 +7,6 @@ count, states and weights, and which kernel runs them. Kernels come from the bac
 """
 import copy
 import functools
-import threading
 
 import numpy as np
 
@@ -716,7 +715,7 @@ class Bidirectional(Layer):
         """A private copy of `layer`: the given weights (read-only, so shared safely) or none."""
         inner = copy.copy(layer)
         inner.name, inner.go_backwards = name, go_backwards
-        inner._build_lock, inner._inbound_nodes = threading.Lock(), []
+        inner._inbound_nodes = []
         if not keep_weights:
             # A fresh backward layer, as in Keras; its own seed so it differs from the forward one.
             inner.input_shape, inner._weight_names = None, []

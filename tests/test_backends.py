@@ -499,14 +499,15 @@ def test_a_child_forked_during_blas_products_does_not_hang():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-@pytest.mark.parametrize("lock", ["name", "threads"])
+@pytest.mark.parametrize("lock", ["name", "threads", "build"])
 def test_a_child_forked_while_another_thread_holds_a_lock_of_fastrnn_does_not_hang(lock):
-    """The locks around layer names and the thread count: a child forked while another thread
-    held one waited for ever on its first layer (or thread count)."""
+    """The locks around layer names, the thread count and builds: a child forked while another
+    thread held one waited for ever on its first layer, thread count or call of an unbuilt
+    layer."""
     from fastrnn import base
 
-    held = base._NAME_LOCK if lock == "name" else backends._threads_lock
+    held = {"name": base._NAME_LOCK, "threads": backends._threads_lock, "build": base.building()}[lock]
+    unbuilt = fastrnn.Sequential([fastrnn.LSTM(2)])
     taken, forked = threading.Event(), threading.Event()
     holder = threading.Thread(target=lambda: (held.acquire(), taken.set(), forked.wait(), held.release()))
     holder.start()
@@ -514,8 +515,15 @@ def test_a_child_forked_while_another_thread_holds_a_lock_of_fastrnn_does_not_ha
     pid = os.fork()
     if pid == 0:
         signal.alarm(10)
-        fastrnn.set_num_threads(1) if lock == "threads" else fastrnn.LSTM(2)
-        os._exit(0)
+        code = 1
+        try:
+            if lock == "build":
+                code = 0 if unbuilt(np.ones((1, 3, 2), np.float32)).shape == (1, 2) else 1
+            else:
+                fastrnn.set_num_threads(1) if lock == "threads" else fastrnn.LSTM(2)
+                code = 0
+        finally:
+            os._exit(code)
     forked.set()
     holder.join()
     _, status = os.waitpid(pid, 0)
