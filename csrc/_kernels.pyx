@@ -404,13 +404,15 @@ cdef inline cnp.npy_intp* shape_of(object array, const char* name, int typenum, 
     if not cnp.PyArray_Check(array):
         raise TypeError(f"kernel argument {name.decode()}: expected a NumPy array, got {type(array).__name__}")
     cdef cnp.ndarray a = <cnp.ndarray> array
-    if (cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_NDIM(a) != ndim
+    # (A byte-swapped array has the type number of its native twin: its values would be misread.)
+    if (cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_ISNOTSWAPPED(a) or cnp.PyArray_NDIM(a) != ndim
             or (contiguous and not cnp.PyArray_IS_C_CONTIGUOUS(a))
             or (writable and not cnp.PyArray_ISWRITEABLE(a))):
         raise ValueError(
             f"kernel argument {name.decode()}: expected a {'C-contiguous ' if contiguous else ''}"
-            f"{'writable ' if writable else ''}{ndim}-d {cnp.PyArray_DescrFromType(typenum)} array, "
-            f"got a {a.ndim}-d {a.dtype} array"
+            f"{'writable ' if writable else ''}{ndim}-d {cnp.PyArray_DescrFromType(typenum)} array"
+            f"{'' if cnp.PyArray_ISNOTSWAPPED(a) else ' in native byte order'}, got a {a.ndim}-d "
+            f"{a.dtype if cnp.PyArray_ISNOTSWAPPED(a) else a.dtype.str} array"
             f"{'' if a.flags.c_contiguous or not contiguous else ' (not C-contiguous)'}"
             f"{'' if a.flags.writeable or not writable else ' (read-only)'}")
     return cnp.PyArray_DIMS(a)

@@ -286,21 +286,23 @@ def test_stream_step_sees_weights_set_between_steps(cell, units):
 
 @pytest.mark.parametrize("cell", [fastrnn.SimpleRNN, fastrnn.LSTM, fastrnn.GRU])
 def test_stream_step_input_the_fast_path_refuses_takes_the_general_path(backend_name, cell):
-    """After the fast path is bound: another dtype, a non-contiguous or a list input is converted;
-    a wrong shape is a ValueError that leaves the states as they were."""
+    """After the fast path is bound: another dtype (or byte order), a non-contiguous or a list
+    input is converted; a wrong shape is a ValueError that leaves the states as they were. (A
+    big-endian step was read by the compiled step as if native: a silently wrong output.)"""
     model = fastrnn.Sequential([fastrnn.Input((None, 3)), cell(8, seed=0, return_sequences=True)])
     rng = np.random.default_rng(0)
-    xs = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    xs = rng.standard_normal((2, 6, 3)).astype(np.float32)
     expected = model(xs)
     stream = model.stream(batch_size=2)
-    outputs = [stream.step(xs[:, 0]), stream.step(xs[:, 1].astype(np.float64)),
-               stream.step(np.asfortranarray(xs[:, 2])), stream.step(xs[:, 3].tolist())]
+    outputs = [stream.step(xs[:, 0]), stream.step(xs[:, 1].astype(">f4")),
+               stream.step(xs[:, 2].astype(np.float64)), stream.step(np.asfortranarray(xs[:, 3])),
+               stream.step(xs[:, 4].tolist())]
     before = stream.states
     with pytest.raises(ValueError):
         stream.step(np.zeros((2, 4), np.float32))
     for old, new in zip(before[0], stream.states[0]):
         np.testing.assert_array_equal(old, new)
-    outputs.append(stream.step(xs[:, 4]))
+    outputs.append(stream.step(xs[:, 5]))
     np.testing.assert_allclose(np.stack(outputs, axis=1), expected, rtol=0, atol=1e-6)
 
 
