@@ -115,10 +115,15 @@ def from_spec(spec):
 
 def raise_naming(layer, error):
     """Raise `error`, raised inside `layer`'s call, with the layer named in front of its message
-    where it is a plain ValueError or TypeError that does not name it (NumPy's name no layer:
-    "operands could not be broadcast together", "inhomogeneous shape")."""
-    if type(error) in (ValueError, TypeError) and repr(layer.name) not in str(error):
-        raise type(error)(f"layer {layer.name!r} ({type(layer).__name__}): {error}") from error
+    where it is a plain ValueError or TypeError, or a MemoryError, that does not name it (NumPy's
+    name no layer: "operands could not be broadcast together", "inhomogeneous shape", "Unable to
+    allocate 14.6 MiB for an array with shape (64, 40, 1500)")."""
+    if repr(layer.name) not in str(error):
+        named = f"layer {layer.name!r} ({type(layer).__name__}): {error}"
+        if type(error) in (ValueError, TypeError):
+            raise type(error)(named) from error
+        if isinstance(error, MemoryError):   # (NumPy's own subclass takes other arguments)
+            raise MemoryError(named) from error
     raise error
 
 
@@ -533,7 +538,7 @@ class Layer:
             return self._call_symbolic(inputs, **kwargs)
         try:
             return self.call(inputs, **kwargs) if kwargs else self.call(inputs)   # the plain call is faster
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, MemoryError) as error:
             raise_naming(self, error)
 
     def _call_arguments(self, args, kwargs):

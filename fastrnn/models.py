@@ -479,7 +479,12 @@ class _Model:
         if x is None:
             raise TypeError(f"predict of model {self.name!r} needs inputs x, got None")
         inputs = self._input_list(x) if isinstance(self, Model) else [x]
+        given = inputs
         inputs = [_as_array(a, f"input {i} of model {self.name!r}") for i, a in enumerate(inputs)]
+        for i, a in enumerate(inputs):
+            if np.ndim(a) == 0:   # (a scalar, a string, a generator: no rows to count)
+                raise ValueError(f"predict of model {self.name!r} takes arrays of shape (batch, ...): "
+                                 f"input {i} is a {type(given[i]).__name__} without axes")
         rows = {len(a) for a in inputs}
         if len(rows) != 1:
             raise ValueError(f"model {self.name!r} needs inputs with one number of rows, got {sorted(rows)}")
@@ -506,10 +511,15 @@ class _Model:
                 advance(len(chunk[0]))
         if n == 0:   # no rows at all: the outputs' shapes from a probe of zeros
             rows = required or 1
-            probe = self([np.zeros((rows,) + tuple(np.shape(a))[1:], np.asarray(a).dtype) for a in inputs]
-                         if len(inputs) > 1 else np.zeros((rows,) + np.shape(inputs[0])[1:], np.asarray(inputs[0]).dtype))
-            for layer, states in zip(stateful, carried):
-                layer._carried = states
+            probes = [np.zeros((rows,) + tuple(np.shape(a))[1:], np.asarray(a).dtype) for a in inputs]
+            try:
+                probe = self(probes if len(probes) > 1 else probes[0])
+            except ValueError as error:   # (it would give the probe's shape as the input's)
+                raise ValueError(f"{error} (predict's probe of {rows} row(s) of zeros for its input of 0 rows, "
+                                 f"shape {' and '.join(str(np.shape(a)) for a in inputs)})") from None
+            finally:
+                for layer, states in zip(stateful, carried):
+                    layer._carried = states
             probe = probe if isinstance(probe, list) else [probe]
             if outputs is not None:
                 self._check_out(outputs, probe, 0)
@@ -923,7 +933,7 @@ class Sequential(_Model):
         for layer in self.layers:
             try:
                 x, mask = layer.call(x, mask=mask), layer.compute_mask(x, mask)
-            except (ValueError, TypeError) as error:
+            except (ValueError, TypeError, MemoryError) as error:
                 raise_naming(layer, error)
         return x
 
@@ -1171,7 +1181,7 @@ class Model(_Model):
                 out = node.layer.call(args, mask=mask if explicit is not None or node.passes_mask else None,
                                       **kwargs)
                 out_mask = node.layer.compute_mask(args, mask)
-            except (ValueError, TypeError) as error:
+            except (ValueError, TypeError, MemoryError) as error:
                 raise_naming(node.layer, error)
             several = len(node.outputs) > 1
             for i, tensor in enumerate(node.outputs):

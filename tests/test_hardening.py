@@ -90,6 +90,12 @@ def _two_input_model():
     (lambda: fr.Reshape("ab", name="r"), ValueError, "target_shape of layer 'r' must be"),
     (lambda: fr.Reshape((2.5, 6), name="r"), ValueError, "target_shape of layer 'r' must be"),   # was read as (2, 6)
     (lambda: MODEL.predict(None), TypeError, "predict of model .* needs inputs x, got None"),
+    (lambda: MODEL.predict(np.zeros((0, 0, 3))), ValueError,
+     r"0 timesteps, .*\(predict's probe of 1 row\(s\) of zeros for its input of 0 rows, shape \(0, 0, 3\)\)"),
+    (lambda: MODEL.predict(5.0), ValueError, r"predict of model .* takes arrays of shape \(batch, \.\.\.\): input 0 is a float"),
+    (lambda: MODEL.predict(np.float32(1)), ValueError, "input 0 is a float32 without axes"),
+    (lambda: MODEL.predict(iter([np.zeros((5, 3))])), ValueError, "input 0 is a list_iterator without axes"),
+    (lambda: _two_input_model().predict([np.zeros((2, 4, 3)), 1.0]), ValueError, "input 1 is a float without axes"),
     (lambda: MODEL.predict(np.zeros(3), lengths=[1, 1, 1]), ValueError, r"lengths= takes a padded x .* got shape \(3,\)"),
     (lambda: setattr(MODEL.stream(), "states", None), TypeError, "stream states are a list .* got NoneType"),
     (lambda: fr.LSTM.from_config(None), TypeError, r"a layer's config is a dict \(from get_config\), got NoneType"),
@@ -359,3 +365,15 @@ def test_float32_drift_over_10000_steps_is_bounded(cell):
     f32 = cell(8, return_sequences=True, seed=0, dtype="float32", weights=f64.get_weights())
     drift = np.abs(f32(x).astype(np.float64) - f64(x)).max()
     assert drift < 1e-5
+
+
+@pytest.mark.parametrize("within", ["nothing", "Sequential", "Model"])
+def test_an_allocation_that_fails_inside_a_call_names_the_layer(within):
+    """NumPy's MemoryError names only the array's shape; the call's names the layer that asked for
+    it (128 PiB: more than any address space, so it fails at once everywhere)."""
+    layer = fr.RepeatVector(2 ** 53, name="huge")
+    inputs = fr.Input((4,))
+    call = {"nothing": layer, "Sequential": fr.Sequential([inputs, layer]),
+            "Model": fr.Model(inputs, layer(inputs))}[within]
+    with pytest.raises(MemoryError, match=r"layer 'huge' \(RepeatVector\): Unable to allocate"):
+        call(np.ones((1, 4), np.float32))
