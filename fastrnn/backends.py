@@ -23,10 +23,12 @@ def _import_cython():
     # One BLAS thread inside a kernel: fastrnn's own threads split the work (fastrnn/parallel.py
     # and the kernels' team).
     _kernels.use_blas_thread_control(_blas_set_threads_address())
-    if _compiled is None:
+    amx = os.environ.get("FASTRNN_AMX", "").strip()
+    if _compiled is None and amx:
         # FASTRNN_AMX=1: float32 products of many rows in AMX tiles where the CPU has them (faster
-        # on a core of one's own; csrc/_kernels.pyx says why they are off by default).
-        _kernels.configure(amx=os.environ.get("FASTRNN_AMX", "").strip() == "1")
+        # on a core of one's own; csrc/_kernels.pyx says why they are off by default). Unset, it
+        # leaves the kernels' setting as it is (a configure(amx=True) made before this load).
+        _kernels.configure(amx=amx == "1")
     with _threads_lock:     # a set_num_threads meanwhile then either comes first or finds it
         _kernels.configure(threads=num_threads())
         _compiled = _kernels

@@ -313,6 +313,17 @@ def test_fastrnn_amx_1_turns_the_tiles_on(setting, expected):
     assert out.strip() == str(expected)
 
 
+def test_a_setting_made_before_the_backend_loads_stays():
+    """`configure(amx=True)` made on the extension before the backend registry first loaded it was
+    undone by that load (FASTRNN_AMX unset read as "off"), while its other settings stayed."""
+    code = ("from fastrnn import _kernels; _kernels.configure(amx=True, min_step_work=7); import fastrnn; "
+            "fastrnn.backends.kernels(); print(_kernels.configure()['amx'], _kernels.configure()['min_step_work'])")
+    env = {key: value for key, value in os.environ.items() if key != "FASTRNN_AMX"}
+    env.update({"FASTRNN_BACKEND": "cython"})
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "7"]
+
+
 GRANTED = """
 import ctypes, fastrnn
 fastrnn.backends.kernels()
