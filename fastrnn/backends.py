@@ -71,6 +71,7 @@ def _import_numpy():
 _IMPORTERS = {"cython": _import_cython, "numba": _import_numba, "numpy": _import_numpy}
 
 _active = None  # (name, kernels module, how it was chosen); resolved on first use
+selections = 0  # counts the choices of _active: a stream's steps, bound to one backend, rebind
 _threads = None  # set_num_threads's value; None until set or first read
 _threads_lock = threading.RLock()   # _threads and the compiled extension's copy of it agree (re-entered: num_threads)
 _compiled = None   # the compiled extension, once _import_cython has set it up
@@ -115,17 +116,17 @@ def _from_source_checkout():
 
 
 def _select(name, how):
-    global _active
+    global _active, selections
     if name == "auto":
         for candidate in _IMPORTERS:
             try:
-                _active = (candidate, _load(candidate), how)
+                _active, selections = (candidate, _load(candidate), how), selections + 1
                 return
             except ImportError as exc:
                 if candidate == "cython" and _from_source_checkout():
                     # Tens of times slower without a word would look like a bug in fastrnn.
                     warnings.warn(f"{exc}; using the next backend instead", RuntimeWarning, stacklevel=4)
-    _active = (name, _load(name), how)
+    _active, selections = (name, _load(name), how), selections + 1
 
 
 def set_backend(name="auto"):

@@ -148,7 +148,8 @@ class Stream:
         validation, allocation or copy but the returned output's.
         """
         first = self._first_step
-        if first is not None and self._weights_generation == R.weights_generation:
+        if (first is not None and self._weights_generation == R.weights_generation
+                and self._selection == backends.selections):
             if self._checked_in_c:
                 # The compiled step checks its input (shape, dtype, layout) before it touches a
                 # state; what it refuses takes the general path below, which converts or explains.
@@ -185,8 +186,9 @@ class Stream:
         if not (isinstance(first, R._RNN) and x.ndim == 2 and x.dtype == first.dtype
                 and x.shape[1] == first.input_shape[-1]):
             return
-        # Read before binding: weights set while the steps bind make the next step bind again.
-        generation = R.weights_generation
+        # Read before binding: weights set (or a backend chosen) while the steps bind make the
+        # next step bind again.
+        generation, selection = R.weights_generation, backends.selections
         steps, recurrent = [], iter(self._states)
         for layer in self.model.layers:
             if isinstance(layer, R._RNN):
@@ -196,7 +198,7 @@ class Stream:
             else:
                 steps.append(layer.call)
         self._first_step, self._next_steps = steps[0], steps[1:]
-        self._weights_generation = generation
+        self._weights_generation, self._selection = generation, selection
         # With the compiled backend every recurrent step is a Step, which returns a copy of h.
         self._checked_in_c = isinstance(steps[0], getattr(backends.kernels(), "Step", ()))
         self._copy_last = isinstance(self.model.layers[-1], R._RNN) and not self._checked_in_c

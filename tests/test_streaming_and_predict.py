@@ -306,6 +306,32 @@ def test_stream_step_input_the_fast_path_refuses_takes_the_general_path(backend_
     np.testing.assert_allclose(np.stack(outputs, axis=1), expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("first, then", [("cython", "numpy"), ("numpy", "cython"), ("numba", "cython")])
+def test_a_stream_steps_on_the_backend_chosen_since(first, then):
+    """A stream's steps are bound to the backend of its first step: a set_backend after it went
+    unheard (the compiled steps ran on), now the next step binds again. The backends round
+    differently, so the bits say which ran: those of a stream started on `then` from the same
+    states."""
+    for name in (first, then):
+        pytest.importorskip({"cython": "fastrnn._kernels", "numba": "numba", "numpy": "numpy"}[name])
+    model = fastrnn.Sequential([fastrnn.Input((None, 3)), fastrnn.LSTM(24, seed=0, return_sequences=True)])
+    xs = inputs(batch=4, timesteps=3)
+    previous = fastrnn.backend()
+    try:
+        fastrnn.set_backend(first)
+        stream = model.stream(batch_size=4)
+        stream.step(xs[:, 0])
+        states = stream.states
+        fastrnn.set_backend(then)
+        got = [stream.step(xs[:, 1]), stream.step(xs[:, 2])]
+        alone = model.stream(batch_size=4)
+        alone.states = states
+        expected = [alone.step(xs[:, 1]), alone.step(xs[:, 2])]
+    finally:
+        fastrnn.set_backend(previous)
+    np.testing.assert_array_equal(np.stack(got), np.stack(expected))
+
+
 @pytest.mark.parametrize("cell", [fastrnn.SimpleRNN, fastrnn.LSTM, fastrnn.GRU])
 def test_stream_step_takes_inputs_of_any_layout_on_the_fast_path(backend_name, cell):
     """The kernels read x_t as it lies: a Fortran-order or strided step keeps the bound steps
