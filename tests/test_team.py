@@ -77,6 +77,25 @@ def test_team_matches_reference(tuned, cell, dtype, threads, batch, options):
     assert _kernels.calls_on_several_threads() - before == (0 if cell in ONE_THREAD else 1)
 
 
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [1, 5])
+def test_slices_of_whole_panels_pack_straight_from_the_weights(tuned, cell, dtype, batch):
+    """Slices whose width is whole panels pack each gate's columns of the kernels from the layer's
+    own (no copy of them is made, and none may be read): two layers of one shape and other
+    weights, called in turns on the same scratch, each give the reference's outputs."""
+    tuned(threads=2, min_step_work=0, projected_elements=1, projected_rows=1)
+    layers = [make_layer(cell, dtype, seed=seed, units=128, return_sequences=True) for seed in (0, 1)]
+    x, _, _ = make_inputs(layers[0], batch, timesteps=4)
+    expected = [on_reference(lambda: layer(x)) for layer in layers]
+    packed, several = _kernels.kernels_packed(), _kernels.calls_on_several_threads()
+    for _ in range(2):
+        for layer, wanted in zip(layers, expected):
+            assert_close(layer(x), wanted, dtype)
+    assert _kernels.calls_on_several_threads() - several == 4
+    assert _kernels.kernels_packed() - packed == 4 * 2 * 2    # both kernels, in both slices
+
+
 SPEEDS = list(itertools.product(["simple_rnn", "lstm", "gru"], DTYPES, [(1, 2), (3, 1), (1, 2, 4)]))
 
 
