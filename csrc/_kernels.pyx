@@ -887,6 +887,7 @@ cdef struct Slice:
     void* c                     # LSTM: (B, width), the slice's cell state
     void* packed_kernel         # the kernel in small_gemm.h's panels (see packs_kernel), or NULL
     bint pack_kernel            # packed_kernel is to be filled (not run_parts's, packed already)
+    bint by_gate                # packed gate by gate from the layer's kernels, never copied (fill_slice)
     Py_ssize_t x_lda            # GEMM reads a chunk's rows of x in place, this many elements apart
     void* x_copy                # (chunk * B, I): else a chunk's rows of x, copied time-major
 
@@ -1018,17 +1019,19 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         columns = gates * sl.width
         sl.pack = k.packed == NULL and packs(k, columns, k.timesteps)
         sl.chunk = chunk_steps(k, k.batch, columns)
-        offsets[id][0] = take(&total, sl.chunk * k.batch * columns, align)
-        offsets[id][1] = take(&total, k.inputs * columns if n > 1 else 0, align)
-        offsets[id][2] = take(&total, columns if n > 1 else 0, align)
-        offsets[id][3] = take(&total, columns if n > 1 and k.cell == GRU_CELL else 0, align)
-        offsets[id][4] = take(&total, k.state * columns if n > 1 else 0, align)
-        offsets[id][5] = take(&total, packed_values(k, k.state, columns) if sl.pack else 0, align)
-        offsets[id][6] = take(&total, k.batch * columns if k.cell == GRU_CELL else 0, align)
-        offsets[id][7] = take(&total, k.batch * sl.width if k.cell == LSTM_CELL else 0, align)
         kernel_packed[id] = packs_kernel(k, sl.chunk, columns)
         sl.pack_kernel = kernel_packed[id] and k.packed_kernel == NULL
         packings += sl.pack + sl.pack_kernel
+        sl.by_gate = n > 1 and not k.amx and sl.width % (FR_PANEL_BYTES // size) == 0   # (fill_slice)
+        offsets[id][0] = take(&total, sl.chunk * k.batch * columns, align)
+        offsets[id][1] = take(&total, k.inputs * columns if n > 1 and not (sl.by_gate and sl.pack_kernel) else 0,
+                              align)
+        offsets[id][2] = take(&total, columns if n > 1 else 0, align)
+        offsets[id][3] = take(&total, columns if n > 1 and k.cell == GRU_CELL else 0, align)
+        offsets[id][4] = take(&total, k.state * columns if n > 1 and not (sl.by_gate and sl.pack) else 0, align)
+        offsets[id][5] = take(&total, packed_values(k, k.state, columns) if sl.pack else 0, align)
+        offsets[id][6] = take(&total, k.batch * columns if k.cell == GRU_CELL else 0, align)
+        offsets[id][7] = take(&total, k.batch * sl.width if k.cell == LSTM_CELL else 0, align)
         offsets[id][8] = take(&total, packed_values(k, k.inputs, columns) if sl.pack_kernel else 0, align)
         sl.x_lda = x_lda(k, sl.chunk)   # (a shorter last chunk reads in place too if this one does)
         offsets[id][9] = take(&total, 0 if sl.x_lda else sl.chunk * k.batch * k.inputs, align)
@@ -1074,9 +1077,8 @@ cdef void fill_slice(const Call* k, const Slice* sl, const floating* precision) 
     LSTM 1x10x32x256 ran 1.30-1.35x as fast, 1x10x64x512 1.24-1.27x, 8x50x32x64 unchanged."""
     cdef Py_ssize_t gates = gates_of(k), units = k.units, s = sl.width, columns = gates * s, r
     cdef floating* recurrent_kernel = <floating*> sl.recurrent_kernel
-    cdef bint sliced = sl.kernel != k.kernel
-    cdef bint by_gate = sliced and not k.amx and s % (FR_PANEL_BYTES // sizeof(floating)) == 0
-    if sliced:
+    cdef bint by_gate = sl.by_gate
+    if sl.kernel != k.kernel:
         if not (by_gate and sl.pack_kernel):
             for r in range(k.inputs):
                 copy_gates(<floating*> sl.kernel + r * columns, <const floating*> k.kernel + r * gates * units,
