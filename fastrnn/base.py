@@ -11,6 +11,7 @@ import itertools
 import os
 import re
 import threading
+import weakref
 
 import numpy as np
 
@@ -21,27 +22,29 @@ __all__ = ["Layer", "Node", "Symbolic"]
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 _NAME_COUNTERS = {}
 _NAME_LOCK = threading.Lock()
-# Every layer's and model's first build and weight setting, one at a time: threads calling an
-# unbuilt layer at once must agree on its weights. One lock, not one per layer, so that a forked
-# child can be given a fresh one (a build lock held by another thread at the fork stayed held in
-# the child, whose first call to that layer then waited for ever).
-_BUILD_LOCK = threading.RLock()
+_LOCK_OWNERS = weakref.WeakSet()   # the layers and models holding a build lock (see build_lock)
 _CALL_PARAMETERS = {}   # layer class -> names of its call's arguments after inputs, or None for any
 
 
 def _forget_locks():
     # A child forked while another thread held a lock would wait for it forever.
-    global _NAME_LOCK, _BUILD_LOCK
-    _NAME_LOCK, _BUILD_LOCK = threading.Lock(), threading.RLock()
+    global _NAME_LOCK
+    _NAME_LOCK = threading.Lock()
+    for owner in list(_LOCK_OWNERS):
+        owner._build_lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_locks)
 
 
-def building():
-    """The lock held while a layer or model is built or given weights (see _BUILD_LOCK)."""
-    return _BUILD_LOCK
+def build_lock(owner):
+    """A lock for `owner`'s first build and weight settings (threads calling an unbuilt layer at
+    once must agree on its weights), one per layer or model so that unrelated builds do not wait
+    for each other; a forked child gets fresh ones (one held by another thread at the fork stayed
+    held in the child, whose first call of that layer then waited for ever)."""
+    _LOCK_OWNERS.add(owner)
+    return threading.RLock()
 
 
 def unique_name(base):
@@ -265,6 +268,7 @@ class Layer:
         else:
             self.batch_input_shape = None
         self.input_shape = None        # known once built
+        self._build_lock = build_lock(self)
         self._inbound_nodes = []       # its calls in functional models
 
     def _take_keras_options(self, options):
@@ -323,7 +327,7 @@ class Layer:
         input_shape : tuple
             Shape of the inputs, None for unknown sizes (usually the batch).
         """
-        with building():
+        with self._build_lock:
             if self.built:
                 return
             input_shape = self._check_build_shape(input_shape)
@@ -418,7 +422,7 @@ class Layer:
 
     def _set_checked_weights(self, checked):
         """Set weights that `_checked_weights` returned."""
-        with building():
+        with self._build_lock:
             self._assign(*checked)
 
     def _infer_input_shape(self, arrays):

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import parallel
 from .backends import num_threads
-from .base import (Layer, ModelCall, Node, Symbolic, as_numeric, building, checked_shape, flag, positive_int,
+from .base import (Layer, ModelCall, Node, Symbolic, as_numeric, build_lock, checked_shape, flag, positive_int,
                    raise_naming, unique_name)
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
@@ -764,6 +764,7 @@ class Sequential(_Model):
         self._output_shapes = None
         self._graph = None
         self._required_batch = None
+        self._build_lock = build_lock(self)
         for layer in layers or []:
             self.add(layer)
 
@@ -877,7 +878,7 @@ class Sequential(_Model):
         ValueError
             Naming the first layer that does not fit, with the shapes involved.
         """
-        with building():   # threads making the first calls at once build one graph, not several
+        with self._build_lock:   # threads making the first calls at once build one graph, not several
             self._build(input_shape)
 
     def _build(self, input_shape):

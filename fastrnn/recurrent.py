@@ -11,7 +11,7 @@ import functools
 import numpy as np
 
 from . import activations, backends, parallel
-from .base import Layer, Symbolic, as_numeric, flag, from_spec, plain_config, positive_int, wrapped_dtype
+from .base import Layer, Symbolic, as_numeric, build_lock, flag, from_spec, plain_config, positive_int, wrapped_dtype
 from .initializers import glorot_uniform
 
 __all__ = ["GRU", "LSTM", "Bidirectional", "SimpleRNN"]
@@ -715,7 +715,7 @@ class Bidirectional(Layer):
         """A private copy of `layer`: the given weights (read-only, so shared safely) or none."""
         inner = copy.copy(layer)
         inner.name, inner.go_backwards = name, go_backwards
-        inner._inbound_nodes = []
+        inner._build_lock, inner._inbound_nodes = build_lock(inner), []
         if not keep_weights:
             # A fresh backward layer, as in Keras; its own seed so it differs from the forward one.
             inner.input_shape, inner._weight_names = None, []

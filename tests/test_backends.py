@@ -502,15 +502,16 @@ def test_a_child_forked_during_blas_products_does_not_hang():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-@pytest.mark.parametrize("lock", ["name", "threads", "build"])
+@pytest.mark.parametrize("lock", ["name", "threads", "layer build", "model build"])
 def test_a_child_forked_while_another_thread_holds_a_lock_of_fastrnn_does_not_hang(lock):
     """The locks around layer names, the thread count and builds: a child forked while another
     thread held one waited for ever on its first layer, thread count or call of an unbuilt
     layer."""
     from fastrnn import base
 
-    held = {"name": base._NAME_LOCK, "threads": backends._threads_lock, "build": base.building()}[lock]
     unbuilt = fastrnn.Sequential([fastrnn.LSTM(2)])
+    held = {"name": base._NAME_LOCK, "threads": backends._threads_lock, "layer build": unbuilt.layers[0]._build_lock,
+            "model build": unbuilt._build_lock}[lock]
     taken, forked = threading.Event(), threading.Event()
     holder = threading.Thread(target=lambda: (held.acquire(), taken.set(), forked.wait(), held.release()))
     holder.start()
@@ -520,7 +521,7 @@ def test_a_child_forked_while_another_thread_holds_a_lock_of_fastrnn_does_not_ha
         signal.alarm(10)
         code = 1
         try:
-            if lock == "build":
+            if lock.endswith("build"):
                 code = 0 if unbuilt(np.ones((1, 3, 2), np.float32)).shape == (1, 2) else 1
             else:
                 fastrnn.set_num_threads(1) if lock == "threads" else fastrnn.LSTM(2)
@@ -531,6 +532,21 @@ def test_a_child_forked_while_another_thread_holds_a_lock_of_fastrnn_does_not_ha
     holder.join()
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
+def test_unrelated_builds_do_not_wait_for_each_other():
+    """Each layer and model has its own build lock: a new layer's first call went on while
+    another thread built an unrelated large one (with one lock for all, it waited 3.9 s for an
+    LSTM(2048)'s initialisation)."""
+    busy = fastrnn.Sequential([fastrnn.LSTM(2)])
+    done = threading.Event()
+    with busy._build_lock, busy.layers[0]._build_lock:    # as while they build
+        thread = threading.Thread(target=lambda: (fastrnn.Sequential([fastrnn.GRU(3)])(np.ones((1, 2, 4))),
+                                                  done.set()))
+        thread.start()
+        finished = done.wait(30)
+    thread.join()
+    assert finished
 
 
 def test_a_fork_waits_for_the_numba_kernels_blas_setting():
