@@ -1024,11 +1024,10 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
         packings += sl.pack + sl.pack_kernel
         sl.by_gate = n > 1 and not k.amx and sl.width % (FR_PANEL_BYTES // size) == 0   # (fill_slice)
         offsets[id][0] = take(&total, sl.chunk * k.batch * columns, align)
-        offsets[id][1] = take(&total, k.inputs * columns if n > 1 and not (sl.by_gate and sl.pack_kernel) else 0,
-                              align)
+        offsets[id][1] = take(&total, k.inputs * columns if copies_columns(sl, sl.pack_kernel, n) else 0, align)
         offsets[id][2] = take(&total, columns if n > 1 else 0, align)
         offsets[id][3] = take(&total, columns if n > 1 and k.cell == GRU_CELL else 0, align)
-        offsets[id][4] = take(&total, k.state * columns if n > 1 and not (sl.by_gate and sl.pack) else 0, align)
+        offsets[id][4] = take(&total, k.state * columns if copies_columns(sl, sl.pack, n) else 0, align)
         offsets[id][5] = take(&total, packed_values(k, k.state, columns) if sl.pack else 0, align)
         offsets[id][6] = take(&total, k.batch * columns if k.cell == GRU_CELL else 0, align)
         offsets[id][7] = take(&total, k.batch * sl.width if k.cell == LSTM_CELL else 0, align)
@@ -1054,6 +1053,12 @@ cdef int plan_call(Plan* p, const Call* k, int n) except -1 nogil:
     return 0
 
 
+cdef inline bint copies_columns(const Slice* sl, bint packed, int n) noexcept nogil:
+    """Whether a slice of n (its kernel `packed` or not) copies its columns of a kernel side by
+    side: when the call has several slices, unless it packs that kernel gate by gate (fill_slice)."""
+    return n > 1 and not (sl.by_gate and packed)
+
+
 cdef inline void copy_gates(floating* destination, const floating* source, Py_ssize_t units, Py_ssize_t gates,
                             Py_ssize_t start, Py_ssize_t width) noexcept nogil:
     """The slice's columns of each gate from a row of G * units, side by side in `destination`."""
@@ -1077,24 +1082,24 @@ cdef void fill_slice(const Call* k, const Slice* sl, const floating* precision) 
     LSTM 1x10x32x256 ran 1.30-1.35x as fast, 1x10x64x512 1.24-1.27x, 8x50x32x64 unchanged."""
     cdef Py_ssize_t gates = gates_of(k), units = k.units, s = sl.width, columns = gates * s, r
     cdef floating* recurrent_kernel = <floating*> sl.recurrent_kernel
-    cdef bint by_gate = sl.by_gate
-    if sl.kernel != k.kernel:
-        if not (by_gate and sl.pack_kernel):
-            for r in range(k.inputs):
-                copy_gates(<floating*> sl.kernel + r * columns, <const floating*> k.kernel + r * gates * units,
-                           units, gates, sl.start, s)
+    cdef int n = 2 if sl.kernel != k.kernel else 1      # (one slice reads the kernels in place)
+    if copies_columns(sl, sl.pack_kernel, n):
+        for r in range(k.inputs):
+            copy_gates(<floating*> sl.kernel + r * columns, <const floating*> k.kernel + r * gates * units,
+                       units, gates, sl.start, s)
+    if n > 1:
         copy_gates(<floating*> sl.bias, <const floating*> k.bias, units, gates, sl.start, s)
         if k.cell == GRU_CELL:
             copy_gates(<floating*> sl.recurrent_bias, <const floating*> k.extra, units, gates, sl.start, s)
-        if not (by_gate and sl.pack):
-            for r in range(k.state):
-                copy_gates(recurrent_kernel + r * columns, <const floating*> k.recurrent_kernel + r * gates * units,
-                           units, gates, sl.start, s)
-    if sl.pack and by_gate:
+    if copies_columns(sl, sl.pack, n):
+        for r in range(k.state):
+            copy_gates(recurrent_kernel + r * columns, <const floating*> k.recurrent_kernel + r * gates * units,
+                       units, gates, sl.start, s)
+    if sl.pack and sl.by_gate:
         pack_gates(<const floating*> k.recurrent_kernel, k.state, units, gates, sl, <floating*> sl.packed)
     elif sl.pack:
         pack_matrix(k, recurrent_kernel, k.state, columns, sl.packed)
-    if sl.pack_kernel and by_gate:
+    if sl.pack_kernel and sl.by_gate:
         pack_gates(<const floating*> k.kernel, k.inputs, units, gates, sl, <floating*> sl.packed_kernel)
     elif sl.pack_kernel:
         pack_matrix(k, sl.kernel, k.inputs, columns, sl.packed_kernel)

@@ -96,7 +96,8 @@ def batch_parts(batch, work_per_row, kernels, calls=1, by_speed=None, min_rows=1
     cut into (on the team, a large batch into more parts than threads: PARTS_PER_THREAD, claimed
     as threads come free; else one part per thread, sized by the threads' speeds in their recent
     parts, `part_shares`, where `by_speed`, a function of no argument asked only then, says so:
-    else equal; each of at least `min_rows` rows) and whether the parts run on the team of the compiled `kernels` (`run_parts`).
+    else equal; each of at least `min_rows` rows) and whether the parts run on the team of the
+    compiled `kernels` (`run_parts`).
     ``rows`` is empty when splitting does not pay: the calls then run whole, one after another.
     (`may_split` is false for less than twice the smallest part: callers on a hot path check
     that first, without a call.)
